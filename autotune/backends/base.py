@@ -1,0 +1,51 @@
+"""The Backend protocol: what a compiler/runtime must offer to take part in a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from autotune.measure import Feeds, Measurement, MeasurementProtocol
+from autotune.quantize import QuantizedModel
+from autotune.target import Target
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run on a target here, and why not when it cannot."""
+
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class Artifact:
+    """A compiled model on disk, ready to be loaded and measured."""
+
+    backend: str
+    path: Path
+    size_bytes: int
+    compile_s: float
+    details: dict = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """One compiler/runtime. Implementations import their runtime lazily, inside methods."""
+
+    name: str
+
+    def available(self, target: Target) -> Availability:
+        """Whether ``target`` can be compiled for and measured here (cheap; no compile)."""
+
+    def versions(self) -> dict[str, str]:
+        """The versions of the runtime packages that make this backend's results."""
+
+    def compile(self, model: QuantizedModel, target: Target, workdir: Path) -> Artifact:
+        """Compile ``model`` for ``target`` into ``workdir``; raise UnsupportedConfig when the
+        backend cannot express the config."""
+
+    def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
+                protocol: MeasurementProtocol) -> Measurement:
+        """Load and run ``artifact`` under ``protocol``; outputs of every evaluation input."""

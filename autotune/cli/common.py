@@ -1,0 +1,42 @@
+"""Pieces the commands share: the store option and JSON/table printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from autotune.store import DEFAULT_STORE_URL, Store
+
+
+def add_store_option(parser) -> None:
+    parser.add_argument("--store", default=DEFAULT_STORE_URL, metavar="URL",
+                        help=f"result store URL (default: {DEFAULT_STORE_URL})")
+
+
+def open_store(url: str) -> Store:
+    return Store(url)
+
+
+def workspace_for(url: str) -> Path:
+    """The folder next to a SQLite store that holds run data and caches (``results/``)."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///")).parent
+    return Path("results")
+
+
+def print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row]
+                                           for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+              .rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))

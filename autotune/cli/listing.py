@@ -1,0 +1,70 @@
+"""``autotune targets``, ``autotune spaces`` and ``autotune zoo``: what is available here."""
+
+from __future__ import annotations
+
+from autotune.cli.common import print_json, print_table
+
+
+def add_parser(commands) -> None:
+    for name, handler, help_text in (
+        ("targets", _targets, "list targets and whether each is reachable here"),
+        ("spaces", _spaces, "list the built-in search spaces"),
+        ("zoo", _zoo, "list the built-in models"),
+    ):
+        parser = commands.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(handler=handler)
+
+
+def _targets(args) -> int:
+    from autotune.backends import backend_names, get_backend
+    from autotune.target import builtin_targets
+
+    rows = []
+    for target in builtin_targets():
+        reach = "local" if target.is_local else (
+            f"tracker {target.reach.host}:{target.reach.port} key {target.reach.key}")
+        for name in backend_names():
+            availability = get_backend(name).available(target)
+            rows.append({"target": target.name, "backend": name, "device": target.device,
+                         "reach": reach, "reachable": availability.ok,
+                         "reason": availability.reason, "description": target.description})
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(["target", "backend", "reach", "reachable", "why not"],
+                    [[r["target"], r["backend"], r["reach"], "yes" if r["reachable"] else "no",
+                      r["reason"]] for r in rows])
+    return 0
+
+
+def _spaces(args) -> int:
+    from autotune.space import builtin_spaces
+
+    spaces = builtin_spaces()
+    if args.json:
+        print_json([{"name": s.name, "configs": len(s.configs), "description": s.description,
+                     "config_texts": [c.text for c in s.configs]} for s in spaces])
+    else:
+        print_table(["space", "configs", "description"],
+                    [[s.name, len(s.configs), s.description] for s in spaces])
+    return 0
+
+
+def _zoo(args) -> int:
+    from autotune.zoo import ZOO
+
+    rows = []
+    for entry in ZOO.values():
+        size = entry.path.stat().st_size if entry.path.exists() else None
+        rows.append({"name": entry.name, "metric": entry.metric, "size_bytes": size,
+                     "description": entry.description, "weights": entry.source})
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(["model", "metric", "size", "description", "weights from"],
+                    [[r["name"], r["metric"],
+                      "missing" if r["size_bytes"] is None
+                      else f"{r['size_bytes'] / 2**20:.1f} MiB",
+                      r["description"], r["weights"]] for r in rows])
+    return 0

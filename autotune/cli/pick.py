@@ -1,0 +1,99 @@
+"""``autotune pick``: the config to deploy under an accuracy (and memory) constraint."""
+
+from __future__ import annotations
+
+from autotune.cli.common import add_store_option, open_store, print_json, print_table
+from autotune.errors import InputError
+from autotune.pareto import OBJECTIVES, pick
+from autotune.report import reproduce_command
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "pick", help="the config to ship under a constraint",
+        description="The best measured config under the constraints, per target. Exits 1 and "
+                    "shows the nearest configs when none qualifies.")
+    parser.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID",
+                        help="run (default: the latest)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="PP",
+                        help="largest accuracy drop vs fp32, in percentage points (default: 1)")
+    parser.add_argument("--max-memory", type=float, default=None, metavar="MIB",
+                        help="largest memory use of the model, in MiB")
+    parser.add_argument("--objective", default="latency", choices=sorted(OBJECTIVES))
+    parser.add_argument("--target", default=None, help="only this target")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_store_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    if args.max_accuracy_drop < 0:
+        raise InputError("--max-accuracy-drop: must not be negative")
+    store = open_store(args.store)
+    run = store.get_run(args.run_id)
+    trials = store.trials(run.id)
+    targets = sorted({trial.target for trial in trials})
+    if args.target is not None:
+        if args.target not in targets:
+            raise InputError(f"--target {args.target}: run {run.id} has no trials on it "
+                             f"(it has: {', '.join(targets)})")
+        targets = [args.target]
+    max_memory = None if args.max_memory is None else int(args.max_memory * 2**20)
+    answers = []
+    for target in targets:
+        choice = pick([t for t in trials if t.target == target], args.max_accuracy_drop / 100,
+                      args.objective, max_memory)
+        answers.append({
+            "target": target,
+            "met": choice.chosen is not None,
+            "choice": _describe(choice.chosen, run) if choice.chosen else None,
+            "nearest": [{**_describe(t, run), "misses_accuracy_by_pp": round(miss * 100, 3)}
+                        for t, miss in choice.nearest],
+        })
+    if args.json:
+        print_json({"run_id": run.id, "max_accuracy_drop_pp": args.max_accuracy_drop,
+                    "objective": args.objective, "answers": answers})
+    else:
+        for answer in answers:
+            if answer["met"]:
+                c = answer["choice"]
+                print(f"{answer['target']}: ship {c['label']} on {c['backend']}")
+                print_table(["config", "backend", "median ms", "p90 ms", "accuracy", "drop pp",
+                             "memory MiB", "size KiB"],
+                            [[c["config_text"], c["backend"], c["latency_median_ms"],
+                              c["latency_p90_ms"], c["accuracy"], c["accuracy_drop_pp"],
+                              c["memory_mib"], c["artifact_size_kib"]]])
+                print(f"reproduce: {c['reproduce']}")
+            else:
+                print(f"{answer['target']}: no config meets an accuracy drop of at most "
+                      f"{args.max_accuracy_drop} pp"
+                      + (f" and memory of at most {args.max_memory} MiB" if max_memory else ""))
+                if answer["nearest"]:
+                    print("nearest:")
+                    print_table(["config", "backend", "drop pp", "misses by pp", "median ms"],
+                                [[n["config_text"], n["backend"], n["accuracy_drop_pp"],
+                                  n["misses_accuracy_by_pp"], n["latency_median_ms"]]
+                                 for n in answer["nearest"]])
+                else:
+                    print("no successful trial on this target to compare with")
+            print()
+    return 0 if all(answer["met"] for answer in answers) else 1
+
+
+def _describe(trial, run) -> dict:
+    return {
+        "config_id": trial.config.id,
+        "config_text": trial.config.text,
+        "label": trial.config.label,
+        "config": trial.config.to_dict(),
+        "backend": trial.backend,
+        "latency_median_ms": round(trial.latency_median_ms, 4),
+        "latency_p90_ms": round(trial.latency_p90_ms, 4),
+        "accuracy": None if trial.accuracy is None else round(trial.accuracy, 5),
+        "accuracy_drop_pp": round(trial.accuracy_drop * 100, 3),
+        "memory_mib": None if trial.memory_bytes is None else round(trial.memory_bytes / 2**20, 2),
+        "artifact_size_kib": None if trial.artifact_size_bytes is None
+        else round(trial.artifact_size_bytes / 1024, 1),
+        "versions": trial.versions,
+        "reproduce": reproduce_command(run, trial),
+    }

@@ -1,0 +1,126 @@
+"""Datasets: calibration and evaluation inputs for a model, kept apart, with the metric.
+
+A dataset is either given (a zoo entry, or a user's ``.npz``) or made from a seeded random
+generator for the model's static input shapes, in which case only fidelity against fp32 can
+be scored, and the run says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autotune.errors import InputError
+
+Feeds = dict[str, np.ndarray]
+
+METRICS = ("top1", "cosine", "mse", "spearman", "fidelity")
+
+_ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_,
+                10: np.float16, 11: np.float64}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass
+class Dataset:
+    """Samples as feed dicts (one sample each, batch axis kept), labels for evaluation."""
+
+    calibration: list[Feeds]
+    evaluation: list[Feeds]
+    labels: np.ndarray | None
+    metric: str
+    synthetic: bool = False
+
+    def save(self, path: Path) -> None:
+        arrays = {}
+        for split, samples in (("calibration", self.calibration), ("evaluation", self.evaluation)):
+            for name in samples[0]:
+                arrays[f"{split}/{name}"] = np.stack([feeds[name] for feeds in samples])
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        arrays["meta/metric"] = np.array(self.metric)
+        arrays["meta/synthetic"] = np.array(self.synthetic)
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Dataset:
+        with np.load(path) as data:
+            splits: dict[str, dict[str, np.ndarray]] = {"calibration": {}, "evaluation": {}}
+            for key in data.files:
+                split, _, name = key.partition("/")
+                if split in splits:
+                    splits[split][name] = data[key]
+            labels = data["labels"] if "labels" in data.files else None
+            return cls(calibration=_unstack(splits["calibration"]),
+                       evaluation=_unstack(splits["evaluation"]), labels=labels,
+                       metric=str(data["meta/metric"]), synthetic=bool(data["meta/synthetic"]))
+
+
+def _unstack(arrays: dict[str, np.ndarray]) -> list[Feeds]:
+    count = len(next(iter(arrays.values())))
+    return [{name: values[index] for name, values in arrays.items()} for index in range(count)]
+
+
+def model_inputs(model_path: Path) -> list[InputSpec]:
+    """The graph inputs of an ONNX model (initializers excluded), with static shapes."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except FileNotFoundError:
+        raise InputError(f"{model_path}: model file not found") from None
+    except Exception as error:  # onnx raises DecodeError and friends for non-ONNX bytes
+        detail = str(error).splitlines()[0] if str(error) else "parse failed"
+        raise InputError(f"{model_path}: not a readable ONNX model "
+                         f"({type(error).__name__}: {detail})") from None
+    if not model.graph.node:
+        raise InputError(f"{model_path}: not a readable ONNX model (the graph has no nodes)")
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        shape = []
+        for index, dim in enumerate(tensor_type.shape.dim):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                raise InputError(
+                    f"{model_path}: input {value.name!r} dimension {index} is dynamic "
+                    f"({dim.dim_param or '?'}); give a model with static input shapes")
+            shape.append(dim.dim_value)
+        dtype = _ONNX_DTYPES.get(tensor_type.elem_type)
+        if dtype is None:
+            raise InputError(f"{model_path}: input {value.name!r} has an unsupported element "
+                             f"type {tensor_type.elem_type}")
+        specs.append(InputSpec(value.name, tuple(shape), np.dtype(dtype)))
+    return specs
+
+
+def random_dataset(model_path: Path, calibration_count: int = 32, evaluation_count: int = 32,
+                   seed: int = 0) -> Dataset:
+    """Seeded random inputs for a model with no data: fidelity vs fp32 is the only metric."""
+    rng = np.random.default_rng(seed)
+    specs = model_inputs(model_path)
+
+    def sample() -> Feeds:
+        feeds = {}
+        for spec in specs:
+            if np.issubdtype(spec.dtype, np.floating):
+                feeds[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
+            elif spec.dtype == np.bool_:
+                feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(np.bool_)
+            else:
+                feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+        return feeds
+
+    calibration = [sample() for _ in range(calibration_count)]
+    evaluation = [sample() for _ in range(evaluation_count)]
+    return Dataset(calibration, evaluation, None, "fidelity", synthetic=True)

@@ -1,0 +1,231 @@
+"""The search driver: one benchmark run, from model and space to stored trials and a report.
+
+It resolves nothing by name (the CLI does); it takes objects, asks the strategy what to
+measure, runs each trial in an isolated worker, scores it against the fp32 reference and
+commits it to the store at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autotune.accuracy import first_outputs, quality
+from autotune.backends import get_backend
+from autotune.config import FP32
+from autotune.data import Dataset
+from autotune.errors import InputError
+from autotune.host import host_info, runtime_versions
+from autotune.measure import MeasurementProtocol, latency_stats
+from autotune.quantize import file_hash
+from autotune.search import Candidate, SearchStrategy
+from autotune.space import SearchSpace
+from autotune.store import Run, Store, new_run_id, now
+from autotune.target import Target
+from autotune.trial import Trial
+from autotune.worker import Job, run_isolated
+from autotune.zoo import ModelSource
+
+log = logging.getLogger("autotune")
+
+
+@dataclass
+class RunSettings:
+    """Everything that shapes a run besides the model, space and targets."""
+
+    backends: tuple[str, ...]
+    budget: int | None = None
+    trial_timeout_s: float = 600.0
+    memory_limit_bytes: int = 8 << 30
+    tuning_trials: int = 0
+    protocol: MeasurementProtocol = field(default_factory=MeasurementProtocol)
+    workspace: Path = Path("results")
+    progress: bool = True
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    trials: list[Trial]
+    interrupted: bool = False
+
+    @property
+    def succeeded(self) -> int:
+        return sum(trial.ok for trial in self.trials)
+
+
+def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Sequence[Target],
+              settings: RunSettings, strategy: SearchStrategy, args: dict) -> str:
+    """Create the run record and its data files; returns the run id."""
+    run_id = new_run_id()
+    run_dir = settings.workspace / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.dataset.save(run_dir / "dataset.npz")
+    reference = reference_outputs(model.path, model.dataset)
+    np.save(run_dir / "reference.npy", reference)
+    reference_accuracy = None
+    if model.dataset.labels is not None and model.dataset.metric == "top1":
+        reference_accuracy = float(np.mean(np.argmax(reference, axis=1) == model.dataset.labels))
+    store.create_run(Run(
+        id=run_id, created_at=now(), finished_at=None, status="running", model=model.name,
+        model_path=str(model.path), model_hash=file_hash(model.path), space=space.name,
+        metric=model.dataset.metric, synthetic_data=model.dataset.synthetic,
+        reference_accuracy=reference_accuracy, args=args, host=host_info(),
+        versions=runtime_versions()))
+    return run_id
+
+
+def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence[Target],
+                settings: RunSettings, strategy: SearchStrategy) -> RunOutcome:
+    """Measure the run's remaining trials; finished trials (from an earlier attempt) are kept."""
+    run = store.get_run(run_id)
+    run_dir = settings.workspace / "runs" / run_id
+    dataset = Dataset.load(run_dir / "dataset.npz")
+    reference = np.load(run_dir / "reference.npy")
+    history = store.trials(run_id)
+    candidates, unavailable = _candidates(space, targets, settings.backends)
+    for candidate, reason in unavailable:
+        if candidate.key not in {trial.key for trial in history}:
+            trial = _base_trial(run, candidate, "unavailable", reason)
+            store.add_trial(trial)
+            history.append(trial)
+
+    measured = sum(trial.status != "unavailable" for trial in history)
+    budget_left = (settings.budget if settings.budget is not None else len(candidates)) - measured
+    store.set_run_status(run_id, "running")
+    planned = len(_remaining(candidates, history))
+    total = min(planned, max(budget_left, 0))
+    bar = _progress(total, settings.progress)
+    interrupted = False
+    try:
+        while budget_left > 0:
+            batch = strategy.propose(candidates, history, budget_left)
+            if not batch:
+                break
+            for candidate in batch:
+                bar.set_description(f"{candidate.config.label} on {candidate.backend}/"
+                                    f"{candidate.target.name}"[:60])
+                trial = run_trial(run, candidate, dataset, reference, settings, run_dir)
+                store.add_trial(trial)
+                history.append(trial)
+                budget_left -= 1
+                bar.update(1)
+                summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
+                           else trial.status)
+                bar.set_postfix_str(summary)
+                if budget_left <= 0:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    store.set_run_status(run_id, "interrupted" if interrupted else "finished",
+                         finished=not interrupted)
+    return RunOutcome(run_id, store.trials(run_id), interrupted)
+
+
+def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.ndarray,
+              settings: RunSettings, run_dir: Path) -> Trial:
+    """Measure one candidate in an isolated worker and score it."""
+    started = now()
+    job = Job(model_path=run.model_path, config=candidate.config.to_dict(),
+              backend=candidate.backend, target_path=str(candidate.target.path),
+              dataset_path=str(run_dir / "dataset.npz"),
+              cache_dir=str(settings.workspace / "cache"),
+              protocol=settings.protocol.to_dict(), tuning_trials=settings.tuning_trials)
+    result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes)
+    trial = _base_trial(run, candidate, result.status, result.error)
+    trial.started_at = started
+    figures = result.figures
+    trial.versions = {**run.versions, **figures.get("versions", {})}
+    trial.details = figures.get("details", {})
+    for name in ("compile_s", "load_s", "first_inference_ms", "peak_memory_bytes",
+                 "memory_bytes", "artifact_size_bytes"):
+        setattr(trial, name, figures.get(name))
+    if "quantize_s" in figures:
+        trial.details["quantize_s"] = figures["quantize_s"]
+    if trial.ok:
+        trial.latencies_ms = figures["latencies_ms"]
+        stats = latency_stats(trial.latencies_ms)
+        trial.latency_median_ms = stats.median_ms
+        trial.latency_p90_ms = stats.p90_ms
+        trial.latency_p99_ms = stats.p99_ms
+        trial.latency_spread = stats.spread
+        try:
+            _score(trial, first_outputs(result.outputs), reference, dataset, run)
+        except ValueError as error:
+            trial.status, trial.error = "runtime_error", f"outputs cannot be scored: {error}"
+    trial.finished_at = now()
+    return trial
+
+
+def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Dataset,
+           run: Run) -> None:
+    scores = quality(outputs, reference, dataset.labels, dataset.metric)
+    trial.accuracy = scores.accuracy
+    trial.top1_agreement = scores.top1_agreement
+    trial.sqnr_db = scores.sqnr_db
+    trial.cosine = scores.cosine
+    if scores.accuracy is not None and run.reference_accuracy is not None:
+        trial.accuracy_drop = run.reference_accuracy - scores.accuracy
+    else:
+        # Without labels, quality is fidelity: the drop is how far outputs are from fp32's.
+        trial.accuracy_drop = 1.0 - scores.cosine
+
+
+def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Trial:
+    return Trial(run_id=run.id, model=run.model, model_hash=run.model_hash,
+                 config=candidate.config, backend=candidate.backend,
+                 target=candidate.target.name, status=status, error=error,
+                 versions=dict(run.versions), cpu_model=run.host.get("cpu_model", ""),
+                 cores=candidate.target.threads, emulated=candidate.target.emulated,
+                 started_at=now(), finished_at=now())
+
+
+def _candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequence[str]):
+    candidates, unavailable = [], []
+    for target in targets:
+        for name in backends:
+            availability = get_backend(name).available(target)
+            for config in space.configs:
+                candidate = Candidate(config, name, target)
+                if availability.ok:
+                    candidates.append(candidate)
+                else:
+                    unavailable.append((candidate, availability.reason))
+    # Baselines first across all targets, then the space order.
+    candidates.sort(key=lambda candidate: candidate.config != FP32)
+    return candidates, unavailable
+
+
+def _remaining(candidates: Sequence[Candidate], history: Sequence[Trial]) -> list[Candidate]:
+    done = {trial.key for trial in history}
+    return [candidate for candidate in candidates if candidate.key not in done]
+
+
+def reference_outputs(model_path: Path, dataset: Dataset) -> np.ndarray:
+    """fp32 outputs of the original model (onnxruntime, CPU): what fidelity is measured against."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(str(model_path), options,
+                                               providers=["CPUExecutionProvider"])
+        return first_outputs([session.run(None, feeds) for feeds in dataset.evaluation])
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise InputError(f"{model_path}: onnxruntime cannot run the fp32 model to make the "
+                         f"reference outputs: {first_line}") from None
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="trial", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=True)

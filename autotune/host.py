@@ -1,0 +1,65 @@
+"""Facts about the machine and software that make a result: CPU, cores, runtime versions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+
+from autotune.paths import ROOT
+
+# The packages whose versions are part of every trial's identity.
+RUNTIME_PACKAGES = ("apache-tvm", "apache-tvm-ffi", "openvino", "onnxruntime", "onnx", "numpy",
+                    "nncf")
+
+
+def runtime_versions() -> dict[str, str]:
+    versions = {}
+    for package in RUNTIME_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    versions["autotune"] = autotune_commit()
+    return versions
+
+
+@functools.lru_cache(maxsize=1)
+def autotune_commit() -> str:
+    """The git commit of this checkout (with ``+dirty`` for local changes), or the version."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout
+        return commit.strip() + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return version("autotune")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def host_info() -> dict:
+    return {"hostname": platform.node(), "cpu_model": cpu_model(), "cores": usable_cores(),
+            "machine": platform.machine(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}

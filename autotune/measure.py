@@ -1,0 +1,118 @@
+"""The measurement protocol shared by every backend, and the statistics of its samples.
+
+Cold start (load, first inference) is recorded apart from the warm samples; warm-up runs are
+discarded; then the artifact runs until both a minimum count and a minimum time are reached.
+Inputs cycle through the evaluation samples so no cache sees one input repeated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class MeasurementProtocol:
+    warmup_runs: int = 10
+    min_repeats: int = 50
+    min_time_s: float = 1.0
+    # A cap so that a pathologically slow artifact cannot hold the run forever; the count
+    # may then stay under min_repeats, which the stored samples show.
+    max_time_s: float = 30.0
+
+    def to_dict(self) -> dict:
+        return {"warmup_runs": self.warmup_runs, "min_repeats": self.min_repeats,
+                "min_time_s": self.min_time_s, "max_time_s": self.max_time_s}
+
+
+@dataclass
+class Measurement:
+    """What running an artifact gives: timings, and the outputs of every evaluation input."""
+
+    load_s: float
+    first_inference_ms: float
+    latencies_ms: list[float]
+    outputs: list[list[np.ndarray]]
+    details: dict = field(default_factory=dict)
+
+
+class Session:
+    """A loaded artifact that runs one set of inputs; backends subclass it."""
+
+    def set_inputs(self, feeds: Feeds) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        """Run on the inputs last set; only this call is timed."""
+        raise NotImplementedError
+
+    def outputs(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
+                    protocol: MeasurementProtocol) -> Measurement:
+    """Load, run once cold, run every evaluation input for its outputs, then time warm runs."""
+    if not evaluation:
+        raise ValueError("measurement needs at least one input")
+    start = time.perf_counter()
+    session = load()
+    load_s = time.perf_counter() - start
+
+    session.set_inputs(evaluation[0])
+    start = time.perf_counter()
+    session.run()
+    first_ms = (time.perf_counter() - start) * 1e3
+
+    outputs = []
+    for feeds in evaluation:
+        session.set_inputs(feeds)
+        session.run()
+        outputs.append([np.array(out, copy=True) for out in session.outputs()])
+
+    for index in range(protocol.warmup_runs):
+        session.set_inputs(evaluation[index % len(evaluation)])
+        session.run()
+
+    samples: list[float] = []
+    began = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - began
+        enough = len(samples) >= protocol.min_repeats and elapsed >= protocol.min_time_s
+        if enough or (elapsed >= protocol.max_time_s and len(samples) >= 3):
+            break
+        session.set_inputs(evaluation[len(samples) % len(evaluation)])
+        start = time.perf_counter()
+        session.run()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return Measurement(load_s=load_s, first_inference_ms=first_ms, latencies_ms=samples,
+                       outputs=outputs)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    # Robust spread: interquartile range over the median (a ratio, 0.02 = 2%).
+    spread: float
+    count: int
+
+
+def latency_stats(samples_ms: Sequence[float]) -> LatencyStats:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no latency samples")
+    q25, median, q75, p90, p99 = np.percentile(values, [25, 50, 75, 90, 99])
+    return LatencyStats(median_ms=float(median), p90_ms=float(p90), p99_ms=float(p99),
+                        mean_ms=float(values.mean()), std_ms=float(values.std()),
+                        min_ms=float(values.min()), spread=float((q75 - q25) / median),
+                        count=int(values.size))

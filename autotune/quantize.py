@@ -1,0 +1,133 @@
+"""Quantizer: a QuantConfig plus calibration inputs become a QDQ ONNX model or a precision hint.
+
+Integer configs go through onnxruntime.quantization (static, QDQ format), which every
+backend can import. Float configs (fp16, bf16) are not rewritten: the backend receives the
+fp32 model with a precision hint, as OpenVINO and TVM expect. Quantized models are cached by
+(model hash, calibration data hash, config id, onnxruntime version), so an upgrade never
+reuses a model the old quantizer made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from autotune.config import QuantConfig
+from autotune.errors import UnsupportedConfig
+
+Feeds = dict[str, np.ndarray]
+
+_CALIBRATION = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+_QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "int4": "QInt4"}
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    """The model a backend compiles: an ONNX path, and the float precision to run it in."""
+
+    path: Path
+    config: QuantConfig
+    precision_hint: str  # fp32, fp16 or bf16: the precision of everything left in float
+    source_hash: str
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def feeds_hash(samples: Sequence[Feeds]) -> str:
+    digest = hashlib.sha256()
+    for feeds in samples:
+        for name in sorted(feeds):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(feeds[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def quantize(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds],
+             cache_dir: Path) -> QuantizedModel:
+    """Return the model to compile for ``config``, quantizing (or reusing the cache) if needed."""
+    source_hash = file_hash(model_path)
+    if config.is_float:
+        return QuantizedModel(Path(model_path), config, config.weight_dtype, source_hash)
+    _check_expressible(config)
+    key = (f"{source_hash}-{feeds_hash(calibration)}-{config.id}"
+           f"-ort{version('onnxruntime')}")
+    out = Path(cache_dir) / "quantized" / f"{key}.onnx"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _quantize_static(Path(model_path), config, calibration, out)
+    return QuantizedModel(out, config, "fp32", source_hash)
+
+
+def _check_expressible(config: QuantConfig) -> None:
+    if config.activation_dtype in ("fp32", "fp16", "bf16"):
+        raise UnsupportedConfig("weight-only quantization is not available through the "
+                                "onnxruntime QDQ quantizer")
+    if config.calibration not in _CALIBRATION:
+        raise UnsupportedConfig(f"onnxruntime has no {config.calibration!r} calibration "
+                                f"(it has {', '.join(_CALIBRATION)})")
+    if config.granularity == "per_group":
+        raise UnsupportedConfig("per-group granularity needs weight-only quantization")
+    if config.weight_dtype == "int4":
+        raise UnsupportedConfig("int4 weights with quantized activations are not supported")
+    for layer, dtype in config.overrides:
+        if dtype != "fp32":
+            raise UnsupportedConfig(f"layer override {layer}={dtype}: only fp32 (keep the "
+                                    f"layer in float) is supported")
+
+
+def _quantize_static(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds],
+                     out: Path) -> None:
+    from onnxruntime import quantization as ortq
+
+    class Reader(ortq.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._samples = iter(calibration)
+
+        def get_next(self) -> Feeds | None:
+            return next(self._samples, None)
+
+    extra = {
+        "WeightSymmetric": config.weight_scheme == "symmetric",
+        "ActivationSymmetric": config.activation_scheme == "symmetric",
+    }
+    if config.calibration == "percentile":
+        extra["CalibPercentile"] = 99.99
+    # onnxruntime logs a "consider pre-processing" warning through the root logger on every
+    # call; it is advice for dynamic-shape models, not a problem of this run.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    # Write to a temporary name first: a crash mid-write must never leave a cached file that
+    # looks complete, and two runs quantizing the same config must not see each other's half.
+    handle, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    os.close(handle)
+    try:
+        ortq.quantize_static(
+            str(model_path), tmp_name, Reader(),
+            quant_format=ortq.QuantFormat.QDQ,
+            per_channel=config.granularity == "per_channel",
+            activation_type=getattr(ortq.QuantType, _QUANT_TYPES[config.activation_dtype]),
+            weight_type=getattr(ortq.QuantType, _QUANT_TYPES[config.weight_dtype]),
+            calibrate_method=getattr(ortq.CalibrationMethod, _CALIBRATION[config.calibration]),
+            nodes_to_exclude=[layer for layer, _ in config.overrides],
+            extra_options=extra,
+        )
+        os.replace(tmp_name, out)
+    finally:
+        root.setLevel(level)
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)

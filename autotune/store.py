@@ -1,0 +1,272 @@
+"""The result store: runs and trials in SQL (SQLite by default, any SQLAlchemy URL).
+
+Every trial is committed as soon as it finishes, so a run that dies loses nothing and
+``--resume`` knows exactly which trials are done. The schema carries a version number and
+is created (or migrated) when a store is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from autotune.config import QuantConfig
+from autotune.errors import InputError
+from autotune.trial import Trial
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs_table = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("model_path", sa.Text, nullable=False),
+    sa.Column("model_hash", sa.String(64), nullable=False),
+    sa.Column("space", sa.Text, nullable=False),
+    sa.Column("metric", sa.String(16), nullable=False),
+    sa.Column("synthetic_data", sa.Boolean, nullable=False),
+    sa.Column("reference_accuracy", sa.Float),
+    sa.Column("args_json", sa.Text, nullable=False),
+    sa.Column("host_json", sa.Text, nullable=False),
+    sa.Column("versions_json", sa.Text, nullable=False),
+)
+
+trials_table = sa.Table(
+    "trials", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("model_hash", sa.String(64), nullable=False),
+    sa.Column("config_id", sa.String(16), nullable=False),
+    sa.Column("config_text", sa.Text, nullable=False),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("backend", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("versions_json", sa.Text, nullable=False),
+    sa.Column("cpu_model", sa.Text, nullable=False),
+    sa.Column("cores", sa.Integer, nullable=False),
+    sa.Column("emulated", sa.Boolean, nullable=False),
+    sa.Column("compile_s", sa.Float),
+    sa.Column("load_s", sa.Float),
+    sa.Column("first_inference_ms", sa.Float),
+    sa.Column("latencies_ms_json", sa.Text, nullable=False),
+    sa.Column("latency_median_ms", sa.Float),
+    sa.Column("latency_p90_ms", sa.Float),
+    sa.Column("latency_p99_ms", sa.Float),
+    sa.Column("latency_spread", sa.Float),
+    sa.Column("peak_memory_bytes", sa.BigInteger),
+    sa.Column("memory_bytes", sa.BigInteger),
+    sa.Column("artifact_size_bytes", sa.BigInteger),
+    sa.Column("accuracy", sa.Float),
+    sa.Column("accuracy_drop", sa.Float),
+    sa.Column("top1_agreement", sa.Float),
+    sa.Column("sqnr_db", sa.Float),
+    sa.Column("cosine", sa.Float),
+    sa.Column("details_json", sa.Text, nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("run_id", "config_id", "backend", "target", name="one_trial_per_key"),
+)
+
+
+@dataclass
+class Run:
+    id: str
+    created_at: str
+    finished_at: str | None
+    status: str
+    model: str
+    model_path: str
+    model_hash: str
+    space: str
+    metric: str
+    synthetic_data: bool
+    reference_accuracy: float | None
+    args: dict
+    host: dict
+    versions: dict
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{int(time.time_ns() // 1000) % 10000:04d}"
+
+
+class Store:
+    """Runs and trials behind a SQLAlchemy engine."""
+
+    def __init__(self, url: str = DEFAULT_STORE_URL) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if str(path) != ":memory:":
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise InputError(f"--store {url}: cannot create {path.parent}: "
+                                     f"{error.strerror}") from None
+        try:
+            self.engine = sa.create_engine(url, connect_args=_connect_args(url))
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
+            raise InputError(f"--store {url}: cannot open store ({error})") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._migrate()
+        except sa.exc.OperationalError as error:
+            raise InputError(f"--store {url}: cannot open store "
+                             f"({str(error.orig).splitlines()[0]})") from None
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as connection:
+            metadata.create_all(connection)
+            row = connection.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).first()
+            if row is None:
+                connection.execute(meta_table.insert().values(key="schema_version",
+                                                              value=str(SCHEMA_VERSION)))
+            elif int(row.value) > SCHEMA_VERSION:
+                raise InputError(f"--store {self.url}: schema version {row.value} is newer "
+                                 f"than this autotune ({SCHEMA_VERSION}); upgrade autotune")
+
+    # Runs
+
+    def create_run(self, run: Run) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(runs_table.insert().values(
+                id=run.id, created_at=run.created_at, finished_at=run.finished_at,
+                status=run.status, model=run.model, model_path=run.model_path,
+                model_hash=run.model_hash, space=run.space, metric=run.metric,
+                synthetic_data=run.synthetic_data, reference_accuracy=run.reference_accuracy,
+                args_json=json.dumps(run.args), host_json=json.dumps(run.host),
+                versions_json=json.dumps(run.versions)))
+
+    def set_run_status(self, run_id: str, status: str, finished: bool = False) -> None:
+        values = {"status": status}
+        if finished:
+            values["finished_at"] = now()
+        with self.engine.begin() as connection:
+            connection.execute(runs_table.update().where(runs_table.c.id == run_id)
+                               .values(**values))
+
+    def get_run(self, run_id: str | None = None) -> Run:
+        """A run by id, or the latest run when ``run_id`` is None."""
+        query = sa.select(runs_table)
+        if run_id is None:
+            query = query.order_by(runs_table.c.created_at.desc(), runs_table.c.id.desc())
+        else:
+            query = query.where(runs_table.c.id == run_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query.limit(1)).mappings().first()
+        if row is None:
+            raise InputError(f"no run {run_id!r} in {self.url}" if run_id
+                             else f"no runs in {self.url} yet; start one with `autotune run`")
+        return Run(id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"],
+                   status=row["status"], model=row["model"], model_path=row["model_path"],
+                   model_hash=row["model_hash"], space=row["space"], metric=row["metric"],
+                   synthetic_data=bool(row["synthetic_data"]),
+                   reference_accuracy=row["reference_accuracy"],
+                   args=json.loads(row["args_json"]), host=json.loads(row["host_json"]),
+                   versions=json.loads(row["versions_json"]))
+
+    def runs(self) -> list[Run]:
+        with self.engine.connect() as connection:
+            ids = connection.execute(sa.select(runs_table.c.id)
+                                     .order_by(runs_table.c.created_at)).scalars().all()
+        return [self.get_run(run_id) for run_id in ids]
+
+    # Trials
+
+    def add_trial(self, trial: Trial) -> None:
+        """Commit one finished trial; a trial already stored under its key is replaced."""
+        row = _trial_row(trial)
+        key = (trials_table.c.run_id == trial.run_id) & \
+              (trials_table.c.config_id == trial.config.id) & \
+              (trials_table.c.backend == trial.backend) & (trials_table.c.target == trial.target)
+        with self.engine.begin() as connection:
+            connection.execute(trials_table.delete().where(key))
+            connection.execute(trials_table.insert().values(**row))
+
+    def trials(self, run_id: str) -> list[Trial]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(trials_table)
+                                      .where(trials_table.c.run_id == run_id)
+                                      .order_by(trials_table.c.id)).mappings().all()
+        return [_trial_from_row(row) for row in rows]
+
+    def finished_keys(self, run_id: str) -> set[tuple[str, str, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(trials_table.c.config_id, trials_table.c.backend,
+                                                trials_table.c.target)
+                                      .where(trials_table.c.run_id == run_id)).all()
+        return {tuple(row) for row in rows}
+
+
+def _connect_args(url: str) -> dict:
+    # Concurrent runs on one SQLite file wait for each other's commits instead of failing.
+    return {"timeout": 60} if url.startswith("sqlite") else {}
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+_JSON_FIELDS = {"versions": "versions_json", "latencies_ms": "latencies_ms_json",
+                "details": "details_json"}
+
+
+def _trial_row(trial: Trial) -> dict:
+    data = trial.to_dict()
+    data["config_json"] = json.dumps(data.pop("config"), sort_keys=True)
+    for name, column in _JSON_FIELDS.items():
+        data[column] = json.dumps(data.pop(name), default=_json_default)
+    for name in ("sqnr_db",):
+        # JSON and some SQL drivers reject infinities; identical outputs are stored as 999 dB.
+        if data[name] is not None and data[name] == float("inf"):
+            data[name] = 999.0
+    return data
+
+
+def _trial_from_row(row) -> Trial:
+    data = {column.name: row[column.name] for column in trials_table.columns}
+    for name, column in _JSON_FIELDS.items():
+        data[name] = json.loads(data.pop(column))
+    data["config"] = QuantConfig.from_dict(json.loads(data.pop("config_json")))
+    for name in ("id", "config_id", "config_text"):
+        data.pop(name)
+    data["emulated"] = bool(data["emulated"])
+    return Trial(**data)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")

@@ -1,0 +1,1 @@
+"""Helpers that the test suites of autotune (and of new backends) share."""

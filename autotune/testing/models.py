@@ -1,0 +1,54 @@
+"""Tiny ONNX models built with onnx.helper, for tests that must compile and run for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10,
+             seed: int = 0) -> Path:
+    """Conv-Relu-Conv-Relu-GlobalAveragePool-Gemm on a 1x3xSIZExSIZE input, random weights."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        fan_in = int(np.prod(shape[1:])) or 1
+        values = rng.normal(0, (2.0 / fan_in) ** 0.5, shape).astype(np.float32)
+        return numpy_helper.from_array(values, name)
+
+    def bias(name: str, count: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, 0.05, count).astype(np.float32), name)
+
+    initializers = [
+        weight("conv1.w", channels, 3, 3, 3), bias("conv1.b", channels),
+        weight("conv2.w", channels * 2, channels, 3, 3), bias("conv2.b", channels * 2),
+        weight("fc.w", classes, channels * 2), bias("fc.b", classes),
+        numpy_helper.from_array(np.array([1, channels * 2], dtype=np.int64), "flat_shape"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "conv1.w", "conv1.b"], ["c1"], name="conv1",
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "conv2.w", "conv2.b"], ["c2"], name="conv2",
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
+        helper.make_node("Reshape", ["pooled", "flat_shape"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path

@@ -1,0 +1,68 @@
+"""Trial: one model x config x backend x target measurement, successful or not.
+
+Failures are results: a trial always has a status, and the error text when it failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from autotune.config import QuantConfig
+
+STATUSES = ("ok", "compile_error", "runtime_error", "timeout", "oom", "unsupported",
+            "unavailable")
+
+
+@dataclass
+class Trial:
+    run_id: str
+    model: str
+    model_hash: str
+    config: QuantConfig
+    backend: str
+    target: str
+    status: str
+    error: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    cpu_model: str = ""
+    cores: int = 0
+    emulated: bool = False
+    compile_s: float | None = None
+    load_s: float | None = None
+    first_inference_ms: float | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    latency_median_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_spread: float | None = None
+    peak_memory_bytes: int | None = None
+    memory_bytes: int | None = None  # peak RSS minus the RSS of the worker before compiling
+    artifact_size_bytes: int | None = None
+    accuracy: float | None = None
+    accuracy_drop: float | None = None
+    top1_agreement: float | None = None
+    sqnr_db: float | None = None
+    cosine: float | None = None
+    details: dict = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown trial status {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes a trial unique within a run (and comparable across runs)."""
+        return (self.config.id, self.backend, self.target)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["config"] = self.config.to_dict()
+        data["config_id"] = self.config.id
+        data["config_text"] = self.config.text
+        return data

@@ -1,0 +1,322 @@
+"""Trial isolation: each trial runs in its own process with a time and a memory limit.
+
+A compiler that segfaults, hangs or eats all memory costs one trial, never the run. The
+parent (``run_isolated``) watches the child; the child (``python -m autotune.worker JOB``)
+quantizes, compiles and measures, writing its phase to a file first so that a crash can be
+attributed to the stage that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PHASES = ("start", "quantize", "compile", "measure", "done")
+_PHASE_STATUS = {"start": "compile_error", "quantize": "compile_error",
+                 "compile": "compile_error", "measure": "runtime_error", "done": "runtime_error"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything the child needs, as plain data (it is written to a JSON file)."""
+
+    model_path: str
+    config: dict
+    backend: str
+    target_path: str
+    dataset_path: str
+    cache_dir: str
+    protocol: dict
+    tuning_trials: int = 0
+
+
+@dataclass
+class WorkerResult:
+    status: str
+    error: str
+    figures: dict
+    outputs: list[list[np.ndarray]] | None
+
+
+def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
+                 poll_s: float = 0.05) -> WorkerResult:
+    """Run ``job`` in a child process; never raises for anything the child does."""
+    with tempfile.TemporaryDirectory(prefix="autotune-trial-") as scratch:
+        scratch_path = Path(scratch)
+        job_path = scratch_path / "job.json"
+        job_path.write_text(json.dumps(job.__dict__))
+        log_path = scratch_path / "worker.log"
+        with open(log_path, "wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "autotune.worker", str(job_path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=_child_env(),
+            )
+            killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s)
+        phase = _read(scratch_path / "phase") or "start"
+        log_tail = _tail(log_path)
+        if killed_for == "timeout":
+            return WorkerResult("timeout", f"no result after {timeout_s:g} s (in {phase}); "
+                                           f"worker killed", {}, None)
+        if killed_for == "oom":
+            return WorkerResult("oom", f"worker exceeded the memory limit of "
+                                       f"{memory_limit_bytes / 2**20:.0f} MiB (in {phase}); "
+                                       f"killed", {}, None)
+        result_path = scratch_path / "result.json"
+        if child.returncode != 0 or not result_path.exists():
+            return WorkerResult(_PHASE_STATUS[phase], _death_message(child.returncode, phase,
+                                                                     log_tail), {}, None)
+        result = json.loads(result_path.read_text())
+        outputs = None
+        if (scratch_path / "outputs.npz").exists():
+            with np.load(scratch_path / "outputs.npz") as data:
+                count = int(data["count"])
+                width = int(data["width"])
+                outputs = [[data[f"s{index}_o{out}"] for out in range(width)]
+                           for index in range(count)]
+        return WorkerResult(result["status"], result.get("error", ""), result.get("figures", {}),
+                            outputs)
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The child must import the same autotune as the parent, wherever the parent was started.
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _watch(child: subprocess.Popen, timeout_s: float, memory_limit_bytes: int,
+           poll_s: float) -> str | None:
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        process = psutil.Process(child.pid)
+    except psutil.NoSuchProcess:
+        process = None
+    while child.poll() is None:
+        if time.monotonic() > deadline:
+            _kill(child)
+            return "timeout"
+        if process is not None and _tree_rss(process) > memory_limit_bytes:
+            _kill(child)
+            return "oom"
+        time.sleep(poll_s)
+    return None
+
+
+def _tree_rss(process) -> int:
+    import psutil
+
+    try:
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except psutil.NoSuchProcess:
+        return 0
+
+
+def _kill(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def _death_message(returncode: int, phase: str, log_tail: str) -> str:
+    if returncode < 0:
+        try:
+            cause = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            cause = f"killed by signal {-returncode}"
+    else:
+        cause = f"exited with code {returncode} and no result"
+    message = f"worker {cause} during {phase}"
+    return f"{message}: {log_tail}" if log_tail else message
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+# The child side.
+
+
+def _rss_bytes(field: str) -> int:
+    """VmRSS or VmHWM (peak) of this process, from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _child_main(job_path: Path) -> int:
+    scratch = job_path.parent
+    phase_path = scratch / "phase"
+
+    def enter(phase: str) -> None:
+        phase_path.write_text(phase)
+
+    enter("start")
+    job = Job(**json.loads(job_path.read_text()))
+    from autotune.backends import get_backend
+    from autotune.config import QuantConfig
+    from autotune.data import Dataset
+    from autotune.errors import UnsupportedConfig
+    from autotune.measure import MeasurementProtocol
+    from autotune.quantize import quantize
+    from autotune.target import load_target
+
+    config = QuantConfig.from_dict(job.config)
+    target = load_target(job.target_path)
+    backend = get_backend(job.backend)
+    if target.is_local and hasattr(os, "sched_setaffinity"):
+        # Pin the measured process to the target's core count, so two configs measured on
+        # the same target always get the same cores.
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, allowed[: target.threads])
+    dataset = Dataset.load(Path(job.dataset_path))
+    # Load the runtime before the memory baseline, so a trial's memory is the model's, not
+    # the runtime library's.
+    backend.available(target)
+    fault = _injected_fault(config.id)
+    figures: dict = {}
+    status, error = "ok", ""
+    phase = "quantize"
+    try:
+        enter("quantize")
+        _maybe_fault(fault, "quantize")
+        start = time.perf_counter()
+        model = quantize(Path(job.model_path), config, dataset.calibration, Path(job.cache_dir))
+        figures["quantize_s"] = time.perf_counter() - start
+        enter(phase := "compile")
+        rss_before = _rss_bytes("VmRSS")
+        workdir = scratch / "artifact"
+        workdir.mkdir()
+        _maybe_fault(fault, "compile")
+        artifact = backend.compile(model, target, workdir)
+        figures.update(compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
+                       details=artifact.details)
+        enter(phase := "measure")
+        _maybe_fault(fault, "measure")
+        measurement = backend.measure(artifact, dataset.evaluation, target,
+                                      MeasurementProtocol(**job.protocol))
+        figures.update(load_s=measurement.load_s,
+                       first_inference_ms=measurement.first_inference_ms,
+                       latencies_ms=measurement.latencies_ms,
+                       peak_memory_bytes=_rss_bytes("VmHWM"))
+        figures["memory_bytes"] = max(0, figures["peak_memory_bytes"] - rss_before)
+        figures["details"] = {**figures.get("details", {}), **measurement.details}
+        figures["versions"] = backend.versions()
+        _save_outputs(scratch / "outputs.npz", measurement.outputs)
+    except UnsupportedConfig as exc:
+        status, error = "unsupported", str(exc)
+    except MemoryError:
+        status, error = "oom", f"MemoryError during {phase}"
+    except Exception as exc:  # noqa: BLE001 - any backend failure is this trial's result
+        status = "runtime_error" if phase == "measure" else "compile_error"
+        error = _describe(exc)
+    enter("done")
+    (scratch / "result.json").write_text(json.dumps(
+        {"status": status, "error": error, "figures": figures}, default=_json_default))
+    return 0
+
+
+FAULT_ENV = "AUTOTUNE_INJECT_FAULT"
+FAULTS = ("segfault", "hang", "oom", "raise", "exit")
+
+
+def _injected_fault(config_id: str) -> tuple[str, str] | None:
+    """Fault injection for the reliability tests: ``KIND@PHASE[:CONFIG_ID[,CONFIG_ID...]]``.
+
+    KIND is one of FAULTS, PHASE one of quantize/compile/measure. Unset in normal use.
+    """
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec:
+        return None
+    where, _, ids = spec.partition(":")
+    kind, _, phase = where.partition("@")
+    if kind not in FAULTS or phase not in ("quantize", "compile", "measure"):
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected KIND@PHASE[:CONFIG_IDS] with KIND in "
+                         f"{FAULTS}")
+    if ids and config_id not in ids.split(","):
+        return None
+    return kind, phase
+
+
+def _maybe_fault(fault: tuple[str, str] | None, phase: str) -> None:
+    if fault is None or fault[1] != phase:
+        return
+    kind = fault[0]
+    if kind == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # a real invalid read: the kernel sends SIGSEGV
+    elif kind == "hang":
+        while True:
+            time.sleep(1)
+    elif kind == "oom":
+        hog = []
+        while True:
+            hog.append(bytearray(64 << 20))
+            hog[-1][::4096] = b"x" * len(hog[-1][::4096])  # touch every page
+    elif kind == "raise":
+        raise RuntimeError(f"injected failure in {phase}")
+    elif kind == "exit":
+        os._exit(3)
+
+
+def _save_outputs(path: Path, outputs: list[list[np.ndarray]]) -> None:
+    arrays = {f"s{index}_o{out}": value for index, sample in enumerate(outputs)
+              for out, value in enumerate(sample)}
+    np.savez(path, count=len(outputs), width=len(outputs[0]) if outputs else 0, **arrays)
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    text = str(exc).strip()
+    if len(text) > 2000:
+        text = text[:2000] + " ..."
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(Path(sys.argv[1])))

@@ -1,0 +1,139 @@
+"""The command line end to end, with real quantization and real OpenVINO on a tiny model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from autotune.cli import main
+from autotune.store import Store
+
+pytestmark = pytest.mark.openvino
+QUICK = ["--min-repeats", "5", "--min-time", "0.05", "--no-progress"]
+
+
+def _store(workspace):
+    return Store(f"sqlite:///{workspace}/results/autotune.db")
+
+
+def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
+    code = main(["run", "--model", str(tiny_model), "--space", "smoke", *QUICK])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    run_id = out.out.split()[1]
+    trials = _store(workspace).trials(run_id)
+    assert [t.status for t in trials] == ["ok", "ok"]
+    fp32, int8 = trials
+    assert fp32.config.is_float and int8.config.is_quantized
+    for trial in trials:
+        assert len(trial.latencies_ms) >= 5 and trial.latency_median_ms > 0
+        assert trial.peak_memory_bytes > 0 and trial.artifact_size_bytes > 0
+        assert trial.versions["openvino"] and trial.cpu_model and trial.cores >= 1
+        assert trial.cosine > 0.9 and trial.accuracy is None  # no labels: fidelity only
+    assert fp32.accuracy_drop == pytest.approx(0.0, abs=1e-5)
+    report = workspace / "reports" / run_id
+    summary = (report / "summary.md").read_text()
+    assert "No data was given" in summary and "Pareto frontier" in summary
+    assert (report / "trials.csv").read_text().count("\n") == 3
+    assert (report / "frontier.png").stat().st_size > 10_000
+    assert "seeded random inputs" in caplog.text  # the no-data warning
+
+    assert main(["pick", "--max-accuracy-drop", "100", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)["answers"][0]
+    assert answer["met"] and answer["choice"]["backend"] == "openvino"
+    assert "autotune run --model" in answer["choice"]["reproduce"]
+
+    assert main(["pick", "--max-accuracy-drop", "0"]) in (0, 1)
+    capsys.readouterr()
+    assert main(["report", run_id]) == 0
+
+
+def test_resume_skips_finished_trials(workspace, tiny_model):
+    from autotune.driver import RunSettings, execute_run, start_run
+    from autotune.measure import MeasurementProtocol
+    from autotune.search import ExhaustiveSearch
+    from autotune.space import load_space
+    from autotune.target import load_target
+    from autotune.zoo import resolve_model
+
+    store = _store(workspace)
+    space, targets = load_space("smoke"), [load_target("host-cpu")]
+    settings = RunSettings(backends=("openvino",), budget=1, progress=False,
+                           protocol=MeasurementProtocol(2, 5, 0.05),
+                           workspace=workspace / "results")
+    run_id = start_run(store, resolve_model(str(tiny_model)), space, targets, settings,
+                       ExhaustiveSearch(), {})
+    first = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
+    assert len(first.trials) == 1
+    settings.budget = None
+    second = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
+    assert len(second.trials) == 2
+    assert second.trials[0].started_at == first.trials[0].started_at  # kept, not re-measured
+    assert store.get_run(run_id).status == "finished"
+
+
+def test_ctrl_c_says_how_to_resume_and_resume_finishes(workspace, tiny_model):
+    command = [sys.executable, "-m", "autotune", "run", "--model", str(tiny_model),
+               "--space", "default", *QUICK]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=workspace)
+    run_id = child.stdout.readline().split()[1]
+    store = _store(workspace)
+    deadline = time.monotonic() + 120
+    while len(store.trials(run_id)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert f"autotune run --resume {run_id}" in err
+    stored = store.trials(run_id)
+    assert 2 <= len(stored) < 18 and store.get_run(run_id).status == "interrupted"
+
+    resumed = subprocess.run([sys.executable, "-m", "autotune", "run", "--resume", run_id,
+                              "--no-progress"], capture_output=True, text=True, cwd=workspace,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = store.trials(run_id)
+    assert len(trials) == 18 and len({t.key for t in trials}) == 18
+    assert trials[0].started_at == stored[0].started_at
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--target", "mars"], "unknown target 'mars'"),
+    (["run", "--space", "nope"], "unknown search space 'nope'"),
+    (["run", "--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+    (["run", "--model", "missing.onnx"], "unknown model 'missing.onnx'"),
+    (["run", "--config", "w:int9"], "--config 'w:int9'"),
+    (["run", "--strategy", "annealing"], "unknown --strategy"),
+    (["run", "--store", "nosuchdb://x"], "--store nosuchdb://x"),
+    (["pick", "--store", "sqlite:///empty.db"], "no runs in"),
+])
+def test_bad_input_is_one_line_and_exit_2(workspace, argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_not_an_onnx_file(workspace, capsys):
+    (workspace / "model.onnx").write_bytes(b"\x00garbage, not protobuf")
+    assert main(["run", "--model", "model.onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "model.onnx: not a readable ONNX model" in err
+
+
+def test_listings_are_json_too(workspace, capsys):
+    for command in ("targets", "spaces", "zoo"):
+        assert main([command, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)
+    assert main(["targets"]) == 0
+    assert "host-cpu" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(["autotune", "--help"], capture_output=True, text=True,
+                            env={**os.environ})
+    assert result.returncode == 0 and "autotune" in result.stdout

@@ -1,0 +1,49 @@
+from autotune.config import FP32, QuantConfig
+from autotune.pareto import dominates, frontier, pareto_front, pick
+from autotune.trial import Trial
+
+
+def test_dominance():
+    assert dominates((1, 1), (2, 1))
+    assert not dominates((1, 1), (1, 1))
+    assert not dominates((1, 2), (2, 1))
+
+
+def test_front_on_synthetic_points():
+    points = [(1, 5), (2, 2), (3, 3), (5, 1), (2, 2), (4, 4)]
+    # (3, 3) and (4, 4) are dominated by (2, 2); equal points do not dominate each other.
+    assert pareto_front(points) == [0, 1, 3, 4]
+    assert pareto_front([]) == []
+
+
+def _trial(name: str, latency: float, drop: float, memory: int = 100,
+           status: str = "ok") -> Trial:
+    config = FP32 if name == "fp32" else QuantConfig(
+        "int8", "uint8", "symmetric", "asymmetric", "per_channel", None, name)
+    return Trial(run_id="r", model="m", model_hash="h", config=config, backend="openvino",
+                 target="host-cpu", status=status, latency_median_ms=latency,
+                 accuracy_drop=drop, memory_bytes=memory, artifact_size_bytes=memory)
+
+
+def test_frontier_skips_failed_trials():
+    trials = [_trial("fp32", 4.0, 0.0), _trial("minmax", 1.0, 0.005),
+              _trial("percentile", 2.0, 0.02), _trial("entropy", 0.5, 0.0, status="oom")]
+    front = frontier(trials)
+    assert [t.config.calibration for t in front] == [None, "minmax"]
+
+
+def test_pick_meets_the_constraint():
+    trials = [_trial("fp32", 4.0, 0.0), _trial("minmax", 1.0, 0.005),
+              _trial("percentile", 0.8, 0.02)]
+    choice = pick(trials, max_accuracy_drop=0.01, objective="latency")
+    assert choice.chosen.config.calibration == "minmax"
+    assert pick(trials, 0.05).chosen.config.calibration == "percentile"
+    assert pick(trials, 0.01, objective="memory", max_memory_bytes=50).chosen is None
+
+
+def test_pick_never_answers_with_nothing():
+    trials = [_trial("minmax", 1.0, 0.03), _trial("percentile", 0.8, 0.02)]
+    choice = pick(trials, max_accuracy_drop=0.01)
+    assert choice.chosen is None
+    assert [t.config.calibration for t, _ in choice.nearest] == ["percentile", "minmax"]
+    assert abs(choice.nearest[0][1] - 0.01) < 1e-12
