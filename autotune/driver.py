@@ -20,9 +20,10 @@ from autotune.backends import get_backend
 from autotune.config import FP32
 from autotune.data import Dataset
 from autotune.errors import InputError
-from autotune.host import host_info, runtime_versions
+from autotune.host import host_info
 from autotune.measure import MeasurementProtocol, latency_stats
 from autotune.quantize import file_hash
+from autotune.runtimes import versions_for
 from autotune.search import Candidate, SearchStrategy
 from autotune.space import SearchSpace
 from autotune.store import Run, Store, new_run_id, now
@@ -46,6 +47,7 @@ class RunSettings:
     protocol: MeasurementProtocol = field(default_factory=MeasurementProtocol)
     workspace: Path = Path("results")
     progress: bool = True
+    python: str | None = None  # the workers' interpreter (``--runtime``); None: this one
 
 
 @dataclass
@@ -76,7 +78,7 @@ def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Seq
         model_path=str(model.path), model_hash=file_hash(model.path), space=space.name,
         metric=model.dataset.metric, synthetic_data=model.dataset.synthetic,
         reference_accuracy=reference_accuracy, args=args, host=host_info(),
-        versions=runtime_versions()))
+        versions=versions_for(settings.python)))
     return run_id
 
 
@@ -138,7 +140,8 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
               dataset_path=str(run_dir / "dataset.npz"),
               cache_dir=str(settings.workspace / "cache"),
               protocol=settings.protocol.to_dict(), tuning_trials=settings.tuning_trials)
-    result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes)
+    result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
+                          python=settings.python)
     trial = _base_trial(run, candidate, result.status, result.error)
     trial.started_at = started
     figures = result.figures

@@ -1,4 +1,4 @@
-"""Reports: a Markdown summary, a CSV of every trial and a frontier plot per run.
+"""Reports: a Markdown summary, a CSV of every trial, a frontier plot and an HTML page per run.
 
 The report only consumes what the store and the pure functions (pareto) give it.
 """
@@ -34,6 +34,9 @@ def write_report(store: Store, run_id: str | None, report_dir: Path) -> Path:
     _write_csv(out / "trials.csv", trials)
     plot = _plot(out / "frontier.png", run, trials)
     (out / "summary.md").write_text(render_markdown(run, trials, plot.name if plot else None))
+    from autotune.report_html import write_html  # it imports this module's helpers
+
+    write_html(store, run, trials, out)
     return out
 
 

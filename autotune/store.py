@@ -142,6 +142,9 @@ class Store:
 
     def _migrate(self) -> None:
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Runs that open a new team store at once would race to create the tables.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7415201)"))
             metadata.create_all(connection)
             row = connection.execute(
                 sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
@@ -248,6 +251,8 @@ def _trial_row(trial: Trial) -> dict:
     data["config_json"] = json.dumps(data.pop("config"), sort_keys=True)
     for name, column in _JSON_FIELDS.items():
         data[column] = json.dumps(data.pop(name), default=_json_default)
+    # PostgreSQL text cannot hold NUL bytes, which a crashed worker's log can contain.
+    data["error"] = data["error"].replace("\x00", "")
     for name in ("sqnr_db",):
         # JSON and some SQL drivers reject infinities; identical outputs are stored as 999 dB.
         if data[name] is not None and data[name] == float("inf"):

@@ -49,8 +49,9 @@ class WorkerResult:
 
 
 def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
-                 poll_s: float = 0.05) -> WorkerResult:
-    """Run ``job`` in a child process; never raises for anything the child does."""
+                 poll_s: float = 0.05, python: str | None = None) -> WorkerResult:
+    """Run ``job`` in a child process (``python``: another runtime's interpreter); never
+    raises for anything the child does."""
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as scratch:
         scratch_path = Path(scratch)
         job_path = scratch_path / "job.json"
@@ -58,7 +59,7 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
         log_path = scratch_path / "worker.log"
         with open(log_path, "wb") as log:
             child = subprocess.Popen(
-                [sys.executable, "-m", "autotune.worker", str(job_path)],
+                [python or sys.executable, "-m", "autotune.worker", str(job_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=_child_env(),
             )
@@ -194,6 +195,7 @@ def _child_main(job_path: Path) -> int:
     from autotune.errors import UnsupportedConfig
     from autotune.measure import MeasurementProtocol
     from autotune.quantize import quantize
+    from autotune.runtimes import package_versions
     from autotune.target import load_target
 
     config = QuantConfig.from_dict(job.config)
@@ -209,7 +211,8 @@ def _child_main(job_path: Path) -> int:
     # the runtime library's.
     backend.available(target)
     fault = _injected_fault(config.id)
-    figures: dict = {}
+    # Versions first: a failed trial must record the runtime it failed on, too.
+    figures: dict = {"versions": {**package_versions(), **backend.versions()}}
     status, error = "ok", ""
     phase = "quantize"
     try:
@@ -236,7 +239,6 @@ def _child_main(job_path: Path) -> int:
                        peak_memory_bytes=_rss_bytes("VmHWM"))
         figures["memory_bytes"] = max(0, figures["peak_memory_bytes"] - rss_before)
         figures["details"] = {**figures.get("details", {}), **measurement.details}
-        figures["versions"] = backend.versions()
         _save_outputs(scratch / "outputs.npz", measurement.outputs)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)

@@ -53,6 +53,10 @@ def add_parser(commands) -> None:
                         help="timed runs per trial, at least (default: 50)")
     parser.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
                         help="timed seconds per trial, at least (default: 1.0)")
+    parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
+                        help="run the trial workers against this runtime version, a pip "
+                             "requirement such as openvino==2025.4.0 (repeatable), in a "
+                             "virtual environment built once under results/envs/")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=handle)
 
@@ -65,6 +69,18 @@ def _memory_limit_bytes(mib: int | None) -> int:
     import psutil
 
     return min(int(psutil.virtual_memory().total * 0.6), 8 << 30)
+
+
+def _runtime_python(specs: list[str] | None, workspace: Path) -> str | None:
+    if not specs:
+        return None
+    from autotune.runtimes import ensure_env
+
+    env = ensure_env(specs, workspace / "envs")
+    print(f"runtime {' '.join(env.specs)}: "
+          + ", ".join(f"{name} {value}" for name, value in env.versions.items()),
+          file=sys.stderr)
+    return str(env.python)
 
 
 def configs_space(texts: list[str]):
@@ -117,7 +133,8 @@ def handle(args) -> int:
         tuning_trials=stored["tuning_trials"],
         protocol=MeasurementProtocol(min_repeats=stored["min_repeats"],
                                      min_time_s=stored["min_time"]),
-        workspace=workspace_for(args.store), progress=not args.no_progress)
+        workspace=workspace_for(args.store), progress=not args.no_progress,
+        python=_runtime_python(stored.get("runtime"), workspace_for(args.store)))
 
     if args.resume:
         run_id = args.resume

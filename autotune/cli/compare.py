@@ -1,0 +1,182 @@
+"""``autotune compare``: what got slower, larger, less accurate or broken between two runs."""
+
+from __future__ import annotations
+
+from autotune.cli.common import add_store_option, open_store, print_json, print_table
+from autotune.errors import InputError
+from autotune.regress import (
+    Comparison,
+    Thresholds,
+    TrialComparison,
+    compare_trials,
+    version_changes,
+)
+from autotune.store import Run
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "compare", help="regressions between two runs (e.g. two runtime versions)",
+        description="Compare every trial of CANDIDATE with the same model, config, backend and "
+                    "target in BASELINE. A latency regression is significant (Mann-Whitney U "
+                    "and a bootstrap interval of the ratio of medians) and beyond --threshold. "
+                    "Exits 1 when any regression is found.")
+    parser.add_argument("baseline", metavar="BASELINE", help="run id of the baseline")
+    parser.add_argument("candidate", metavar="CANDIDATE", help="run id of the candidate")
+    add_threshold_options(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_store_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def add_threshold_options(parser) -> None:
+    """The minimum effects, shared with ``autotune history``."""
+    defaults = Thresholds()
+    parser.add_argument("--threshold", type=float, default=defaults.latency, metavar="FRACTION",
+                        help="smallest latency change that counts (default: "
+                             f"{defaults.latency:g} = {defaults.latency * 100:g}%%)")
+    parser.add_argument("--accuracy-threshold", type=float, default=defaults.accuracy_pp,
+                        metavar="PP",
+                        help="smallest accuracy (or fidelity) loss that counts, in percentage "
+                             f"points (default: {defaults.accuracy_pp:g})")
+    parser.add_argument("--memory-threshold", type=float, default=defaults.memory,
+                        metavar="FRACTION",
+                        help="smallest memory or artifact size change that counts (default: "
+                             f"{defaults.memory:g})")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha,
+                        help="significance level of the latency test (default: "
+                             f"{defaults.alpha:g})")
+
+
+def thresholds_from(args) -> Thresholds:
+    """The ``Thresholds`` the options ask for; bad values are input errors."""
+    for option, value in (("--threshold", args.threshold),
+                          ("--accuracy-threshold", args.accuracy_threshold),
+                          ("--memory-threshold", args.memory_threshold)):
+        if not value >= 0:
+            raise InputError(f"{option}: must not be negative; got {value}")
+    if not 0 < args.alpha < 1:
+        raise InputError(f"--alpha: must be between 0 and 1; got {args.alpha}")
+    return Thresholds(latency=args.threshold, memory=args.memory_threshold,
+                      size=args.memory_threshold, accuracy_pp=args.accuracy_threshold,
+                      alpha=args.alpha)
+
+
+def handle(args) -> int:
+    thresholds = thresholds_from(args)
+    store = open_store(args.store)
+    baseline, candidate = store.get_run(args.baseline), store.get_run(args.candidate)
+    base_trials, cand_trials = store.trials(baseline.id), store.trials(candidate.id)
+    comparison = compare_trials(base_trials, cand_trials, thresholds)
+    if not comparison.matched and base_trials and cand_trials:
+        raise InputError(f"runs {baseline.id} ({_model(baseline)}) and {candidate.id} "
+                         f"({_model(candidate)}) have no comparable trial: model, config, "
+                         f"backend and target must match")
+    if args.json:
+        print_json(as_json(baseline, candidate, comparison, thresholds))
+    else:
+        print_text(baseline, candidate, comparison, thresholds)
+    return 1 if comparison.regressions else 0
+
+
+def _model(run: Run) -> str:
+    return f"{run.model}@{run.model_hash[:8]}"
+
+
+def as_json(baseline: Run, candidate: Run, comparison: Comparison,
+            thresholds: Thresholds) -> dict:
+    return {
+        "baseline": _run_json(baseline),
+        "candidate": _run_json(candidate),
+        "version_changes": {name: {"baseline": old, "candidate": new}
+                            for name, (old, new) in _changes(baseline, candidate).items()},
+        "thresholds": vars(thresholds),
+        "regressions": len(comparison.regressions),
+        "trials": [_pair_json(pair) for pair in comparison.matched],
+        "only_in_baseline": [_trial_json(t) for t in comparison.only_baseline],
+        "only_in_candidate": [_trial_json(t) for t in comparison.only_candidate],
+    }
+
+
+def _run_json(run: Run) -> dict:
+    return {"id": run.id, "created_at": run.created_at, "model": run.model,
+            "model_hash": run.model_hash, "cpu_model": run.host.get("cpu_model"),
+            "versions": run.versions}
+
+
+def _trial_json(trial) -> dict:
+    return {"config_id": trial.config.id, "config_text": trial.config.text,
+            "backend": trial.backend, "target": trial.target, "status": trial.status}
+
+
+def _pair_json(pair: TrialComparison) -> dict:
+    latency = pair.latency
+    return {
+        **_trial_json(pair.candidate),
+        "baseline_status": pair.baseline.status,
+        "candidate_status": pair.candidate.status,
+        "latency": None if latency is None else {
+            "baseline_median_ms": latency.baseline_median_ms,
+            "candidate_median_ms": latency.candidate_median_ms,
+            "ratio": latency.ratio, "ci_low": latency.ci_low, "ci_high": latency.ci_high,
+            "p_value": latency.p_value, "significant": latency.significant,
+            "baseline_samples": latency.baseline_count,
+            "candidate_samples": latency.candidate_count},
+        "memory_change": pair.memory_change,
+        "accuracy_change_pp": pair.accuracy_change_pp,
+        "regressed": pair.regressed,
+        "findings": [{"kind": f.kind, "regression": f.regression, "detail": f.detail}
+                     for f in pair.findings],
+    }
+
+
+def _changes(baseline: Run, candidate: Run) -> dict:
+    # The autotune commit is listed too: a regression may be ours, not the runtime's.
+    return version_changes(baseline.versions, candidate.versions)
+
+
+def print_text(baseline: Run, candidate: Run, comparison: Comparison,
+               thresholds: Thresholds) -> None:
+    print(f"baseline  {baseline.id}  {_model(baseline)}  {baseline.host.get('cpu_model', '')}")
+    print(f"candidate {candidate.id}  {_model(candidate)}  {candidate.host.get('cpu_model', '')}")
+    changes = _changes(baseline, candidate)
+    print("versions: " + (", ".join(f"{name} {old or '-'} -> {new or '-'}"
+                                    for name, (old, new) in changes.items()) or "identical"))
+    if baseline.host.get("cpu_model") != candidate.host.get("cpu_model"):
+        print("note: the runs were measured on different CPUs")
+    print()
+    print_table(["config", "backend", "target", "base ms", "cand ms", "change",
+                 f"{1 - thresholds.alpha:.0%} CI", "p", "memory", "accuracy pp", "status",
+                 "verdict"],
+                [_row(pair) for pair in comparison.matched])
+    for title, trials in (("only in baseline", comparison.only_baseline),
+                          ("only in candidate", comparison.only_candidate)):
+        if trials:
+            print(f"\n{title}: " + ", ".join(f"{t.config.label}/{t.backend}/{t.target} "
+                                             f"({t.status})" for t in trials))
+    regressions = comparison.regressions
+    print(f"\n{len(regressions)} regression(s) in {len(comparison.matched)} comparable trials "
+          f"(latency threshold {thresholds.latency:.0%}, alpha {thresholds.alpha:g}, "
+          f"accuracy {thresholds.accuracy_pp:g} pp)")
+    for pair, finding in regressions:
+        print(f"  {pair.candidate.config.label}/{pair.candidate.backend}/"
+              f"{pair.candidate.target}: {finding.kind}: {finding.detail}")
+
+
+def _row(pair: TrialComparison) -> list:
+    latency = pair.latency
+    memory, accuracy = pair.memory_change, pair.accuracy_change_pp
+    status = (pair.candidate.status if pair.baseline.status == pair.candidate.status
+              else f"{pair.baseline.status} -> {pair.candidate.status}")
+    verdict = ", ".join(f.kind for f in pair.findings) or "unchanged"
+    if pair.regressed:
+        verdict = "REGRESSION: " + verdict
+    return [pair.candidate.config.label, pair.candidate.backend, pair.candidate.target,
+            None if latency is None else f"{latency.baseline_median_ms:.4f}",
+            None if latency is None else f"{latency.candidate_median_ms:.4f}",
+            None if latency is None else f"{latency.change:+.1%}",
+            None if latency is None else f"[{latency.ci_low - 1:+.1%}, {latency.ci_high - 1:+.1%}]",
+            None if latency is None else f"{latency.p_value:.2g}",
+            None if memory is None else f"{memory:+.1%}",
+            None if accuracy is None else f"{accuracy:+.2f}",
+            status, verdict]

@@ -1,0 +1,329 @@
+"""Regression detection between runs: pure functions over trials and latency samples.
+
+A latency regression must be both statistically significant (Mann-Whitney U on the stored
+samples, and a seeded bootstrap confidence interval of the ratio of medians that excludes 1)
+and larger than a minimum effect (``threshold``): with thousands of samples per trial any
+shift is "significant", so the effect size is what keeps a nightly job from crying wolf.
+Memory, artifact size and accuracy are single figures per trial and are compared against
+thresholds alone; a trial that stopped compiling or started failing is always a regression.
+Nothing here reads a store or prints: the CLI and the reports consume the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autotune.trial import Trial
+
+# Slower, larger, less accurate or broken: each is a regression. The rest are improvements.
+REGRESSION_KINDS = ("slower", "more_memory", "larger", "less_accurate", "stopped_compiling",
+                    "started_failing")
+IMPROVEMENT_KINDS = ("faster", "less_memory", "smaller", "more_accurate", "fixed")
+# Statuses that say nothing about the runtime: the trial was never attempted on it.
+NOT_ATTEMPTED = ("unavailable",)
+COMPILE_FAILURES = ("compile_error", "unsupported")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Minimum effects that count, and the significance level of the latency test."""
+
+    latency: float = 0.05  # relative change of the median latency
+    memory: float = 0.10  # relative change of the model's memory ...
+    memory_floor_bytes: int = 1 << 20  # ... and at least this many bytes (RSS is noisy)
+    size: float = 0.05  # relative change of the compiled artifact size
+    accuracy_pp: float = 0.5  # percentage points of accuracy (or fidelity) lost
+    alpha: float = 0.01  # significance level; the confidence interval is 1 - alpha
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "memory", "size", "accuracy_pp"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"threshold {name} must not be negative")
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class LatencyTest:
+    """Candidate versus baseline latency samples: effect, interval and p-value."""
+
+    baseline_median_ms: float
+    candidate_median_ms: float
+    ratio: float  # candidate median / baseline median; 1.10 = 10% slower
+    ci_low: float  # confidence interval of the ratio (bootstrap, level 1 - alpha)
+    ci_high: float
+    p_value: float  # two-sided Mann-Whitney U
+    baseline_count: int
+    candidate_count: int
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        """Both tests agree: the rank test rejects, and the interval excludes no change."""
+        return self.p_value < self.alpha and (self.ci_low > 1.0 or self.ci_high < 1.0)
+
+    @property
+    def change(self) -> float:
+        return self.ratio - 1.0
+
+    def verdict(self, threshold: float) -> str | None:
+        """``slower``, ``faster`` or None (no significant change beyond ``threshold``)."""
+        if not self.significant:
+            return None
+        if self.ratio >= 1.0 + threshold and self.ci_low > 1.0:
+            return "slower"
+        if self.ratio <= 1.0 / (1.0 + threshold) and self.ci_high < 1.0:
+            return "faster"
+        return None
+
+
+def latency_test(baseline_ms: Sequence[float], candidate_ms: Sequence[float],
+                 alpha: float = 0.01, resamples: int = 2000, seed: int = 0) -> LatencyTest:
+    """Compare two sets of latency samples (each needs at least 3).
+
+    Args:
+        baseline_ms: warm latency samples of the baseline trial.
+        candidate_ms: warm latency samples of the candidate trial.
+        alpha: significance level of the rank test and 1 - level of the interval.
+        resamples: bootstrap resamples for the interval of the ratio of medians.
+        seed: seeds the bootstrap, so the same samples always give the same answer.
+
+    Returns:
+        The effect (ratio of medians), its interval and the rank test's p-value.
+    """
+    from scipy.stats import mannwhitneyu
+
+    base = np.asarray(baseline_ms, dtype=np.float64)
+    cand = np.asarray(candidate_ms, dtype=np.float64)
+    if base.size < 3 or cand.size < 3:
+        raise ValueError("a latency test needs at least 3 samples on each side")
+    base_median, cand_median = float(np.median(base)), float(np.median(cand))
+    if np.ptp(np.concatenate([base, cand])) == 0:
+        p_value = 1.0  # every sample equal: nothing to rank, and nothing changed
+    else:
+        p_value = float(mannwhitneyu(cand, base, alternative="two-sided").pvalue)
+    ratios = _bootstrap_ratios(base, cand, resamples, seed)
+    ci_low, ci_high = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+    return LatencyTest(baseline_median_ms=base_median, candidate_median_ms=cand_median,
+                       ratio=cand_median / base_median, ci_low=float(ci_low),
+                       ci_high=float(ci_high), p_value=p_value, baseline_count=int(base.size),
+                       candidate_count=int(cand.size), alpha=alpha)
+
+
+def _bootstrap_ratios(base: np.ndarray, cand: np.ndarray, resamples: int,
+                      seed: int) -> np.ndarray:
+    """Ratios of the medians of independent bootstrap resamples of each side."""
+    rng = np.random.default_rng(seed)
+    return (_bootstrap_medians(np.sort(cand), resamples, rng)
+            / _bootstrap_medians(np.sort(base), resamples, rng))
+
+
+def _bootstrap_medians(ordered: np.ndarray, resamples: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``resamples`` bootstrap resamples of ``ordered`` (sorted), drawn directly.
+
+    A resample's k-th smallest value is ``ordered[ceil(n * U_k) - 1]`` where U_k is the k-th
+    order statistic of n uniforms, which is Beta(k, n - k + 1) distributed; the next one is
+    U_k + (1 - U_k) * Beta(1, n - k). So the median of a resample is drawn in O(1) instead of
+    resampling n values: the same distribution as the textbook bootstrap, at any sample count.
+    """
+    n = ordered.size
+    k = (n + 1) // 2
+
+    def at(u: np.ndarray) -> np.ndarray:
+        return ordered[np.clip(np.ceil(u * n).astype(np.int64), 1, n) - 1]
+
+    low = rng.beta(k, n - k + 1, resamples)
+    if n % 2:
+        return at(low)
+    high = low + (1.0 - low) * rng.beta(1, n - k, resamples)
+    return (at(low) + at(high)) / 2
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One change of one trial: what changed, whether it is a regression, and by how much."""
+
+    kind: str  # one of REGRESSION_KINDS or IMPROVEMENT_KINDS
+    detail: str
+
+    @property
+    def regression(self) -> bool:
+        return self.kind in REGRESSION_KINDS
+
+
+@dataclass(frozen=True)
+class TrialComparison:
+    """The same model, config, backend and target measured in two runs."""
+
+    baseline: Trial
+    candidate: Trial
+    latency: LatencyTest | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def regressed(self) -> bool:
+        return any(finding.regression for finding in self.findings)
+
+    @property
+    def memory_change(self) -> float | None:
+        return _relative(self.baseline.memory_bytes, self.candidate.memory_bytes)
+
+    @property
+    def accuracy_change_pp(self) -> float | None:
+        """Accuracy (or fidelity) gained in percentage points; negative is worse."""
+        lost = _quality_lost(self.baseline, self.candidate)
+        return None if lost is None else 0.0 - lost * 100  # 0.0 - avoids printing -0.00
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything that differs between a baseline run's trials and a candidate run's."""
+
+    matched: tuple[TrialComparison, ...]
+    only_baseline: tuple[Trial, ...]
+    only_candidate: tuple[Trial, ...]
+
+    @property
+    def regressions(self) -> list[tuple[TrialComparison, Finding]]:
+        return [(pair, finding) for pair in self.matched for finding in pair.findings
+                if finding.regression]
+
+
+def comparable_key(trial: Trial) -> tuple[str, str, str, str, str]:
+    """Trials of two runs are comparable when model (name and hash), config, target and
+    backend match; runtime versions and machine are what a comparison is about."""
+    return (trial.model, trial.model_hash, trial.config.id, trial.backend, trial.target)
+
+
+def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
+                   thresholds: Thresholds = Thresholds(), seed: int = 0) -> Comparison:
+    """Pair the two runs' trials by ``comparable_key`` and compare each pair.
+
+    A trial that was never attempted (``unavailable``, e.g. a backend missing on one machine)
+    is not compared: its counterpart, if attempted, is listed as measured in one run only.
+    """
+    base = {comparable_key(t): t for t in baseline}
+    cand = {comparable_key(t): t for t in candidate}
+
+    def attempted(trials: dict, key: tuple) -> bool:
+        return key in trials and trials[key].status not in NOT_ATTEMPTED
+
+    both = [key for key in base if attempted(base, key) and attempted(cand, key)]
+    return Comparison(
+        matched=tuple(compare_pair(base[key], cand[key], thresholds, seed) for key in both),
+        only_baseline=tuple(t for key, t in base.items()
+                            if key not in both and (key not in cand or attempted(base, key))),
+        only_candidate=tuple(t for key, t in cand.items()
+                             if key not in both and (key not in base or attempted(cand, key))))
+
+
+def compare_pair(baseline: Trial, candidate: Trial, thresholds: Thresholds = Thresholds(),
+                 seed: int = 0) -> TrialComparison:
+    """Compare one trial with its counterpart in another run."""
+    status = _status_finding(baseline, candidate)
+    if status is not None or not (baseline.ok and candidate.ok):
+        return TrialComparison(baseline, candidate, None, (status,) if status else ())
+    latency = None
+    findings = []
+    if len(baseline.latencies_ms) >= 3 and len(candidate.latencies_ms) >= 3:
+        latency = latency_test(baseline.latencies_ms, candidate.latencies_ms,
+                               thresholds.alpha, seed=seed)
+        verdict = latency.verdict(thresholds.latency)
+        if verdict:
+            findings.append(Finding(verdict, f"median {latency.baseline_median_ms:.4g} -> "
+                                             f"{latency.candidate_median_ms:.4g} ms "
+                                             f"({latency.change:+.1%}, p={latency.p_value:.2g})"))
+    findings += _figure_findings(baseline, candidate, thresholds)
+    return TrialComparison(baseline, candidate, latency, tuple(findings))
+
+
+def _status_finding(baseline: Trial, candidate: Trial) -> Finding | None:
+    if baseline.ok and not candidate.ok:
+        kind = ("stopped_compiling" if candidate.status in COMPILE_FAILURES
+                else "started_failing")
+        return Finding(kind, f"ok -> {candidate.status}: {_first_line(candidate.error)}")
+    if candidate.ok and not baseline.ok:
+        return Finding("fixed", f"{baseline.status} -> ok")
+    return None
+
+
+def _figure_findings(baseline: Trial, candidate: Trial,
+                     thresholds: Thresholds) -> list[Finding]:
+    findings = []
+    memory = _relative(baseline.memory_bytes, candidate.memory_bytes)
+    if memory is not None and abs(candidate.memory_bytes - baseline.memory_bytes) >= \
+            thresholds.memory_floor_bytes and abs(memory) > thresholds.memory:
+        findings.append(Finding("more_memory" if memory > 0 else "less_memory",
+                                f"memory {_mib(baseline.memory_bytes)} -> "
+                                f"{_mib(candidate.memory_bytes)} MiB ({memory:+.1%})"))
+    size = _relative(baseline.artifact_size_bytes, candidate.artifact_size_bytes)
+    if size is not None and abs(size) > thresholds.size:
+        findings.append(Finding("larger" if size > 0 else "smaller",
+                                f"artifact {baseline.artifact_size_bytes} -> "
+                                f"{candidate.artifact_size_bytes} bytes ({size:+.1%})"))
+    lost = _quality_lost(baseline, candidate)
+    if lost is not None and abs(lost) * 100 > thresholds.accuracy_pp:
+        what = "accuracy" if _has_accuracy(baseline, candidate) else "fidelity"
+        findings.append(Finding("less_accurate" if lost > 0 else "more_accurate",
+                                f"{what} {-lost * 100:+.2f} pp"))
+    return findings
+
+
+def _has_accuracy(baseline: Trial, candidate: Trial) -> bool:
+    return baseline.accuracy is not None and candidate.accuracy is not None
+
+
+def _quality_lost(baseline: Trial, candidate: Trial) -> float | None:
+    """How much worse the candidate scores (a fraction): task accuracy when both runs have it,
+    otherwise the drop against fp32 (fidelity), which is what a run without labels has."""
+    if _has_accuracy(baseline, candidate):
+        return baseline.accuracy - candidate.accuracy
+    if baseline.accuracy_drop is not None and candidate.accuracy_drop is not None:
+        return candidate.accuracy_drop - baseline.accuracy_drop
+    return None
+
+
+def _relative(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None or before <= 0:
+        return None
+    return after / before - 1.0
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f}"
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def version_changes(baseline: dict[str, str],
+                    candidate: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
+    """Packages whose version differs between two runs (None where one run lacks it)."""
+    names = sorted(set(baseline) | set(candidate))
+    return {name: (baseline.get(name), candidate.get(name)) for name in names
+            if baseline.get(name) != candidate.get(name)}
+
+
+def history_changes(series: Sequence[Trial], thresholds: Thresholds = Thresholds(),
+                    seed: int = 0) -> list[TrialComparison | None]:
+    """For a time-ordered series of one config's trials, each trial against the one before it.
+
+    Returns one entry per trial; the first (nothing to compare with) is None. Trials that
+    were never attempted are skipped as predecessors, so a gap does not hide a regression.
+    """
+    changes: list[TrialComparison | None] = []
+    previous: Trial | None = None
+    for trial in series:
+        if trial.status in NOT_ATTEMPTED:
+            changes.append(None)
+            continue
+        changes.append(None if previous is None
+                       else compare_pair(previous, trial, thresholds, seed))
+        previous = trial
+    return changes

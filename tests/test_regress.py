@@ -1,0 +1,186 @@
+"""Regression detection on synthetic trials: known effects must be found, noise must not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autotune.config import FP32, QuantConfig
+from autotune.regress import (
+    Thresholds,
+    compare_pair,
+    compare_trials,
+    history_changes,
+    latency_test,
+    version_changes,
+)
+from autotune.trial import Trial
+
+INT8 = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax")
+
+
+def samples(seed: int, count: int = 200, median_ms: float = 2.0, scale: float = 1.0) -> list:
+    """Latency-like samples: log-normal around the median with a sparse slow tail."""
+    rng = np.random.default_rng(seed)
+    values = median_ms * rng.lognormal(0.0, 0.04, count)
+    tail = rng.random(count) < 0.03
+    values[tail] += rng.exponential(0.5 * median_ms, tail.sum())
+    return list(values * scale)
+
+
+def trial(run_id: str = "a", config: QuantConfig = FP32, status: str = "ok", **figures) -> Trial:
+    latencies = figures.pop("latencies_ms", samples(0) if status == "ok" else [])
+    return Trial(run_id=run_id, model="tiny", model_hash="h1", config=config,
+                 backend="openvino", target="host-cpu", status=status,
+                 error="" if status == "ok" else "boom\nsecond line",
+                 latencies_ms=latencies,
+                 latency_median_ms=float(np.median(latencies)) if latencies else None,
+                 memory_bytes=figures.pop("memory_bytes", 8 << 20),
+                 artifact_size_bytes=figures.pop("artifact_size_bytes", 100_000),
+                 accuracy=figures.pop("accuracy", 0.95),
+                 accuracy_drop=figures.pop("accuracy_drop", 0.0), **figures)
+
+
+def test_a_ten_percent_slowdown_is_a_significant_regression():
+    test = latency_test(samples(1), samples(2, scale=1.10))
+    assert test.ratio == pytest.approx(1.10, abs=0.02)
+    assert test.significant and test.p_value < 1e-6
+    assert test.ci_low > 1.05 and test.ci_high < 1.16
+    assert test.verdict(0.05) == "slower"
+
+
+def test_a_small_real_change_is_significant_but_below_the_threshold():
+    test = latency_test(samples(1, count=2000), samples(2, count=2000, scale=1.02))
+    assert test.significant
+    assert test.verdict(0.05) is None
+    assert test.verdict(0.0) == "slower"
+
+
+def test_faster_is_not_slower():
+    test = latency_test(samples(1), samples(2, scale=0.8))
+    assert test.verdict(0.05) == "faster"
+
+
+def test_two_draws_of_one_distribution_are_rarely_flagged():
+    flagged = sum(latency_test(samples(seed), samples(seed + 1000), resamples=500).verdict(0.05)
+                  is not None for seed in range(100))
+    assert flagged <= 1
+    # With no minimum effect the rank test alone is still mostly quiet at alpha = 0.01.
+    significant = sum(latency_test(samples(seed), samples(seed + 1000), resamples=500)
+                      .significant for seed in range(100))
+    assert significant <= 5
+
+
+def test_the_bootstrap_is_seeded():
+    first = latency_test(samples(1), samples(2), seed=7)
+    assert latency_test(samples(1), samples(2), seed=7) == first
+    assert latency_test(samples(1), samples(2), seed=8).ci_low != first.ci_low
+
+
+def test_identical_constant_samples_are_unchanged():
+    test = latency_test([1.0] * 10, [1.0] * 10)
+    assert test.p_value == 1.0 and test.ratio == 1.0 and not test.significant
+
+
+def test_too_few_samples_is_an_error():
+    with pytest.raises(ValueError, match="at least 3"):
+        latency_test([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_thresholds_are_validated():
+    with pytest.raises(ValueError):
+        Thresholds(latency=-0.1)
+    with pytest.raises(ValueError):
+        Thresholds(alpha=1.5)
+
+
+def test_status_changes():
+    def kinds(before: str, after: str) -> list[str]:
+        return [f.kind for f in compare_pair(trial(status=before), trial(status=after)).findings]
+
+    assert kinds("ok", "compile_error") == ["stopped_compiling"]
+    assert kinds("ok", "unsupported") == ["stopped_compiling"]
+    assert kinds("ok", "timeout") == ["started_failing"]
+    assert kinds("ok", "runtime_error") == ["started_failing"]
+    assert kinds("compile_error", "ok") == ["fixed"]
+    assert kinds("compile_error", "runtime_error") == []
+    broken = compare_pair(trial(), trial(status="compile_error"))
+    assert broken.regressed and "boom" in broken.findings[0].detail
+    assert "second line" not in broken.findings[0].detail
+
+
+def test_memory_size_and_accuracy_changes():
+    base = trial()
+    more_memory = compare_pair(base, trial(memory_bytes=16 << 20))
+    assert [f.kind for f in more_memory.findings] == ["more_memory"]
+    assert more_memory.memory_change == pytest.approx(1.0)
+    # +50% of a few hundred KiB is below the floor: RSS noise, not a regression.
+    tiny = compare_pair(trial(memory_bytes=200_000), trial(memory_bytes=300_000))
+    assert not tiny.findings
+    assert [f.kind for f in compare_pair(base, trial(artifact_size_bytes=120_000)).findings] \
+        == ["larger"]
+    less_accurate = compare_pair(base, trial(accuracy=0.94))
+    assert [f.kind for f in less_accurate.findings] == ["less_accurate"]
+    assert less_accurate.accuracy_change_pp == pytest.approx(-1.0)
+    assert not compare_pair(base, trial(accuracy=0.947)).findings
+    assert not compare_pair(base, trial(accuracy=0.94), Thresholds(accuracy_pp=2)).findings
+    # Without labels, fidelity (the drop against fp32) is compared instead.
+    fidelity = compare_pair(trial(accuracy=None, accuracy_drop=0.001),
+                            trial(accuracy=None, accuracy_drop=0.02))
+    assert [f.kind for f in fidelity.findings] == ["less_accurate"]
+    assert "fidelity" in fidelity.findings[0].detail
+
+
+def test_compare_trials_pairs_by_model_config_backend_and_target():
+    baseline = [trial("a"), trial("a", INT8),
+                trial("a", QuantConfig.from_text("fp16"), status="unavailable")]
+    candidate = [trial("b", latencies_ms=samples(5, scale=1.10)),
+                 trial("b", INT8, status="compile_error"),
+                 trial("b", QuantConfig.from_text("bf16"))]
+    comparison = compare_trials(baseline, candidate)
+    assert [pair.candidate.config for pair in comparison.matched] == [FP32, INT8]
+    assert [(pair.candidate.config, f.kind) for pair, f in comparison.regressions] == \
+        [(FP32, "slower"), (INT8, "stopped_compiling")]
+    # An unavailable trial was never attempted: it is only listed, never a regression.
+    assert [t.config.text for t in comparison.only_baseline] == ["fp16"]
+    assert [t.config.text for t in comparison.only_candidate] == ["bf16"]
+
+
+def test_another_model_hash_is_not_comparable():
+    other = trial("b")
+    other.model_hash = "h2"
+    comparison = compare_trials([trial("a")], [other])
+    assert not comparison.matched
+    assert len(comparison.only_baseline) == len(comparison.only_candidate) == 1
+
+
+def test_version_changes():
+    assert version_changes({"openvino": "2025.4.0", "numpy": "2.2.6", "tvm": "1"},
+                           {"openvino": "2026.4.1", "numpy": "2.2.6"}) == \
+        {"openvino": ("2025.4.0", "2026.4.1"), "tvm": ("1", None)}
+
+
+def test_history_marks_the_step_and_skips_gaps():
+    series = [trial("r1", latencies_ms=samples(1)), trial("r2", latencies_ms=samples(2)),
+              trial("r3", status="unavailable"),
+              trial("r4", latencies_ms=samples(4, scale=1.2)),
+              trial("r5", latencies_ms=samples(5, scale=1.2))]
+    changes = history_changes(series)
+    assert changes[0] is None and changes[2] is None
+    assert [change.regressed for change in (changes[1], changes[3], changes[4])] == \
+        [False, True, False]
+    assert changes[3].baseline.run_id == "r2"  # the gap is skipped, not compared with
+
+
+@pytest.mark.parametrize("count", [7, 8, 40])
+def test_the_direct_bootstrap_of_the_median_matches_resampling(count):
+    from autotune.regress import _bootstrap_medians
+
+    values = np.sort(np.random.default_rng(count).lognormal(0.0, 0.3, count))
+    direct = _bootstrap_medians(values, 100_000, np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    resampled = np.median(values[rng.integers(0, count, (100_000, count))], axis=1)
+    support = np.union1d(direct, resampled)
+    mass = [np.searchsorted(np.sort(d), support, side="right") / d.size
+            for d in (direct, resampled)]
+    assert np.max(np.abs(mass[0] - mass[1])) < 0.01  # the same distribution (KS distance)

@@ -1,0 +1,368 @@
+"""The HTML report: what it says (from synthetic trials) and that a real browser renders it.
+
+Content tests build trials by hand, so each feature of the page (predicted points, roofline,
+sensitivity, failures, flags, regressions) is checked against data that has it. The browser
+tests open reports in Debian's headless Chromium over the DevTools protocol (tests/browser.py):
+one from a real small run, one of 100 synthetic trials, and a page with a deliberate error to
+prove that the console check can fail.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from autotune.config import FP32, QuantConfig
+from autotune.report import baselines, flags, render_markdown, reproduce_command, write_report
+from autotune.report_html import Regressions, find_regressions, render_html
+from autotune.store import Run, Store
+from autotune.target import load_target
+from autotune.trial import Trial
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser import Chromium, find_chromium  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "test-output"
+INT8 = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax")
+INT8_PT = QuantConfig.from_text("w:int8:asym:per_tensor a:int8:asym cal:entropy")
+FP16 = QuantConfig.from_text("fp16")
+LIMIT_BYTES = 5 * 2**20
+
+
+# Synthetic runs (made-up figures, for the report's content only)
+
+
+def make_run(run_id: str = "run-1", synthetic_data: bool = False, **changes) -> Run:
+    values = dict(id=run_id, created_at="2026-01-02T03:04:05+00:00",
+                  finished_at="2026-01-02T03:14:05+00:00", status="finished", model="tiny",
+                  model_path="/models/tiny.onnx", model_hash="ab" * 32, space="smoke",
+                  metric="top1", synthetic_data=synthetic_data, reference_accuracy=0.9,
+                  args={"model": "tiny", "target": ["host-cpu"], "budget": 7,
+                        "strategy": "random", "min_repeats": 50, "min_time": 1.0,
+                        "trial_timeout": 600.0},
+                  host={"cpu_model": "Test CPU 9000", "cores": 2, "system": "Linux 6",
+                        "hostname": "bench-1", "python": "3.11.9"},
+                  versions={"openvino": "2025.4.0", "onnxruntime": "1.23.0",
+                            "autotune": "abc123"})
+    values.update(changes)
+    return Run(**values)
+
+
+def make_trial(config: QuantConfig, median_ms: float | None, drop: float | None = 0.0,
+               backend: str = "openvino", status: str = "ok", run_id: str = "run-1",
+               memory_mib: int = 10, **extra) -> Trial:
+    figures = {}
+    if status == "ok":
+        samples = [median_ms * (0.98 + 0.01 * i) for i in range(5)]
+        figures = dict(latencies_ms=samples, latency_median_ms=median_ms,
+                       latency_p90_ms=samples[3], latency_p99_ms=samples[4],
+                       latency_spread=0.02, memory_bytes=memory_mib << 20,
+                       peak_memory_bytes=(memory_mib + 50) << 20,
+                       artifact_size_bytes=300 << 10, accuracy=0.9 - drop, accuracy_drop=drop)
+    return Trial(run_id=run_id, model="tiny", model_hash="ab" * 32, config=config,
+                 backend=backend, target="host-cpu", status=status, cpu_model="Test CPU 9000",
+                 cores=2, **{**figures, **extra})
+
+
+def sample_trials(run_id: str = "run-1") -> list[Trial]:
+    heavy = [{"name": f"conv{i}", "kernel": "jit_int8", "integer": i != 2} for i in range(4)]
+    return [
+        make_trial(FP32, 2.0, 0.0, run_id=run_id, memory_mib=20),
+        make_trial(INT8, 0.8, 0.004, run_id=run_id,
+                   details={"op_precisions": heavy, "float_fallback": ["conv2"],
+                            "sensitivity": {"conv1": 0.003, "conv2": 0.021}}),
+        make_trial(INT8_PT, 2.4, 0.002, run_id=run_id, backend="tvm", memory_mib=5,
+                   details={"op_precisions": heavy, "float_fallback": []}),
+        make_trial(FP16, 1.1, 0.0001, run_id=run_id, backend="tvm",
+                   details={"predicted": True}),
+        make_trial(QuantConfig.from_text("w:int8:sym:per_tensor a:int8:sym cal:mse"), None,
+                   None, run_id=run_id, status="compile_error",
+                   error="RuntimeError: no kernel for QLinearConv <int8 x int8>\n  at line 3"),
+    ]
+
+
+def page_text(page: str) -> str:
+    """The page's text as a reader sees it (tags dropped, entities decoded, spaces joined)."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+@pytest.fixture(scope="module")
+def host_cpu():
+    return {"host-cpu": load_target("host-cpu")}
+
+
+# Content
+
+
+def test_page_needs_nothing_from_the_network():
+    page = render_html(make_run(), sample_trials())
+    assert 'http-equiv="Content-Security-Policy"' in page and "default-src 'none'" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "<link" not in page and "@import" not in page and "url(http" not in page
+    assert "<style>" in page and "<script>" in page and "makeSortable" in page  # inlined
+
+
+def test_summary_has_the_run_facts():
+    text = page_text(render_html(make_run(), sample_trials()))
+    for fact in ("tiny", "/models/tiny.onnx", "host-cpu", "Test CPU 9000 (2 cores)",
+                 "openvino 2025.4.0", "onnxruntime 1.23.0", "budget 7 measured trials",
+                 "strategy random", "5 in all", "4 ok", "1 compile_error", "bench-1"):
+        assert fact in text, fact
+    assert "No data was given" not in text
+    synthetic = page_text(render_html(make_run(synthetic_data=True), sample_trials()))
+    assert "No data was given for this model" in synthetic
+    assert "1 - cosine similarity vs fp32" in synthetic
+
+
+def test_recommendation_with_the_command_that_reproduces_it():
+    run, trials = make_run(), sample_trials()
+    text = page_text(render_html(run, trials))
+    int8 = trials[1]
+    assert f"Recommended (fastest at ≤ 1 pp accuracy drop) {INT8.label} on openvino" in text
+    assert reproduce_command(run, int8) in text
+    assert "0.800 ms median (2.50x vs fp32)" in text
+
+
+def test_no_recommendation_names_the_nearest_configs():
+    trials = [make_trial(FP32, 2.0, 0.0), make_trial(INT8, 0.8, 0.05)]
+    trials[0].accuracy_drop = 0.02  # even the reference misses (a fidelity-only run can)
+    text = page_text(render_html(make_run(), trials))
+    assert "No config meets ≤ 1 pp accuracy drop." in text
+    assert f"{INT8.label} on openvino misses by 4.00 pp" in text
+
+
+def test_frontier_plot_draws_every_successful_trial_and_marks_predictions():
+    page = render_html(make_run(), sample_trials())
+    points = re.findall(r'<circle class="point (measured|predicted)"', page)
+    assert sorted(points) == ["measured", "measured", "measured", "predicted"]
+    predicted = re.search(r'<circle class="point predicted"[^>]*>', page).group(0)
+    assert 'fill="#ffffff"' in predicted and "stroke-dasharray" in predicted
+    assert '<polyline class="frontier"' in page and 'class="recommended-ring"' in page
+    assert "<title>" + html.escape(f"{INT8.label} on openvino\n{INT8.text}") in page
+    assert "predicted by the cost model" in page_text(page)
+
+
+def test_roofline_places_trials_when_the_data_exists(host_cpu):
+    trials = sample_trials()
+    trials[1].details["roofline"] = {"ops": 2e8, "bytes": 4e6, "precision": "int8"}
+    page = render_html(make_run(), trials, targets=host_cpu)
+    roofline = page.split("<h3>Roofline</h3>")[1].split("<h3>")[0]
+    assert roofline.count('<polyline class="roof"') == len(host_cpu["host-cpu"].peak_gops)
+    assert roofline.count('<circle class="point"') == 1
+    # 2e8 ops in 0.8 ms = 250 GOPS at 50 ops/byte, where 20 GB/s caps int8 at 1000 GOPS.
+    assert "50 ops/byte, 250 GOPS" in roofline
+    assert "25% of the int8 roof (memory-bound)" in roofline
+
+
+def test_roofline_says_when_there_is_no_data(host_cpu):
+    text = page_text(render_html(make_run(), sample_trials(), targets=host_cpu))
+    assert "No roofline data yet" in text and "int8 1536 GOPS" in text
+    assert "no [roofline] peaks" in page_text(render_html(make_run(), sample_trials()))
+
+
+def test_sensitivity_renders_only_with_data():
+    page = render_html(make_run(), sample_trials())
+    table = page.split('<table class="sortable sensitivity">')[1].split("</table>")[0]
+    assert table.index("conv2") < table.index("conv1")  # worst first
+    trials = sample_trials()
+    del trials[1].details["sensitivity"]
+    assert "No per-layer sensitivity scan" in render_html(make_run(), trials)
+
+
+def test_failed_trials_and_flags_are_shown():
+    run, trials = make_run(), sample_trials()
+    text = page_text(render_html(run, trials))
+    assert "Failed trials (1)" in text
+    assert "RuntimeError: no kernel for QLinearConv <int8 x int8> at line 3" in text
+    base = baselines(trials)
+    assert any("ran in float" in note for note in flags(trials[1], base))
+    for trial in trials:
+        for note in flags(trial, base):
+            assert note in text, note
+    assert "quantized but not faster than fp32" not in text  # tvm has no fp32 baseline
+
+
+def test_quantized_but_slower_is_flagged():
+    trials = [make_trial(FP32, 1.0), make_trial(INT8, 1.3, 0.001)]
+    text = page_text(render_html(make_run(), trials))
+    assert f"{INT8.label} on openvino: quantized but not faster than fp32 (0.77x)" in text
+
+
+def test_html_says_everything_the_markdown_says():
+    run, trials = make_run(), sample_trials()
+    markdown = render_markdown(run, trials, None)
+    text = page_text(render_html(run, trials))
+    cells = {cell.strip().strip("`") for line in markdown.splitlines() if line.startswith("|")
+             for cell in line.strip("|").split("|")}
+    cells -= {"", "---", "---:", "-"}
+    missing = [cell for cell in cells if cell.replace("\\|", "|") not in text
+               and not set(cell) <= set("-:")]
+    # The Markdown joins flags with "; " in one cell; the page shows each flag on its own.
+    missing = [cell for cell in missing if not all(part in text for part in cell.split("; "))]
+    assert not missing
+
+
+def test_regressions_section_only_when_regress_gives_one():
+    run, trials = make_run(), sample_trials()
+    assert 'id="regressions"' not in render_html(run, trials)
+    baseline = make_run("run-0")
+    found = Regressions(baseline, compared=4,
+                        version_changes={"openvino": ("2025.3.0", "2025.4.0")},
+                        rows=[(trials[1], "slower", "median 0.6 -> 0.8 ms (+33.3%, p=0.001)")])
+    text = page_text(render_html(run, trials, regressions=found))
+    assert "1 regression(s) in 4 trials measured in both runs" in text
+    assert "openvino 2025.3.0 → 2025.4.0" in text and "median 0.6 -> 0.8 ms" in text
+    assert "No earlier run" in page_text(render_html(run, trials, regressions=Regressions(None)))
+
+
+def test_regressions_come_from_the_previous_comparable_run(tmp_path, monkeypatch):
+    store = Store(f"sqlite:///{tmp_path}/store.db")
+    for run_id, created, int8_ms in (("run-0", "2026-01-01T00:00:00+00:00", 0.5),
+                                     ("run-1", "2026-01-02T03:04:05+00:00", 0.8)):
+        store.create_run(make_run(run_id, created_at=created))
+        for trial in sample_trials(run_id):
+            if trial.config == INT8:
+                trial.latencies_ms = [int8_ms * (1 + 0.001 * i) for i in range(30)]
+            store.add_trial(trial)
+    store.create_run(make_run("other", created_at="2026-01-01T12:00:00+00:00",
+                              model_hash="cd" * 32))
+    run = store.get_run("run-1")
+    found = find_regressions(store, run, store.trials("run-1"))
+    if found is None:
+        pytest.skip("autotune.regress offers no compare_trials")
+    assert found.baseline.id == "run-0"
+    assert [(t.config, kind) for t, kind, _ in found.rows] == [(INT8, "slower")]
+    assert find_regressions(store, store.get_run("run-0"), store.trials("run-0")).baseline is None
+    monkeypatch.setitem(sys.modules, "autotune.regress", None)  # as if it did not exist
+    assert find_regressions(store, run, store.trials("run-1")) is None
+
+
+def hundred_trials(store: Store) -> str:
+    """A stored run of 100 trials (made-up figures, 6 of them failed)."""
+    configs = [FP32, *[QuantConfig.from_text(f"w:int8:{w}:{g} a:{a}:{s} cal:{c}")
+                       for w in ("sym", "asym") for g in ("per_channel", "per_tensor")
+                       for a in ("int8", "uint8") for s in ("sym", "asym")
+                       for c in ("minmax", "entropy", "percentile", "mse")]]
+    store.create_run(make_run("hundred", args={**make_run().args, "budget": 100}))
+    for index in range(100):
+        config, backend = configs[index // 2], ("openvino", "tvm")[index % 2]
+        failed = index % 17 == 5
+        store.add_trial(make_trial(
+            config, None if failed else 0.6 + (index * 37 % 100) / 40,
+            None if failed else (index * 53 % 100) / 2500, backend=backend, run_id="hundred",
+            memory_mib=4 + index % 30, status="runtime_error" if failed else "ok",
+            error="worker died\n" * 20 if failed else "",
+            details={"roofline": {"ops": 2e8, "bytes": 1e6 * (1 + index % 9)}}))
+    return "hundred"
+
+
+@pytest.fixture(scope="module")
+def hundred_report(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hundred")
+    store = Store(f"sqlite:///{folder}/store.db")
+    return write_report(store, hundred_trials(store), folder / "reports") / "index.html"
+
+
+def test_hundred_trial_report_stays_small(hundred_report):
+    assert hundred_report.stat().st_size < LIMIT_BYTES
+    page = hundred_report.read_text()
+    assert page.count('<circle class="point measured"') == 94
+
+
+# In a real browser
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium: apt-get install chromium (or set $CHROMIUM) to check "
+                    "reports in a browser")
+    pytest.importorskip("websocket", reason="pip install websocket-client (the test extra)")
+    with Chromium(binary) as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def real_report(tiny_model, tmp_path_factory) -> Path:
+    """The report of a real smoke run (fp32 and int8 on OpenVINO) of the tiny CNN."""
+    from autotune.cli import main
+
+    workspace = tmp_path_factory.mktemp("real-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workspace)
+        code = main(["run", "--model", str(tiny_model), "--space", "smoke", "--min-repeats",
+                     "5", "--min-time", "0.05", "--no-progress"])
+        assert code == 0
+        run_id = Store(f"sqlite:///{workspace}/results/autotune.db").get_run().id
+    return workspace / "reports" / run_id / "index.html"
+
+
+def assert_clean(page) -> None:
+    assert page.errors == [], page.errors
+    assert page.requests == [], page.requests
+
+
+@pytest.mark.browser
+@pytest.mark.openvino
+def test_real_run_report_renders_cleanly(chromium, real_report):
+    page = chromium.load(real_report)
+    assert_clean(page)
+    text = chromium.evaluate("document.body.innerText")
+    run_id = real_report.parent.name
+    for expected in (f"autotune run {run_id}", "No data was given for this model",
+                     "Recommended", "autotune run --model", "Pareto frontier",
+                     "No roofline data yet", "Per-layer sensitivity", "All successful trials",
+                     "openvino"):
+        assert expected in text, expected
+    assert chromium.evaluate("document.querySelectorAll('svg circle.point').length") == 2
+    assert chromium.evaluate(
+        "getComputedStyle(document.querySelector('section')).borderTopStyle") == "solid"
+    shot = chromium.screenshot(SCREENSHOTS / "report_html.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+@pytest.mark.browser
+def test_hundred_trial_report_sorts_and_links_points_to_rows(chromium, hundred_report):
+    assert_clean(chromium.load(hundred_report))
+    assert chromium.evaluate("document.querySelectorAll('svg circle.point.measured').length") \
+        == 94
+    medians = """(() => {
+        const table = [...document.querySelectorAll('h3')]
+            .find(h => h.textContent === 'All successful trials').nextElementSibling
+            .nextElementSibling.querySelector('table');
+        table.tHead.rows[0].cells[2].click();
+        return [...table.tBodies[0].rows].map(r => parseFloat(r.cells[2].dataset.v));
+    })()"""
+    ascending = chromium.evaluate(medians)
+    assert len(ascending) == 94 and ascending == sorted(ascending)
+    descending = chromium.evaluate(medians)  # a second click reverses the order
+    assert descending == sorted(ascending, reverse=True)
+    highlighted = chromium.evaluate("""(() => {
+        const point = document.querySelector('svg circle.point');
+        point.dispatchEvent(new MouseEvent('mouseenter'));
+        return document.querySelectorAll(`tr.hl[data-key="${point.dataset.key}"]`).length;
+    })()""")
+    assert highlighted >= 1
+    chromium.screenshot(SCREENSHOTS / "report_html_100_trials.png")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("injected, expected", [
+    ("<script>notAFunction();</script>", "notAFunction is not defined"),
+    ("<script>console.error('deliberate');</script>", "deliberate"),
+    ('<img src="https://example.invalid/x.png">', "Content Security Policy"),
+])
+def test_the_browser_check_catches_errors(chromium, hundred_report, tmp_path, injected,
+                                          expected):
+    broken = tmp_path / "index.html"
+    shutil.copy(hundred_report, broken)
+    broken.write_text(broken.read_text().replace("</body>", injected + "</body>"))
+    page = chromium.load(broken)
+    assert any(expected in error for error in page.errors), page.errors
