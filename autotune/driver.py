@@ -150,8 +150,9 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     for name in ("compile_s", "load_s", "first_inference_ms", "peak_memory_bytes",
                  "memory_bytes", "artifact_size_bytes"):
         setattr(trial, name, figures.get(name))
-    if "quantize_s" in figures:
-        trial.details["quantize_s"] = figures["quantize_s"]
+    for name in ("quantize_s", "compile_memory_bytes"):
+        if name in figures:
+            trial.details[name] = figures[name]
     if trial.ok:
         trial.latencies_ms = figures["latencies_ms"]
         stats = latency_stats(trial.latencies_ms)

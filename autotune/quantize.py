@@ -37,6 +37,7 @@ class QuantizedModel:
     config: QuantConfig
     precision_hint: str  # fp32, fp16 or bf16: the precision of everything left in float
     source_hash: str
+    fresh: bool = False  # quantized by this call (not taken from the cache)
 
 
 def file_hash(path: Path) -> str:
@@ -66,10 +67,11 @@ def quantize(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds]
     key = (f"{source_hash}-{feeds_hash(calibration)}-{config.id}"
            f"-ort{version('onnxruntime')}")
     out = Path(cache_dir) / "quantized" / f"{key}.onnx"
-    if not out.exists():
+    fresh = not out.exists()
+    if fresh:
         out.parent.mkdir(parents=True, exist_ok=True)
         _quantize_static(Path(model_path), config, calibration, out)
-    return QuantizedModel(out, config, "fp32", source_hash)
+    return QuantizedModel(out, config, "fp32", source_hash, fresh)
 
 
 def _check_expressible(config: QuantConfig) -> None:

@@ -83,6 +83,7 @@ def reproduce_command(run: Run, trial: Trial) -> str:
     if run.args.get("data"):
         parts.append(f"--data {run.args['data']}")
     parts += [f"--target {trial.target}", f"--backend {trial.backend}"]
+    parts += [f"--runtime {spec}" for spec in run.args.get("runtime") or []]
     if trial.config != FP32:
         parts.append(f"--config '{trial.config.text}'")
     return " ".join(parts)

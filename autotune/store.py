@@ -8,7 +8,7 @@ is created (or migrated) when a store is opened.
 from __future__ import annotations
 
 import json
-import time
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,7 +112,7 @@ def now() -> str:
 
 def new_run_id() -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{int(time.time_ns() // 1000) % 10000:04d}"
+    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 class Store:

@@ -36,7 +36,9 @@ class Trial:
     latency_p99_ms: float | None = None
     latency_spread: float | None = None
     peak_memory_bytes: int | None = None
-    memory_bytes: int | None = None  # peak RSS minus the RSS of the worker before compiling
+    # Peak RSS of the measuring process above its RSS with the runtime and data loaded: what
+    # loading and running the artifact costs (compiling happens in another process image).
+    memory_bytes: int | None = None
     artifact_size_bytes: int | None = None
     accuracy: float | None = None
     accuracy_drop: float | None = None

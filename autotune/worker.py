@@ -181,55 +181,86 @@ def _rss_bytes(field: str) -> int:
 
 
 def _child_main(job_path: Path) -> int:
+    """Quantize, compile and measure, each stage in a fresh process image.
+
+    The child re-executes itself between stages (``os.execv`` keeps the pid the parent
+    watches, and resets the peak-RSS counter), so the memory of a measurement is what loading
+    and running the artifact costs, never what the quantizer or the compiler needed. State
+    passes between stages through ``state.json`` in the trial's scratch folder.
+    """
     scratch = job_path.parent
     phase_path = scratch / "phase"
+    state_path = scratch / "state.json"
 
     def enter(phase: str) -> None:
         phase_path.write_text(phase)
 
-    enter("start")
     job = Job(**json.loads(job_path.read_text()))
     from autotune.backends import get_backend
+    from autotune.backends.base import Artifact
     from autotune.config import QuantConfig
     from autotune.data import Dataset
     from autotune.errors import UnsupportedConfig
     from autotune.measure import MeasurementProtocol
-    from autotune.quantize import quantize
+    from autotune.quantize import QuantizedModel, quantize
     from autotune.runtimes import package_versions
     from autotune.target import load_target
 
     config = QuantConfig.from_dict(job.config)
     target = load_target(job.target_path)
     backend = get_backend(job.backend)
-    if target.is_local and hasattr(os, "sched_setaffinity"):
-        # Pin the measured process to the target's core count, so two configs measured on
-        # the same target always get the same cores.
-        allowed = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, allowed[: target.threads])
-    dataset = Dataset.load(Path(job.dataset_path))
-    # Load the runtime before the memory baseline, so a trial's memory is the model's, not
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+    else:
+        enter("start")
+        if target.is_local and hasattr(os, "sched_setaffinity"):
+            # Pin the measured process to the target's core count, so two configs measured on
+            # the same target always get the same cores (inherited across the re-executions).
+            allowed = sorted(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, allowed[: target.threads])
+        state = {"stage": "quantize", "figures": {}}
+    figures = state["figures"]
+    # Load the runtime before the memory baselines, so a trial's memory is the model's, not
     # the runtime library's.
     backend.available(target)
-    fault = _injected_fault(config.id)
     # Versions first: a failed trial must record the runtime it failed on, too.
-    figures: dict = {"versions": {**package_versions(), **backend.versions()}}
+    figures["versions"] = {**package_versions(), **backend.versions()}
+    fault = _injected_fault(config.id)
     status, error = "ok", ""
-    phase = "quantize"
+    phase = state["stage"]
     try:
-        enter("quantize")
-        _maybe_fault(fault, "quantize")
-        start = time.perf_counter()
-        model = quantize(Path(job.model_path), config, dataset.calibration, Path(job.cache_dir))
-        figures["quantize_s"] = time.perf_counter() - start
-        enter(phase := "compile")
-        rss_before = _rss_bytes("VmRSS")
-        workdir = scratch / "artifact"
-        workdir.mkdir()
-        _maybe_fault(fault, "compile")
-        artifact = backend.compile(model, target, workdir)
-        figures.update(compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
-                       details=artifact.details)
+        if phase == "quantize":
+            enter("quantize")
+            _maybe_fault(fault, "quantize")
+            dataset = Dataset.load(Path(job.dataset_path))
+            start = time.perf_counter()
+            model = quantize(Path(job.model_path), config, dataset.calibration,
+                             Path(job.cache_dir))
+            figures["quantize_s"] = time.perf_counter() - start
+            state["model"] = {"path": str(model.path), "precision_hint": model.precision_hint,
+                              "source_hash": model.source_hash}
+            _next_stage(job_path, state, "compile", reexec=model.fresh)
+        if phase == "compile" or state["stage"] == "compile":
+            enter(phase := "compile")
+            model = QuantizedModel(Path(state["model"]["path"]), config,
+                                   state["model"]["precision_hint"],
+                                   state["model"]["source_hash"])
+            rss_before = _rss_bytes("VmRSS")
+            workdir = scratch / "artifact"
+            workdir.mkdir(exist_ok=True)
+            _maybe_fault(fault, "compile")
+            artifact = backend.compile(model, target, workdir)
+            figures.update(compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
+                           details=artifact.details,
+                           compile_memory_bytes=max(0, _rss_bytes("VmHWM") - rss_before))
+            state["artifact"] = {"backend": artifact.backend, "path": str(artifact.path),
+                                 "size_bytes": artifact.size_bytes,
+                                 "compile_s": artifact.compile_s, "details": artifact.details}
+            _next_stage(job_path, state, "measure", reexec=True)
         enter(phase := "measure")
+        artifact = Artifact(**{**state["artifact"], "path": Path(state["artifact"]["path"])})
+        dataset = Dataset.load(Path(job.dataset_path))
+        rss_before = _rss_bytes("VmRSS")
         _maybe_fault(fault, "measure")
         measurement = backend.measure(artifact, dataset.evaluation, target,
                                       MeasurementProtocol(**job.protocol))
@@ -251,6 +282,16 @@ def _child_main(job_path: Path) -> int:
     (scratch / "result.json").write_text(json.dumps(
         {"status": status, "error": error, "figures": figures}, default=_json_default))
     return 0
+
+
+def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
+    """Record the next stage; re-execute this worker for it (same pid, fresh memory)."""
+    state["stage"] = stage
+    (job_path.parent / "state.json").write_text(json.dumps(state, default=_json_default))
+    if reexec:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "autotune.worker", str(job_path)])
 
 
 FAULT_ENV = "AUTOTUNE_INJECT_FAULT"
