@@ -44,7 +44,7 @@ ZOO: dict[str, ZooModel] = {
     for model in [
         ZooModel(
             name="digits-cnn",
-            description="6-conv CNN on scikit-learn's digits upscaled to 32x32 (1x1x32x32)",
+            description="7-conv CNN on scikit-learn's digits upscaled to 32x32 (1x1x32x32)",
             metric="top1",
             source="trained here on sklearn's bundled digits: python -m autotune.zoo.train_digits",
             path=ZOO_MODELS_DIR / "digits_cnn.onnx",
