@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Quality:
-    """Task accuracy (None without labels) and fidelity of the outputs vs fp32."""
+    """The task metric (None for fidelity-only data) and fidelity of the outputs vs fp32."""
 
     accuracy: float | None
     top1_agreement: float
@@ -43,15 +43,69 @@ def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.mean(cosine))
 
 
+def pair_cosines(embeddings: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each pair of consecutive rows (a0, b0, a1, b1, ...)."""
+    if len(embeddings) % 2:
+        raise ValueError(f"pair metrics need an even number of outputs, got {len(embeddings)}")
+    first, second = embeddings[0::2], embeddings[1::2]
+    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
+    return np.sum(first * second, axis=1) / np.where(norms > 0, norms, 1.0)
+
+
+def spearman(embeddings: np.ndarray, scores: np.ndarray) -> float:
+    """Spearman correlation of the pairs' cosine similarities with their gold scores."""
+    from scipy.stats import spearmanr
+
+    similarities = pair_cosines(embeddings)
+    if len(similarities) != len(scores):
+        raise ValueError(f"{len(similarities)} output pairs but {len(scores)} gold scores")
+    return float(spearmanr(similarities, scores).statistic)
+
+
+# Whether a larger value of the metric is better; the accuracy drop is signed accordingly.
+HIGHER_IS_BETTER = {"top1": True, "spearman": True, "cosine": True, "mse": False}
+
+
+def task_score(outputs: np.ndarray, labels: np.ndarray | None, metric: str,
+               reference: np.ndarray) -> float | None:
+    """The task metric of ``outputs`` ([samples, features]); None for ``fidelity``.
+
+    ``top1`` and ``spearman`` need labels (classes, or one gold score per pair of samples);
+    ``cosine`` and ``mse`` compare with ``labels`` (target outputs, one row per sample) when
+    given, else with the fp32 ``reference`` outputs.
+    """
+    if metric in ("top1", "spearman") and labels is None:
+        return None
+    if metric == "top1":
+        return top1_accuracy(outputs, labels)
+    if metric == "spearman":
+        return spearman(outputs, np.asarray(labels, dtype=np.float64))
+    if metric in ("cosine", "mse"):
+        targets = reference if labels is None else np.asarray(
+            labels, dtype=np.float64).reshape(len(labels), -1)
+        if targets.shape != outputs.shape:
+            raise ValueError(f"targets of shape {targets.shape} do not match the outputs "
+                             f"{outputs.shape}")
+        if metric == "cosine":
+            return mean_cosine(targets, outputs)
+        return float(np.mean((outputs - targets) ** 2))
+    return None
+
+
+def accuracy_drop(reference_score: float, score: float, metric: str) -> float:
+    """How much worse ``score`` is than the fp32 ``reference_score`` (positive = worse)."""
+    if HIGHER_IS_BETTER.get(metric, True):
+        return reference_score - score
+    return score - reference_score
+
+
 def quality(candidate: np.ndarray, reference: np.ndarray, labels: np.ndarray | None,
             metric: str) -> Quality:
     """Score ``candidate`` outputs ([samples, features]) against fp32 ``reference`` outputs."""
     if candidate.shape != reference.shape:
         raise ValueError(f"output shape {candidate.shape} differs from the reference "
                          f"{reference.shape}")
-    accuracy = None
-    if metric == "top1" and labels is not None:
-        accuracy = top1_accuracy(candidate, labels)
+    accuracy = task_score(candidate, labels, metric, reference)
     agreement = float(np.mean(np.argmax(candidate, axis=1) == np.argmax(reference, axis=1)))
     return Quality(accuracy, agreement, sqnr_db(reference, candidate),
                    mean_cosine(reference, candidate))

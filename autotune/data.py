@@ -105,22 +105,74 @@ def model_inputs(model_path: Path) -> list[InputSpec]:
 
 
 def random_dataset(model_path: Path, calibration_count: int = 32, evaluation_count: int = 32,
-                   seed: int = 0) -> Dataset:
-    """Seeded random inputs for a model with no data: fidelity vs fp32 is the only metric."""
+                   seed: int = 0, metric: str | None = None) -> Dataset:
+    """Seeded random inputs for a model with no data: only fidelity vs fp32 can be scored.
+
+    Args:
+        model_path: The ONNX model whose static input shapes and dtypes the samples take.
+        calibration_count: Calibration samples to draw.
+        evaluation_count: Evaluation samples to draw (a disjoint set).
+        seed: Seed of the generator; the same seed gives the same samples.
+        metric: ``cosine`` or ``mse`` (against the fp32 outputs), or None for ``fidelity``;
+            metrics that need labels are input errors.
+    """
+    metric = metric or "fidelity"
+    if metric not in ("fidelity", "cosine", "mse"):
+        raise InputError(f"--metric {metric}: needs labels; give --data with a 'labels' array")
     rng = np.random.default_rng(seed)
     specs = model_inputs(model_path)
+    integer_specs = [spec for spec in specs if not np.issubdtype(spec.dtype, np.floating)]
+    ranges = integer_ranges(model_path, integer_specs) if integer_specs else {}
 
     def sample() -> Feeds:
         feeds = {}
         for spec in specs:
             if np.issubdtype(spec.dtype, np.floating):
                 feeds[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
-            elif spec.dtype == np.bool_:
-                feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(np.bool_)
             else:
-                feeds[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+                low, high = ranges[spec.name]
+                feeds[spec.name] = rng.integers(low, high, spec.shape).astype(spec.dtype)
         return feeds
 
     calibration = [sample() for _ in range(calibration_count)]
     evaluation = [sample() for _ in range(evaluation_count)]
-    return Dataset(calibration, evaluation, None, "fidelity", synthetic=True)
+    return Dataset(calibration, evaluation, None, metric, synthetic=True)
+
+
+# Integer inputs that index nothing the graph shows (no embedding table) get small positive
+# values: ids past a vocabulary would make Gather fail, and 0 is often a padding id.
+_SMALL_IDS = (1, 100)
+
+
+def integer_ranges(model_path: Path, specs: list[InputSpec]) -> dict[str, tuple[int, int]]:
+    """The [low, high) range that random values of each integer (or bool) input come from.
+
+    Masks (the name says so) are all ones, so every token counts; token ids that index an
+    embedding table (a Gather on an initializer) stay within its rows; other integer inputs
+    get small positive ids, and bools 0 or 1.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    ranges = {}
+    for spec in specs:
+        rows = _embedding_rows(graph, spec.name)
+        if "mask" in spec.name.lower():
+            ranges[spec.name] = (1, 2)
+        elif spec.dtype == np.bool_:
+            ranges[spec.name] = (0, 2)
+        elif rows is not None:
+            ranges[spec.name] = (0, rows)
+        else:
+            ranges[spec.name] = _SMALL_IDS
+    return ranges
+
+
+def _embedding_rows(graph, input_name: str) -> int | None:
+    """Rows of the smallest initializer table that a Gather indexes with ``input_name``."""
+    tables = {tensor.name: tensor.dims for tensor in graph.initializer}
+    rows = [tables[node.input[0]][0] for node in graph.node
+            if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] == input_name
+            and node.input[0] in tables and tables[node.input[0]]
+            and all(attr.name != "axis" or attr.i == 0 for attr in node.attribute)]
+    return min(rows) if rows else None

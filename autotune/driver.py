@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.accuracy import first_outputs, quality
+from autotune.accuracy import accuracy_drop, first_outputs, quality, task_score
 from autotune.backends import get_backend
 from autotune.config import FP32
 from autotune.data import Dataset
@@ -23,13 +23,15 @@ from autotune.errors import InputError
 from autotune.host import host_info
 from autotune.measure import MeasurementProtocol, latency_stats
 from autotune.quantize import file_hash
+from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
 from autotune.search import Candidate, SearchStrategy
+from autotune.sensitivity import attach_sensitivity, expand_mixed
 from autotune.space import SearchSpace
 from autotune.store import Run, Store, new_run_id, now
 from autotune.target import Target
 from autotune.trial import Trial
-from autotune.worker import Job, run_isolated
+from autotune.worker import Job, WorkerResult, run_isolated
 from autotune.zoo import ModelSource
 
 log = logging.getLogger("autotune")
@@ -48,6 +50,12 @@ class RunSettings:
     workspace: Path = Path("results")
     progress: bool = True
     python: str | None = None  # the workers' interpreter (``--runtime``); None: this one
+    # Flaky-measurement guard: a trial whose latency spread (IQR / median) exceeds this is
+    # measured again in a fresh worker, up to ``remeasures`` times. Off (0) here, so callers
+    # that study variability (benchmarks/repeatability.py) see every pass; `autotune run`
+    # turns it on (--max-spread, 0.10).
+    max_spread: float = 0.0
+    remeasures: int = 2
 
 
 @dataclass
@@ -55,6 +63,7 @@ class RunOutcome:
     run_id: str
     trials: list[Trial]
     interrupted: bool = False
+    in_flight: str | None = None  # the trial an interruption dropped (it runs again on resume)
 
     @property
     def succeeded(self) -> int:
@@ -65,14 +74,14 @@ def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Seq
               settings: RunSettings, strategy: SearchStrategy, args: dict) -> str:
     """Create the run record and its data files; returns the run id."""
     run_id = new_run_id()
+    reference = reference_outputs(model.path, model.dataset)  # a bad model leaves no files
     run_dir = settings.workspace / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     model.dataset.save(run_dir / "dataset.npz")
-    reference = reference_outputs(model.path, model.dataset)
     np.save(run_dir / "reference.npy", reference)
-    reference_accuracy = None
-    if model.dataset.labels is not None and model.dataset.metric == "top1":
-        reference_accuracy = float(np.mean(np.argmax(reference, axis=1) == model.dataset.labels))
+    # The fp32 model's own score on the task metric: every config's drop is measured from it.
+    reference_accuracy = task_score(reference, model.dataset.labels, model.dataset.metric,
+                                    reference)
     store.create_run(Run(
         id=run_id, created_at=now(), finished_at=None, status="running", model=model.name,
         model_path=str(model.path), model_hash=file_hash(model.path), space=space.name,
@@ -89,6 +98,14 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     run_dir = settings.workspace / "runs" / run_id
     dataset = Dataset.load(run_dir / "dataset.npz")
     reference = np.load(run_dir / "reference.npy")
+    # Mixed-precision configs exist once the model is known (a sensitivity scan ranks layers).
+    try:
+        expanded = expand_mixed(space, Path(run.model_path), dataset,
+                                settings.workspace / "cache")
+    except KeyboardInterrupt:  # during the scan: nothing measured yet, the run resumes
+        store.set_run_status(run_id, "interrupted")
+        return RunOutcome(run_id, store.trials(run_id), interrupted=True)
+    space = expanded.space
     history = store.trials(run_id)
     candidates, unavailable = _candidates(space, targets, settings.backends)
     for candidate, reason in unavailable:
@@ -103,7 +120,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     planned = len(_remaining(candidates, history))
     total = min(planned, max(budget_left, 0))
     bar = _progress(total, settings.progress)
-    interrupted = False
+    interrupted, current = False, None
     try:
         while budget_left > 0:
             batch = strategy.propose(candidates, history, budget_left)
@@ -112,8 +129,12 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
             for candidate in batch:
                 bar.set_description(f"{candidate.config.label} on {candidate.backend}/"
                                     f"{candidate.target.name}"[:60])
+                current = candidate
                 trial = run_trial(run, candidate, dataset, reference, settings, run_dir)
+                attach_roofline(trial, Path(run.model_path), candidate.target, store)
+                attach_sensitivity(trial, expanded.scans)
                 store.add_trial(trial)
+                current = None
                 history.append(trial)
                 budget_left -= 1
                 bar.update(1)
@@ -128,7 +149,11 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
         bar.close()
     store.set_run_status(run_id, "interrupted" if interrupted else "finished",
                          finished=not interrupted)
-    return RunOutcome(run_id, store.trials(run_id), interrupted)
+    trials = store.trials(run_id)
+    dropped = current is not None and current.key not in {trial.key for trial in trials}
+    return RunOutcome(run_id, trials, interrupted,
+                      f"{current.config.label} ({current.config.id}) on {current.backend}/"
+                      f"{current.target.name}" if dropped else None)
 
 
 def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.ndarray,
@@ -142,6 +167,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
               protocol=settings.protocol.to_dict(), tuning_trials=settings.tuning_trials)
     result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
                           python=settings.python)
+    result, spreads = _remeasure_if_noisy(job, result, settings)
     trial = _base_trial(run, candidate, result.status, result.error)
     trial.started_at = started
     figures = result.figures
@@ -153,6 +179,10 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     for name in ("quantize_s", "compile_memory_bytes"):
         if name in figures:
             trial.details[name] = figures[name]
+    if len(spreads) > 1:
+        trial.details["spreads"] = spreads  # one per measurement pass; the last one is kept
+    if spreads and spreads[-1] > settings.max_spread:
+        trial.details["noisy"] = True
     if trial.ok:
         trial.latencies_ms = figures["latencies_ms"]
         stats = latency_stats(trial.latencies_ms)
@@ -168,6 +198,29 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     return trial
 
 
+def _remeasure_if_noisy(job: Job, result: WorkerResult,
+                        settings: RunSettings) -> tuple[WorkerResult, list[float]]:
+    """Measure a trial again, in a fresh worker, while its samples are too spread out.
+
+    A neighbour's burst or a frequency change during one pass widens the spread; another pass
+    usually comes out clean, and comparing two runs needs clean samples. Returns the last
+    successful pass (a failed re-measure keeps the pass before it) and every pass's spread.
+    """
+    spreads: list[float] = []
+    while result.status == "ok" and settings.max_spread > 0:
+        spreads.append(latency_stats(result.figures["latencies_ms"]).spread)
+        if spreads[-1] <= settings.max_spread or len(spreads) > settings.remeasures:
+            break
+        log.info("spread %.1f%% above %.1f%%: measuring again in a fresh worker",
+                 spreads[-1] * 100, settings.max_spread * 100)
+        again = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
+                             python=settings.python)
+        if again.status != "ok":
+            break
+        result = again
+    return result, spreads
+
+
 def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Dataset,
            run: Run) -> None:
     scores = quality(outputs, reference, dataset.labels, dataset.metric)
@@ -176,7 +229,8 @@ def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Da
     trial.sqnr_db = scores.sqnr_db
     trial.cosine = scores.cosine
     if scores.accuracy is not None and run.reference_accuracy is not None:
-        trial.accuracy_drop = run.reference_accuracy - scores.accuracy
+        trial.accuracy_drop = accuracy_drop(run.reference_accuracy, scores.accuracy,
+                                            dataset.metric)
     else:
         # Without labels, quality is fidelity: the drop is how far outputs are from fp32's.
         trial.accuracy_drop = 1.0 - scores.cosine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,3 +65,66 @@ def pick(trials: Sequence[Trial], max_accuracy_drop: float, objective: str = "la
     misses = sorted(((trial, trial.accuracy_drop - max_accuracy_drop) for trial in ok),
                     key=lambda pair: (pair[1], getattr(pair[0], field)))
     return Pick(None, misses[:3])
+
+
+
+# Hypervolume of (latency, error) fronts: how much of the objective plane a set of configs
+# dominates, the yardstick of a search that measures only part of a space.
+
+
+def hypervolume_2d(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """Area dominated by ``points`` (both objectives minimized) and bounded by ``reference``.
+
+    Points at or beyond the reference in either objective add nothing.
+    """
+    ref_x, ref_y = reference
+    staircase: list[tuple[float, float]] = []
+    for x, y in sorted((float(x), float(y)) for x, y in points):
+        if x < ref_x and y < ref_y and (not staircase or y < staircase[-1][1]):
+            staircase.append((x, y))
+    if not staircase:
+        return 0.0
+    edges = [x for x, _ in staircase[1:]] + [ref_x]
+    return sum((edge - x) * (ref_y - y) for (x, y), edge in zip(staircase, edges, strict=True))
+
+
+def hypervolume_improvement(point: Sequence[float], points: Sequence[Sequence[float]],
+                            reference: Sequence[float]) -> float:
+    """How much area ``point`` would add to the front of ``points`` (0 when dominated)."""
+    return (hypervolume_2d([*points, point], reference)
+            - hypervolume_2d(points, reference))
+
+
+def expected_hypervolume_improvement(samples: Sequence[Sequence[float]],
+                                     points: Sequence[Sequence[float]],
+                                     reference: Sequence[float]) -> float:
+    """Mean improvement over equally likely outcomes of one candidate (e.g. the members of a
+    cost-model ensemble): a Monte Carlo estimate of its expected hypervolume improvement."""
+    if not samples:
+        return 0.0
+    base = hypervolume_2d(points, reference)
+    return sum(hypervolume_2d([*points, sample], reference) - base
+               for sample in samples) / len(samples)
+
+
+# The error axis of a search front. Fidelity errors (1 - cosine vs fp32) span orders of
+# magnitude (bf16 ~1e-5, int8 ~1e-4, a bad int8 config ~1e-3), and what matters is the
+# ratio (as SQNR in dB measures it), so the front is drawn over log10(error): on a linear
+# axis every config but the worst sits at "0" and the front degenerates to latency alone.
+# Below the floor (1e-7, 70 dB) a config counts as identical to fp32.
+FIDELITY_FLOOR = 1e-7
+
+
+def fidelity_objective(error: float) -> float:
+    """The front's error coordinate of a fidelity error (1 - cosine vs fp32)."""
+    return math.log10(max(error, 0.0) + FIDELITY_FLOOR)
+
+
+def reference_point(points: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """A hypervolume reference just beyond the worst point: nadir + 10% of each range
+    (of the value itself where all points agree), so every point adds some volume."""
+    reference = []
+    for axis in zip(*points, strict=True):
+        worst, spread = max(axis), max(axis) - min(axis)
+        reference.append(worst + 0.1 * (spread if spread > 0 else max(abs(worst), 1e-12)))
+    return reference[0], reference[1]

@@ -2,7 +2,10 @@
 
 Integer configs go through onnxruntime.quantization (static, QDQ format), which every
 backend can import. Float configs (fp16, bf16) are not rewritten: the backend receives the
-fp32 model with a precision hint, as OpenVINO and TVM expect. Quantized models are cached by
+fp32 model with a precision hint, as OpenVINO and TVM expect. Weight-only configs (integer
+weights, float activations: int4 per group, int8 per channel) are not rewritten either: the
+model carries a ``weight_compression`` request that a backend applies when it compiles
+(OpenVINO through NNCF) or answers with ``unsupported``. Quantized models are cached by
 (model hash, calibration data hash, config id, onnxruntime version), so an upgrade never
 reuses a model the old quantizer made.
 """
@@ -30,6 +33,19 @@ _QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "int4": "
 
 
 @dataclass(frozen=True)
+class WeightCompression:
+    """Weight-only quantization for a backend to apply at compile time.
+
+    Only the weights of MatMul-like layers are stored in ``dtype``; activations stay float,
+    so nothing is calibrated. ``group_size`` None means one scale per output channel.
+    """
+
+    dtype: str  # int4 or int8
+    symmetric: bool
+    group_size: int | None
+
+
+@dataclass(frozen=True)
 class QuantizedModel:
     """The model a backend compiles: an ONNX path, and the float precision to run it in."""
 
@@ -38,6 +54,40 @@ class QuantizedModel:
     precision_hint: str  # fp32, fp16 or bf16: the precision of everything left in float
     source_hash: str
     fresh: bool = False  # quantized by this call (not taken from the cache)
+
+    @property
+    def weight_compression(self) -> WeightCompression | None:
+        """The weight-only request of a weight-only config (derived from the config, so a
+        model rebuilt from its path and config in another process keeps it); else None."""
+        return weight_compression(self.config)
+
+
+def is_weight_only(config: QuantConfig) -> bool:
+    return config.is_quantized and config.activation_dtype in ("fp32", "fp16", "bf16")
+
+
+def weight_compression(config: QuantConfig) -> WeightCompression | None:
+    """The compression a weight-only config asks for.
+
+    Raises:
+        UnsupportedConfig: a weight-only config no compressor here can express.
+    """
+    if not is_weight_only(config):
+        return None
+    if config.granularity == "per_tensor":
+        raise UnsupportedConfig("weight-only quantization is per channel or per group here, "
+                                "not per tensor")
+    if config.weight_dtype == "int8" and config.granularity == "per_group":
+        raise UnsupportedConfig("int8 weight-only quantization is per channel (group sizes "
+                                "are for int4)")
+    if config.weight_dtype == "uint8" and config.weight_scheme == "symmetric":
+        raise UnsupportedConfig("uint8 weights are asymmetric; use int8 for symmetric weights")
+    if config.overrides:
+        raise UnsupportedConfig("layer overrides are not supported with weight-only "
+                                "quantization")
+    return WeightCompression(dtype="int4" if config.weight_dtype == "int4" else "int8",
+                             symmetric=config.weight_scheme == "symmetric",
+                             group_size=config.group_size)
 
 
 def file_hash(path: Path) -> str:
@@ -63,6 +113,8 @@ def quantize(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds]
     source_hash = file_hash(model_path)
     if config.is_float:
         return QuantizedModel(Path(model_path), config, config.weight_dtype, source_hash)
+    if weight_compression(config) is not None:
+        return QuantizedModel(Path(model_path), config, config.activation_dtype, source_hash)
     _check_expressible(config)
     key = (f"{source_hash}-{feeds_hash(calibration)}-{config.id}"
            f"-ort{version('onnxruntime')}")
@@ -75,9 +127,6 @@ def quantize(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds]
 
 
 def _check_expressible(config: QuantConfig) -> None:
-    if config.activation_dtype in ("fp32", "fp16", "bf16"):
-        raise UnsupportedConfig("weight-only quantization is not available through the "
-                                "onnxruntime QDQ quantizer")
     if config.calibration not in _CALIBRATION:
         raise UnsupportedConfig(f"onnxruntime has no {config.calibration!r} calibration "
                                 f"(it has {', '.join(_CALIBRATION)})")
@@ -89,6 +138,39 @@ def _check_expressible(config: QuantConfig) -> None:
         if dtype != "fp32":
             raise UnsupportedConfig(f"layer override {layer}={dtype}: only fp32 (keep the "
                                     f"layer in float) is supported")
+
+
+OP_SELECTOR = "op:"
+
+
+def kept_in_float(model_path: Path, config: QuantConfig) -> list[str]:
+    """The node names that a config's overrides keep in float.
+
+    An override names one node, or every node of an op type as ``op:TYPE`` (e.g.
+    ``op:Softmax``): transformers lose accuracy when Softmax inputs, LayerNorm and residual
+    additions go through int8, while their MatMuls quantize well, and op types say that
+    for any model without listing its node names.
+
+    Raises:
+        UnsupportedConfig: an override names a node or op type the model does not have.
+    """
+    import onnx
+
+    if not config.overrides:
+        return []
+    nodes = onnx.load(str(model_path), load_external_data=False).graph.node
+    names = []
+    for layer, _ in config.overrides:
+        if layer.startswith(OP_SELECTOR):
+            matched = [node.name for node in nodes
+                       if node.op_type == layer.removeprefix(OP_SELECTOR) and node.name]
+        else:
+            matched = [node.name for node in nodes if node.name == layer]
+        if not matched:
+            raise UnsupportedConfig(f"layer override {layer}: the model has no such "
+                                    f"{'op type' if layer.startswith(OP_SELECTOR) else 'node'}")
+        names += matched
+    return names
 
 
 def _quantize_static(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds],
@@ -125,7 +207,7 @@ def _quantize_static(model_path: Path, config: QuantConfig, calibration: Sequenc
             activation_type=getattr(ortq.QuantType, _QUANT_TYPES[config.activation_dtype]),
             weight_type=getattr(ortq.QuantType, _QUANT_TYPES[config.weight_dtype]),
             calibrate_method=getattr(ortq.CalibrationMethod, _CALIBRATION[config.calibration]),
-            nodes_to_exclude=[layer for layer, _ in config.overrides],
+            nodes_to_exclude=kept_in_float(model_path, config),
             extra_options=extra,
         )
         os.replace(tmp_name, out)

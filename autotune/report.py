@@ -69,6 +69,11 @@ def flags(trial: Trial, base: dict[tuple[str, str], Trial]) -> list[str]:
             reason = (f"; all {len(heavy)} heavy ops ran integer kernels ({', '.join(kernels)}),"
                       f" so the time goes to conversions and overhead")
         notes.append(f"quantized but not faster than fp32 ({ratio:.2f}x){reason}")
+    if trial.details.get("noisy"):
+        spreads = trial.details.get("spreads") or [trial.latency_spread or 0.0]
+        notes.append(f"noisy: latency spread stayed above the limit in {len(spreads)} "
+                     f"measurement(s) ({', '.join(f'{s:.1%}' for s in spreads)}); compare "
+                     f"with care")
     if trial.details.get("untuned"):
         notes.append("untuned (no tuning trials)")
     if trial.emulated:
@@ -151,6 +156,7 @@ def render_markdown(run: Run, trials: Sequence[Trial], plot_name: str | None) ->
         if ok:
             lines += ["### All successful trials", ""]
             lines += _trial_table(ok, base)
+            lines += _roofline_table(ok)
         failed = [t for t in group if not t.ok]
         if failed:
             lines += ["### Failed trials", "", "| config | backend | status | error |",
@@ -176,6 +182,27 @@ def _trial_table(trials: Sequence[Trial], base: dict) -> list[str]:
             f"{_mib(t.memory_bytes)} | "
             f"{_kib(t.artifact_size_bytes)}"
             f" | {'; '.join(flags(t, base))} |")
+    lines.append("")
+    return lines
+
+
+def _roofline_table(trials: Sequence[Trial]) -> list[str]:
+    """Where each config sits against the target's roofline (``details['roofline']``)."""
+    placed = [t for t in trials if (t.details.get("roofline") or {}).get("bound_ms")]
+    if not placed:
+        return []
+    sources = sorted({t.details["roofline"].get("peaks_source", "?") for t in placed})
+    lines = ["### Roofline", "",
+             f"Bound = max(operations / peak of their precision, bytes moved / bandwidth), "
+             f"peaks from: {', '.join(sources)}; attained = bound / measured median.", "",
+             "| config | backend | precision | ops/byte | bound by | bound ms | median ms | "
+             "attained |", "|---|---|---|---:|---|---:|---:|---:|"]
+    for t in placed:
+        roof = t.details["roofline"]
+        lines.append(f"| {t.config.label} | {t.backend} | {roof['precision']} | "
+                     f"{roof['ops'] / roof['bytes']:.1f} | {roof['bound']} | "
+                     f"{roof['bound_ms']:.4f} | {t.latency_median_ms:.3f} | "
+                     f"{roof['bound_ms'] / t.latency_median_ms:.1%} |")
     lines.append("")
     return lines
 

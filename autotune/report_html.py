@@ -12,7 +12,9 @@ The page only consumes trials, the pure functions of ``pareto`` and the helpers 
   point is drawn hollow and dashed, and tables say "predicted".
 - ``trial.details["roofline"] = {"ops": N, "bytes": N, "precision": "int8"}``: operations
   and bytes moved per inference; the trial is placed on the target's roofline at
-  ``ops / bytes`` with the throughput its measured median latency gives.
+  ``ops / bytes`` with the throughput its measured median latency gives. The roofline stage
+  adds ``bound_ms``, ``bound`` ("memory" or "compute"), ``attained_fraction`` and the roofs
+  it used (``peak_gops`` per precision, ``memory_bandwidth_gbs``), drawn instead of the TOML's.
 - ``trial.details["sensitivity"] = {layer: accuracy_drop}``: per-layer accuracy drop (a
   fraction) when only that layer is quantized.
 """
@@ -420,6 +422,10 @@ def _roofline_block(group: list[Trial], target: Target | None) -> str:
     placed = [(t, point) for t in group if t.ok for point in [_roofline_point(t)] if point]
     peaks = dict(target.peak_gops) if target is not None else {}
     bandwidth = target.memory_bandwidth_gbs if target is not None else None
+    carried = [t.details["roofline"] for t, _ in placed
+               if isinstance(t.details["roofline"].get("peak_gops"), dict)]
+    if carried:  # the roofs the trials were judged against (measured ones, where stored)
+        peaks, bandwidth = dict(carried[-1]["peak_gops"]), carried[-1].get("memory_bandwidth_gbs")
     roof = (", ".join(f"{p} {g:g} GOPS" for p, g in peaks.items())
             + (f", memory {bandwidth:g} GB/s" if bandwidth else "")) if peaks else ""
     if not placed:

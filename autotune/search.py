@@ -2,14 +2,19 @@
 
 A strategy is an object with one method, ``propose(candidates, history, budget)``; the
 driver calls it until it proposes nothing or the budget of measured trials is spent.
+Strategies that need more than that (the guided one needs the model's graph and the
+targets' roofline peaks) get it through their constructor, as a ``StrategyContext``.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from autotune.config import QuantConfig
 from autotune.errors import InputError
@@ -66,6 +71,191 @@ class RandomSearch:
         return (baselines + others)[:budget]
 
 
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a model-aware strategy may use besides candidates and history.
+
+    ``peaks`` (by target name) overrides the roofline peaks; otherwise they are the ones
+    measured into ``store`` or the target TOML's. ``store`` also receives predictions, and
+    ``model_dir`` the latest cost model of each run (``guided-RUN_ID.json``).
+    """
+
+    model_path: Path | None = None
+    store: object | None = None  # an autotune.store.Store
+    peaks: dict = field(default_factory=dict)
+    model_dir: Path | None = None
+
+
+class GuidedSearch:
+    """Cost-model-guided search: measure a few diverse seeds, then, one batch at a time,
+    the candidates with the largest expected hypervolume improvement of the (latency,
+    error) front, retraining the cost model on everything measured so far.
+
+    The error objective is ``quality``: "fidelity" (1 - cosine vs fp32; continuous, and
+    defined with or without labels, unlike a task metric on a few hundred samples that is
+    often 0 for every config) or "accuracy_drop" (the task metric's drop).
+    """
+
+    name = "guided"
+
+    def __init__(self, seed: int = 0, context: StrategyContext | None = None, *,
+                 seeds: int = 4, batch: int = 1, quality: str = "fidelity",
+                 model_factory=None) -> None:
+        if context is None or context.model_path is None:
+            raise InputError("--strategy guided needs the model (its graph feeds the cost "
+                             "model)")
+        if quality not in ("fidelity", "accuracy_drop"):
+            raise ValueError(f"unknown quality objective {quality!r}")
+        from autotune.costmodel import XGBoostCostModel
+
+        self.seed, self.context, self.seeds, self.batch = seed, context, seeds, batch
+        self.quality = quality
+        self.model_factory = model_factory or (lambda: XGBoostCostModel(seed=seed))
+        self.last_model = None  # the cost model behind the latest proposal
+
+    def propose(self, candidates, history, budget):
+        remaining = _remaining(candidates, history)
+        if budget <= 0 or not remaining:
+            return []
+        measured = [trial for trial in history if trial.status != "unavailable"]
+        left = {candidate.key for candidate in remaining}
+        seeds = [c for c in diverse_seeds(candidates, self.seeds, self.seed) if c.key in left]
+        if len(measured) < self.seeds and seeds:
+            return seeds[:min(budget, self.seeds - len(measured))]
+        return self._rank(candidates, remaining, measured)[:min(budget, self.batch)]
+
+    def _rank(self, candidates: Sequence[Candidate], remaining: list[Candidate],
+              measured: Sequence[Trial]) -> list[Candidate]:
+        from autotune.costmodel import Workload
+        from autotune.graph import analyze
+        from autotune.pareto import expected_hypervolume_improvement
+
+        profile = analyze(self.context.model_path)
+        targets = {candidate.target.name: candidate.target for candidate in candidates}
+        known = [t for t in measured if t.target in targets]
+        model = self.model_factory()
+        model.fit([Workload(profile, t.config, t.backend, targets[t.target],
+                            self._peaks(targets[t.target])) for t in known], known)
+        self.last_model = model
+        if self.context.model_dir is not None and known:
+            Path(self.context.model_dir).mkdir(parents=True, exist_ok=True)
+            model.save(Path(self.context.model_dir) / f"guided-{known[0].run_id}.json")
+        predicted = model.predict([Workload(profile, c.config, c.backend, c.target,
+                                            self._peaks(c.target)) for c in remaining])
+        errors = self._objective(predicted.quality_samples(self.quality))
+        scores = []
+        for index, candidate in enumerate(remaining):
+            front, reference = self._front(known, candidate)
+            samples = list(zip(predicted.latency_samples[:, index], errors[:, index],
+                               strict=True))
+            gain = expected_hypervolume_improvement(samples, front, reference)
+            optimistic = expected_hypervolume_improvement(
+                [(min(s[0] for s in samples), min(s[1] for s in samples))], front, reference)
+            survive = 1.0 - float(predicted.failure_probability[index])
+            scores.append((-gain * survive, -optimistic * survive,
+                           float(predicted.latency_ms[index]), index))
+        order = [remaining[index] for *_, index in sorted(scores)]
+        self._record(order[:self.batch], remaining, predicted, scores, known, model.version)
+        return order
+
+    def _front(self, known: Sequence[Trial], candidate: Candidate):
+        """The measured (latency, error) points of the candidate's group, and a reference
+        point a little beyond the worst of them."""
+        from autotune.pareto import reference_point
+
+        points = [(t.latency_median_ms, self._error(t)) for t in known
+                  if t.ok and t.backend == candidate.backend
+                  and t.target == candidate.target.name and t.latency_median_ms
+                  and self._error(t) is not None]
+        if not points:
+            return [], (float("inf"), float("inf"))
+        return points, reference_point(points)
+
+    def _error(self, trial: Trial) -> float | None:
+        """The front's error coordinate of a measured trial."""
+        from autotune.costmodel import fidelity_error
+
+        if self.quality == "fidelity":
+            error = fidelity_error(trial)
+        else:
+            error = None if trial.accuracy_drop is None else max(trial.accuracy_drop, 0.0)
+        return None if error is None else float(self._objective(np.asarray(error)))
+
+    def _objective(self, errors: np.ndarray) -> np.ndarray:
+        """Fidelity errors are compared on a log scale (``pareto.fidelity_objective``)."""
+        from autotune.pareto import FIDELITY_FLOOR
+
+        if self.quality == "fidelity":
+            return np.log10(np.maximum(errors, 0.0) + FIDELITY_FLOOR)
+        return errors
+
+    def _peaks(self, target: Target):
+        from autotune.roofline import peaks_for
+
+        if target.name in self.context.peaks:
+            return self.context.peaks[target.name]
+        return peaks_for(target, self.context.store)
+
+    def _record(self, chosen, remaining, predicted, scores, known, version: str) -> None:
+        """Store what the model expected of the chosen candidates, as predictions."""
+        if self.context.store is None or not known:
+            return
+        from autotune.store import Prediction
+
+        position = {c.key: i for i, c in enumerate(remaining)}
+        rows = []
+        for candidate in chosen:
+            i = position[candidate.key]
+            rows.append(Prediction(
+                run_id=known[0].run_id, model_hash=known[0].model_hash, config=candidate.config,
+                backend=candidate.backend, target=candidate.target.name, model_version=version,
+                latency_ms=float(predicted.latency_ms[i]),
+                memory_bytes=float(predicted.memory_bytes[i]),
+                accuracy_drop=float(predicted.accuracy_drop[i]),
+                details={"predicted": True, "strategy": self.name,
+                         "fidelity_error": float(predicted.fidelity_error[i]),
+                         "failure_probability": float(predicted.failure_probability[i]),
+                         "expected_hypervolume_improvement": -scores[i][0],
+                         "trained_on": len(known)}))
+        self.context.store.add_predictions(rows)
+
+
+def diverse_seeds(candidates: Sequence[Candidate], count: int, seed: int = 0) -> list[Candidate]:
+    """fp32 baselines first, then configs of a weight dtype no seed has yet (bf16, int8, ...),
+    then configs as far as possible from the seeds (greedy max-min over their settings): the
+    first cost model sees every precision and a spread of schemes."""
+    baselines = [c for c in candidates if c.config == QuantConfig()]
+    others = [c for c in candidates if c.config != QuantConfig()]
+    random.Random(seed).shuffle(others)  # ties go to a seeded random candidate
+    chosen = list(baselines)
+    vectors = {c.key: _config_vector(c.config) for c in candidates}
+    while others and len(chosen) < max(count, len(baselines)):
+        best = max(others, key=lambda candidate: _seed_priority(candidate, chosen, vectors))
+        chosen.append(best)
+        others.remove(best)
+    return chosen
+
+
+def _seed_priority(candidate: Candidate, chosen: Sequence[Candidate],
+                   vectors: dict) -> tuple[bool, float]:
+    """(a weight dtype no seed has yet, distance to the nearest seed): larger is better."""
+    distance = min((_distance(vectors[candidate.key], vectors[c.key]) for c in chosen),
+                   default=0.0)
+    new_dtype = candidate.config.weight_dtype not in {c.config.weight_dtype for c in chosen}
+    return new_dtype, distance
+
+
+def _config_vector(config: QuantConfig) -> tuple:
+    return (config.weight_dtype, config.activation_dtype, config.weight_scheme,
+            config.activation_scheme, config.granularity, config.calibration,
+            len(config.overrides))
+
+
+def _distance(a: tuple, b: tuple) -> float:
+    # Settings count 1 when they differ; the number of kept layers counts its gap.
+    return sum(x != y for x, y in zip(a[:-1], b[:-1], strict=True)) + abs(a[-1] - b[-1])
+
+
 _STRATEGIES: dict[str, type] = {}
 
 
@@ -78,14 +268,19 @@ def register_strategy(cls: type) -> type:
 
 register_strategy(ExhaustiveSearch)
 register_strategy(RandomSearch)
+register_strategy(GuidedSearch)
 
 
 def strategy_names() -> list[str]:
     return list(_STRATEGIES)
 
 
-def make_strategy(name: str, seed: int = 0) -> SearchStrategy:
+def make_strategy(name: str, seed: int = 0,
+                  context: StrategyContext | None = None) -> SearchStrategy:
+    """A strategy by name; ``context`` is what the guided one needs (the others use none)."""
     if name not in _STRATEGIES:
         raise InputError(f"unknown --strategy {name!r} (known: {', '.join(_STRATEGIES)})")
     cls = _STRATEGIES[name]
+    if name == "guided":
+        return cls(seed, context)
     return cls(seed) if name == "random" else cls()

@@ -24,6 +24,21 @@ INTEGER_ACTIVATION_DTYPES = tuple(d for d in ACTIVATION_DTYPES if d not in FLOAT
 
 
 @dataclass(frozen=True)
+class MixedPolicy:
+    """Mixed precision: keep the k most sensitive layers of each base config in fp32.
+
+    The ranking is a per-layer sensitivity scan of the model (``autotune.sensitivity``), or
+    ``layers`` given in the TOML, most sensitive first; the configs exist once the model is
+    known (``autotune.sensitivity.expand_mixed``).
+    """
+
+    bases: tuple[QuantConfig, ...]
+    max_kept: int
+    subsets: str = "prefix"  # "prefix": top-1..top-K; "all": every subset of the top K
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A named, ordered set of configs (fp32 first: it is every other config's baseline)."""
 
@@ -31,6 +46,7 @@ class SearchSpace:
     description: str
     configs: tuple[QuantConfig, ...]
     path: Path | None = None
+    mixed: MixedPolicy | None = None  # mixed configs still to add for a given model
 
 
 def load_space(name_or_path: str) -> SearchSpace:
@@ -62,21 +78,88 @@ def parse_space(data: dict, path: Path) -> SearchSpace:
             integer.get_list("granularities", GRANULARITIES),
             integer.get_list("calibrations", CALIBRATIONS),
         ]
-        group_sizes = integer.get_list("group_sizes", None, [128])
-        for index, size in enumerate(group_sizes):
-            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-                raise InputError(f"{integer.where('group_sizes')}[{index}]: must be a positive "
-                                 f"integer; got {size!r}")
+        group_sizes = _group_sizes(integer)
+        keep_float = _keep_float(integer)
         for weight, act, w_scheme, a_scheme, granularity, calibration in itertools.product(*axes):
-            for group_size in group_sizes if granularity == "per_group" else [None]:
+            for group_size, kept in itertools.product(
+                    group_sizes if granularity == "per_group" else [None], keep_float):
                 configs.append(_make(integer.where("*"), weight_dtype=weight,
                                      activation_dtype=act, weight_scheme=w_scheme,
                                      activation_scheme=a_scheme, granularity=granularity,
-                                     group_size=group_size, calibration=calibration))
+                                     group_size=group_size, calibration=calibration,
+                                     overrides=kept))
     integer.finish()
+
+    # Weight-only: integer weights, float activations (nothing to calibrate), e.g. int4 per
+    # group for MatMul-heavy models; a backend without a weight compressor reports unsupported.
+    weight_only = top.table("weight_only")
+    if weight_only:
+        axes = [
+            weight_only.get_list("weight_dtypes", INTEGER_WEIGHT_DTYPES),
+            weight_only.get_list("weight_schemes", SCHEMES, ["symmetric"]),
+            weight_only.get_list("granularities", GRANULARITIES),
+            weight_only.get_list("activation_dtypes", FLOAT_DTYPES, ["fp32"]),
+        ]
+        group_sizes = _group_sizes(weight_only)
+        for weight, w_scheme, granularity, act in itertools.product(*axes):
+            for group_size in group_sizes if granularity == "per_group" else [None]:
+                configs.append(_make(weight_only.where("*"), weight_dtype=weight,
+                                     activation_dtype=act, weight_scheme=w_scheme,
+                                     granularity=granularity, group_size=group_size))
+    weight_only.finish()
+    mixed = _mixed_policy(top.table("mixed"))
+    if mixed is not None:
+        configs += mixed.bases  # each base is also measured as it is, uniform
     top.finish()
     unique = tuple(dict.fromkeys(configs))
-    return SearchSpace(name=path.stem, description=description, configs=unique, path=path)
+    return SearchSpace(name=path.stem, description=description, configs=unique, path=path,
+                       mixed=mixed)
+
+
+def _mixed_policy(table: Table) -> MixedPolicy | None:
+    if not table:
+        return None
+    bases = []
+    for index, text in enumerate(table.get_list("bases")):
+        try:
+            base = QuantConfig.from_text(str(text))
+        except ConfigError as error:
+            raise InputError(f"{table.where('bases')}[{index}]: {error}") from None
+        if base.is_float or base.activation_dtype in FLOAT_DTYPES or base.overrides:
+            raise InputError(f"{table.where('bases')}[{index}]: a base must quantize weights "
+                             f"and activations and keep no layer yet; got {text!r}")
+        bases.append(base)
+    max_kept = table.get("max_kept", int)
+    if max_kept <= 0:
+        raise InputError(f"{table.where('max_kept')}: must be a positive number of layers")
+    subsets = table.get("subsets", str, "prefix", choices=("prefix", "all"))
+    layers = table.get_list("layers", None, [])
+    if not all(isinstance(layer, str) and layer for layer in layers):
+        raise InputError(f"{table.where('layers')}: must be a list of ONNX node names")
+    table.finish()
+    return MixedPolicy(tuple(bases), max_kept, subsets, tuple(layers))
+
+
+def _keep_float(table: Table) -> list[tuple[tuple[str, str], ...]]:
+    """``keep_float``: variants of what stays in float, each a list of node names or
+    ``op:TYPE`` (every node of that op type), e.g. ``[[], ["op:Softmax", "op:Add"]]``."""
+    variants = table.get_list("keep_float", None, [[]])
+    kept = []
+    for index, variant in enumerate(variants):
+        if not isinstance(variant, list) or not all(isinstance(v, str) and v for v in variant):
+            raise InputError(f"{table.where('keep_float')}[{index}]: must be a list of node "
+                             f"names or op:TYPE selectors; got {variant!r}")
+        kept.append(tuple((layer, "fp32") for layer in variant))
+    return kept
+
+
+def _group_sizes(table: Table) -> list[int]:
+    group_sizes = table.get_list("group_sizes", None, [128])
+    for index, size in enumerate(group_sizes):
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise InputError(f"{table.where('group_sizes')}[{index}]: must be a positive "
+                             f"integer; got {size!r}")
+    return group_sizes
 
 
 def _make(where: str, **fields) -> QuantConfig:

@@ -19,7 +19,7 @@ from autotune.config import QuantConfig
 from autotune.errors import InputError
 from autotune.trial import Trial
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: predictions and roofline_peaks tables
 DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
 
 metadata = sa.MetaData()
@@ -87,6 +87,39 @@ trials_table = sa.Table(
     sa.UniqueConstraint("run_id", "config_id", "backend", "target", name="one_trial_per_key"),
 )
 
+# Cost-model predictions live apart from trials, so no query for measurements can return one.
+predictions_table = sa.Table(
+    "predictions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), index=True),
+    sa.Column("model_hash", sa.String(64), nullable=False),
+    sa.Column("config_id", sa.String(16), nullable=False),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("backend", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),  # the cost model that predicted
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("memory_bytes", sa.Float),
+    sa.Column("accuracy_drop", sa.Float),
+    sa.Column("details_json", sa.Text, nullable=False),
+)
+
+# Peak compute and bandwidth measured by `autotune roofline`, with where and when.
+roofline_table = sa.Table(
+    "roofline_peaks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(64), nullable=False, index=True),
+    sa.Column("measured_at", sa.String(32), nullable=False),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("cpu_model", sa.Text, nullable=False),
+    sa.Column("cores", sa.Integer, nullable=False),
+    sa.Column("peaks_json", sa.Text, nullable=False),
+    sa.Column("memory_bandwidth_gbs", sa.Float),
+    sa.Column("versions_json", sa.Text, nullable=False),
+    sa.Column("details_json", sa.Text, nullable=False),
+)
+
 
 @dataclass
 class Run:
@@ -104,6 +137,38 @@ class Run:
     args: dict
     host: dict
     versions: dict
+
+
+@dataclass
+class Prediction:
+    """What the cost model expects of a config: never a measurement, stored apart."""
+
+    run_id: str | None
+    model_hash: str
+    config: QuantConfig
+    backend: str
+    target: str
+    model_version: str
+    latency_ms: float | None
+    memory_bytes: float | None
+    accuracy_drop: float | None
+    details: dict
+    created_at: str = ""
+
+
+@dataclass
+class RooflinePeaks:
+    """Peaks measured on one host for one target (``autotune roofline``)."""
+
+    target: str
+    measured_at: str
+    hostname: str
+    cpu_model: str
+    cores: int
+    peak_gops: dict[str, float]
+    memory_bandwidth_gbs: float | None
+    versions: dict
+    details: dict
 
 
 def now() -> str:
@@ -136,7 +201,7 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._migrate()
-        except sa.exc.OperationalError as error:
+        except sa.exc.DatabaseError as error:  # OperationalError, or a file that is no database
             raise InputError(f"--store {url}: cannot open store "
                              f"({str(error.orig).splitlines()[0]})") from None
 
@@ -145,6 +210,10 @@ class Store:
             if connection.dialect.name == "postgresql":
                 # Runs that open a new team store at once would race to create the tables.
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7415201)"))
+            elif connection.dialect.name == "sqlite":
+                # The same race on a new SQLite file ("table already exists"): take the write
+                # lock first; the others wait for it (busy timeout), then see the tables.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             metadata.create_all(connection)
             row = connection.execute(
                 sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
@@ -155,6 +224,11 @@ class Store:
             elif int(row.value) > SCHEMA_VERSION:
                 raise InputError(f"--store {self.url}: schema version {row.value} is newer "
                                  f"than this autotune ({SCHEMA_VERSION}); upgrade autotune")
+            elif int(row.value) < SCHEMA_VERSION:
+                for version in range(int(row.value), SCHEMA_VERSION):
+                    _UPGRADES[version](connection)
+                connection.execute(meta_table.update().where(meta_table.c.key == "schema_version")
+                                   .values(value=str(SCHEMA_VERSION)))
 
     # Runs
 
@@ -221,12 +295,80 @@ class Store:
                                       .order_by(trials_table.c.id)).mappings().all()
         return [_trial_from_row(row) for row in rows]
 
+    # Predictions and roofline peaks
+
+    def add_predictions(self, predictions: list[Prediction]) -> None:
+        rows = [{"created_at": p.created_at or now(), "run_id": p.run_id,
+                 "model_hash": p.model_hash, "config_id": p.config.id,
+                 "config_json": json.dumps(p.config.to_dict(), sort_keys=True),
+                 "backend": p.backend, "target": p.target, "model_version": p.model_version,
+                 "latency_ms": p.latency_ms, "memory_bytes": p.memory_bytes,
+                 "accuracy_drop": p.accuracy_drop,
+                 "details_json": json.dumps(p.details, default=_json_default)}
+                for p in predictions]
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(predictions_table.insert(), rows)
+
+    def predictions(self, run_id: str) -> list[Prediction]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(predictions_table)
+                                      .where(predictions_table.c.run_id == run_id)
+                                      .order_by(predictions_table.c.id)).mappings().all()
+        return [Prediction(run_id=row["run_id"], model_hash=row["model_hash"],
+                           config=QuantConfig.from_dict(json.loads(row["config_json"])),
+                           backend=row["backend"], target=row["target"],
+                           model_version=row["model_version"], latency_ms=row["latency_ms"],
+                           memory_bytes=row["memory_bytes"], accuracy_drop=row["accuracy_drop"],
+                           details=json.loads(row["details_json"]), created_at=row["created_at"])
+                for row in rows]
+
+    def add_roofline(self, peaks: RooflinePeaks) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(roofline_table.insert().values(
+                target=peaks.target, measured_at=peaks.measured_at, hostname=peaks.hostname,
+                cpu_model=peaks.cpu_model, cores=peaks.cores,
+                peaks_json=json.dumps(peaks.peak_gops),
+                memory_bandwidth_gbs=peaks.memory_bandwidth_gbs,
+                versions_json=json.dumps(peaks.versions),
+                details_json=json.dumps(peaks.details, default=_json_default)))
+
+    def latest_roofline(self, target: str, cpu_model: str | None = None,
+                        cores: int | None = None) -> RooflinePeaks | None:
+        """The newest peaks measured for ``target`` (on that CPU and core count, if given)."""
+        query = sa.select(roofline_table).where(roofline_table.c.target == target)
+        if cpu_model is not None:
+            query = query.where(roofline_table.c.cpu_model == cpu_model)
+        if cores is not None:
+            query = query.where(roofline_table.c.cores == cores)
+        query = query.order_by(roofline_table.c.measured_at.desc(), roofline_table.c.id.desc())
+        with self.engine.connect() as connection:
+            row = connection.execute(query.limit(1)).mappings().first()
+        if row is None:
+            return None
+        return RooflinePeaks(target=row["target"], measured_at=row["measured_at"],
+                             hostname=row["hostname"], cpu_model=row["cpu_model"],
+                             cores=row["cores"], peak_gops=json.loads(row["peaks_json"]),
+                             memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
+                             versions=json.loads(row["versions_json"]),
+                             details=json.loads(row["details_json"]))
+
     def finished_keys(self, run_id: str) -> set[tuple[str, str, str]]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(trials_table.c.config_id, trials_table.c.backend,
                                                 trials_table.c.target)
                                       .where(trials_table.c.run_id == run_id)).all()
         return {tuple(row) for row in rows}
+
+
+def _add_prediction_and_roofline_tables(connection) -> None:
+    """Schema 1 -> 2: predictions and measured roofline peaks get their own tables."""
+    predictions_table.create(connection, checkfirst=True)
+    roofline_table.create(connection, checkfirst=True)
+
+
+# Upgrade steps: _UPGRADES[n] takes a store from schema version n to n + 1.
+_UPGRADES = {1: _add_prediction_and_roofline_tables}
 
 
 def _connect_args(url: str) -> dict:

@@ -63,7 +63,11 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=_child_env(),
             )
-            killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s)
+            try:
+                killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s)
+            except BaseException:
+                _kill(child)  # Ctrl-C or SIGTERM in the run: the trial in flight dies with it
+                raise
         phase = _read(scratch_path / "phase") or "start"
         log_tail = _tail(log_path)
         if killed_for == "timeout":
@@ -94,6 +98,7 @@ def _child_env() -> dict[str, str]:
     # The child must import the same autotune as the parent, wherever the parent was started.
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[PARENT_ENV] = str(os.getpid())
     return env
 
 
@@ -195,9 +200,10 @@ def _child_main(job_path: Path) -> int:
     def enter(phase: str) -> None:
         phase_path.write_text(phase)
 
+    _die_with_parent()
     job = Job(**json.loads(job_path.read_text()))
     from autotune.backends import get_backend
-    from autotune.backends.base import Artifact
+    from autotune.backends.base import Artifact, CompileOptions
     from autotune.config import QuantConfig
     from autotune.data import Dataset
     from autotune.errors import UnsupportedConfig
@@ -220,6 +226,10 @@ def _child_main(job_path: Path) -> int:
             os.sched_setaffinity(0, allowed[: target.threads])
         state = {"stage": "quantize", "figures": {}}
     figures = state["figures"]
+    if target.is_local:
+        # Runtimes size their thread pools from these when first imported (TVM's included).
+        for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(target.threads)
     # Load the runtime before the memory baselines, so a trial's memory is the model's, not
     # the runtime library's.
     backend.available(target)
@@ -249,7 +259,8 @@ def _child_main(job_path: Path) -> int:
             workdir = scratch / "artifact"
             workdir.mkdir(exist_ok=True)
             _maybe_fault(fault, "compile")
-            artifact = backend.compile(model, target, workdir)
+            artifact = backend.compile(model, target, workdir, CompileOptions(
+                tuning_trials=job.tuning_trials, cache_dir=Path(job.cache_dir)))
             figures.update(compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
                            details=artifact.details,
                            compile_memory_bytes=max(0, _rss_bytes("VmHWM") - rss_before))
@@ -296,24 +307,55 @@ def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
 
 FAULT_ENV = "AUTOTUNE_INJECT_FAULT"
 FAULTS = ("segfault", "hang", "oom", "raise", "exit")
+PARENT_ENV = "AUTOTUNE_WORKER_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Make this worker die with the run that started it, even when the run is SIGKILLed.
+
+    The worker runs in its own session (so the watchdog can kill its whole group), which also
+    keeps it out of a killed run's process group: without this, an orphan would keep a core
+    busy, skew the next run's timings, or hang forever. Linux's parent-death signal survives
+    the stage re-executions; elsewhere a thread polls the parent pid.
+    """
+    parent = int(os.environ.get(PARENT_ENV) or 0)
+    if not parent:
+        return  # started by hand, not by run_isolated
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    if os.getppid() != parent:  # the run died before the signal was armed
+        os._exit(1)
 
 
 def _injected_fault(config_id: str) -> tuple[str, str] | None:
     """Fault injection for the reliability tests: ``KIND@PHASE[:CONFIG_ID[,CONFIG_ID...]]``.
 
-    KIND is one of FAULTS, PHASE one of quantize/compile/measure. Unset in normal use.
+    KIND is one of FAULTS, PHASE one of quantize/compile/measure. Several specs may be joined
+    by ``;`` (the soak benchmark injects several kinds in one run); the first spec that names
+    this config (or names none) applies. Unset in normal use.
     """
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec:
-        return None
-    where, _, ids = spec.partition(":")
-    kind, _, phase = where.partition("@")
-    if kind not in FAULTS or phase not in ("quantize", "compile", "measure"):
-        raise ValueError(f"{FAULT_ENV}={spec!r}: expected KIND@PHASE[:CONFIG_IDS] with KIND in "
-                         f"{FAULTS}")
-    if ids and config_id not in ids.split(","):
-        return None
-    return kind, phase
+    for spec in filter(None, (part.strip() for part in os.environ.get(FAULT_ENV, "").split(";"))):
+        where, _, ids = spec.partition(":")
+        kind, _, phase = where.partition("@")
+        if kind not in FAULTS or phase not in ("quantize", "compile", "measure"):
+            raise ValueError(f"{FAULT_ENV}={spec!r}: expected KIND@PHASE[:CONFIG_IDS] with KIND "
+                             f"in {FAULTS}")
+        if not ids or config_id in ids.split(","):
+            return kind, phase
+    return None
 
 
 def _maybe_fault(fault: tuple[str, str] | None, phase: str) -> None:

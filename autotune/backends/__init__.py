@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autotune.backends.base import Artifact, Availability, Backend
+from autotune.backends.base import Artifact, Availability, Backend, CompileOptions
 from autotune.errors import InputError
 
 _REGISTRY: dict[str, type] = {}
@@ -31,5 +31,7 @@ def get_backend(name: str) -> Backend:
 
 # The built-in backends. Importing them is cheap: each imports its runtime lazily.
 from autotune.backends import openvino as _openvino  # noqa: E402,F401
+from autotune.backends import tvm as _tvm  # noqa: E402,F401
 
-__all__ = ["Artifact", "Availability", "Backend", "backend_names", "get_backend", "register"]
+__all__ = ["Artifact", "Availability", "Backend", "CompileOptions", "backend_names",
+           "get_backend", "register"]

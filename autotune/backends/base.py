@@ -20,6 +20,17 @@ class Availability:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class CompileOptions:
+    """How hard a backend may work at compile time, and where it keeps what it learns."""
+
+    tuning_trials: int = 0  # 0: no tuning (the artifact is labelled untuned where it matters)
+    cache_dir: Path = Path("results/cache")  # shared caches, e.g. TVM's tuning database
+
+
+DEFAULT_OPTIONS = CompileOptions()
+
+
 @dataclass
 class Artifact:
     """A compiled model on disk, ready to be loaded and measured."""
@@ -42,7 +53,8 @@ class Backend(Protocol):
     def versions(self) -> dict[str, str]:
         """The versions of the runtime packages that make this backend's results."""
 
-    def compile(self, model: QuantizedModel, target: Target, workdir: Path) -> Artifact:
+    def compile(self, model: QuantizedModel, target: Target, workdir: Path,
+                options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:
         """Compile ``model`` for ``target`` into ``workdir``; raise UnsupportedConfig when the
         backend cannot express the config."""
 

@@ -54,17 +54,29 @@ def _spaces(args) -> int:
 def _zoo(args) -> int:
     from autotune.zoo import ZOO
 
-    rows = []
-    for entry in ZOO.values():
-        size = entry.path.stat().st_size if entry.path.exists() else None
-        rows.append({"name": entry.name, "metric": entry.metric, "size_bytes": size,
-                     "description": entry.description, "weights": entry.source})
+    rows = [_zoo_row(entry) for entry in ZOO.values()]
     if args.json:
         print_json(rows)
     else:
         print_table(["model", "metric", "size", "description", "weights from"],
-                    [[r["name"], r["metric"],
-                      "missing" if r["size_bytes"] is None
-                      else f"{r['size_bytes'] / 2**20:.1f} MiB",
-                      r["description"], r["weights"]] for r in rows])
+                    [[r["name"], r["metric"], r["size"], r["description"], r["weights"]]
+                     for r in rows])
     return 0
+
+
+def _zoo_row(entry) -> dict:
+    """One zoo entry as a row; listing never builds or exports a model."""
+    missing = entry.missing()
+    path = None if missing else entry.locate()
+    size_bytes = path.stat().st_size if path is not None and path.exists() else None
+    if missing:
+        size = missing
+    elif size_bytes is not None:
+        size = f"{size_bytes / 2**20:.1f} MiB"
+    elif entry.build is not None:
+        size = "exported on first use" if entry.extra else "built on first use"
+    else:
+        size = "missing"
+    return {"name": entry.name, "metric": entry.metric, "size_bytes": size_bytes, "size": size,
+            "path": None if path is None else str(path), "description": entry.description,
+            "weights": entry.source}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from autotune.cli.common import add_store_option, open_store, workspace_for
@@ -22,6 +25,12 @@ def add_parser(commands) -> None:
                         "(default: digits-cnn)")
     parser.add_argument("--data", default=None, type=Path,
                         help=".npz with calibration/evaluation inputs for an ONNX file")
+    parser.add_argument("--metric", default=None,
+                        choices=("top1", "cosine", "mse", "spearman"),
+                        help="task metric of --data: top1 (integer labels), spearman (a gold "
+                             "score per pair of samples), cosine or mse (target outputs as "
+                             "labels, else against fp32); default: top1 with labels, else "
+                             "fidelity vs fp32")
     parser.add_argument("--space", default="default", help="search space name or TOML file")
     parser.add_argument("--config", action="append", default=None, metavar="TEXT",
                         help="measure this config (canonical text, e.g. 'w:int8:sym:per_channel "
@@ -30,12 +39,16 @@ def add_parser(commands) -> None:
     parser.add_argument("--target", action="append", default=None,
                         help="target name or TOML file (repeatable; default: host-cpu)")
     parser.add_argument("--backend", action="append", default=None,
-                        help="backend (repeatable; default: every registered backend)")
+                        help="backend: openvino or tvm (repeatable; default: openvino — TVM "
+                             "needs --tuning-trials to be competitive, see the README)")
     parser.add_argument("--strategy", default="exhaustive",
-                        help="search strategy: exhaustive or random (default: exhaustive)")
+                        help="search strategy: exhaustive, random, or guided (an XGBoost cost "
+                             "model picks the configs most likely to improve the latency vs "
+                             "error frontier; use with --budget) (default: exhaustive)")
     parser.add_argument("--budget", type=int, default=None,
                         help="maximum measured trials (default: the whole space)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random and guided strategies")
     add_store_option(parser)
     parser.add_argument("--report-dir", default=Path("reports"), type=Path,
                         help="where reports are written (default: reports/)")
@@ -53,6 +66,10 @@ def add_parser(commands) -> None:
                         help="timed runs per trial, at least (default: 50)")
     parser.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
                         help="timed seconds per trial, at least (default: 1.0)")
+    parser.add_argument("--max-spread", type=float, default=0.10, metavar="RATIO",
+                        help="measure a trial again (twice at most, each in a fresh worker) "
+                             "while its latency spread (IQR / median) is above this, then "
+                             "flag it noisy (default: 0.10; 0: off)")
     parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
                              "requirement such as openvino==2025.4.0 (repeatable), in a "
@@ -96,12 +113,18 @@ def configs_space(texts: list[str]):
     return SearchSpace("custom", "configs given with --config", tuple(dict.fromkeys(configs)))
 
 
+# TVM is opt-in: untuned, its kernels are TVM's naive loops (digits-cnn runs ~100x slower
+# than on OpenVINO), and tuning every config of the default space does not fit the default
+# run's ten minutes on a small machine yet.
+DEFAULT_BACKENDS = ("openvino",)
+
+
 def handle(args) -> int:
-    from autotune.backends import backend_names, get_backend
+    from autotune.backends import get_backend
     from autotune.driver import RunSettings, execute_run, start_run
     from autotune.measure import MeasurementProtocol
     from autotune.report import write_report
-    from autotune.search import make_strategy
+    from autotune.search import StrategyContext, make_strategy
     from autotune.space import load_space
     from autotune.target import load_target
     from autotune.zoo import DEFAULT_MODEL, resolve_model
@@ -113,20 +136,22 @@ def handle(args) -> int:
         stored = {**stored, **run.args}
         print(f"resuming run {run.id} ({run.status}) with its stored settings", file=sys.stderr)
 
+    max_spread = stored.get("max_spread", 0.10)  # runs recorded before the flag had none
     for name, value in (("--budget", stored["budget"]),
                         ("--tuning-trials", stored["tuning_trials"]),
-                        ("--min-repeats", stored["min_repeats"])):
+                        ("--max-spread", max_spread)):
         if value is not None and value < 0:
             raise InputError(f"{name}: must not be negative; got {value}")
+    if stored["min_repeats"] < 1:  # a trial with no sample has no latency to store
+        raise InputError(f"--min-repeats: must be at least 1; got {stored['min_repeats']}")
     if stored["trial_timeout"] <= 0:
         raise InputError(f"--trial-timeout: must be positive; got {stored['trial_timeout']}")
     space = (configs_space(stored["config"]) if stored.get("config")
              else load_space(stored["space"]))
     targets = [load_target(name) for name in (stored["target"] or ["host-cpu"])]
-    backends = tuple(stored["backend"] or backend_names())
+    backends = tuple(stored["backend"] or DEFAULT_BACKENDS)
     for name in backends:
         get_backend(name)
-    strategy = make_strategy(stored["strategy"], stored["seed"])
     settings = RunSettings(
         backends=backends, budget=stored["budget"], trial_timeout_s=stored["trial_timeout"],
         memory_limit_bytes=_memory_limit_bytes(stored["trial_memory"]),
@@ -134,12 +159,17 @@ def handle(args) -> int:
         protocol=MeasurementProtocol(min_repeats=stored["min_repeats"],
                                      min_time_s=stored["min_time"]),
         workspace=workspace_for(args.store), progress=not args.no_progress,
-        python=_runtime_python(stored.get("runtime"), workspace_for(args.store)))
+        python=_runtime_python(stored.get("runtime"), workspace_for(args.store)),
+        max_spread=max_spread)
 
     if args.resume:
         run_id = args.resume
+        strategy = make_strategy(stored["strategy"], stored["seed"], StrategyContext(
+            Path(run.model_path), store, model_dir=settings.workspace / "costmodels"))
     else:
-        model = resolve_model(args.model or DEFAULT_MODEL, args.data)
+        model = resolve_model(args.model or DEFAULT_MODEL, args.data, args.metric)
+        strategy = make_strategy(stored["strategy"], stored["seed"], StrategyContext(
+            model.path, store, model_dir=settings.workspace / "costmodels"))
         if model.dataset.synthetic:
             log.warning("no --data for %s: calibrating on seeded random inputs and scoring "
                         "fidelity vs fp32 only (no task accuracy)", model.path)
@@ -153,15 +183,42 @@ def handle(args) -> int:
         recorded["backend"] = list(backends)
         run_id = start_run(store, model, space, targets, settings, strategy, recorded)
     print(f"run {run_id}", flush=True)
-    outcome = execute_run(store, run_id, space, targets, settings, strategy)
+    with _sigterm_as_interrupt():
+        outcome = execute_run(store, run_id, space, targets, settings, strategy)
     report = write_report(store, run_id, args.report_dir)
     failed = [trial for trial in outcome.trials if not trial.ok]
     print(f"{outcome.succeeded} successful trials, {len(failed)} failed or skipped; "
           f"report: {report / 'summary.md'}")
     if outcome.interrupted:
-        print(f"interrupted after {len(outcome.trials)} stored trials; resume with: "
+        where = (f"during trial {outcome.in_flight} (not stored; it runs again on resume)"
+                 if outcome.in_flight else "between trials")
+        stored_count = len(outcome.trials)
+        print(f"interrupted {where}; {stored_count} trial{'' if stored_count == 1 else 's'} "
+              f"stored; resume with: "
               f"autotune run --resume {run_id}"
               + ("" if args.store == DEFAULT_STORE_URL else f" --store {args.store}"),
               file=sys.stderr)
         return 130
     return 0 if outcome.succeeded else 1
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM (a CI timeout, ``systemctl stop``, ``kill``) end a run as Ctrl-C does.
+
+    Python's default for SIGTERM is to die on the spot: the run would stay marked running and
+    print nothing. As an interruption, the trial in flight is dropped (its worker killed), the
+    run is marked interrupted and the resume command is printed.
+    """
+    def interrupt(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals are not ours to set
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

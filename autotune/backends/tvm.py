@@ -1,0 +1,337 @@
+"""Apache TVM backend: ONNX -> Relax -> (integer rewrite) -> MetaSchedule -> Relax VM.
+
+Compile imports the (fp32 or QDQ) ONNX model into Relax, rewrites quantized convolutions
+and matmuls into real integer kernels (``autotune.backends.tvm_int8``), lowers, tunes the
+resulting kernels with MetaSchedule into one persistent database shared by every config,
+model and run on the same TVM version and target, and exports a shared library. Measure
+loads that library into a Relax VM.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from autotune.backends import register
+from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
+from autotune.errors import UnsupportedConfig
+from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
+from autotune.quantize import QuantizedModel
+from autotune.target import Target
+
+# MetaSchedule measures candidates in batches of this size; it is also every task's minimum
+# budget, so small kernels still get a parallel, vectorized schedule.
+TRIALS_PER_BATCH = 8
+
+
+@register
+class TVMBackend:
+    name = "tvm"
+
+    def available(self, target: Target) -> Availability:
+        if target.tvm_target is None:
+            return Availability(False, f"target {target.name} has no [tvm] target")
+        try:
+            import tvm
+        except ImportError as error:
+            return Availability(False, f"apache-tvm is not installed ({error})")
+        kind = target.tvm_target["kind"]
+        if kind == "cuda":
+            if not tvm.cuda(0).exist:
+                return Availability(False, "no CUDA GPU on this machine")
+            return Availability(True)
+        if kind != "llvm":
+            return Availability(False, f"TVM target kind {kind!r} is not supported here")
+        triple = target.tvm_target.get("mtriple")
+        host_triple = tvm.target.codegen.llvm_get_system_triple()
+        if target.is_local and triple and triple.split("-")[0] != host_triple.split("-")[0]:
+            return Availability(False, f"{triple} code cannot run on this {host_triple} host; "
+                                       f"reach the device through an RPC tracker")
+        if not target.is_local:
+            return Availability(False, "TVM RPC measurement is not available yet")
+        return Availability(True)
+
+    def versions(self) -> dict[str, str]:
+        found = {}
+        for package in ("apache-tvm", "apache-tvm-ffi"):
+            try:
+                found[package] = version(package)
+            except PackageNotFoundError:
+                continue
+        return found
+
+    def compile(self, model: QuantizedModel, target: Target, workdir: Path,
+                options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:
+        import tvm
+        from tvm import relax
+
+        if model.weight_compression is not None:
+            raise UnsupportedConfig("TVM backend: weight-only (int4) compression is not "
+                                    "supported yet; only QDQ int8 models run integer kernels")
+        if model.precision_hint == "bf16" or (model.precision_hint == "fp16"
+                                              and target.tvm_target["kind"] != "llvm"):
+            raise UnsupportedConfig(
+                f"TVM backend: no {model.precision_hint} mixed precision for "
+                f"{target.tvm_target['kind']} here (Relax's ToMixedPrecision makes fp16 only; "
+                f"bf16 tensors are computed in fp32 on LLVM CPUs, saving no time)")
+        tvm_target = tvm.target.Target(resolve_target(target))
+        start = time.perf_counter()
+        mod, input_names = import_onnx(model.path)
+        details: dict = {"precision_hint": model.precision_hint, "input_names": input_names,
+                         "tvm_target": str(tvm_target)}
+        if model.precision_hint == "fp16":
+            # fp16 storage and math, fp32 accumulation in conv2d/matmul (fp16 accumulation
+            # loses accuracy and is slower on CPUs without native fp16 arithmetic).
+            mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+        if model.config.is_quantized:
+            from autotune.backends.tvm_int8 import lower_qdq_to_integer
+
+            mod, rewritten = lower_qdq_to_integer(mod)
+            details["integer_ops"] = rewritten
+        with tvm_target:
+            mod = tvm.transform.Sequential([
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ])(mod)
+        tuning = tune(mod, tvm_target, options.tuning_trials,
+                      tuning_dir(options.cache_dir, tvm_target))
+        details["tuning"] = tuning
+        details["untuned"] = tuning["database_records_applied"] == 0
+        with tvm_target:
+            if tuning["database_records_applied"]:
+                from tvm.s_tir import meta_schedule as ms
+
+                with ms.database.JSONDatabase(work_dir=tuning["database"]):
+                    mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+            executable = tvm.compile(mod, target=tvm_target)
+        path = Path(workdir) / "model.so"
+        executable.export_library(str(path))
+        compile_s = time.perf_counter() - start
+        return Artifact(self.name, path, path.stat().st_size, compile_s, details)
+
+    def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
+                protocol: MeasurementProtocol) -> Measurement:
+        names = artifact.details["input_names"]
+        kind = target.tvm_target["kind"]
+
+        def load() -> Session:
+            import tvm
+            from tvm import relax
+
+            device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+            vm = relax.VirtualMachine(tvm.runtime.load_module(str(artifact.path)), device)
+            return _TVMSession(vm, device, names)
+
+        return measure_session(load, evaluation, protocol)
+
+
+class _TVMSession(Session):
+    def __init__(self, vm, device, input_names: list[str]) -> None:
+        import tvm
+
+        self._tvm = tvm
+        self._vm = vm
+        self._device = device
+        self._names = input_names
+        self._args: list = []
+        self._result = None
+
+    def set_inputs(self, feeds: Feeds) -> None:
+        self._args = [self._tvm.runtime.tensor(np.ascontiguousarray(feeds[name]), self._device)
+                      for name in self._names]
+
+    def run(self) -> None:
+        self._result = self._vm["main"](*self._args)
+        self._device.sync()
+
+    def outputs(self) -> list[np.ndarray]:
+        result = self._result
+        items = [result] if hasattr(result, "numpy") else list(result)
+        return [item.numpy() for item in items]
+
+
+def resolve_target(target: Target) -> dict:
+    """The target's TVM dict, with ``mcpu = "native"`` resolved and the core count set."""
+    import tvm
+
+    spec = dict(target.tvm_target)
+    if spec["kind"] == "llvm":
+        if spec.get("mcpu") == "native":
+            spec["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
+        spec.setdefault("num-cores", target.threads)
+    return spec
+
+
+def import_onnx(path: Path):
+    """ONNX -> Relax with the model's static input shapes; returns (module, input names)."""
+    import onnx
+    from tvm.relax.frontend.onnx import from_onnx
+
+    from autotune.data import model_inputs
+
+    specs = model_inputs(path)
+    mod = from_onnx(onnx.load(str(path)),
+                    shape_dict={spec.name: list(spec.shape) for spec in specs},
+                    dtype_dict={spec.name: str(spec.dtype) for spec in specs},
+                    keep_params_in_input=False)
+    return mod, [spec.name for spec in specs]
+
+
+def tuning_dir(cache_dir: Path, tvm_target) -> Path:
+    """One tuning database per TVM version and target: an upgrade never reuses old records."""
+    key = hashlib.sha256(str(tvm_target).encode()).hexdigest()[:12]
+    tvm_version = version("apache-tvm")
+    return Path(cache_dir) / "tvm-tuning" / f"tvm{tvm_version}-{key}"
+
+
+def tune(mod, tvm_target, trials: int, database_dir: Path) -> dict:
+    """Tune the module's kernels with MetaSchedule into the shared database.
+
+    The budget is split over tasks in proportion to their FLOPs (times how often each kernel
+    is called), with a floor of one search batch per task so every kernel leaves TVM's naive
+    default loops. A workload that the database already holds with at least the trials this
+    model would give it is not tuned again, so a second run of the same space (or another
+    config or model containing the same kernel) costs no tuning.
+    """
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    report = {"trials_requested": trials, "database": str(database_dir), "tasks": [],
+              "trials_run": 0, "tuning_s": 0.0, "database_records_applied": 0}
+    database_dir.mkdir(parents=True, exist_ok=True)
+    tasks = ms.relax_integration.extract_tasks(mod, tvm_target)
+    with _locked(database_dir / "lock"):
+        spent_path = database_dir / "trials_spent.json"
+        spent = json.loads(spent_path.read_text()) if spent_path.exists() else {}
+        if trials > 0 and tasks:
+            costs = [task.weight * max(float(estimate_tir_flops(task.dispatched[0])), 1.0)
+                     for task in tasks]
+            todo, budgets = [], []
+            for task, cost in zip(tasks, costs, strict=True):
+                budget = max(TRIALS_PER_BATCH, round(trials * cost / sum(costs)))
+                done = spent.get(_workload_key(task), 0)
+                report["tasks"].append({"task": task.task_name, "budget": budget,
+                                        "already_tuned": done})
+                if done < budget:
+                    todo.append(task)
+                    budgets.append(budget - done)
+            if todo:
+                start = time.perf_counter()
+                measured, exhausted = _tune_tasks(todo, budgets, tvm_target, database_dir)
+                report["tuning_s"] = time.perf_counter() - start
+                report["trials_run"] = sum(measured)
+                for task, budget, count, dry in zip(todo, budgets, measured, exhausted,
+                                                    strict=True):
+                    key = _workload_key(task)
+                    # A task whose search space ran dry is as tuned as it can get.
+                    spent[key] = spent.get(key, 0) + (max(count, budget) if dry else count)
+                spent_path.write_text(json.dumps(spent, indent=1, sort_keys=True))
+        database = ms.database.JSONDatabase(work_dir=str(database_dir))
+        report["database_records_applied"] = sum(
+            1 for task in tasks if database.has_workload(task.dispatched[0]))
+    return report
+
+
+def _workload_key(task) -> str:
+    from tvm_ffi import structural_hash
+
+    return f"{task.task_name}:{structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFF:x}"
+
+
+def _tune_tasks(tasks: list, budgets: list[int], tvm_target,
+                database_dir: Path) -> tuple[list[int], list[bool]]:
+    """One MetaSchedule session over ``tasks``; returns the trials measured per task and
+    whether each task's search space ran out before its budget."""
+    from tvm.s_tir import meta_schedule as ms
+
+    scheduler = _proportional_scheduler_class()(budgets)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        tasks, work_dir=str(database_dir),
+        num_threads=int(tvm_target.attrs.get("num-cores", 1)), seed=0)
+    ms.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=str(database_dir),
+        # The scheduler enforces the per-task budgets; these are only outer bounds.
+        max_trials_global=sum(budgets) + TRIALS_PER_BATCH * len(budgets),
+        max_trials_per_task=max(budgets) + TRIALS_PER_BATCH,
+        num_trials_per_iter=TRIALS_PER_BATCH,
+        builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=fast_build),
+        runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(
+            number=3, repeat=1, min_repeat_ms=20)),
+        database=ms.database.JSONDatabase(work_dir=str(database_dir)),
+        cost_model="xgb", task_scheduler=scheduler,
+    )
+    return scheduler.measured, scheduler.exhausted
+
+
+def _proportional_scheduler_class():
+    """A MetaSchedule task scheduler that gives each task its own trial budget.
+
+    TVM's gradient scheduler chases the task with the best estimated gain and can spend a
+    whole small budget on one kernel; this one always continues the task furthest from its
+    budget (trials measured / budget), so the budget is spread as planned.
+    """
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
+
+    @derived_object
+    class ProportionalTaskScheduler(PyTaskScheduler):
+        def __init__(self, budgets: list[int]) -> None:
+            super().__init__()
+            self.budgets = list(budgets)
+            self.measured = [0] * len(budgets)
+            self.running = [False] * len(budgets)
+            self.exhausted = [False] * len(budgets)
+
+        def next_task_id(self) -> int:
+            scheduler = self._outer()
+            for task_id, running in enumerate(self.running):
+                # A task whose search space ran dry is terminated and has nothing to join.
+                if running and scheduler.tasks_[task_id].is_terminated:
+                    self.exhausted[task_id] = self.measured[task_id] < self.budgets[task_id]
+                elif running:
+                    self.measured[task_id] += len(scheduler.join_running_task(task_id))
+                self.running[task_id] = False
+            open_tasks = [task_id for task_id, budget in enumerate(self.budgets)
+                          if self.measured[task_id] < budget
+                          and not scheduler.tasks_[task_id].is_terminated]
+            if not open_tasks:
+                return -1
+            task_id = min(open_tasks, key=lambda i: self.measured[i] / self.budgets[i])
+            self.running[task_id] = True
+            return task_id
+
+    return ProportionalTaskScheduler
+
+
+def fast_build(mod, target, _params):
+    """MetaSchedule's builder, minus its import of every vendor's tensor intrinsics.
+
+    The default build imports ``tvm.s_tir.tensor_intrin`` in each fresh builder process,
+    which takes 10-30 s on a small machine and makes the first builds time out; tensorized
+    kernels already carry their intrinsic bodies, so the import is not needed to build.
+    """
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+@contextmanager
+def _locked(path: Path):
+    """Serialize tuning into one database across concurrent runs."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,170 @@
+"""Real integer kernels for QDQ models in Relax.
+
+Importing a QDQ ONNX model gives fake quantization: ``conv2d(dequantize(x_q),
+dequantize(w_q))`` in float32, which is no faster than fp32. This pass rewrites each such
+convolution or matmul into an integer kernel on the quantized tensors
+(uint8/int8 x int8 -> int32) followed by a float rescale, which the following bias add and
+``quantize`` fuse into (requantization):
+
+    conv2d(x_dq, w_dq) = s_x * s_w[c] * (conv2d(pad(x_q, zp_x), w_q) - zp_x * sum(w_q[c]))
+
+Padding uses the activation's zero point (a float zero), so the correction term is exact at
+the borders too. Only symmetric weights (zero point 0) are rewritten; an asymmetric weight
+would need a data-dependent correction, so such ops stay in float and are reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def lower_qdq_to_integer(mod):
+    """Rewrite dequantize->conv2d/matmul in ``mod["main"]``; returns (module, report)."""
+    from tvm import relax
+
+    mutator = _integer_lowering_class()(mod)
+    function = mutator.visit_expr(mod["main"])
+    function = relax.analysis.remove_all_unused(function)
+    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod["main"] = function
+    return mod, {"integer": mutator.rewritten, "left_in_float": mutator.skipped}
+
+
+def _integer_lowering_class():
+    """Build the mutator class lazily: defining it needs tvm, which is imported lazily."""
+    from tvm import relax
+    from tvm.ir import Op
+
+    conv2d_op = Op.get("relax.nn.conv2d")
+    matmul_op = Op.get("relax.matmul")
+    dequantize_op = Op.get("relax.dequantize")
+    permute_op = Op.get("relax.permute_dims")
+
+    @relax.expr_functor.mutator
+    class IntegerLowering(relax.PyExprMutator):
+        def __init__(self, mod) -> None:
+            super().__init__(mod)
+            self.rewritten: list[str] = []
+            self.skipped: list[str] = []
+
+        def visit_call_(self, call):
+            call = self.visit_expr_post_order(call)
+            lowered = None
+            if call.op == conv2d_op:
+                lowered = self._conv2d(call)
+            elif call.op == matmul_op:
+                lowered = self._matmul(call)
+            return call if lowered is None else lowered
+
+        def _bound(self, expr, op):
+            """The call that ``expr`` (a var) is bound to, when it is a call of ``op``."""
+            if isinstance(expr, relax.Var):
+                bound = self.lookup_binding(expr)
+                if isinstance(bound, relax.Call) and bound.op == op:
+                    return bound
+            return None
+
+        def _activation(self, expr):
+            """(x_q, scale, zero point) of a per-tensor dequantized activation, or None."""
+            dq = self._bound(expr, dequantize_op)
+            if dq is None or not all(_is_const(arg) for arg in dq.args[1:]):
+                return None
+            scale, zero = _value(dq.args[1]), _value(dq.args[2])
+            if scale.size != 1 or zero.size != 1:
+                return None
+            return dq.args[0], float(scale.reshape(-1)[0]), int(zero.reshape(-1)[0])
+
+        def _weight(self, expr):
+            """(w_q, per-axis scales, zero points, axis) of a dequantized constant weight."""
+            dq = self._bound(expr, dequantize_op)
+            if dq is None or not all(_is_const(arg) for arg in dq.args):
+                return None
+            return (_value(dq.args[0]), _value(dq.args[1]), _value(dq.args[2]),
+                    int(dq.attrs.axis))
+
+        def _conv2d(self, call):
+            attrs = call.attrs
+            if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
+                return None
+            activation, weight = self._activation(call.args[0]), self._weight(call.args[1])
+            if activation is None or weight is None:
+                return None
+            x_q, s_x, zp_x = activation
+            w_q, s_w, zp_w, axis = weight
+            name = f"conv2d {tuple(w_q.shape)}"
+            if np.any(zp_w != 0):
+                self.skipped.append(f"{name}: asymmetric weights")
+                return None
+            if s_w.size != 1 and axis != 0:
+                self.skipped.append(f"{name}: weight scales not per output channel")
+                return None
+            channels = w_q.shape[0]
+            padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
+            data = x_q
+            if any(padding):
+                top, left, bottom, right = padding
+                data = self.builder_.emit(relax.op.nn.pad(
+                    x_q, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zp_x)))
+            accumulator = self.builder_.emit(relax.op.nn.conv2d(
+                data, relax.const(w_q.astype("int8")), strides=attrs.strides,
+                padding=[0, 0, 0, 0], dilation=attrs.dilation, groups=attrs.groups,
+                out_dtype="int32"))
+            weight_sums = w_q.astype(np.int64).reshape(channels, -1).sum(axis=1)
+            shape = (1, channels, 1, 1)
+            scale = (s_x * np.broadcast_to(s_w.astype(np.float64).reshape(-1), (channels,)))
+            self.rewritten.append(name)
+            return self._rescale(accumulator, zp_x * weight_sums, scale, shape)
+
+        def _matmul(self, call):
+            activation = self._activation(call.args[0])
+            if activation is None:
+                return None
+            weight_expr, transposed = call.args[1], False
+            permute = self._bound(weight_expr, permute_op)
+            if permute is not None:
+                weight_expr, transposed = permute.args[0], True
+            weight = self._weight(weight_expr)
+            if weight is None or weight[0].ndim != 2:
+                return None
+            x_q, s_x, zp_x = activation
+            w_q, s_w, zp_w, axis = weight
+            name = f"matmul {tuple(w_q.shape)}"
+            if np.any(zp_w != 0):
+                self.skipped.append(f"{name}: asymmetric weights")
+                return None
+            if transposed:
+                axes = permute.attrs.axes
+                if axes is not None and [int(a) for a in axes] != [1, 0]:
+                    return None
+                w_q, out_axis = w_q.T, 0  # scales were along the rows of the [N, K] weight
+            else:
+                out_axis = 1
+            if s_w.size != 1 and axis != out_axis:
+                self.skipped.append(f"{name}: weight scales not per output column")
+                return None
+            columns = w_q.shape[1]
+            accumulator = self.builder_.emit(relax.op.matmul(
+                x_q, relax.const(np.ascontiguousarray(w_q).astype("int8")), out_dtype="int32"))
+            weight_sums = w_q.astype(np.int64).sum(axis=0)
+            scale = s_x * np.broadcast_to(s_w.astype(np.float64).reshape(-1), (columns,))
+            self.rewritten.append(name)
+            return self._rescale(accumulator, zp_x * weight_sums, scale, (columns,))
+
+        def _rescale(self, accumulator, correction, scale, shape):
+            """float32(acc - correction) * scale, broadcast over the output channels."""
+            if np.any(correction != 0):
+                accumulator = self.builder_.emit(relax.op.subtract(
+                    accumulator, relax.const(correction.astype("int32").reshape(shape))))
+            as_float = self.builder_.emit(relax.op.astype(accumulator, "float32"))
+            return relax.op.multiply(as_float,
+                                     relax.const(scale.astype("float32").reshape(shape)))
+
+    return IntegerLowering
+
+
+def _is_const(expr) -> bool:
+    return hasattr(expr, "value") and hasattr(expr.value, "numpy")
+
+
+def _value(expr) -> np.ndarray:
+    return expr.value.numpy()

@@ -1,0 +1,385 @@
+"""The cost model: XGBoost trained on measured trials, predicting unmeasured configs.
+
+One interface, four methods (``fit``, ``predict``, ``save``, ``load``). It learns from
+features of the graph (per-layer operations and bytes), the config, the target's roofline
+peaks and the roofline bound itself, and predicts:
+
+- latency, as a log-latency regression relative to the roofline bound (the model learns
+  the fraction of the roof a config attains, which carries over between model sizes);
+- peak memory (log bytes), task accuracy drop, and fidelity error (1 - cosine vs fp32,
+  log-scaled: it spans orders of magnitude between fp32, bf16 and int8);
+- the probability that a config fails (compile error, unsupported, ...): failed trials are
+  counted and train this classifier, and never enter the regressions.
+
+An ensemble of bootstrap members gives each prediction a spread, which the guided search
+turns into an expected improvement. A fitted model carries its version: a hash of the
+trials it learned from and the xgboost version. Predictions are predictions: callers store
+them in the store's ``predictions`` table, never as trials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autotune.config import QuantConfig
+from autotune.graph import GraphProfile, config_cost, kept_dtype
+from autotune.roofline import Peaks, layerwise_bound_ms, roofline_bound
+from autotune.target import Target
+from autotune.trial import Trial
+
+FORMAT_VERSION = 1
+FIDELITY_FLOOR = 1e-9  # 1 - cosine below this is "identical to fp32" (log scale floor)
+MEMORY_OFFSET_BYTES = 1 << 20
+# Statuses that say something about the config. "unavailable" says the target was not
+# reachable, which is no property of the config, so it trains nothing.
+FAILURE_STATUSES = ("compile_error", "runtime_error", "timeout", "oom", "unsupported")
+_WEIGHT_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int4")
+_ACTIVATION_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16")
+_CALIBRATIONS = ("minmax", "percentile", "entropy", "mse")
+_BACKENDS = ("openvino", "tvm")
+_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+_REGRESSIONS = ("latency", "memory", "accuracy", "fidelity")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One thing to predict: a model's graph, a config, a backend and a target's peaks."""
+
+    profile: GraphProfile
+    config: QuantConfig
+    backend: str
+    target: Target
+    peaks: Peaks | None
+
+
+def features(workload: Workload) -> dict[str, float]:
+    """Graph, config, roofline and target features of one workload, by name."""
+    profile, config, peaks = workload.profile, workload.config, workload.peaks
+    cost = config_cost(profile, config)
+    by_precision = cost.ops_by_precision
+    total_ops = max(cost.ops, 1)
+    compute = profile.compute_layers
+    kept = [layer for layer in profile.layers if kept_dtype(layer, config) is not None]
+    kept_macs = sum(layer.macs for layer in kept)
+    values: dict[str, float] = {
+        "log_macs": _log(profile.macs),
+        "log_parameters": _log(profile.parameters),
+        "compute_layers": float(len(compute)),
+        "layers": float(len(profile.layers)),
+        "log_activation_elements": _log(sum(c for layer in profile.layers
+                                            for _, c in layer.outputs)),
+        "log_input_elements": _log(sum(c for _, c in profile.graph_inputs)),
+        "log_ops": _log(cost.ops),
+        "log_bytes": _log(cost.bytes),
+        "log_weight_bytes": _log(cost.weight_bytes),
+        "log_intensity": _log(cost.intensity),
+        "layers_kept_float": float(len(kept)),
+        "kept_macs_fraction": kept_macs / max(profile.macs, 1),
+        "weight_symmetric": float(config.weight_scheme == "symmetric"),
+        "activation_symmetric": float(config.activation_scheme == "symmetric"),
+        "per_channel": float(config.granularity == "per_channel"),
+        "per_group": float(config.granularity == "per_group"),
+        "cores": float(workload.target.threads),
+    }
+    for precision in _PRECISIONS:
+        values[f"{precision}_ops_fraction"] = by_precision.get(precision, 0) / total_ops
+    values.update(_one_hot("weight", config.weight_dtype, _WEIGHT_DTYPES))
+    values.update(_one_hot("activation", config.activation_dtype, _ACTIVATION_DTYPES))
+    values.update(_one_hot("calibration", config.calibration, _CALIBRATIONS))
+    values.update(_one_hot("backend", workload.backend, _BACKENDS))
+    values.update(_roofline_features(cost, peaks))
+    return values
+
+
+def _roofline_features(cost, peaks: Peaks | None) -> dict[str, float]:
+    if peaks is None:
+        return {name: 0.0 for name in _ROOFLINE_FEATURES}
+    bound = roofline_bound(cost.ops_by_precision, cost.bytes, peaks)
+    return {
+        "log_bound_ms": _log(bound.bound_ms),
+        "log_compute_ms": _log(bound.compute_ms),
+        "log_memory_ms": _log(bound.memory_ms),
+        "memory_bound": float(bound.bound == "memory"),
+        "log_layerwise_bound_ms": _log(layerwise_bound_ms(cost, peaks)),
+        **{f"log_peak_{p}": _log(peaks.peak(p) or 0.0) for p in ("fp32", "bf16", "int8")},
+        "log_bandwidth_gbs": _log(peaks.bandwidth_gbs or 0.0),
+    }
+
+
+_ROOFLINE_FEATURES = ("log_bound_ms", "log_compute_ms", "log_memory_ms", "memory_bound",
+                      "log_layerwise_bound_ms", "log_peak_fp32", "log_peak_bf16",
+                      "log_peak_int8", "log_bandwidth_gbs")
+
+
+def _log(value: float) -> float:
+    return math.log(value) if value > 0 else -30.0
+
+
+def _one_hot(prefix: str, value: str | None, choices: Sequence[str]) -> dict[str, float]:
+    return {f"{prefix}_{choice}": float(value == choice) for choice in choices}
+
+
+def reference_ms(workload: Workload) -> float:
+    """What latency is regressed against: the roofline bound, or 1 GOPS without peaks."""
+    cost = config_cost(workload.profile, workload.config)
+    if workload.peaks is not None:
+        bound = roofline_bound(cost.ops_by_precision, cost.bytes, workload.peaks).bound_ms
+        if bound > 0:
+            return bound
+    return max(cost.ops, 1) / 1e6
+
+
+def fidelity_error(trial: Trial) -> float | None:
+    """1 - cosine of the trial's outputs vs fp32 (0 for identical outputs)."""
+    return None if trial.cosine is None else max(0.0, 1.0 - trial.cosine)
+
+
+def data_version(trials: Sequence[Trial]) -> str:
+    """A hash of the trials a model learned from (run, config, backend, target, status)."""
+    keys = sorted(f"{t.run_id}/{t.config.id}/{t.backend}/{t.target}/{t.status}" for t in trials)
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Predictions:
+    """Predicted figures per workload (ensemble means) and the members' latency and error
+    samples ([members, workloads]) that an expected improvement integrates over."""
+
+    latency_ms: np.ndarray
+    memory_bytes: np.ndarray
+    accuracy_drop: np.ndarray
+    fidelity_error: np.ndarray
+    failure_probability: np.ndarray
+    latency_samples: np.ndarray
+    accuracy_samples: np.ndarray
+    fidelity_samples: np.ndarray
+
+    def quality_samples(self, quality: str) -> np.ndarray:
+        return self.fidelity_samples if quality == "fidelity" else self.accuracy_samples
+
+
+@dataclass
+class TrainingCounts:
+    """How many trials a fit saw, and why some did not train the regressions."""
+
+    ok: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    ignored: int = 0  # unavailable, or ok without a latency
+
+
+class XGBoostCostModel:
+    """Gradient-boosted trees over ``features``; xgboost is imported only when used."""
+
+    name = "xgboost"
+
+    def __init__(self, members: int = 5, rounds: int = 150, max_depth: int = 4,
+                 learning_rate: float = 0.1, seed: int = 0) -> None:
+        self.members = members
+        self.rounds = rounds
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.seed = seed
+        self.feature_names: list[str] = []
+        self.boosters: dict[str, list] = {}
+        self.constants: dict[str, float] = {}  # targets with too little data to learn
+        self.counts = TrainingCounts()
+        self.version = ""
+
+    # The interface
+
+    def fit(self, workloads: Sequence[Workload], trials: Sequence[Trial]) -> None:
+        """Learn from measured ``trials`` (aligned with ``workloads``; failures included)."""
+        import xgboost
+
+        if len(workloads) != len(trials):
+            raise ValueError(f"{len(workloads)} workloads for {len(trials)} trials")
+        rows = [features(w) for w in workloads]
+        self.feature_names = sorted(rows[0]) if rows else []
+        matrix = self._matrix(rows)
+        self.counts, self.boosters, self.constants = TrainingCounts(), {}, {}
+        ok_index = []
+        for index, trial in enumerate(trials):
+            if trial.ok and trial.latency_median_ms:
+                ok_index.append(index)
+                self.counts.ok += 1
+            elif trial.status in FAILURE_STATUSES:
+                self.counts.failed[trial.status] = self.counts.failed.get(trial.status, 0) + 1
+            else:
+                self.counts.ignored += 1
+        targets = self._targets([workloads[i] for i in ok_index], [trials[i] for i in ok_index])
+        for name, (rows_used, values) in targets.items():
+            self._fit_regression(name, matrix[np.asarray(ok_index, dtype=int)][rows_used],
+                                 values)
+        self._fit_failure(matrix, trials)
+        used = [t for t in trials if t.ok or t.status in FAILURE_STATUSES]
+        self.version = f"{data_version(used)}-xgboost{xgboost.__version__}"
+
+    def predict(self, workloads: Sequence[Workload]) -> Predictions:
+        """Predicted latency, memory, accuracy drop, fidelity error and failure probability."""
+        if not self.feature_names:
+            raise ValueError("the cost model is not fitted")
+        matrix = self._matrix([features(w) for w in workloads])
+        reference = np.array([reference_ms(w) for w in workloads])
+        latency = np.exp(self._members("latency", matrix)) * reference
+        memory = np.exp(self._members("memory", matrix)) - MEMORY_OFFSET_BYTES
+        accuracy = self._members("accuracy", matrix)
+        fidelity = np.maximum(10.0 ** self._members("fidelity", matrix) - FIDELITY_FLOOR, 0.0)
+        failure = self._members("failure", matrix, single=True).mean(axis=0)
+        return Predictions(latency.mean(axis=0), np.maximum(memory.mean(axis=0), 0.0),
+                           accuracy.mean(axis=0), fidelity.mean(axis=0), failure,
+                           latency, accuracy, fidelity)
+
+    def save(self, path: Path) -> None:
+        """One JSON file: settings, version, counts and every booster in xgboost's JSON."""
+        data = {"format": FORMAT_VERSION, "name": self.name, "version": self.version,
+                "settings": {"members": self.members, "rounds": self.rounds,
+                             "max_depth": self.max_depth, "learning_rate": self.learning_rate,
+                             "seed": self.seed},
+                "feature_names": self.feature_names, "constants": self.constants,
+                "counts": {"ok": self.counts.ok, "failed": self.counts.failed,
+                           "ignored": self.counts.ignored},
+                "boosters": {name: [bytes(b.save_raw("json")).decode() for b in members]
+                             for name, members in self.boosters.items()}}
+        Path(path).write_text(json.dumps(data))
+
+    @classmethod
+    def load(cls, path: Path) -> XGBoostCostModel:
+        import xgboost
+
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != FORMAT_VERSION or data.get("name") != cls.name:
+            raise ValueError(f"{path}: not an autotune xgboost cost model (format "
+                             f"{data.get('format')!r})")
+        model = cls(**data["settings"])
+        model.version = data["version"]
+        model.feature_names = data["feature_names"]
+        model.constants = data["constants"]
+        model.counts = TrainingCounts(**data["counts"])
+        for name, members in data["boosters"].items():
+            model.boosters[name] = []
+            for raw in members:
+                booster = xgboost.Booster()
+                booster.load_model(bytearray(raw.encode()))
+                model.boosters[name].append(booster)
+        return model
+
+    # Helpers
+
+    def _matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        return np.array([[row[name] for name in self.feature_names] for row in rows],
+                        dtype=np.float64).reshape(len(rows), len(self.feature_names))
+
+    @staticmethod
+    def _targets(workloads: Sequence[Workload],
+                 trials: Sequence[Trial]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per regression, which ok trials carry its figure and the transformed values."""
+        columns: dict[str, list[tuple[int, float]]] = {name: [] for name in _REGRESSIONS}
+        for index, (workload, trial) in enumerate(zip(workloads, trials, strict=True)):
+            columns["latency"].append(
+                (index, math.log(trial.latency_median_ms / reference_ms(workload))))
+            if trial.memory_bytes is not None:
+                columns["memory"].append(
+                    (index, math.log(trial.memory_bytes + MEMORY_OFFSET_BYTES)))
+            if trial.accuracy_drop is not None:
+                columns["accuracy"].append((index, trial.accuracy_drop))
+            error = fidelity_error(trial)
+            if error is not None:
+                columns["fidelity"].append((index, math.log10(error + FIDELITY_FLOOR)))
+        return {name: (np.array([i for i, _ in pairs], dtype=int),
+                       np.array([v for _, v in pairs], dtype=np.float64))
+                for name, pairs in columns.items()}
+
+    def _params(self, member: int, objective: str) -> dict:
+        return {"objective": objective, "max_depth": self.max_depth, "eta": self.learning_rate,
+                "min_child_weight": 0.01 if objective == "binary:logistic" else 1.0,
+                "lambda": 1.0, "nthread": 1, "seed": self.seed * 1000 + member,
+                "verbosity": 0}
+
+    def _fit_regression(self, name: str, matrix: np.ndarray, values: np.ndarray) -> None:
+        import xgboost
+
+        if len(values) < 2 or np.ptp(values) == 0:
+            # Nothing to learn yet (no or constant data): predict the mean, or nothing.
+            self.constants[name] = float(values.mean()) if len(values) else 0.0
+            return
+        rng = np.random.default_rng(self.seed)
+        self.boosters[name] = []
+        for member in range(self.members):
+            # Member 0 sees every trial; the others a bootstrap resample (their spread is
+            # the model's uncertainty).
+            rows = (np.arange(len(values)) if member == 0
+                    else rng.integers(0, len(values), len(values)))
+            data = xgboost.DMatrix(matrix[rows], label=values[rows],
+                                   feature_names=self.feature_names)
+            self.boosters[name].append(xgboost.train(self._params(member, "reg:squarederror"),
+                                                     data, self.rounds))
+
+    def _fit_failure(self, matrix: np.ndarray, trials: Sequence[Trial]) -> None:
+        import xgboost
+
+        used = [i for i, t in enumerate(trials) if t.ok or t.status in FAILURE_STATUSES]
+        labels = np.array([0.0 if trials[i].ok else 1.0 for i in used])
+        if len(labels) == 0 or labels.min() == labels.max():
+            rate = float(labels.mean()) if len(labels) else 0.0
+            self.constants["failure"] = rate
+            return
+        data = xgboost.DMatrix(matrix[np.asarray(used)], label=labels,
+                               feature_names=self.feature_names)
+        self.boosters["failure"] = [xgboost.train(self._params(0, "binary:logistic"), data,
+                                                  self.rounds)]
+
+    def _members(self, name: str, matrix: np.ndarray, single: bool = False) -> np.ndarray:
+        """[members, rows] predictions of one target (a constant repeats for every member;
+        ``single``: a target learned by one booster, not an ensemble)."""
+        if name not in self.boosters:
+            value = self.constants.get(name, 0.0)
+            return np.full((1 if single else self.members, len(matrix)), value)
+        import xgboost
+
+        data = xgboost.DMatrix(matrix, feature_names=self.feature_names)
+        return np.stack([booster.predict(data) for booster in self.boosters[name]])
+
+
+# Validation on held-out trials
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How well predictions rank and match measured latencies of trials the model never saw."""
+
+    train: int
+    test: int
+    spearman: float
+    mape: float  # mean absolute percentage error of latency, a fraction
+    memory_mape: float | None
+    fidelity_spearman: float | None
+
+
+def validate(model: XGBoostCostModel, train: Sequence[tuple[Workload, Trial]],
+             test: Sequence[tuple[Workload, Trial]]) -> Validation:
+    """Fit on ``train``, score latency (and memory, fidelity) predictions on ``test``'s ok
+    trials."""
+    from scipy.stats import spearmanr
+
+    model.fit([w for w, _ in train], [t for _, t in train])
+    scored = [(w, t) for w, t in test if t.ok and t.latency_median_ms]
+    predicted = model.predict([w for w, _ in scored])
+    measured = np.array([t.latency_median_ms for _, t in scored])
+    spearman = float(spearmanr(predicted.latency_ms, measured).statistic)
+    mape = float(np.mean(np.abs(predicted.latency_ms - measured) / measured))
+    memory = [(p, t.memory_bytes) for p, (_, t) in zip(predicted.memory_bytes, scored,
+                                                       strict=True) if t.memory_bytes]
+    memory_mape = (float(np.mean([abs(p - m) / m for p, m in memory])) if memory else None)
+    errors = [(p, fidelity_error(t)) for p, (_, t) in zip(predicted.fidelity_error, scored,
+                                                          strict=True)
+              if fidelity_error(t) is not None]
+    fidelity = (float(spearmanr([p for p, _ in errors], [e for _, e in errors]).statistic)
+                if len(errors) > 2 else None)
+    return Validation(len(train), len(scored), spearman, mape, memory_mape, fidelity)

@@ -1,0 +1,153 @@
+"""How well the XGBoost cost model predicts trials it never saw, on a store of real trials.
+
+Every finished run of the store is used (its model file must still exist): the trials
+become (workload, trial) pairs with the graph of the run's model, the target's roofline
+peaks (measured ones where stored) and the config. Two validations:
+
+- random held-out splits (a quarter of the configs of every model out, repeated with
+  several seeds); a config measured in more than one run is held out whole, so a second
+  measurement of the same config never gives the answer away;
+- leave-one-model-out: train on the other models, predict every config of this one.
+
+Printed per validation: Spearman rank correlation and MAPE of the median latency, MAPE of
+the memory, and Spearman of the fidelity error (1 - cosine vs fp32). The last row is the
+noise floor no model can beat: the same configs measured in two runs (any two runs of the
+store, interrupted ones included), one run's median "predicting" the other's.
+
+Usage:
+    python benchmarks/costmodel.py [--store URL] [--seeds 5] [--test-fraction 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from autotune.costmodel import Validation, Workload, XGBoostCostModel, validate
+from autotune.errors import InputError
+from autotune.graph import analyze
+from autotune.roofline import peaks_for
+from autotune.store import Store
+from autotune.target import load_target
+from autotune.trial import Trial
+
+DEFAULT_STORE = "sqlite:///results/bench/guided.db"
+
+
+def pairs_from_store(store: Store) -> list[tuple[Workload, Trial]]:
+    """Every measured trial of the store's finished runs, with its workload."""
+    pairs, targets = [], {}
+    for run in store.runs():
+        if run.status != "finished" or not Path(run.model_path).exists():
+            continue
+        profile = analyze(Path(run.model_path))
+        for trial in store.trials(run.id):
+            if trial.status == "unavailable":
+                continue
+            if trial.target not in targets:
+                try:
+                    targets[trial.target] = load_target(trial.target)
+                except InputError:
+                    continue
+            target = targets[trial.target]
+            peaks = peaks_for(target, store, trial.cpu_model or None, trial.cores or None)
+            pairs.append((Workload(profile, trial.config, trial.backend, target, peaks),
+                          trial))
+    return pairs
+
+
+def group_of(trial: Trial) -> tuple[str, str, str, str]:
+    return (trial.model_hash, trial.config.id, trial.backend, trial.target)
+
+
+def random_splits(pairs, fraction: float, seed: int):
+    groups = sorted({group_of(t) for _, t in pairs})
+    rng = np.random.default_rng(seed)
+    held = {groups[i] for i in rng.permutation(len(groups))[:round(fraction * len(groups))]}
+    return ([p for p in pairs if group_of(p[1]) not in held],
+            [p for p in pairs if group_of(p[1]) in held])
+
+
+def describe(results: list[Validation]) -> str:
+    def stat(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+    return (f"{results[0].train:>5} | {results[0].test:>4} | "
+            f"{stat([r.spearman for r in results])} | {stat([r.mape for r in results])} | "
+            f"{stat([r.memory_mape for r in results])} | "
+            f"{stat([r.fidelity_spearman for r in results])}")
+
+
+def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
+    """Pairs of ok trials of one config (same model, backend, target) from different runs."""
+    seen: dict[tuple, list[Trial]] = {}
+    for run in store.runs():
+        for trial in store.trials(run.id):
+            if trial.ok and trial.latency_median_ms:
+                seen.setdefault(group_of(trial), []).append(trial)
+    return [(a, b) for trials in seen.values() for i, a in enumerate(trials)
+            for b in trials[i + 1:]]
+
+
+def noise_floor(pairs: list[tuple[Trial, Trial]]) -> str:
+    from scipy.stats import spearmanr
+
+    first = np.array([a.latency_median_ms for a, _ in pairs])
+    second = np.array([b.latency_median_ms for _, b in pairs])
+    # Both directions: either measurement may be the "prediction" of the other.
+    mape = float(np.mean(np.r_[np.abs(first - second) / second,
+                               np.abs(first - second) / first]))
+    rho = float(spearmanr(first, second).statistic) if len(pairs) > 2 else float("nan")
+    return f"{'-':>5} | {len(pairs):>4} | {rho:.3f} | {mape:.3f} | - | - "
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default=DEFAULT_STORE)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--test-fraction", type=float, default=0.25)
+    args = parser.parse_args()
+
+    store = Store(args.store)
+    pairs = pairs_from_store(store)
+    models = sorted({t.model for _, t in pairs})
+    ok = sum(t.ok for _, t in pairs)
+    print(f"{len(pairs)} measured trials ({ok} ok, {len(pairs) - ok} failed: counted, kept "
+          f"out of the regressions) of {len(models)} models: {', '.join(models)}\n")
+    print("| validation | train | test ok | latency Spearman | latency MAPE | memory MAPE | "
+          "fidelity Spearman |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    results = []
+    for seed in range(args.seeds):
+        train, test = random_splits(pairs, args.test_fraction, seed)
+        results.append(validate(XGBoostCostModel(seed=seed), train, test))
+    print(f"| random {args.test_fraction:.0%} of configs held out, {args.seeds} seeds | "
+          f"{describe(results)} |")
+    for model in models:
+        train = [p for p in pairs if p[1].model != model]
+        test = [p for p in pairs if p[1].model == model]
+        if not any(t.ok for _, t in train) or not any(t.ok for _, t in test):
+            continue
+        found = validate(XGBoostCostModel(), train, test)
+        print(f"| leave out model {model} | {describe([found])} |")
+    floor = remeasured(store)
+    if floor:
+        print(f"| noise floor: same config measured in two runs | {noise_floor(floor)}|")
+    print()
+    print("Spearman: rank correlation of predicted vs measured median latency (1 = same "
+          "order); MAPE: mean |predicted - measured| / measured. ± is the standard deviation "
+          "over seeds.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The TVM backend on real TVM: conformance, real integer kernels, and the tuning database."""
+
+import numpy as np
+import pytest
+
+from autotune.config import QuantConfig
+from autotune.errors import UnsupportedConfig
+from autotune.testing.conformance import INT8, QUICK, BackendConformance
+
+pytestmark = pytest.mark.tvm
+pytest.importorskip("tvm", reason="apache-tvm is not installed")
+
+
+class TestTVM(BackendConformance):
+    backend_name = "tvm"
+    target_name = "host-cpu"
+
+    def test_int8_runs_integer_kernels_that_match_the_qdq_reference(
+            self, backend, target, quantized_int8, data, tmp_path):
+        import onnxruntime
+
+        from autotune.accuracy import first_outputs
+
+        artifact = backend.compile(quantized_int8, target, tmp_path)
+        lowered = artifact.details["integer_ops"]
+        assert len(lowered["integer"]) == 3 and lowered["left_in_float"] == []
+        measurement = backend.measure(artifact, data[1].evaluation, target, QUICK)
+        session = onnxruntime.InferenceSession(str(quantized_int8.path),
+                                               providers=["CPUExecutionProvider"])
+        qdq_reference = first_outputs([session.run(None, feeds) for feeds in data[1].evaluation])
+        # The integer kernels compute what the QDQ graph means; the float epilogue may round
+        # a requantized value one step apart from onnxruntime's, nothing more.
+        step = float(np.abs(qdq_reference).max()) / 127
+        np.testing.assert_allclose(first_outputs(measurement.outputs), qdq_reference,
+                                   atol=2 * step)
+
+    def test_asymmetric_weights_stay_in_float_and_say_so(self, backend, target, data, tmp_path):
+        from autotune.quantize import quantize
+
+        path, dataset = data
+        config = QuantConfig("int8", "uint8", "asymmetric", "asymmetric", "per_tensor", None,
+                             "minmax")
+        model = quantize(path, config, dataset.calibration, tmp_path / "cache")
+        artifact = backend.compile(model, target, tmp_path)
+        assert artifact.details["integer_ops"]["integer"] == []
+        assert all("asymmetric weights" in reason
+                   for reason in artifact.details["integer_ops"]["left_in_float"])
+
+    def test_unsupported_precision_is_a_clear_status(self, backend, target, data, tmp_path):
+        from autotune.quantize import quantize
+
+        path, dataset = data
+        model = quantize(path, QuantConfig("bf16", "bf16"), dataset.calibration, tmp_path)
+        with pytest.raises(UnsupportedConfig, match="bf16"):
+            backend.compile(model, target, tmp_path)
+        int4 = QuantConfig("int4", "fp32", "symmetric", None, "per_group", 16)
+        with pytest.raises(UnsupportedConfig, match="weight-only"):
+            backend.compile(quantize(path, int4, dataset.calibration, tmp_path), target,
+                            tmp_path)
+
+    def test_fp16_mixed_precision_stays_close(self, backend, target, data, tmp_path):
+        from autotune.accuracy import first_outputs, sqnr_db
+        from autotune.quantize import quantize
+
+        path, dataset = data
+        model = quantize(path, QuantConfig("fp16", "fp16"), dataset.calibration, tmp_path)
+        artifact = backend.compile(model, target, tmp_path)
+        outputs = first_outputs(backend.measure(artifact, dataset.evaluation, target,
+                                                QUICK).outputs)
+        assert sqnr_db(self._reference(data), outputs) > 40
+
+    def test_untuned_build_is_labelled(self, backend, target, fp32_model, tmp_path):
+        artifact = backend.compile(fp32_model, target, tmp_path)
+        assert artifact.details["untuned"] is True
+        assert artifact.details["tuning"]["trials_run"] == 0
+
+    @pytest.mark.slow
+    def test_tuning_spreads_the_budget_and_the_database_is_reused(
+            self, backend, target, fp32_model, tmp_path):
+        from autotune.backends.base import CompileOptions
+
+        options = CompileOptions(tuning_trials=16, cache_dir=tmp_path / "cache")
+        (tmp_path / "a").mkdir()
+        first = backend.compile(fp32_model, target, tmp_path / "a", options)
+        tuning = first.details["tuning"]
+        assert tuning["trials_run"] > 0 and not first.details["untuned"]
+        tuned_tasks = [task for task in tuning["tasks"] if task["budget"] > 0]
+        assert len(tuned_tasks) >= 3  # every kernel got trials, not just the first one
+        assert tuning["database_records_applied"] == len(tuning["tasks"])
+
+        (tmp_path / "b").mkdir()
+        second = backend.compile(fp32_model, target, tmp_path / "b", options)
+        assert second.details["tuning"]["trials_run"] == 0
+        assert second.details["tuning"]["database_records_applied"] == len(tuning["tasks"])
+        assert not second.details["untuned"]
+
+
+def test_int8_config_constant_is_the_smoke_config():
+    assert INT8.text == "w:int8:sym:per_channel a:uint8:asym cal:minmax"

