@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -134,6 +135,8 @@ def test_listings_are_json_too(workspace, capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run(["autotune", "--help"], capture_output=True, text=True,
+    # The script sits next to the interpreter of the environment it was installed into.
+    script = Path(sys.executable).parent / "autotune"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode == 0 and "autotune" in result.stdout
