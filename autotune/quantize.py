@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -199,9 +200,18 @@ def _quantize_static(model_path: Path, config: QuantConfig, calibration: Sequenc
     # looks complete, and two runs quantizing the same config must not see each other's half.
     handle, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
     os.close(handle)
+    # onnxruntime writes "<model>-inferred.onnx" next to its input and deletes it again:
+    # two runs quantizing one model at once delete each other's file, and a read-only
+    # install cannot be written at all. Give it a private link (or copy) of the model.
+    private = tempfile.TemporaryDirectory(prefix="autotune-quantize-", dir=out.parent)
+    source = Path(private.name) / "model.onnx"
+    try:
+        os.link(model_path, source)
+    except OSError:
+        shutil.copyfile(model_path, source)
     try:
         ortq.quantize_static(
-            str(model_path), tmp_name, Reader(),
+            str(source), tmp_name, Reader(),
             quant_format=ortq.QuantFormat.QDQ,
             per_channel=config.granularity == "per_channel",
             activation_type=getattr(ortq.QuantType, _QUANT_TYPES[config.activation_dtype]),
@@ -213,5 +223,6 @@ def _quantize_static(model_path: Path, config: QuantConfig, calibration: Sequenc
         os.replace(tmp_name, out)
     finally:
         root.setLevel(level)
+        private.cleanup()
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)

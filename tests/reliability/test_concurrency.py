@@ -60,7 +60,8 @@ def test_two_runs_on_one_store_at_once_lose_nothing(workspace, tiny_model, autot
     assert len(set(run_ids)) == 2
     for run_id in run_ids:
         trials = check_store(run_id, finished=True, count=3)
-        assert all(trial.ok and trial.latencies_ms for trial in trials)
+        assert all(trial.ok and trial.latencies_ms for trial in trials), [
+            (trial.config.label, trial.status, trial.error) for trial in trials]
     from autotune.store import Store
 
     assert sorted(run.id for run in Store(store_url).runs()) == sorted(run_ids)
