@@ -54,8 +54,9 @@ def add_parser(commands) -> None:
                         help="where reports are written (default: reports/)")
     parser.add_argument("--resume", metavar="RUN_ID", default=None,
                         help="continue an interrupted run; its stored settings are used")
-    parser.add_argument("--trial-timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="kill a trial after this long (default: 600)")
+    parser.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
+                        help="kill a trial after this long, tuning included (default: 600, "
+                             "plus 5 s per --tuning-trials)")
     parser.add_argument("--trial-memory", type=int, default=None, metavar="MIB",
                         help="kill a trial whose worker uses more memory (default: 60%% of RAM, "
                              "at most 8192 MiB)")
@@ -144,6 +145,9 @@ def handle(args) -> int:
             raise InputError(f"{name}: must not be negative; got {value}")
     if stored["min_repeats"] < 1:  # a trial with no sample has no latency to store
         raise InputError(f"--min-repeats: must be at least 1; got {stored['min_repeats']}")
+    if stored["trial_timeout"] is None:
+        # Tuning happens inside the trial's compile step; a budget must not time it out.
+        stored["trial_timeout"] = 600.0 + 5.0 * max(stored["tuning_trials"] or 0, 0)
     if stored["trial_timeout"] <= 0:
         raise InputError(f"--trial-timeout: must be positive; got {stored['trial_timeout']}")
     space = (configs_space(stored["config"]) if stored.get("config")
