@@ -15,15 +15,25 @@ RUNTIME_PACKAGES = ("apache-tvm", "apache-tvm-ffi", "openvino", "onnxruntime", "
                     "nncf")
 
 
-def runtime_versions() -> dict[str, str]:
+def installed_versions(packages) -> dict[str, str]:
+    """The versions of those ``packages`` that are installed in this interpreter."""
     versions = {}
-    for package in RUNTIME_PACKAGES:
+    for package in packages:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
             continue
-    versions["autotune"] = autotune_commit()
     return versions
+
+
+def package_versions() -> dict[str, str]:
+    """The runtime packages installed in this interpreter (the worker reports these)."""
+    return installed_versions(RUNTIME_PACKAGES)
+
+
+def runtime_versions() -> dict[str, str]:
+    """The versions a run records: the runtime packages and the autotune commit."""
+    return {**package_versions(), "autotune": autotune_commit()}
 
 
 @functools.lru_cache(maxsize=1)

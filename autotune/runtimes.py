@@ -25,7 +25,7 @@ from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 from autotune.errors import InputError
-from autotune.host import RUNTIME_PACKAGES, autotune_commit, runtime_versions
+from autotune.host import autotune_commit, package_versions, runtime_versions
 from autotune.paths import ROOT
 
 log = logging.getLogger("autotune")
@@ -48,17 +48,6 @@ class RuntimeEnv:
     versions: dict[str, str]
 
 
-def package_versions() -> dict[str, str]:
-    """The runtime packages installed in this interpreter (the worker reports these)."""
-    versions = {}
-    for package in RUNTIME_PACKAGES:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return versions
-
-
 def versions_for(python: str | None) -> dict[str, str]:
     """The versions a run records: this interpreter's, or those of the workers' interpreter."""
     if python is None:
@@ -68,7 +57,7 @@ def versions_for(python: str | None) -> dict[str, str]:
 
 def interpreter_versions(python: Path) -> dict[str, str]:
     """``package_versions()`` as seen by another interpreter."""
-    script = "import json; from autotune.runtimes import package_versions as v; " \
+    script = "import json; from autotune.host import package_versions as v; " \
              "print(json.dumps(v()))"
     result = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
                             timeout=120, env=_checkout_env())

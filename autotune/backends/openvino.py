@@ -12,12 +12,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 
 from autotune.backends import register
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
 from autotune.errors import UnsupportedConfig
+from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
 from autotune.quantize import QuantizedModel, WeightCompression
 from autotune.target import Target
@@ -58,10 +59,7 @@ class OpenVINOBackend:
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        try:
-            return {"openvino": version("openvino")}
-        except PackageNotFoundError:
-            return {}
+        return installed_versions(("openvino",))
 
     def compile(self, model: QuantizedModel, target: Target, workdir: Path,
                 options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from autotune.backends import register
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
 from autotune.errors import UnsupportedConfig
+from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
 from autotune.quantize import QuantizedModel
 from autotune.target import Target
@@ -60,13 +61,7 @@ class TVMBackend:
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        found = {}
-        for package in ("apache-tvm", "apache-tvm-ffi"):
-            try:
-                found[package] = version(package)
-            except PackageNotFoundError:
-                continue
-        return found
+        return installed_versions(("apache-tvm", "apache-tvm-ffi"))
 
     def compile(self, model: QuantizedModel, target: Target, workdir: Path,
                 options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:

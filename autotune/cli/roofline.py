@@ -59,9 +59,8 @@ def handle(args) -> int:
 
 
 def _measure(store, target, backend: str, min_time_s: float) -> None:
-    from autotune.host import cpu_model, host_info
+    from autotune.host import cpu_model, host_info, package_versions
     from autotune.roofline import measure_peaks
-    from autotune.runtimes import package_versions
     from autotune.store import RooflinePeaks, now
 
     print(f"{target.name}: timing micro-benchmarks with {backend} ...", file=sys.stderr)
