@@ -7,10 +7,13 @@ commits it to the store at once.
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,12 @@ class RunSettings:
     # turns it on (--max-spread, 0.10).
     max_spread: float = 0.0
     remeasures: int = 2
+    # Measurement passes per trial. Passes after the first re-measure every successful trial's
+    # artifact in a fresh worker, in a shuffled order, once all trials are done: a burst on a
+    # shared machine lasts seconds to minutes, so it hits one pass of a trial, not all of
+    # them. The trial's latency is the median of its pass medians, and the spread between
+    # passes is the run-to-run noise that `autotune compare` must see before calling a change.
+    passes: int = 1
 
 
 @dataclass
@@ -147,6 +156,11 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
         interrupted = True
     finally:
         bar.close()
+    if not interrupted and settings.passes > 1:
+        try:
+            measure_passes(store, run, targets, settings, run_dir)
+        except KeyboardInterrupt:
+            interrupted = True
     store.set_run_status(run_id, "interrupted" if interrupted else "finished",
                          finished=not interrupted)
     trials = store.trials(run_id)
@@ -160,11 +174,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
               settings: RunSettings, run_dir: Path) -> Trial:
     """Measure one candidate in an isolated worker and score it."""
     started = now()
-    job = Job(model_path=run.model_path, config=candidate.config.to_dict(),
-              backend=candidate.backend, target_path=str(candidate.target.path),
-              dataset_path=str(run_dir / "dataset.npz"),
-              cache_dir=str(settings.workspace / "cache"),
-              protocol=settings.protocol.to_dict(), tuning_trials=settings.tuning_trials)
+    job = _job(run, candidate.config, candidate.backend, candidate.target, settings, run_dir)
     result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
                           python=settings.python)
     result, spreads = _remeasure_if_noisy(job, result, settings)
@@ -184,12 +194,10 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     if spreads and spreads[-1] > settings.max_spread:
         trial.details["noisy"] = True
     if trial.ok:
-        trial.latencies_ms = figures["latencies_ms"]
-        stats = latency_stats(trial.latencies_ms)
-        trial.latency_median_ms = stats.median_ms
-        trial.latency_p90_ms = stats.p90_ms
-        trial.latency_p99_ms = stats.p99_ms
-        trial.latency_spread = stats.spread
+        trial.details["passes"] = []
+        _add_pass(trial, figures["latencies_ms"])
+        if "artifact" in figures:  # kept for the later passes (and their resume)
+            (Path(job.artifact_dir) / "artifact.json").write_text(json.dumps(figures["artifact"]))
         try:
             _score(trial, first_outputs(result.outputs), reference, dataset, run)
         except ValueError as error:
@@ -213,12 +221,83 @@ def _remeasure_if_noisy(job: Job, result: WorkerResult,
             break
         log.info("spread %.1f%% above %.1f%%: measuring again in a fresh worker",
                  spreads[-1] * 100, settings.max_spread * 100)
-        again = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
+        again = run_isolated(replace(job, artifact=result.figures.get("artifact")),
+                             settings.trial_timeout_s, settings.memory_limit_bytes,
                              python=settings.python)
         if again.status != "ok":
             break
-        result = again
+        # A measure-only pass: the compile figures are the first pass's.
+        details = {**result.figures.get("details", {}), **again.figures.get("details", {})}
+        result = replace(again, figures={**result.figures, **again.figures, "details": details})
     return result, spreads
+
+
+def _job(run: Run, config, backend: str, target: Target, settings: RunSettings,
+         run_dir: Path) -> Job:
+    return Job(model_path=run.model_path, config=config.to_dict(), backend=backend,
+               target_path=str(target.path), dataset_path=str(run_dir / "dataset.npz"),
+               cache_dir=str(settings.workspace / "cache"), protocol=settings.protocol.to_dict(),
+               tuning_trials=settings.tuning_trials,
+               artifact_dir=str(run_dir / "artifacts" / f"{config.id}-{backend}-{target.name}"))
+
+
+def _add_pass(trial: Trial, latencies_ms: list[float]) -> None:
+    """Add one pass's samples to the trial's; its figures are those of all passes' samples."""
+    stats = latency_stats(latencies_ms)
+    trial.details["passes"].append({"median_ms": stats.median_ms, "spread": stats.spread,
+                                    "samples": len(latencies_ms)})
+    trial.latencies_ms = [*trial.latencies_ms, *latencies_ms]
+    pooled = latency_stats(trial.latencies_ms)
+    trial.latency_median_ms = pooled.median_ms
+    trial.latency_p90_ms = pooled.p90_ms
+    trial.latency_p99_ms = pooled.p99_ms
+    trial.latency_spread = pooled.spread
+
+
+def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: RunSettings,
+                   run_dir: Path) -> None:
+    """Passes 2..N: every successful trial's artifact measured again in a fresh worker.
+
+    Each pass visits the trials in its own seeded shuffle, so a trial's passes land at
+    different times and next to different neighbours. A failed pass is recorded on the trial
+    (a flaky runtime is a finding) and not retried. Resumable: a trial's passes are stored.
+    """
+    by_name = {target.name: target for target in targets}
+    for number in range(2, settings.passes + 1):
+        due = [trial for trial in store.trials(run.id)
+               if trial.ok and "passes" in trial.details  # runs from before passes: none
+               and len(trial.details["passes"]) < number
+               and trial.target in by_name]
+        random.Random(f"{run.id}/{number}").shuffle(due)
+        bar = _progress(len(due), settings.progress)
+        try:
+            for trial in due:
+                bar.set_description(f"pass {number}/{settings.passes} {trial.config.label}"[:60])
+                job = _job(run, trial.config, trial.backend, by_name[trial.target], settings,
+                           run_dir)
+                _measure_pass(trial, job, settings)
+                store.update_trial(trial)
+                bar.update(1)
+        finally:
+            bar.close()
+    if all(len(trial.details.get("passes", [])) >= settings.passes
+           for trial in store.trials(run.id) if trial.ok):
+        shutil.rmtree(run_dir / "artifacts", ignore_errors=True)
+
+
+def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:
+    artifact_file = Path(job.artifact_dir) / "artifact.json"
+    if artifact_file.exists():
+        result = run_isolated(replace(job, artifact=json.loads(artifact_file.read_text())),
+                              settings.trial_timeout_s, settings.memory_limit_bytes,
+                              python=settings.python)
+    else:
+        result = WorkerResult("runtime_error", f"artifact gone: {artifact_file}", {}, None)
+    if result.status == "ok":
+        _add_pass(trial, result.figures["latencies_ms"])
+    else:
+        trial.details["passes"].append({"status": result.status,
+                                        "error": result.error[:500]})
 
 
 def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Dataset,

@@ -1,9 +1,14 @@
 """Regression detection between runs: pure functions over trials and latency samples.
 
-A latency regression must be both statistically significant (Mann-Whitney U on the stored
-samples, and a seeded bootstrap confidence interval of the ratio of medians that excludes 1)
-and larger than a minimum effect (``threshold``): with thousands of samples per trial any
-shift is "significant", so the effect size is what keeps a nightly job from crying wolf.
+A latency regression must be statistically significant (Mann-Whitney U on the stored
+samples, and a seeded bootstrap confidence interval of the ratio of medians that excludes 1),
+larger than the run-to-run noise, and larger than a minimum effect (``threshold``).
+
+The samples of one measurement pass only know the noise within that second or so; on a shared
+machine a whole pass can land in a neighbour's burst and come out 5-15% slower, so two runs
+differ by more than their samples suggest. Runs therefore measure each trial in several passes
+spread over the run (``autotune run --passes``), and the spread of the pass medians, pooled
+over the run's trials, is the between-run noise: a change must exceed it at the test's level.
 Memory, artifact size and accuracy are single figures per trial and are compared against
 thresholds alone; a trial that stopped compiling or started failing is always a regression.
 Nothing here reads a store or prints: the CLI and the reports consume the results.
@@ -11,8 +16,9 @@ Nothing here reads a store or prints: the CLI and the reports consume the result
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,11 +65,27 @@ class LatencyTest:
     baseline_count: int
     candidate_count: int
     alpha: float
+    # Standard deviation of log(ratio) that run-to-run noise alone gives, from the runs'
+    # measurement passes, and the critical value a change must exceed in its units. None:
+    # unknown (a run measured in one pass), and the verdict rests on the samples alone.
+    run_noise: float | None = None
+    run_noise_z: float | None = None
+
+    @property
+    def noise_floor(self) -> float | None:
+        """The smallest change (a fraction) that stands out of the run-to-run noise."""
+        if self.run_noise is None or self.run_noise_z is None:
+            return None
+        return math.expm1(self.run_noise_z * self.run_noise)
 
     @property
     def significant(self) -> bool:
-        """Both tests agree: the rank test rejects, and the interval excludes no change."""
-        return self.p_value < self.alpha and (self.ci_low > 1.0 or self.ci_high < 1.0)
+        """Every test agrees: the rank test rejects, the interval excludes no change, and the
+        change is beyond the run-to-run noise (where it is known)."""
+        beyond_noise = (self.noise_floor is None
+                        or abs(math.log(self.ratio)) > math.log1p(self.noise_floor))
+        return (self.p_value < self.alpha and (self.ci_low > 1.0 or self.ci_high < 1.0)
+                and beyond_noise)
 
     @property
     def change(self) -> float:
@@ -143,6 +165,62 @@ def _bootstrap_medians(ordered: np.ndarray, resamples: int,
     return (at(low) + at(high)) / 2
 
 
+# A run's pass noise is trusted from this many degrees of freedom (e.g. 2 trials x 3 passes).
+MIN_NOISE_DOF = 4
+
+
+@dataclass(frozen=True)
+class PassNoise:
+    """Run-to-run noise of one run on one target: the standard deviation of a pass's log
+    median latency around its trial's mean, pooled over the run's trials."""
+
+    sigma: float
+    dof: int  # sum over trials of (passes - 1)
+
+
+def pass_noise(trials: Iterable[Trial]) -> dict[str, PassNoise]:
+    """Pooled between-pass noise per target, from trials measured in two passes or more.
+
+    Targets whose trials give fewer than ``MIN_NOISE_DOF`` degrees of freedom are left out
+    (their noise is unknown)."""
+    squares: dict[str, float] = {}
+    dofs: dict[str, int] = {}
+    for trial in trials:
+        medians = trial.pass_medians_ms
+        if not trial.ok or len(medians) < 2 or min(medians) <= 0:
+            continue
+        logs = np.log(medians)
+        squares[trial.target] = squares.get(trial.target, 0.0) + float(
+            np.sum((logs - logs.mean()) ** 2))
+        dofs[trial.target] = dofs.get(trial.target, 0) + len(medians) - 1
+    return {target: PassNoise(math.sqrt(squares[target] / dof), dof)
+            for target, dof in dofs.items() if dof >= MIN_NOISE_DOF}
+
+
+def with_run_noise(test: LatencyTest, baseline: Trial, candidate: Trial,
+                   baseline_noise: PassNoise | None,
+                   candidate_noise: PassNoise | None) -> LatencyTest:
+    """``test`` with the run-to-run noise of its two trials' latencies.
+
+    A trial's latency pools ``R`` passes, so its noise is sigma / sqrt(R); a run measured in
+    one pass borrows the other run's sigma (same target, same kind of machine) at R = 1. The
+    critical value is Student's t at the test's level with the pooled degrees of freedom, as
+    sigma is itself estimated.
+    """
+    from scipy.stats import t
+
+    known = [noise for noise in (baseline_noise, candidate_noise) if noise is not None]
+    if not known:
+        return test
+    base_sigma = (baseline_noise or candidate_noise).sigma
+    cand_sigma = (candidate_noise or baseline_noise).sigma
+    base_passes = max(1, len(baseline.pass_medians_ms))
+    cand_passes = max(1, len(candidate.pass_medians_ms))
+    noise = math.sqrt(base_sigma ** 2 / base_passes + cand_sigma ** 2 / cand_passes)
+    dof = sum(noise.dof for noise in known)
+    return replace(test, run_noise=noise, run_noise_z=float(t.ppf(1 - test.alpha / 2, dof)))
+
+
 @dataclass(frozen=True)
 class Finding:
     """One change of one trial: what changed, whether it is a regression, and by how much."""
@@ -208,13 +286,16 @@ def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
     """
     base = {comparable_key(t): t for t in baseline}
     cand = {comparable_key(t): t for t in candidate}
+    base_noise, cand_noise = pass_noise(baseline), pass_noise(candidate)
 
     def attempted(trials: dict, key: tuple) -> bool:
         return key in trials and trials[key].status not in NOT_ATTEMPTED
 
     both = [key for key in base if attempted(base, key) and attempted(cand, key)]
     return Comparison(
-        matched=tuple(compare_pair(base[key], cand[key], thresholds, seed) for key in both),
+        matched=tuple(compare_pair(base[key], cand[key], thresholds, seed,
+                                   (base_noise.get(key[4]), cand_noise.get(key[4])))
+                      for key in both),
         only_baseline=tuple(t for key, t in base.items()
                             if key not in both and (key not in cand or attempted(base, key))),
         only_candidate=tuple(t for key, t in cand.items()
@@ -222,16 +303,20 @@ def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
 
 
 def compare_pair(baseline: Trial, candidate: Trial, thresholds: Thresholds = Thresholds(),
-                 seed: int = 0) -> TrialComparison:
-    """Compare one trial with its counterpart in another run."""
+                 seed: int = 0,
+                 noise: tuple[PassNoise | None, PassNoise | None] = (None, None)
+                 ) -> TrialComparison:
+    """Compare one trial with its counterpart in another run; ``noise`` is each run's
+    run-to-run noise on the trials' target (``pass_noise``), None where unknown."""
     status = _status_finding(baseline, candidate)
     if status is not None or not (baseline.ok and candidate.ok):
         return TrialComparison(baseline, candidate, None, (status,) if status else ())
     latency = None
     findings = []
     if len(baseline.latencies_ms) >= 3 and len(candidate.latencies_ms) >= 3:
-        latency = latency_test(baseline.latencies_ms, candidate.latencies_ms,
-                               thresholds.alpha, seed=seed)
+        latency = with_run_noise(latency_test(baseline.latencies_ms, candidate.latencies_ms,
+                                              thresholds.alpha, seed=seed),
+                                 baseline, candidate, *noise)
         verdict = latency.verdict(thresholds.latency)
         if verdict:
             findings.append(Finding(verdict, f"median {latency.baseline_median_ms:.4g} -> "
@@ -319,11 +404,14 @@ def history_changes(series: Sequence[Trial], thresholds: Thresholds = Thresholds
     """
     changes: list[TrialComparison | None] = []
     previous: Trial | None = None
+    # One config's runs on one target: their passes, pooled, are its run-to-run noise.
+    noise = pass_noise(series)
     for trial in series:
         if trial.status in NOT_ATTEMPTED:
             changes.append(None)
             continue
         changes.append(None if previous is None
-                       else compare_pair(previous, trial, thresholds, seed))
+                       else compare_pair(previous, trial, thresholds, seed,
+                                      (noise.get(previous.target), noise.get(trial.target))))
         previous = trial
     return changes

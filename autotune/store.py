@@ -283,12 +283,18 @@ class Store:
     def add_trial(self, trial: Trial) -> None:
         """Commit one finished trial; a trial already stored under its key is replaced."""
         row = _trial_row(trial)
-        key = (trials_table.c.run_id == trial.run_id) & \
-              (trials_table.c.config_id == trial.config.id) & \
-              (trials_table.c.backend == trial.backend) & (trials_table.c.target == trial.target)
+        key = _trial_key(trial)
         with self.engine.begin() as connection:
             connection.execute(trials_table.delete().where(key))
             connection.execute(trials_table.insert().values(**row))
+
+    def update_trial(self, trial: Trial) -> None:
+        """Store a stored trial's new figures (a later measurement pass) in place."""
+        row = _trial_row(trial)
+        key = _trial_key(trial)
+        with self.engine.begin() as connection:
+            if connection.execute(trials_table.update().where(key).values(**row)).rowcount != 1:
+                raise KeyError(f"no stored trial {trial.key} in run {trial.run_id}")
 
     def trials(self, run_id: str) -> list[Trial]:
         with self.engine.connect() as connection:
@@ -397,6 +403,13 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 _JSON_FIELDS = {"versions": "versions_json", "latencies_ms": "latencies_ms_json",
                 "details": "details_json"}
+
+
+def _trial_key(trial: Trial):
+    """The WHERE clause that finds ``trial``'s row: one per run and key."""
+    return ((trials_table.c.run_id == trial.run_id)
+            & (trials_table.c.config_id == trial.config.id)
+            & (trials_table.c.backend == trial.backend) & (trials_table.c.target == trial.target))
 
 
 def _trial_row(trial: Trial) -> dict:

@@ -62,6 +62,12 @@ class Trial:
         """What makes a trial unique within a run (and comparable across runs)."""
         return (self.config.id, self.backend, self.target)
 
+    @property
+    def pass_medians_ms(self) -> list[float]:
+        """The median latency of each successful measurement pass (see RunSettings.passes)."""
+        return [entry["median_ms"] for entry in self.details.get("passes", [])
+                if "median_ms" in entry]
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["config"] = self.config.to_dict()

@@ -38,6 +38,10 @@ class Job:
     cache_dir: str
     protocol: dict
     tuning_trials: int = 0
+    # Where the compiled artifact is kept (None: the trial's scratch folder, deleted after it).
+    artifact_dir: str | None = None
+    # An artifact compiled by an earlier worker: measure it again, skipping quantize/compile.
+    artifact: dict | None = None
 
 
 @dataclass
@@ -225,6 +229,8 @@ def _child_main(job_path: Path) -> int:
             allowed = sorted(os.sched_getaffinity(0))
             os.sched_setaffinity(0, allowed[: target.threads])
         state = {"stage": "quantize", "figures": {}}
+        if job.artifact is not None:
+            state = {"stage": "measure", "figures": {}, "artifact": job.artifact}
     figures = state["figures"]
     if target.is_local:
         # Runtimes size their thread pools from these when first imported (TVM's included).
@@ -256,8 +262,8 @@ def _child_main(job_path: Path) -> int:
                                    state["model"]["precision_hint"],
                                    state["model"]["source_hash"])
             rss_before = _rss_bytes("VmRSS")
-            workdir = scratch / "artifact"
-            workdir.mkdir(exist_ok=True)
+            workdir = Path(job.artifact_dir) if job.artifact_dir else scratch / "artifact"
+            workdir.mkdir(parents=True, exist_ok=True)
             _maybe_fault(fault, "compile")
             artifact = backend.compile(model, target, workdir, CompileOptions(
                 tuning_trials=job.tuning_trials, cache_dir=Path(job.cache_dir)))
@@ -267,6 +273,7 @@ def _child_main(job_path: Path) -> int:
             state["artifact"] = {"backend": artifact.backend, "path": str(artifact.path),
                                  "size_bytes": artifact.size_bytes,
                                  "compile_s": artifact.compile_s, "details": artifact.details}
+            figures["artifact"] = state["artifact"]  # a later pass measures it again
             _next_stage(job_path, state, "measure", reexec=True)
         enter(phase := "measure")
         artifact = Artifact(**{**state["artifact"], "path": Path(state["artifact"]["path"])})

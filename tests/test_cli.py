@@ -36,6 +36,10 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
         assert trial.versions["openvino"] and trial.cpu_model and trial.cores >= 1
         assert trial.cosine > 0.9 and trial.accuracy is None  # no labels: fidelity only
     assert fp32.accuracy_drop == pytest.approx(0.0, abs=1e-5)
+    for trial in trials:  # three passes by default, each in a fresh worker
+        assert len(trial.pass_medians_ms) == 3
+        assert sum(p["samples"] for p in trial.details["passes"]) == len(trial.latencies_ms)
+    assert not (workspace / "results" / "runs" / run_id / "artifacts").exists()  # cleaned up
     report = workspace / "reports" / run_id
     summary = (report / "summary.md").read_text()
     assert "No data was given" in summary and "Pareto frontier" in summary
@@ -75,6 +79,36 @@ def test_resume_skips_finished_trials(workspace, tiny_model):
     assert len(second.trials) == 2
     assert second.trials[0].started_at == first.trials[0].started_at  # kept, not re-measured
     assert store.get_run(run_id).status == "finished"
+
+
+def test_later_passes_measure_the_kept_artifacts_and_resume(workspace, tiny_model):
+    from autotune.driver import RunSettings, execute_run, start_run
+    from autotune.measure import MeasurementProtocol
+    from autotune.search import ExhaustiveSearch
+    from autotune.space import load_space
+    from autotune.target import load_target
+    from autotune.zoo import resolve_model
+
+    store = _store(workspace)
+    space, targets = load_space("smoke"), [load_target("host-cpu")]
+    settings = RunSettings(backends=("openvino",), progress=False, passes=1,
+                           protocol=MeasurementProtocol(2, 5, 0.05),
+                           workspace=workspace / "results")
+    run_id = start_run(store, resolve_model(str(tiny_model)), space, targets, settings,
+                       ExhaustiveSearch(), {})
+    first = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
+    artifacts = workspace / "results" / "runs" / run_id / "artifacts"
+    assert len(list(artifacts.glob("*/artifact.json"))) == 2  # kept for later passes
+    # As after an interruption between passes: the run goes on with the passes left.
+    settings.passes = 3
+    second = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
+    for before, after in zip(first.trials, second.trials, strict=True):
+        assert after.pass_medians_ms[0] == before.pass_medians_ms[0]
+        assert len(after.pass_medians_ms) == 3
+        assert len(after.latencies_ms) > len(before.latencies_ms)
+        assert after.compile_s == before.compile_s  # measured again, not compiled again
+    assert [t.key for t in second.trials] == [t.key for t in first.trials]  # stored in place
+    assert not artifacts.exists()
 
 
 def test_ctrl_c_says_how_to_resume_and_resume_finishes(workspace, tiny_model):

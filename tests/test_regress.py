@@ -12,6 +12,7 @@ from autotune.regress import (
     compare_trials,
     history_changes,
     latency_test,
+    pass_noise,
     version_changes,
 )
 from autotune.trial import Trial
@@ -184,3 +185,59 @@ def test_the_direct_bootstrap_of_the_median_matches_resampling(count):
     mass = [np.searchsorted(np.sort(d), support, side="right") / d.size
             for d in (direct, resampled)]
     assert np.max(np.abs(mass[0] - mass[1])) < 0.01  # the same distribution (KS distance)
+
+
+def passes_of(medians: list[float]) -> dict:
+    return {"passes": [{"median_ms": median} for median in medians]}
+
+
+def run_of(run_id: str, scale: float, pass_ratios: list[float], configs: int = 3) -> list:
+    """A run of ``configs`` trials, each measured in passes whose medians are the trial's
+    median times ``pass_ratios``, all scaled by ``scale``."""
+    trials = []
+    for index in range(configs):
+        config = [FP32, INT8, QuantConfig.from_text("fp16"), QuantConfig.from_text("bf16")][index]
+        base = samples(index + (100 if run_id == "b" else 0), scale=scale)
+        median = float(np.median(base))
+        trials.append(trial(run_id, config, latencies_ms=base,
+                            details=passes_of([median * r for r in pass_ratios])))
+    return trials
+
+
+def test_pass_noise_pools_the_spread_of_pass_medians():
+    spread = [1.0, 1.1]
+    noise = pass_noise(run_of("a", 1.0, spread, configs=4))["host-cpu"]
+    assert noise.dof == 4
+    assert noise.sigma == pytest.approx(np.log(1.1) / np.sqrt(2))
+    assert pass_noise(run_of("a", 1.0, spread, configs=3)) == {}  # 3 dof: not trusted
+    assert pass_noise([trial("a")]) == {}  # one pass: nothing to pool
+
+
+def test_a_shift_within_the_run_to_run_noise_is_not_a_regression():
+    # Passes of one trial differ by up to 12%: an 8% shift between runs is what noise does.
+    noisy = [1.0, 1.12, 0.95]
+    baseline, candidate = run_of("a", 1.0, noisy), run_of("b", 1.08, noisy)
+    alone = compare_pair(baseline[0], candidate[0])
+    assert [f.kind for f in alone.findings] == ["slower"]  # the samples alone are fooled
+    comparison = compare_trials(baseline, candidate)
+    assert comparison.regressions == []
+    test = comparison.matched[0].latency
+    assert test.noise_floor > 0.08 and not test.significant
+
+
+def test_a_ten_percent_slowdown_beyond_the_run_to_run_noise_is_found():
+    quiet = [1.0, 1.01, 0.995]
+    comparison = compare_trials(run_of("a", 1.0, quiet), run_of("b", 1.10, quiet))
+    assert len(comparison.regressions) == 3
+    assert all(pair.latency.noise_floor < 0.05 for pair in comparison.matched)
+
+
+def test_a_one_pass_run_borrows_the_other_runs_noise():
+    baseline = run_of("a", 1.0, [1.0, 1.12, 0.95])
+    one_pass = [trial("b", t.config, latencies_ms=samples(7, scale=1.08)) for t in baseline]
+    comparison = compare_trials(baseline, one_pass)
+    assert comparison.regressions == []
+    assert all(pair.latency.noise_floor is not None for pair in comparison.matched)
+    # Neither run knows its noise: the samples decide, as before passes existed.
+    plain = compare_trials([trial("a")], [trial("b", latencies_ms=samples(7, scale=1.10))])
+    assert plain.matched[0].latency.noise_floor is None and plain.regressions

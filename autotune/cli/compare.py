@@ -19,7 +19,9 @@ def add_parser(commands) -> None:
         "compare", help="regressions between two runs (e.g. two runtime versions)",
         description="Compare every trial of CANDIDATE with the same model, config, backend and "
                     "target in BASELINE. A latency regression is significant (Mann-Whitney U "
-                    "and a bootstrap interval of the ratio of medians) and beyond --threshold. "
+                    "and a bootstrap interval of the ratio of medians), beyond the run-to-run "
+                    "noise that the runs' measurement passes show (the noise column), and "
+                    "beyond --threshold. "
                     "Exits 1 when any regression is found.")
     parser.add_argument("baseline", metavar="BASELINE", help="run id of the baseline")
     parser.add_argument("candidate", metavar="CANDIDATE", help="run id of the candidate")
@@ -119,7 +121,8 @@ def _pair_json(pair: TrialComparison) -> dict:
             "baseline_median_ms": latency.baseline_median_ms,
             "candidate_median_ms": latency.candidate_median_ms,
             "ratio": latency.ratio, "ci_low": latency.ci_low, "ci_high": latency.ci_high,
-            "p_value": latency.p_value, "significant": latency.significant,
+            "p_value": latency.p_value, "run_noise_sd": latency.run_noise,
+            "noise_floor": latency.noise_floor, "significant": latency.significant,
             "baseline_samples": latency.baseline_count,
             "candidate_samples": latency.candidate_count},
         "memory_change": pair.memory_change,
@@ -146,14 +149,18 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
         print("note: the runs were measured on different CPUs")
     print()
     print_table(["config", "backend", "target", "base ms", "cand ms", "change",
-                 f"{1 - thresholds.alpha:.0%} CI", "p", "memory", "accuracy pp", "status",
-                 "verdict"],
+                 f"{1 - thresholds.alpha:.0%} CI", "p", "noise", "memory", "accuracy pp",
+                 "status", "verdict"],
                 [_row(pair) for pair in comparison.matched])
     for title, trials in (("only in baseline", comparison.only_baseline),
                           ("only in candidate", comparison.only_candidate)):
         if trials:
             print(f"\n{title}: " + ", ".join(f"{t.config.label}/{t.backend}/{t.target} "
                                              f"({t.status})" for t in trials))
+    tests = [pair.latency for pair in comparison.matched if pair.latency is not None]
+    if any(test.noise_floor is None for test in tests):
+        print("\nnote: a run measured in one pass does not know its run-to-run noise; those "
+              "latency verdicts rest on one pass's samples (run with --passes 3)")
     regressions = comparison.regressions
     print(f"\n{len(regressions)} regression(s) in {len(comparison.matched)} comparable trials "
           f"(latency threshold {thresholds.latency:.0%}, alpha {thresholds.alpha:g}, "
@@ -177,6 +184,8 @@ def _row(pair: TrialComparison) -> list:
             None if latency is None else f"{latency.change:+.1%}",
             None if latency is None else f"[{latency.ci_low - 1:+.1%}, {latency.ci_high - 1:+.1%}]",
             None if latency is None else f"{latency.p_value:.2g}",
+            None if latency is None or latency.noise_floor is None
+            else f"±{latency.noise_floor:.1%}",
             None if memory is None else f"{memory:+.1%}",
             None if accuracy is None else f"{accuracy:+.2f}",
             status, verdict]

@@ -71,6 +71,12 @@ def add_parser(commands) -> None:
                         help="measure a trial again (twice at most, each in a fresh worker) "
                              "while its latency spread (IQR / median) is above this, then "
                              "flag it noisy (default: 0.10; 0: off)")
+    parser.add_argument("--passes", type=int, default=3, metavar="N",
+                        help="measurement passes per trial: after all trials, each successful "
+                             "one is measured again N-1 times in fresh workers, in shuffled "
+                             "order; its latency is the median of the pass medians, and the "
+                             "spread between passes is the noise `autotune compare` allows for "
+                             "(default: 3; 1: one pass)")
     parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
                              "requirement such as openvino==2025.4.0 (repeatable), in a "
@@ -143,6 +149,9 @@ def handle(args) -> int:
                         ("--max-spread", max_spread)):
         if value is not None and value < 0:
             raise InputError(f"{name}: must not be negative; got {value}")
+    passes = stored.get("passes", 1)  # runs recorded before passes had one
+    if passes < 1:
+        raise InputError(f"--passes: must be at least 1; got {passes}")
     if stored["min_repeats"] < 1:  # a trial with no sample has no latency to store
         raise InputError(f"--min-repeats: must be at least 1; got {stored['min_repeats']}")
     if stored["trial_timeout"] is None:
@@ -164,7 +173,7 @@ def handle(args) -> int:
                                      min_time_s=stored["min_time"]),
         workspace=workspace_for(args.store), progress=not args.no_progress,
         python=_runtime_python(stored.get("runtime"), workspace_for(args.store)),
-        max_spread=max_spread)
+        max_spread=max_spread, passes=passes)
 
     if args.resume:
         run_id = args.resume
