@@ -17,7 +17,7 @@ from autotune.store import Store
 
 pytestmark = [pytest.mark.openvino, pytest.mark.reliability]
 QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05", "--no-progress",
-         "--max-spread", "0"]
+         "--max-spread", "0", "--passes", "1"]
 INT8_ID = "e0c77a5341"  # the smoke space's int8 config; its worker hangs in these tests
 HANG = f"hang@measure:{INT8_ID}"
 

@@ -11,9 +11,9 @@ from autotune.config import FP32
 from autotune.measure import latency_stats
 
 pytestmark = [pytest.mark.openvino, pytest.mark.reliability]
-# One trial (fp32) keeps this cheap; three measurement passes of it run when it is noisy.
+# One trial (fp32) and one pass keep this cheap; three measurements of it run when it is noisy.
 QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05", "--no-progress",
-         "--space", "smoke", "--budget", "1"]
+         "--space", "smoke", "--budget", "1", "--passes", "1"]
 
 
 def test_a_noisy_trial_is_measured_again_then_flagged(workspace, tiny_model, capsys,
