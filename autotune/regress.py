@@ -294,7 +294,8 @@ def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
     both = [key for key in base if attempted(base, key) and attempted(cand, key)]
     return Comparison(
         matched=tuple(compare_pair(base[key], cand[key], thresholds, seed,
-                                   (base_noise.get(key[4]), cand_noise.get(key[4])))
+                                   (base_noise.get(base[key].target),
+                                    cand_noise.get(cand[key].target)))
                       for key in both),
         only_baseline=tuple(t for key, t in base.items()
                             if key not in both and (key not in cand or attempted(base, key))),
