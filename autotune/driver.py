@@ -183,6 +183,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     figures = result.figures
     trial.versions = {**run.versions, **figures.get("versions", {})}
     trial.details = figures.get("details", {})
+    _device_facts(trial)
     for name in ("compile_s", "load_s", "first_inference_ms", "peak_memory_bytes",
                  "memory_bytes", "artifact_size_bytes"):
         setattr(trial, name, figures.get(name))
@@ -204,6 +205,16 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
             trial.status, trial.error = "runtime_error", f"outputs cannot be scored: {error}"
     trial.finished_at = now()
     return trial
+
+
+def _device_facts(trial: Trial) -> None:
+    """A remote device describes itself (``details['device']``): its CPU, and whether it is
+    emulated, in which case the latency is not the device's and is never compared with one."""
+    device = trial.details.get("device")
+    if not device:
+        return
+    trial.emulated = trial.emulated or bool(device.get("emulated"))
+    trial.cpu_model = device.get("cpu_model") or trial.cpu_model
 
 
 def _remeasure_if_noisy(job: Job, result: WorkerResult,
