@@ -190,6 +190,8 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     for name in ("quantize_s", "compile_memory_bytes"):
         if name in figures:
             trial.details[name] = figures[name]
+    if trial.emulated and (settings.passes > 1 or settings.max_spread > 0):
+        trial.details["passes_skipped"] = EMULATED_PASSES
     if len(spreads) > 1:
         trial.details["spreads"] = spreads  # one per measurement pass; the last one is kept
     if spreads and spreads[-1] > settings.max_spread:
@@ -217,6 +219,14 @@ def _device_facts(trial: Trial) -> None:
     trial.cpu_model = device.get("cpu_model") or trial.cpu_model
 
 
+def _emulated(figures: dict) -> bool:
+    return bool(figures.get("details", {}).get("device", {}).get("emulated"))
+
+
+EMULATED_PASSES = ("emulated: measured in one pass, never re-measured (its latency is not the "
+                   "device's)")
+
+
 def _remeasure_if_noisy(job: Job, result: WorkerResult,
                         settings: RunSettings) -> tuple[WorkerResult, list[float]]:
     """Measure a trial again, in a fresh worker, while its samples are too spread out.
@@ -226,7 +236,7 @@ def _remeasure_if_noisy(job: Job, result: WorkerResult,
     successful pass (a failed re-measure keeps the pass before it) and every pass's spread.
     """
     spreads: list[float] = []
-    while result.status == "ok" and settings.max_spread > 0:
+    while result.status == "ok" and settings.max_spread > 0 and not _emulated(result.figures):
         spreads.append(latency_stats(result.figures["latencies_ms"]).spread)
         if spreads[-1] <= settings.max_spread or len(spreads) > settings.remeasures:
             break
@@ -276,9 +286,7 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
     by_name = {target.name: target for target in targets}
     for number in range(2, settings.passes + 1):
         due = [trial for trial in store.trials(run.id)
-               if trial.ok and "passes" in trial.details  # runs from before passes: none
-               and len(trial.details["passes"]) < number
-               and trial.target in by_name]
+               if _pass_due(trial, number) and trial.target in by_name]
         random.Random(f"{run.id}/{number}").shuffle(due)
         bar = _progress(len(due), settings.progress)
         try:
@@ -291,9 +299,17 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
                 bar.update(1)
         finally:
             bar.close()
-    if all(len(trial.details.get("passes", [])) >= settings.passes
-           for trial in store.trials(run.id) if trial.ok):
+    if not any(_pass_due(trial, settings.passes) for trial in store.trials(run.id)):
         shutil.rmtree(run_dir / "artifacts", ignore_errors=True)
+
+
+def _pass_due(trial: Trial, number: int) -> bool:
+    """Whether ``trial`` still lacks its pass ``number``. Emulated trials get one pass: their
+    latency is not the device's, so its run-to-run noise is not worth minutes of emulation
+    (``details['passes_skipped']`` says so), and are not re-measured when noisy either."""
+    if not trial.ok or "passes" not in trial.details:  # runs from before passes: none
+        return False
+    return not trial.emulated and len(trial.details["passes"]) < number
 
 
 def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:

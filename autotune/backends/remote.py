@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 # Set by whoever starts a worker under an emulator (scripts/arm-emulator does): latencies
 # measured there are not the device's and are stored flagged ``emulated``.
-EMULATED_ENV = "AUTOTUNE_EMULATED"
+EMULATED_ENV = "AUTOTUNE_EMULATED"  # or `autotune worker --emulated WHY`
 PROBE_TIMEOUT_S = 3.0
 
 
@@ -103,7 +103,7 @@ def _describe_device() -> str:
     return json.dumps({
         "served_by": "autotune worker", "machine": platform.machine(),
         "cpu_model": cpu_model(), "cores": usable_cores(),
-        "emulated": os.environ.get(EMULATED_ENV, ""),
+        "emulated": os.environ.get(EMULATED_ENV, ""),  # inherited by the forked sessions
         "versions": installed_versions(("apache-tvm", "apache-tvm-ffi", "numpy", "openvino")),
     })
 
@@ -115,18 +115,22 @@ def _register_device_functions() -> None:
 
 
 def serve(tracker_host: str, tracker_port: int, key: str, host: str = "0.0.0.0",
-          port: int = 9091, port_end: int = 9199) -> None:
+          port: int = 9091, port_end: int | None = None, emulated: str | None = None) -> None:
     """Serve TVM RPC and the suite's device functions under ``key`` until killed.
 
     TVM's ``rpc.Server`` starts the server in a fresh interpreter process; this serves from
     this process instead (sessions still fork), which also works where a new process cannot
     be started as a plain executable (an aarch64 interpreter under qemu user-mode emulation).
+    ``emulated``: why this device is not the real one (its trials are flagged ``emulated``).
     """
     from tvm.rpc import server
 
+    if emulated:
+        os.environ[EMULATED_ENV] = emulated
     _register_device_functions()
-    server._popen_start_rpc_server(host, port, port_end, False, (tracker_host, tracker_port),
-                                   key, None, None, False, False, None)
+    server._popen_start_rpc_server(host, port, port_end or port + 100, False,
+                                   (tracker_host, tracker_port), key, None, None, False, False,
+                                   None)
     state = server.PopenRPCServerState.current
     print(f"autotune worker: serving key {key} on {host}:{state.port} via tracker "
           f"{tracker_host}:{tracker_port}", flush=True)
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     host, port = parse_address(args.tracker)
-    serve(host, port, args.key, host=args.host, port=args.port)
+    serve(host, port, args.key, host=args.host, port=args.port, emulated=args.emulated)
     return 0
 
 
@@ -164,6 +168,9 @@ def add_worker_arguments(parser) -> None:
                         help="address the RPC server listens on (default: all)")
     parser.add_argument("--port", type=int, default=9091,
                         help="first port to try for the RPC server (default: 9091)")
+    parser.add_argument("--emulated", default=None, metavar="WHY",
+                        help="this device is emulated (e.g. 'qemu-aarch64'): its latencies are "
+                             "stored flagged emulated and never compared with real ones")
 
 
 if __name__ == "__main__":
