@@ -67,11 +67,14 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=_child_env(),
             )
+            _IN_FLIGHT.add(child)
             try:
                 killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s)
             except BaseException:
                 _kill(child)  # Ctrl-C or SIGTERM in the run: the trial in flight dies with it
                 raise
+            finally:
+                _IN_FLIGHT.discard(child)
         phase = _read(scratch_path / "phase") or "start"
         log_tail = _tail(log_path)
         if killed_for == "timeout":
@@ -95,6 +98,16 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
                            for index in range(count)]
         return WorkerResult(result["status"], result.get("error", ""), result.get("figures", {}),
                             outputs)
+
+
+# Workers running now, from any thread (autotune.scheduling measures targets in parallel).
+_IN_FLIGHT: set[subprocess.Popen] = set()
+
+
+def kill_in_flight() -> None:
+    """Kill every worker in flight (an interrupted run with several targets measuring)."""
+    for child in list(_IN_FLIGHT):
+        _kill(child)
 
 
 def _child_env() -> dict[str, str]:

@@ -48,11 +48,6 @@ def tiny(tmp_path_factory):
     return quantize(path, FP32, dataset.calibration, path.parent / "cache"), dataset
 
 
-def _write_target(path: Path, body: str) -> Path:
-    path.write_text(body)
-    return path
-
-
 def test_builtin_targets_say_how_each_is_reached():
     from autotune.target import load_target
 
@@ -154,32 +149,56 @@ def test_emulated_trials_are_never_compared_with_real_ones():
     assert comparison.matched == () and comparison.only_candidate == (emulated,)
 
 
-@pytest.fixture
-def local_worker(tmp_path):
+class LocalWorker:
     """A real tracker and `autotune worker` on this host, under a key of this test's own."""
-    from tvm.rpc.tracker import Tracker
 
-    from autotune.backends.remote import tracker_state
+    def __init__(self) -> None:
+        from tvm.rpc.tracker import Tracker
 
-    tracker = Tracker("127.0.0.1", port=_free_port(), port_end=65535, silent=True)
-    key = f"test-{os.getpid()}"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "autotune", "worker", "--tracker",
-         f"127.0.0.1:{tracker.port}", "--key", key, "--host", "127.0.0.1",
-         "--port", str(_free_port()), "--emulated", "not emulated; a test marks it"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+        from autotune.backends.remote import tracker_state
+
+        self.tracker = Tracker("127.0.0.1", port=_free_port(), port_end=65535, silent=True)
+        self.port, self.key = self.tracker.port, f"test-{os.getpid()}"
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "autotune", "worker", "--tracker",
+             f"127.0.0.1:{self.port}", "--key", self.key, "--host", "127.0.0.1",
+             "--port", str(_free_port()), "--emulated", "not emulated; a test marks it"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
-        while not tracker_state("127.0.0.1", tracker.port, key).ok:
-            assert worker.poll() is None, "autotune worker exited"
-            assert time.monotonic() < deadline, "autotune worker did not register in 60 s"
+        while not tracker_state("127.0.0.1", self.port, self.key).ok:
+            if self.worker.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail("autotune worker did not register on the tracker in 60 s")
             time.sleep(0.2)
-        yield tracker.port, key
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, 9)
-        worker.wait()
-        tracker.terminate()
+
+    def target_toml(self, path: Path) -> Path:
+        path.write_text(f"""
+device = "cpu"
+arch = "x86_64"
+cores = 1
+[reach]
+kind = "tracker"
+host = "127.0.0.1"
+port = {self.port}
+key = "{self.key}"
+[tvm]
+target = {{ kind = "llvm" }}
+""")
+        return path
+
+    def stop(self) -> None:
+        if self.worker.poll() is None:
+            os.killpg(self.worker.pid, 9)
+        self.worker.wait()
+        if self.tracker.proc is not None:
+            self.tracker.terminate()
+
+
+@pytest.fixture
+def local_worker():
+    worker = LocalWorker()
+    yield worker
+    worker.stop()
 
 
 def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tmp_path):
@@ -187,20 +206,8 @@ def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tm
     from autotune.backends import get_backend
     from autotune.target import load_target
 
-    port, key = local_worker
     local = load_target("host-cpu")
-    remote = load_target(str(_write_target(tmp_path / "via-tracker.toml", f"""
-device = "cpu"
-arch = "x86_64"
-cores = 1
-[reach]
-kind = "tracker"
-host = "127.0.0.1"
-port = {port}
-key = "{key}"
-[tvm]
-target = {{ kind = "llvm" }}
-""")))
+    remote = load_target(str(local_worker.target_toml(tmp_path / "via-tracker.toml")))
     backend = get_backend("tvm")
     assert backend.available(remote).ok
     model, dataset = tiny
@@ -215,6 +222,45 @@ target = {{ kind = "llvm" }}
     assert there.details["emulated"]  # the worker was started with --emulated
     np.testing.assert_allclose(first_outputs(there.outputs), first_outputs(here.outputs),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_target_that_goes_away_mid_run_marks_its_trials_and_the_others_go_on(
+        local_worker, tiny, workspace):
+    from autotune.store import Store
+
+    remote = local_worker.target_toml(workspace / "board.toml")
+    store_url = f"sqlite:///{workspace}/results/autotune.db"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "autotune", "run", "--model", str(tiny[0].path), "--space",
+         "smoke", "--target", str(remote), "--target", "host-cpu", "--backend", "tvm",
+         "--no-progress", "--passes", "1", "--min-repeats", "5", "--min-time", "0.05",
+         "--max-spread", "0", "--store", store_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            if (workspace / "results" / "autotune.db").exists():
+                store = Store(store_url)
+                runs = store.runs()
+                if runs and any(t.target == "board" for t in store.trials(runs[0].id)):
+                    break  # the board measured its first trial: now it goes away
+            time.sleep(0.1)
+        local_worker.stop()
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    store = Store(store_url)
+    trials = store.trials(store.runs()[0].id)
+    board = sorted((t for t in trials if t.target == "board"), key=lambda t: t.started_at)
+    host = [t for t in trials if t.target == "host-cpu"]
+    assert len(board) == 2 and len(host) == 2 and all(t.ok for t in host)
+    assert board[0].ok and not board[1].ok
+    assert "127.0.0.1" in board[1].error and "answering" in board[1].error
+    # The two targets measured at the same time, not one after the other.
+    assert any(b.started_at < h.finished_at and h.started_at < b.finished_at
+               for b in board for h in host)
 
 
 def _emulator(command: str) -> subprocess.CompletedProcess:
