@@ -91,11 +91,7 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
         result = json.loads(result_path.read_text())
         outputs = None
         if (scratch_path / "outputs.npz").exists():
-            with np.load(scratch_path / "outputs.npz") as data:
-                count = int(data["count"])
-                width = int(data["width"])
-                outputs = [[data[f"s{index}_o{out}"] for out in range(width)]
-                           for index in range(count)]
+            outputs = load_outputs(scratch_path / "outputs.npz")
         return WorkerResult(result["status"], result.get("error", ""), result.get("figures", {}),
                             outputs)
 
@@ -301,7 +297,7 @@ def _child_main(job_path: Path) -> int:
                        peak_memory_bytes=_rss_bytes("VmHWM"))
         figures["memory_bytes"] = max(0, figures["peak_memory_bytes"] - rss_before)
         figures["details"] = {**figures.get("details", {}), **measurement.details}
-        _save_outputs(scratch / "outputs.npz", measurement.outputs)
+        save_outputs(scratch / "outputs.npz", measurement.outputs)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)
     except MemoryError:
@@ -400,7 +396,15 @@ def _maybe_fault(fault: tuple[str, str] | None, phase: str) -> None:
         os._exit(3)
 
 
-def _save_outputs(path: Path, outputs: list[list[np.ndarray]]) -> None:
+def load_outputs(file) -> list[list[np.ndarray]]:
+    """The outputs ``save_outputs`` wrote (a path or a binary file)."""
+    with np.load(file) as data:
+        width = int(data["width"])
+        return [[data[f"s{index}_o{out}"] for out in range(width)]
+                for index in range(int(data["count"]))]
+
+
+def save_outputs(path: Path, outputs: list[list[np.ndarray]]) -> None:
     arrays = {f"s{index}_o{out}": value for index, sample in enumerate(outputs)
               for out, value in enumerate(sample)}
     np.savez(path, count=len(outputs), width=len(outputs[0]) if outputs else 0, **arrays)

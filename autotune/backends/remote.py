@@ -3,7 +3,9 @@ host side (is the device there, open a session on it).
 
 A device runs ``autotune worker --tracker HOST:PORT --key KEY``: a TVM RPC server registered
 on the tracker under KEY, plus the suite's own device functions (``autotune.device_info``: what the
-device is, and whether it is emulated). Only numpy and TVM must be installed on
+device is, and whether it is emulated; ``autotune.openvino_measure`` where OpenVINO is
+installed: compile and measure OpenVINO IR on the device), so the TVM and OpenVINO backends
+reach a device through the same tracker. Only numpy and TVM must be installed on
 the device; this module imports nothing heavier at module level.
 """
 
@@ -112,6 +114,13 @@ def _register_device_functions() -> None:
     import tvm
 
     tvm.register_global_func("autotune.device_info", _describe_device, override=True)
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return  # a device without OpenVINO serves TVM only
+    from autotune.backends.openvino_remote import DEVICE_FUNCTION, serve_measure
+
+    tvm.register_global_func(DEVICE_FUNCTION, serve_measure, override=True)
 
 
 def serve(tracker_host: str, tracker_port: int, key: str, host: str = "0.0.0.0",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ import numpy as np
 import pytest
 
 from autotune.testing.conformance import QUICK
+from autotune.testing.remote import free_port
 
 pytestmark = pytest.mark.tvm
 pytest.importorskip("tvm", reason="apache-tvm is not installed")
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR = REPO / "scripts" / "arm-emulator"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def test_tracker_reasons(tmp_path):
 
     from autotune.backends.remote import tracker_state
 
-    port = _free_port()
+    port = free_port()
     state = tracker_state("127.0.0.1", port, "some-board")
     assert not state.ok and f"tracker 127.0.0.1:{port} not answering" in state.reason
     tracker = Tracker("127.0.0.1", port=port, port_end=port + 1, silent=True)
@@ -147,58 +141,6 @@ def test_emulated_trials_are_never_compared_with_real_ones():
     assert comparable_key(real) != comparable_key(emulated)
     comparison = compare_trials([real], [emulated])
     assert comparison.matched == () and comparison.only_candidate == (emulated,)
-
-
-class LocalWorker:
-    """A real tracker and `autotune worker` on this host, under a key of this test's own."""
-
-    def __init__(self) -> None:
-        from tvm.rpc.tracker import Tracker
-
-        from autotune.backends.remote import tracker_state
-
-        self.tracker = Tracker("127.0.0.1", port=_free_port(), port_end=65535, silent=True)
-        self.port, self.key = self.tracker.port, f"test-{os.getpid()}"
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "autotune", "worker", "--tracker",
-             f"127.0.0.1:{self.port}", "--key", self.key, "--host", "127.0.0.1",
-             "--port", str(_free_port()), "--emulated", "not emulated; a test marks it"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not tracker_state("127.0.0.1", self.port, self.key).ok:
-            if self.worker.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail("autotune worker did not register on the tracker in 60 s")
-            time.sleep(0.2)
-
-    def target_toml(self, path: Path) -> Path:
-        path.write_text(f"""
-device = "cpu"
-arch = "x86_64"
-cores = 1
-[reach]
-kind = "tracker"
-host = "127.0.0.1"
-port = {self.port}
-key = "{self.key}"
-[tvm]
-target = {{ kind = "llvm" }}
-""")
-        return path
-
-    def stop(self) -> None:
-        if self.worker.poll() is None:
-            os.killpg(self.worker.pid, 9)
-        self.worker.wait()
-        if self.tracker.proc is not None:
-            self.tracker.terminate()
-
-
-@pytest.fixture
-def local_worker():
-    worker = LocalWorker()
-    yield worker
-    worker.stop()
 
 
 def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tmp_path):
