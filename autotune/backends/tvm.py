@@ -106,7 +106,8 @@ class TVMBackend:
                 relax.get_pipeline("zero"),
             ])(mod)
         tuning = tune(mod, tvm_target, options.tuning_trials,
-                      tuning_dir(options.cache_dir, tvm_target), _tuning_tools(target))
+                      tuning_dir(options.cache_dir, tvm_target),
+                      _tuning_tools(target) if options.tuning_trials > 0 else None)
         details["tuning"] = tuning
         details["untuned"] = tuning["database_records_applied"] == 0
         with tvm_target:
