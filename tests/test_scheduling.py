@@ -75,3 +75,20 @@ def test_one_target_runs_in_the_callers_thread():
     batch = [c for c in _batch() if c.target.name == "board-a"]
     assert len(list(per_target(batch, measure, set()))) == 2
     assert threads == {threading.main_thread()}
+
+
+def test_closing_early_stops_every_target():
+    measured = []
+
+    def measure(candidate: Candidate) -> str:
+        time.sleep(0.1)
+        measured.append(candidate)
+        return candidate.target.name
+
+    in_flight: set[Candidate] = set()
+    results = per_target(_batch() * 3, measure, in_flight)  # 6 trials per target
+    next(results)
+    results.close()  # what an interrupt does (the driver closes it)
+    time.sleep(0.3)
+    assert len(measured) <= 4  # each target finishes the trial in flight, starts no other
+    assert not any(thread.name.startswith("target-") for thread in threading.enumerate())
