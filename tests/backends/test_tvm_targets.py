@@ -166,6 +166,21 @@ def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tm
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_tunes_with_metaschedule_through_the_tracker(local_worker, tiny, tmp_path):
+    """MetaSchedule builds candidates here and measures them on the device (RPC runner)."""
+    from autotune.backends import get_backend
+    from autotune.backends.base import CompileOptions
+    from autotune.target import load_target
+
+    remote = load_target(str(local_worker.target_toml(tmp_path / "board.toml")))
+    artifact = get_backend("tvm").compile(tiny[0], remote, tmp_path, CompileOptions(
+        tuning_trials=8, cache_dir=tmp_path / "cache"))
+    tuning = artifact.details["tuning"]
+    assert tuning["trials_run"] > 0 and tuning["database_records_applied"] > 0, tuning
+    assert not artifact.details["untuned"]
+
+
 def test_a_target_that_goes_away_mid_run_marks_its_trials_and_the_others_go_on(
         local_worker, tiny, workspace):
     from autotune.store import Store
