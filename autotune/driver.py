@@ -13,6 +13,7 @@ import random
 import shutil
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from autotune.measure import MeasurementProtocol, latency_stats
 from autotune.quantize import file_hash
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
+from autotune.scheduling import per_target
 from autotune.search import Candidate, SearchStrategy
 from autotune.sensitivity import attach_sensitivity, expand_mixed
 from autotune.space import SearchSpace
@@ -129,29 +131,33 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     planned = len(_remaining(candidates, history))
     total = min(planned, max(budget_left, 0))
     bar = _progress(total, settings.progress)
-    interrupted, current = False, None
+    interrupted, in_flight = False, set()
+    gone: dict[tuple[str, str], str] = {}  # (target, backend) that stopped answering: why
+
+    def measure(candidate: Candidate) -> Trial:
+        bar.set_description(f"{candidate.config.label} on {candidate.backend}/"
+                            f"{candidate.target.name}"[:60])
+        return _measure_unless_gone(run, candidate, dataset, reference, settings, run_dir, gone)
+
     try:
         while budget_left > 0:
             batch = strategy.propose(candidates, history, budget_left)
             if not batch:
                 break
-            for candidate in batch:
-                bar.set_description(f"{candidate.config.label} on {candidate.backend}/"
-                                    f"{candidate.target.name}"[:60])
-                current = candidate
-                trial = run_trial(run, candidate, dataset, reference, settings, run_dir)
-                attach_roofline(trial, Path(run.model_path), candidate.target, store)
-                attach_sensitivity(trial, expanded.scans)
-                store.add_trial(trial)
-                current = None
-                history.append(trial)
-                budget_left -= 1
-                bar.update(1)
-                summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
-                           else trial.status)
-                bar.set_postfix_str(summary)
-                if budget_left <= 0:
-                    break
+            # Several targets measure at once, each one trial at a time (autotune.scheduling).
+            with closing(per_target(batch[:budget_left], measure, in_flight)) as results:
+                for candidate, trial in results:
+                    attach_roofline(trial, Path(run.model_path), candidate.target, store)
+                    attach_sensitivity(trial, expanded.scans)
+                    store.add_trial(trial)
+                    in_flight.discard(candidate)
+                    history.append(trial)
+                    if trial.status != "unavailable":  # a target gone mid-run measured nothing
+                        budget_left -= 1
+                        bar.update(1)
+                    summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
+                               else trial.status)
+                    bar.set_postfix_str(summary)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -164,10 +170,31 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     store.set_run_status(run_id, "interrupted" if interrupted else "finished",
                          finished=not interrupted)
     trials = store.trials(run_id)
-    dropped = current is not None and current.key not in {trial.key for trial in trials}
-    return RunOutcome(run_id, trials, interrupted,
-                      f"{current.config.label} ({current.config.id}) on {current.backend}/"
-                      f"{current.target.name}" if dropped else None)
+    stored = {trial.key for trial in trials}
+    dropped = [f"{c.config.label} ({c.config.id}) on {c.backend}/{c.target.name}"
+               for c in in_flight if c.key not in stored]
+    return RunOutcome(run_id, trials, interrupted, ", ".join(dropped) or None)
+
+
+def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
+                         reference: np.ndarray, settings: RunSettings, run_dir: Path,
+                         gone: dict[tuple[str, str], str]) -> Trial:
+    """Measure ``candidate``, unless its remote target stopped answering earlier in the run.
+
+    A remote trial that fails is followed by a reachability check: a device that went away
+    marks its remaining trials ``unavailable`` with the reason; the other targets go on.
+    """
+    where = (candidate.target.name, candidate.backend)
+    if where in gone:
+        return _base_trial(run, candidate, "unavailable",
+                           f"target stopped answering during the run: {gone[where]}")
+    trial = run_trial(run, candidate, dataset, reference, settings, run_dir)
+    if not trial.ok and trial.status != "unsupported" and not candidate.target.is_local:
+        availability = get_backend(candidate.backend).available(candidate.target)
+        if not availability.ok:
+            gone[where] = availability.reason
+            trial.error = f"{trial.error} (target unreachable: {availability.reason})"
+    return trial
 
 
 def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.ndarray,
@@ -183,12 +210,15 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     figures = result.figures
     trial.versions = {**run.versions, **figures.get("versions", {})}
     trial.details = figures.get("details", {})
+    _device_facts(trial)
     for name in ("compile_s", "load_s", "first_inference_ms", "peak_memory_bytes",
                  "memory_bytes", "artifact_size_bytes"):
         setattr(trial, name, figures.get(name))
     for name in ("quantize_s", "compile_memory_bytes"):
         if name in figures:
             trial.details[name] = figures[name]
+    if trial.emulated and (settings.passes > 1 or settings.max_spread > 0):
+        trial.details["passes_skipped"] = EMULATED_PASSES
     if len(spreads) > 1:
         trial.details["spreads"] = spreads  # one per measurement pass; the last one is kept
     if spreads and spreads[-1] > settings.max_spread:
@@ -206,6 +236,24 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     return trial
 
 
+def _device_facts(trial: Trial) -> None:
+    """A remote device describes itself (``details['device']``): its CPU, and whether it is
+    emulated, in which case the latency is not the device's and is never compared with one."""
+    device = trial.details.get("device")
+    if not device:
+        return
+    trial.emulated = trial.emulated or bool(device.get("emulated"))
+    trial.cpu_model = device.get("cpu_model") or trial.cpu_model
+
+
+def _emulated(figures: dict) -> bool:
+    return bool(figures.get("details", {}).get("device", {}).get("emulated"))
+
+
+EMULATED_PASSES = ("emulated: measured in one pass, never re-measured (its latency is not the "
+                   "device's)")
+
+
 def _remeasure_if_noisy(job: Job, result: WorkerResult,
                         settings: RunSettings) -> tuple[WorkerResult, list[float]]:
     """Measure a trial again, in a fresh worker, while its samples are too spread out.
@@ -215,7 +263,7 @@ def _remeasure_if_noisy(job: Job, result: WorkerResult,
     successful pass (a failed re-measure keeps the pass before it) and every pass's spread.
     """
     spreads: list[float] = []
-    while result.status == "ok" and settings.max_spread > 0:
+    while result.status == "ok" and settings.max_spread > 0 and not _emulated(result.figures):
         spreads.append(latency_stats(result.figures["latencies_ms"]).spread)
         if spreads[-1] <= settings.max_spread or len(spreads) > settings.remeasures:
             break
@@ -265,9 +313,7 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
     by_name = {target.name: target for target in targets}
     for number in range(2, settings.passes + 1):
         due = [trial for trial in store.trials(run.id)
-               if trial.ok and "passes" in trial.details  # runs from before passes: none
-               and len(trial.details["passes"]) < number
-               and trial.target in by_name]
+               if _pass_due(trial, number) and trial.target in by_name]
         random.Random(f"{run.id}/{number}").shuffle(due)
         bar = _progress(len(due), settings.progress)
         try:
@@ -280,9 +326,17 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
                 bar.update(1)
         finally:
             bar.close()
-    if all(len(trial.details.get("passes", [])) >= settings.passes
-           for trial in store.trials(run.id) if trial.ok):
+    if not any(_pass_due(trial, settings.passes) for trial in store.trials(run.id)):
         shutil.rmtree(run_dir / "artifacts", ignore_errors=True)
+
+
+def _pass_due(trial: Trial, number: int) -> bool:
+    """Whether ``trial`` still lacks its pass ``number``. Emulated trials get one pass: their
+    latency is not the device's, so its run-to-run noise is not worth minutes of emulation
+    (``details['passes_skipped']`` says so), and are not re-measured when noisy either."""
+    if not trial.ok or "passes" not in trial.details:  # runs from before passes: none
+        return False
+    return not trial.emulated and len(trial.details["passes"]) < number
 
 
 def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:

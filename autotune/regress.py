@@ -271,10 +271,13 @@ class Comparison:
                 if finding.regression]
 
 
-def comparable_key(trial: Trial) -> tuple[str, str, str, str, str]:
+def comparable_key(trial: Trial) -> tuple[str, str, str, str, str, bool]:
     """Trials of two runs are comparable when model (name and hash), config, target and
-    backend match; runtime versions and machine are what a comparison is about."""
-    return (trial.model, trial.model_hash, trial.config.id, trial.backend, trial.target)
+    backend match, and both were measured on the device or both under emulation (an emulated
+    latency says nothing about the device's); runtime versions and machine are what a
+    comparison is about."""
+    return (trial.model, trial.model_hash, trial.config.id, trial.backend, trial.target,
+            trial.emulated)
 
 
 def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],

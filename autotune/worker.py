@@ -67,11 +67,14 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=_child_env(),
             )
+            _IN_FLIGHT.add(child)
             try:
                 killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s)
             except BaseException:
                 _kill(child)  # Ctrl-C or SIGTERM in the run: the trial in flight dies with it
                 raise
+            finally:
+                _IN_FLIGHT.discard(child)
         phase = _read(scratch_path / "phase") or "start"
         log_tail = _tail(log_path)
         if killed_for == "timeout":
@@ -88,13 +91,19 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
         result = json.loads(result_path.read_text())
         outputs = None
         if (scratch_path / "outputs.npz").exists():
-            with np.load(scratch_path / "outputs.npz") as data:
-                count = int(data["count"])
-                width = int(data["width"])
-                outputs = [[data[f"s{index}_o{out}"] for out in range(width)]
-                           for index in range(count)]
+            outputs = load_outputs(scratch_path / "outputs.npz")
         return WorkerResult(result["status"], result.get("error", ""), result.get("figures", {}),
                             outputs)
+
+
+# Workers running now, from any thread (autotune.scheduling measures targets in parallel).
+_IN_FLIGHT: set[subprocess.Popen] = set()
+
+
+def kill_in_flight() -> None:
+    """Kill every worker in flight (an interrupted run with several targets measuring)."""
+    for child in list(_IN_FLIGHT):
+        _kill(child)
 
 
 def _child_env() -> dict[str, str]:
@@ -288,7 +297,7 @@ def _child_main(job_path: Path) -> int:
                        peak_memory_bytes=_rss_bytes("VmHWM"))
         figures["memory_bytes"] = max(0, figures["peak_memory_bytes"] - rss_before)
         figures["details"] = {**figures.get("details", {}), **measurement.details}
-        _save_outputs(scratch / "outputs.npz", measurement.outputs)
+        save_outputs(scratch / "outputs.npz", measurement.outputs)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)
     except MemoryError:
@@ -387,7 +396,15 @@ def _maybe_fault(fault: tuple[str, str] | None, phase: str) -> None:
         os._exit(3)
 
 
-def _save_outputs(path: Path, outputs: list[list[np.ndarray]]) -> None:
+def load_outputs(file) -> list[list[np.ndarray]]:
+    """The outputs ``save_outputs`` wrote (a path or a binary file)."""
+    with np.load(file) as data:
+        width = int(data["width"])
+        return [[data[f"s{index}_o{out}"] for out in range(width)]
+                for index in range(int(data["count"]))]
+
+
+def save_outputs(path: Path, outputs: list[list[np.ndarray]]) -> None:
     arrays = {f"s{index}_o{out}": value for index, sample in enumerate(outputs)
               for out, value in enumerate(sample)}
     np.savez(path, count=len(outputs), width=len(outputs[0]) if outputs else 0, **arrays)

@@ -44,13 +44,17 @@ class OpenVINOBackend:
     def available(self, target: Target) -> Availability:
         if target.openvino_device is None:
             return Availability(False, f"target {target.name} has no [openvino] device")
-        if not target.is_local:
-            return Availability(False, "OpenVINO measures on the device itself; start "
-                                       "`autotune worker` there")
         try:
             import openvino
         except ImportError as error:
             return Availability(False, f"openvino is not installed ({error})")
+        if not target.is_local:
+            # Compiled and measured on the device by `autotune worker` (it says at measure
+            # time when it has no OpenVINO).
+            from autotune.backends.remote import tracker_state
+
+            state = tracker_state(target.reach.host, target.reach.port, target.reach.key)
+            return Availability(state.ok, state.reason)
         devices = openvino.Core().available_devices
         wanted = target.openvino_device.split(".")[0]
         if not any(device.split(".")[0] == wanted for device in devices):
@@ -68,7 +72,7 @@ class OpenVINOBackend:
         if model.precision_hint not in _HINTS:
             raise UnsupportedConfig(f"OpenVINO has no {model.precision_hint} inference precision")
         core = openvino.Core()
-        if model.precision_hint != "fp32":
+        if model.precision_hint != "fp32" and target.is_local:
             supported = core.get_property(target.openvino_device, "OPTIMIZATION_CAPABILITIES")
             if model.precision_hint.upper() not in supported:
                 raise UnsupportedConfig(
@@ -82,28 +86,25 @@ class OpenVINOBackend:
             # Timed apart (in details, like quantize_s), so compile_s stays the compiler's cost.
             network, details["weight_compression"] = compress_weights(network,
                                                                       model.weight_compression)
-        start = time.perf_counter()
-        compiled = core.compile_model(network, target.openvino_device,
-                                      _compile_config(target, model.precision_hint))
-        compile_s = read_s + time.perf_counter() - start
-        path = Path(workdir) / "model.blob"
-        path.write_bytes(compiled.export_model().getvalue())
-        details["op_precisions"] = runtime_op_precisions(compiled)
-        if model.config.is_quantized:
-            ops = details["op_precisions"]
-            if model.weight_compression is not None:
-                # Weight-only: what falls back is a layer whose weights stayed float; a MatMul
-                # of two activations has no weights to compress.
-                details["float_fallback"] = [op["name"] for op in ops if op["type"] != "MatMul"
-                                             and not op["weights_integer"]]
-            else:
-                details["float_fallback"] = [op["name"] for op in ops if not op["integer"]]
-        return Artifact(self.name, path, path.stat().st_size, compile_s, details)
+        if not target.is_local:
+            # The device compiles (its plugin, its CPU): ship OpenVINO IR, weights compressed.
+            path = Path(workdir) / "model.xml"
+            openvino.save_model(network, str(path), compress_to_fp16=False)
+            details.update(compiled_on="device", quantized=model.config.is_quantized)
+            size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+            return Artifact(self.name, path, size, read_s, details)
+        return compile_here(core, network, target, details, Path(workdir), read_s,
+                            quantized=model.config.is_quantized,
+                            weight_only=model.weight_compression is not None)
 
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
         import openvino
 
+        if not target.is_local:
+            from autotune.backends.openvino_remote import measure_on_device
+
+            return measure_on_device(artifact, evaluation, target, protocol)
         precision = artifact.details.get("precision_hint", "fp32")
 
         def load() -> Session:
@@ -113,6 +114,28 @@ class OpenVINOBackend:
             return _OpenVINOSession(compiled)
 
         return measure_session(load, evaluation, protocol)
+
+
+def compile_here(core, network, target: Target, details: dict, workdir: Path, read_s: float,
+                 *, quantized: bool, weight_only: bool) -> Artifact:
+    """Compile for a device of this machine and export the blob (its op precisions too)."""
+    start = time.perf_counter()
+    compiled = core.compile_model(network, target.openvino_device,
+                                  _compile_config(target, details["precision_hint"]))
+    compile_s = read_s + time.perf_counter() - start
+    path = workdir / "model.blob"
+    path.write_bytes(compiled.export_model().getvalue())
+    details["op_precisions"] = runtime_op_precisions(compiled)
+    if quantized:
+        ops = details["op_precisions"]
+        if weight_only:
+            # Weight-only: what falls back is a layer whose weights stayed float; a MatMul
+            # of two activations has no weights to compress.
+            details["float_fallback"] = [op["name"] for op in ops if op["type"] != "MatMul"
+                                         and not op["weights_integer"]]
+        else:
+            details["float_fallback"] = [op["name"] for op in ops if not op["integer"]]
+    return Artifact(OpenVINOBackend.name, path, path.stat().st_size, compile_s, details)
 
 
 class _OpenVINOSession(Session):

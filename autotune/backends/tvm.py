@@ -10,8 +10,10 @@ loads that library into a Relax VM.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -45,19 +47,25 @@ class TVMBackend:
         except ImportError as error:
             return Availability(False, f"apache-tvm is not installed ({error})")
         kind = target.tvm_target["kind"]
-        if kind == "cuda":
-            if not tvm.cuda(0).exist:
-                return Availability(False, "no CUDA GPU on this machine")
-            return Availability(True)
-        if kind != "llvm":
+        if kind not in ("llvm", "cuda"):
             return Availability(False, f"TVM target kind {kind!r} is not supported here")
-        triple = target.tvm_target.get("mtriple")
-        host_triple = tvm.target.codegen.llvm_get_system_triple()
-        if target.is_local and triple and triple.split("-")[0] != host_triple.split("-")[0]:
-            return Availability(False, f"{triple} code cannot run on this {host_triple} host; "
-                                       f"reach the device through an RPC tracker")
+        if kind == "llvm":
+            triple = target.tvm_target.get("mtriple")
+            host_triple = tvm.target.codegen.llvm_get_system_triple()
+            if triple and triple.split("-")[0] != host_triple.split("-")[0]:
+                if target.is_local:
+                    return Availability(False, f"{triple} code cannot run on this {host_triple} "
+                                               f"host; reach the device through an RPC tracker")
+                if shutil.which(cross_compiler(target)) is None:
+                    return Availability(False, f"cross compiler {cross_compiler(target)} not "
+                                               f"found (Debian: gcc-aarch64-linux-gnu)")
         if not target.is_local:
-            return Availability(False, "TVM RPC measurement is not available yet")
+            from autotune.backends.remote import tracker_state
+
+            state = tracker_state(target.reach.host, target.reach.port, target.reach.key)
+            return Availability(state.ok, state.reason)
+        if kind == "cuda":
+            return _cuda_availability(tvm)
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
@@ -98,7 +106,8 @@ class TVMBackend:
                 relax.get_pipeline("zero"),
             ])(mod)
         tuning = tune(mod, tvm_target, options.tuning_trials,
-                      tuning_dir(options.cache_dir, tvm_target))
+                      tuning_dir(options.cache_dir, tvm_target),
+                      _tuning_tools(target) if options.tuning_trials > 0 else None)
         details["tuning"] = tuning
         details["untuned"] = tuning["database_records_applied"] == 0
         with tvm_target:
@@ -107,9 +116,15 @@ class TVMBackend:
 
                 with ms.database.JSONDatabase(work_dir=tuning["database"]):
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+            if target.tvm_target["kind"] == "cuda":
+                mod = gpu_default_schedules(mod)  # kernels the database does not cover
+                details["default_schedules"] = "dlight"
             executable = tvm.compile(mod, target=tvm_target)
         path = Path(workdir) / "model.so"
-        executable.export_library(str(path))
+        cc = cross_compiler(target)
+        if cc is not None:
+            details["cross_compiler"] = cc
+        executable.export_library(str(path), **({"cc": cc} if cc else {}))
         compile_s = time.perf_counter() - start
         return Artifact(self.name, path, path.stat().st_size, compile_s, details)
 
@@ -117,16 +132,43 @@ class TVMBackend:
                 protocol: MeasurementProtocol) -> Measurement:
         names = artifact.details["input_names"]
         kind = target.tvm_target["kind"]
+        device_details: dict = {}
 
         def load() -> Session:
             import tvm
             from tvm import relax
 
-            device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
-            vm = relax.VirtualMachine(tvm.runtime.load_module(str(artifact.path)), device)
-            return _TVMSession(vm, device, names)
+            if target.is_local:
+                device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+                module = tvm.runtime.load_module(str(artifact.path))
+            else:
+                module, device = _load_remote(artifact, target, device_details)
+            vm = relax.VirtualMachine(module, device)
+            if target.is_local and kind == "llvm":
+                return _TVMSession(vm, device, names)
+            return _DeviceTimedSession(vm, device, names)
 
-        return measure_session(load, evaluation, protocol)
+        measurement = measure_session(load, evaluation, protocol)
+        measurement.details.update(device_details)
+        return measurement
+
+
+def _load_remote(artifact: Artifact, target: Target, details: dict):
+    """Upload the library to the target's device through its tracker and load it there."""
+    from autotune.backends.remote import connect, device_info
+
+    reach = target.reach
+    session = connect(reach.host, reach.port, reach.key)
+    info = device_info(session)
+    details["device"] = info
+    details["emulated"] = bool(info.get("emulated"))
+    # A name unique to this artifact: TVM caches loaded libraries by path in a process.
+    name = f"{hashlib.sha256(str(artifact.path).encode()).hexdigest()[:12]}-model.so"
+    session.upload(str(artifact.path), name)
+    device = session.cuda(0) if target.tvm_target["kind"] == "cuda" else session.cpu(0)
+    module = session.load_module(name)
+    module._autotune_session = session  # the session lives as long as the module
+    return module, device
 
 
 class _TVMSession(Session):
@@ -152,6 +194,52 @@ class _TVMSession(Session):
         result = self._result
         items = [result] if hasattr(result, "numpy") else list(result)
         return [item.numpy() for item in items]
+
+
+class _DeviceTimedSession(_TVMSession):
+    """A VM on a remote device or a GPU: the device times each run (the VM's time
+    evaluator), so neither the RPC round trip nor an asynchronous launch is counted."""
+
+    def __init__(self, vm, device, input_names: list[str]) -> None:
+        super().__init__(vm, device, input_names)
+        # number=1, repeat=1: one timed run per call (after one discarded run).
+        self._evaluator = vm.time_evaluator("main", device, number=1, repeat=1)
+
+    def timed_run(self) -> float:
+        return float(self._evaluator(*self._args).results[0]) * 1e3
+
+
+def _cuda_availability(tvm) -> Availability:
+    if tvm.cuda(0).exist:
+        return Availability(True)
+    import ctypes.util
+
+    if shutil.which("nvidia-smi") is None and ctypes.util.find_library("cuda") is None:
+        return Availability(False, "no CUDA device: nvidia-smi/libcuda not found")
+    return Availability(False, "no CUDA device: the driver is installed but TVM sees no GPU")
+
+
+def cross_compiler(target: Target) -> str | None:
+    """The C compiler that links a library for the target's CPU, when it is not this host's
+    (``aarch64-linux-gnu-gcc`` for an ``aarch64-linux-gnu`` triple); None for native code."""
+    import tvm
+
+    triple = target.tvm_target.get("mtriple") if target.tvm_target else None
+    if target.tvm_target is None or target.tvm_target["kind"] != "llvm" or not triple:
+        return None
+    host_arch = tvm.target.codegen.llvm_get_system_triple().split("-")[0]
+    if triple.split("-")[0] == host_arch:
+        return None
+    return f"{triple}-gcc"
+
+
+def gpu_default_schedules(mod):
+    """DLight's default GPU schedules (inside a target scope): every kernel gets thread
+    bindings, the matmuls and reductions a tiled schedule."""
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                   dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
 
 
 def resolve_target(target: Target) -> dict:
@@ -188,7 +276,7 @@ def tuning_dir(cache_dir: Path, tvm_target) -> Path:
     return Path(cache_dir) / "tvm-tuning" / f"tvm{tvm_version}-{key}"
 
 
-def tune(mod, tvm_target, trials: int, database_dir: Path) -> dict:
+def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None = None) -> dict:
     """Tune the module's kernels with MetaSchedule into the shared database.
 
     The budget is split over tasks in proportion to their FLOPs (times how often each kernel
@@ -221,7 +309,8 @@ def tune(mod, tvm_target, trials: int, database_dir: Path) -> dict:
                     budgets.append(budget - done)
             if todo:
                 start = time.perf_counter()
-                measured, exhausted = _tune_tasks(todo, budgets, tvm_target, database_dir)
+                measured, exhausted = _tune_tasks(todo, budgets, tvm_target, database_dir,
+                                                  tools)
                 report["tuning_s"] = time.perf_counter() - start
                 report["trials_run"] = sum(measured)
                 for task, budget, count, dry in zip(todo, budgets, measured, exhausted,
@@ -242,11 +331,16 @@ def _workload_key(task) -> str:
     return f"{task.task_name}:{structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFF:x}"
 
 
-def _tune_tasks(tasks: list, budgets: list[int], tvm_target,
-                database_dir: Path) -> tuple[list[int], list[bool]]:
+def _tune_tasks(tasks: list, budgets: list[int], tvm_target, database_dir: Path,
+                tools: tuple | None = None) -> tuple[list[int], list[bool]]:
     """One MetaSchedule session over ``tasks``; returns the trials measured per task and
-    whether each task's search space ran out before its budget."""
+    whether each task's search space ran out before its budget. ``tools``: the (builder,
+    runner) pair; None builds and measures on this host."""
     from tvm.s_tir import meta_schedule as ms
+
+    builder, runner = tools or (
+        ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=fast_build),
+        ms.runner.LocalRunner(timeout_sec=60, evaluator_config=_evaluator_config()))
 
     scheduler = _proportional_scheduler_class()(budgets)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
@@ -258,13 +352,46 @@ def _tune_tasks(tasks: list, budgets: list[int], tvm_target,
         max_trials_global=sum(budgets) + TRIALS_PER_BATCH * len(budgets),
         max_trials_per_task=max(budgets) + TRIALS_PER_BATCH,
         num_trials_per_iter=TRIALS_PER_BATCH,
-        builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120, f_build=fast_build),
-        runner=ms.runner.LocalRunner(timeout_sec=60, evaluator_config=ms.runner.EvaluatorConfig(
-            number=3, repeat=1, min_repeat_ms=20)),
+        builder=builder, runner=runner,
         database=ms.database.JSONDatabase(work_dir=str(database_dir)),
         cost_model="xgb", task_scheduler=scheduler,
     )
     return scheduler.measured, scheduler.exhausted
+
+
+def _tuning_tools(target: Target) -> tuple | None:
+    """MetaSchedule's builder and runner for a remote target: candidates are built here (and
+    cross-linked) and measured on the device through the tracker. None: a local target."""
+    if target.is_local:
+        return None
+    from tvm.s_tir import meta_schedule as ms
+
+    cc = cross_compiler(target)
+    builder = ms.builder.LocalBuilder(
+        max_workers=1, timeout_sec=120, f_build=fast_build,
+        f_export=functools.partial(export_shared, cc=cc) if cc else None)
+    runner = ms.runner.RPCRunner(
+        ms.runner.RPCConfig(tracker_host=target.reach.host, tracker_port=target.reach.port,
+                            tracker_key=target.reach.key, session_timeout_sec=600),
+        evaluator_config=_evaluator_config(), max_workers=1)
+    return builder, runner
+
+
+def _evaluator_config():
+    """How MetaSchedule times one candidate, locally or on a device."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20)
+
+
+def export_shared(mod, cc: str) -> str:
+    """MetaSchedule export: a shared library linked by ``cc`` (the device needs no compiler;
+    TVM's default exports a tar that the device links itself)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="autotune-ms-")) / "candidate.so"
+    mod.export_library(str(path), cc=cc)
+    return str(path)
 
 
 def _proportional_scheduler_class():

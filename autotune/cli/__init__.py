@@ -14,14 +14,25 @@ from autotune.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autotune.cli import compare, history, listing, pick, report, roofline, run, sensitivity
+    from autotune.cli import (
+        compare,
+        history,
+        listing,
+        pick,
+        report,
+        roofline,
+        run,
+        sensitivity,
+        worker,
+    )
 
     parser = argparse.ArgumentParser(
         prog="autotune",
         description="Quantization autotuning benchmarks: search quantization configs, compile "
                     "them with OpenVINO and TVM, measure, and report Pareto frontiers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, report, pick, compare, history, listing, roofline, sensitivity):
+    for module in (run, report, pick, compare, history, listing, roofline, sensitivity,
+                   worker):
         module.add_parser(commands)
     return parser
 

@@ -106,9 +106,15 @@ def _run_json(run: Run) -> dict:
             "versions": run.versions}
 
 
+def target_label(trial) -> str:
+    """The target's name, marked when its latencies were measured under emulation."""
+    return f"{trial.target} (emulated)" if trial.emulated else trial.target
+
+
 def _trial_json(trial) -> dict:
     return {"config_id": trial.config.id, "config_text": trial.config.text,
-            "backend": trial.backend, "target": trial.target, "status": trial.status}
+            "backend": trial.backend, "target": trial.target, "emulated": trial.emulated,
+            "status": trial.status}
 
 
 def _pair_json(pair: TrialComparison) -> dict:
@@ -155,7 +161,7 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
     for title, trials in (("only in baseline", comparison.only_baseline),
                           ("only in candidate", comparison.only_candidate)):
         if trials:
-            print(f"\n{title}: " + ", ".join(f"{t.config.label}/{t.backend}/{t.target} "
+            print(f"\n{title}: " + ", ".join(f"{t.config.label}/{t.backend}/{target_label(t)} "
                                              f"({t.status})" for t in trials))
     tests = [pair.latency for pair in comparison.matched if pair.latency is not None]
     if any(test.noise_floor is None for test in tests):
@@ -167,7 +173,7 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
           f"accuracy {thresholds.accuracy_pp:g} pp)")
     for pair, finding in regressions:
         print(f"  {pair.candidate.config.label}/{pair.candidate.backend}/"
-              f"{pair.candidate.target}: {finding.kind}: {finding.detail}")
+              f"{target_label(pair.candidate)}: {finding.kind}: {finding.detail}")
 
 
 def _row(pair: TrialComparison) -> list:
@@ -178,7 +184,7 @@ def _row(pair: TrialComparison) -> list:
     verdict = ", ".join(f.kind for f in pair.findings) or "unchanged"
     if pair.regressed:
         verdict = "REGRESSION: " + verdict
-    return [pair.candidate.config.label, pair.candidate.backend, pair.candidate.target,
+    return [pair.candidate.config.label, pair.candidate.backend, target_label(pair.candidate),
             None if latency is None else f"{latency.baseline_median_ms:.4f}",
             None if latency is None else f"{latency.candidate_median_ms:.4f}",
             None if latency is None else f"{latency.change:+.1%}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotune.cli.common import add_store_option, open_store, print_json, print_table
-from autotune.cli.compare import add_threshold_options, thresholds_from
+from autotune.cli.compare import add_threshold_options, target_label, thresholds_from
 from autotune.errors import InputError
 from autotune.regress import TrialComparison, comparable_key, history_changes
 from autotune.store import Run, Store
@@ -104,7 +104,7 @@ def print_series(series: dict[tuple, list[Point]]) -> None:
     for points in series.values():
         first = points[0].trial
         print(f"{first.model} {first.config.label} ({first.config.id}) on "
-              f"{first.backend}/{first.target}: {len(points)} run(s)")
+              f"{first.backend}/{target_label(first)}: {len(points)} run(s)")
         versions = _varying_versions(points)
         print_table(["run", "created", *versions, "status", "median ms", "p90 ms",
                      "memory MiB", "accuracy/cos", "vs previous", "verdict"],

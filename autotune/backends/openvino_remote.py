@@ -1,0 +1,106 @@
+"""OpenVINO on a remote device, through the same TVM RPC tracker as the TVM backend.
+
+The host ships OpenVINO IR (weights already compressed where the config asks) and the
+evaluation inputs; ``autotune worker`` on the device compiles it with the device's own
+plugin (e.g. the ARM CPU plugin) and measures it under the usual protocol
+(``autotune.openvino_measure``), then the host fetches the outputs back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from autotune.backends.base import Artifact
+from autotune.measure import Feeds, Measurement, MeasurementProtocol
+from autotune.target import Target
+from autotune.worker import load_outputs, save_outputs
+
+DEVICE_FUNCTION = "autotune.openvino_measure"
+
+
+def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
+                      protocol: MeasurementProtocol) -> Measurement:
+    """Upload, compile and measure on the target's device; the host's side of the call."""
+    from autotune.backends.remote import connect, device_info
+
+    reach = target.reach
+    start = time.perf_counter()
+    session = connect(reach.host, reach.port, reach.key)
+    info = device_info(session)
+    try:
+        measure = session.get_function(DEVICE_FUNCTION)
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing function
+        raise RuntimeError(f"the device under key {reach.key} does not serve OpenVINO "
+                           f"(start `autotune worker` there with openvino installed)") from None
+    xml = Path(artifact.path)
+    for path in (xml, xml.with_suffix(".bin")):
+        session.upload(str(path), path.name)
+    session.upload(bytearray(_pack(evaluation)), "inputs.npz")
+    upload_s = time.perf_counter() - start
+    answer = json.loads(measure(json.dumps({
+        "model": xml.name, "inputs": "inputs.npz", "outputs": "outputs.npz",
+        "device": target.openvino_device, "threads": target.threads,
+        "precision_hint": artifact.details.get("precision_hint", "fp32"),
+        "quantized": artifact.details["quantized"],
+        "weight_only": "weight_compression" in artifact.details,
+        "protocol": protocol.to_dict()})))
+    outputs = load_outputs(io.BytesIO(bytes(session.download("outputs.npz"))))
+    details = {**answer["details"], "device": info, "emulated": bool(info.get("emulated")),
+               "upload_s": upload_s, "device_compile_s": answer["compile_s"]}
+    return Measurement(load_s=answer["load_s"], first_inference_ms=answer["first_inference_ms"],
+                       latencies_ms=answer["latencies_ms"], outputs=outputs, details=details)
+
+
+def _pack(evaluation: Sequence[Feeds]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, count=len(evaluation),
+             **{f"{index}/{name}": array for index, feeds in enumerate(evaluation)
+                for name, array in feeds.items()})
+    return buffer.getvalue()
+
+
+def _unpack(data) -> list[Feeds]:
+    evaluation: list[Feeds] = [{} for _ in range(int(data["count"]))]
+    for key in data.files:
+        if "/" in key:
+            index, name = key.split("/", 1)
+            evaluation[int(index)][name] = data[key]
+    return evaluation
+
+
+def serve_measure(request_json: str) -> str:
+    """The device's side (``autotune.openvino_measure``, registered by ``autotune worker``):
+    compile the uploaded IR with this device's plugin, measure it, keep the outputs for the
+    host to download. Runs in the RPC session's process, in its upload folder."""
+    import openvino
+    import tvm
+
+    from autotune.backends.openvino import OpenVINOBackend, compile_here
+
+    request = json.loads(request_json)
+    workpath = tvm.get_global_func("tvm.rpc.server.workpath")
+    target = Target(name="device", description="", device="cpu", arch="",
+                    cores=request["threads"], openvino_device=request["device"])
+    core = openvino.Core()
+    start = time.perf_counter()
+    network = core.read_model(workpath(request["model"]))
+    read_s = time.perf_counter() - start
+    compiled_dir = Path(workpath("compiled"))
+    compiled_dir.mkdir(exist_ok=True)
+    artifact = compile_here(core, network, target,
+                            {"precision_hint": request["precision_hint"]}, compiled_dir, read_s,
+                            quantized=request["quantized"], weight_only=request["weight_only"])
+    with np.load(workpath(request["inputs"])) as data:
+        evaluation = _unpack(data)
+    measurement = OpenVINOBackend().measure(artifact, evaluation, target,
+                                            MeasurementProtocol(**request["protocol"]))
+    save_outputs(Path(workpath(request["outputs"])), measurement.outputs)
+    return json.dumps({"compile_s": artifact.compile_s, "load_s": measurement.load_s,
+                       "first_inference_ms": measurement.first_inference_ms,
+                       "latencies_ms": measurement.latencies_ms, "details": artifact.details})

@@ -1,0 +1,264 @@
+"""Targets beyond the host: ARM through cross-compilation and TVM RPC, CUDA, the tracker.
+
+The fast tests compile for aarch64 and CUDA for real (no device needed), ask a real tracker
+why a key is missing, and measure through a real tracker and `autotune worker` on this host.
+The slow `arm` test brings up the emulated ARM worker (scripts/arm-emulator) and runs
+`autotune run --target arm-cortex-a76 --backend tvm` against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autotune.testing.conformance import QUICK
+from autotune.testing.remote import free_port
+
+pytestmark = pytest.mark.tvm
+pytest.importorskip("tvm", reason="apache-tvm is not installed")
+
+REPO = Path(__file__).resolve().parents[2]
+EMULATOR = REPO / "scripts" / "arm-emulator"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from autotune.config import FP32
+    from autotune.data import random_dataset
+    from autotune.quantize import quantize
+    from autotune.testing.models import tiny_cnn
+
+    path = tiny_cnn(tmp_path_factory.mktemp("targets") / "tiny.onnx")
+    dataset = random_dataset(path, calibration_count=4, evaluation_count=3)
+    return quantize(path, FP32, dataset.calibration, path.parent / "cache"), dataset
+
+
+def test_builtin_targets_say_how_each_is_reached():
+    from autotune.target import load_target
+
+    arm = load_target("arm-cortex-a76")
+    assert arm.reach.kind == "tracker" and arm.reach.key == "arm-cortex-a76"
+    assert arm.tvm_target["mtriple"] == "aarch64-linux-gnu" and arm.openvino_device == "CPU"
+    assert {"fp32", "int8"} <= set(arm.peak_gops) and arm.memory_bandwidth_gbs
+    h100 = load_target("nvidia-h100")
+    assert h100.tvm_target == {"kind": "cuda", "arch": "sm_90"} and h100.peak_gops["int8"]
+    assert load_target("intel-gpu").openvino_device == "GPU"
+    assert load_target("host-cpu").is_local
+
+
+def test_tracker_reasons(tmp_path):
+    from tvm.rpc.tracker import Tracker
+
+    from autotune.backends.remote import tracker_state
+
+    port = free_port()
+    state = tracker_state("127.0.0.1", port, "some-board")
+    assert not state.ok and f"tracker 127.0.0.1:{port} not answering" in state.reason
+    tracker = Tracker("127.0.0.1", port=port, port_end=port + 1, silent=True)
+    try:
+        state = tracker_state("127.0.0.1", tracker.port, "some-board")
+        assert not state.ok
+        assert f"no key some-board registered on tracker 127.0.0.1:{tracker.port}" in state.reason
+    finally:
+        tracker.terminate()
+
+
+def test_autotune_targets_says_why_each_is_unreachable(capsys):
+    from autotune.cli import main
+
+    assert main(["targets", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_key = {(row["target"], row["backend"]): row for row in rows}
+    assert {"host-cpu", "arm-cortex-a76", "nvidia-h100", "intel-gpu"} <= {r["target"] for r in rows}
+    assert all(row["reason"] for row in rows if not row["reachable"])
+    assert by_key[("host-cpu", "tvm")]["reachable"]
+    arm = by_key[("arm-cortex-a76", "tvm")]
+    assert arm["reach"] == "tracker 127.0.0.1:9190 key arm-cortex-a76"
+    if not arm["reachable"]:
+        assert "tracker 127.0.0.1:9190" in arm["reason"] or "cross compiler" in arm["reason"]
+    cuda = by_key[("nvidia-h100", "tvm")]
+    if not cuda["reachable"]:
+        assert "CUDA" in cuda["reason"]
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
+                    reason="aarch64-linux-gnu-gcc not installed (Debian: gcc-aarch64-linux-gnu)")
+def test_cross_compiles_an_aarch64_library(tiny, tmp_path):
+    from autotune.backends import get_backend
+    from autotune.target import load_target
+
+    artifact = get_backend("tvm").compile(tiny[0], load_target("arm-cortex-a76"), tmp_path)
+    header = artifact.path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    assert int.from_bytes(header[18:20], "little") == 0xB7  # EM_AARCH64
+    assert artifact.details["cross_compiler"] == "aarch64-linux-gnu-gcc"
+    assert "aarch64-linux-gnu" in artifact.details["tvm_target"]
+
+
+def test_compiles_for_cuda_sm90_with_dlight_default_schedules(tiny, tmp_path):
+    from autotune.backends import get_backend
+    from autotune.target import load_target
+
+    artifact = get_backend("tvm").compile(tiny[0], load_target("nvidia-h100"), tmp_path)
+    assert artifact.size_bytes > 0 and artifact.details["default_schedules"] == "dlight"
+    assert '"arch":"sm_90"' in artifact.details["tvm_target"].replace(" ", "")
+
+
+@pytest.mark.gpu
+def test_runs_on_the_cuda_gpu(tiny, tmp_path):
+    from autotune.backends import get_backend
+    from autotune.target import load_target
+
+    backend, target = get_backend("tvm"), load_target("nvidia-h100")
+    availability = backend.available(target)
+    if not availability.ok:
+        pytest.skip(availability.reason)
+    model, dataset = tiny
+    measurement = backend.measure(backend.compile(model, target, tmp_path), dataset.evaluation,
+                                  target, QUICK)
+    assert len(measurement.latencies_ms) >= QUICK.min_repeats
+
+
+def test_emulated_trials_are_never_compared_with_real_ones():
+    from autotune.config import FP32
+    from autotune.regress import comparable_key, compare_trials
+    from autotune.trial import Trial
+
+    real = Trial(run_id="a", model="m", model_hash="h", config=FP32, backend="tvm",
+                 target="arm-cortex-a76", status="ok", latencies_ms=[1.0] * 5,
+                 latency_median_ms=1.0)
+    emulated = replace(real, run_id="b", emulated=True, latencies_ms=[9.0] * 5,
+                       latency_median_ms=9.0)
+    assert comparable_key(real) != comparable_key(emulated)
+    comparison = compare_trials([real], [emulated])
+    assert comparison.matched == () and comparison.only_candidate == (emulated,)
+
+
+def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tmp_path):
+    from autotune.accuracy import first_outputs
+    from autotune.backends import get_backend
+    from autotune.target import load_target
+
+    local = load_target("host-cpu")
+    remote = load_target(str(local_worker.target_toml(tmp_path / "via-tracker.toml")))
+    backend = get_backend("tvm")
+    assert backend.available(remote).ok
+    model, dataset = tiny
+    for folder in ("local", "remote"):
+        (tmp_path / folder).mkdir()
+    here = backend.measure(backend.compile(model, local, tmp_path / "local"),
+                           dataset.evaluation, local, QUICK)
+    artifact = backend.compile(model, remote, tmp_path / "remote")
+    there = backend.measure(artifact, dataset.evaluation, remote, QUICK)
+    assert len(there.latencies_ms) >= QUICK.min_repeats and min(there.latencies_ms) > 0
+    assert there.details["device"]["served_by"] == "autotune worker"
+    assert there.details["emulated"]  # the worker was started with --emulated
+    np.testing.assert_allclose(first_outputs(there.outputs), first_outputs(here.outputs),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tunes_with_metaschedule_through_the_tracker(local_worker, tiny, tmp_path):
+    """MetaSchedule builds candidates here and measures them on the device (RPC runner)."""
+    from autotune.backends import get_backend
+    from autotune.backends.base import CompileOptions
+    from autotune.target import load_target
+
+    remote = load_target(str(local_worker.target_toml(tmp_path / "board.toml")))
+    artifact = get_backend("tvm").compile(tiny[0], remote, tmp_path, CompileOptions(
+        tuning_trials=8, cache_dir=tmp_path / "cache"))
+    tuning = artifact.details["tuning"]
+    assert tuning["trials_run"] > 0 and tuning["database_records_applied"] > 0, tuning
+    assert not artifact.details["untuned"]
+
+
+def test_a_target_that_goes_away_mid_run_marks_its_trials_and_the_others_go_on(
+        local_worker, tiny, workspace):
+    from autotune.store import Store
+
+    remote = local_worker.target_toml(workspace / "board.toml")
+    store_url = f"sqlite:///{workspace}/results/autotune.db"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "autotune", "run", "--model", str(tiny[0].path), "--space",
+         "smoke", "--target", str(remote), "--target", "host-cpu", "--backend", "tvm",
+         "--no-progress", "--passes", "1", "--min-repeats", "5", "--min-time", "0.05",
+         "--max-spread", "0", "--store", store_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            if (workspace / "results" / "autotune.db").exists():
+                store = Store(store_url)
+                runs = store.runs()
+                if runs and any(t.target == "board" for t in store.trials(runs[0].id)):
+                    break  # the board measured its first trial: now it goes away
+            time.sleep(0.1)
+        local_worker.stop()
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    store = Store(store_url)
+    trials = store.trials(store.runs()[0].id)
+    board = sorted((t for t in trials if t.target == "board"), key=lambda t: t.started_at)
+    host = [t for t in trials if t.target == "host-cpu"]
+    assert len(board) == 2 and len(host) == 2 and all(t.ok for t in host)
+    assert board[0].ok and not board[1].ok
+    assert "127.0.0.1" in board[1].error and "answering" in board[1].error
+    # The two targets measured at the same time, not one after the other.
+    assert any(b.started_at < h.finished_at and h.started_at < b.finished_at
+               for b in board for h in host)
+
+
+def _emulator(command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(EMULATOR), command], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "AUTOTUNE_PYTHON": sys.executable})
+
+
+@pytest.mark.slow
+@pytest.mark.arm
+def test_emulated_arm_worker_runs_the_benchmark(tiny, workspace):
+    """scripts/arm-emulator up, then a real `autotune run` on arm-cortex-a76 (about 2 min)."""
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("aarch64-linux-gnu-gcc not installed (Debian: gcc-aarch64-linux-gnu)")
+    if not (REPO / ".cache" / "arm-emulator" / "root" / "usr" / "bin" / "python3.11").exists():
+        pytest.skip("the emulated ARM device is not built: run scripts/arm-emulator build")
+    was_up = _emulator("status").returncode == 0
+    started = _emulator("up")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        from autotune.cli import main
+        from autotune.store import Store
+
+        model_path = tiny[0].path
+        assert main(["run", "--model", str(model_path), "--space", "smoke", "--target",
+                     "arm-cortex-a76", "--target", "host-cpu", "--backend", "tvm",
+                     "--no-progress", "--trial-timeout", "600"]) == 0
+        store = Store("sqlite:///results/autotune.db")
+        run = store.get_run()
+        trials = {(t.target, t.config.label): t for t in store.trials(run.id)}
+        arm = [t for t in trials.values() if t.target == "arm-cortex-a76"]
+        assert len(arm) == 2 and all(t.ok and t.emulated for t in arm), [
+            (t.status, t.error) for t in arm]
+        assert all(t.details["device"]["machine"] == "aarch64" for t in arm)
+        host = [t for t in trials.values() if t.target == "host-cpu"]
+        assert all(t.ok and not t.emulated for t in host)
+        # Outputs against the host's fp32 reference: fp32 on ARM equals it, int8 as on x86.
+        fp32 = trials[("arm-cortex-a76", "fp32")]
+        assert fp32.cosine > 0.99999 and fp32.sqnr_db > 80
+        for config in {label for _, label in trials}:
+            assert abs(trials[("arm-cortex-a76", config)].cosine
+                       - trials[("host-cpu", config)].cosine) < 1e-4
+    finally:
+        if not was_up:
+            _emulator("down")
