@@ -93,9 +93,35 @@ def features(workload: Workload) -> dict[str, float]:
     values.update(_one_hot("weight", config.weight_dtype, _WEIGHT_DTYPES))
     values.update(_one_hot("activation", config.activation_dtype, _ACTIVATION_DTYPES))
     values.update(_one_hot("calibration", config.calibration, _CALIBRATIONS))
+    # Which integer kernel a runtime picks depends on these together (e.g. OpenVINO runs
+    # per-tensor asymmetric int8 weights, or int8 asymmetric activations, ~10x slower than
+    # their neighbours on this host): crosses let a few dozen trials show it.
+    values.update(_one_hot("weights", _weight_kind(config), _WEIGHT_KINDS))
+    values.update(_one_hot("activations", _activation_kind(config), _ACTIVATION_KINDS))
     values.update(_one_hot("backend", workload.backend, _BACKENDS))
     values.update(_roofline_features(cost, peaks))
     return values
+
+
+_WEIGHT_KINDS = tuple(f"{scheme}-{granularity}" for scheme in ("symmetric", "asymmetric")
+                      for granularity in ("per_tensor", "per_channel", "per_group"))
+_ACTIVATION_KINDS = tuple(f"{dtype}-{scheme}" for dtype in ("int8", "uint8", "int16")
+                          for scheme in ("symmetric", "asymmetric"))
+# Calibration picks scales, never kernels: a split on it for latency or memory can only fit
+# noise, so those regressions do not see it (accuracy and fidelity do).
+_KERNEL_BLIND = {"latency", "memory"}
+
+
+def _weight_kind(config: QuantConfig) -> str | None:
+    if not config.is_quantized:
+        return None
+    return f"{config.weight_scheme}-{config.granularity}"
+
+
+def _activation_kind(config: QuantConfig) -> str | None:
+    if not config.is_quantized or config.activation_scheme is None:
+        return None
+    return f"{config.activation_dtype}-{config.activation_scheme}"
 
 
 def _roofline_features(cost, peaks: Peaks | None) -> dict[str, float]:
@@ -206,7 +232,7 @@ class XGBoostCostModel:
         self.counts, self.boosters, self.constants = TrainingCounts(), {}, {}
         ok_index = []
         for index, trial in enumerate(trials):
-            if trial.ok and trial.latency_median_ms:
+            if trial.ok and trial.steady_latency_ms:
                 ok_index.append(index)
                 self.counts.ok += 1
             elif trial.status in FAILURE_STATUSES:
@@ -215,8 +241,8 @@ class XGBoostCostModel:
                 self.counts.ignored += 1
         targets = self._targets([workloads[i] for i in ok_index], [trials[i] for i in ok_index])
         for name, (rows_used, values) in targets.items():
-            self._fit_regression(name, matrix[np.asarray(ok_index, dtype=int)][rows_used],
-                                 values)
+            self._fit_regression(name, self._view(name, matrix)[
+                np.asarray(ok_index, dtype=int)][rows_used], values)
         self._fit_failure(matrix, trials)
         used = [t for t in trials if t.ok or t.status in FAILURE_STATUSES]
         self.version = f"{data_version(used)}-xgboost{xgboost.__version__}"
@@ -232,7 +258,9 @@ class XGBoostCostModel:
         accuracy = self._members("accuracy", matrix)
         fidelity = np.maximum(10.0 ** self._members("fidelity", matrix) - FIDELITY_FLOOR, 0.0)
         failure = self._members("failure", matrix, single=True).mean(axis=0)
-        return Predictions(latency.mean(axis=0), np.maximum(memory.mean(axis=0), 0.0),
+        # The point latency is the members' median: one bootstrap member that drew an
+        # unlucky resample of a few dozen trials must not drag it.
+        return Predictions(np.median(latency, axis=0), np.maximum(memory.mean(axis=0), 0.0),
                            accuracy.mean(axis=0), fidelity.mean(axis=0), failure,
                            latency, accuracy, fidelity)
 
@@ -283,7 +311,7 @@ class XGBoostCostModel:
         columns: dict[str, list[tuple[int, float]]] = {name: [] for name in _REGRESSIONS}
         for index, (workload, trial) in enumerate(zip(workloads, trials, strict=True)):
             columns["latency"].append(
-                (index, math.log(trial.latency_median_ms / reference_ms(workload))))
+                (index, math.log(trial.steady_latency_ms / reference_ms(workload))))
             if trial.memory_bytes is not None:
                 columns["memory"].append(
                     (index, math.log(trial.memory_bytes + MEMORY_OFFSET_BYTES)))
@@ -343,8 +371,18 @@ class XGBoostCostModel:
             return np.full((1 if single else self.members, len(matrix)), value)
         import xgboost
 
-        data = xgboost.DMatrix(matrix, feature_names=self.feature_names)
+        data = xgboost.DMatrix(self._view(name, matrix), feature_names=self.feature_names)
         return np.stack([booster.predict(data) for booster in self.boosters[name]])
+
+    def _view(self, name: str, matrix: np.ndarray) -> np.ndarray:
+        """The features regression ``name`` may split on (the others held constant)."""
+        if name not in _KERNEL_BLIND:
+            return matrix
+        blind = [i for i, feature in enumerate(self.feature_names)
+                 if feature.startswith("calibration_")]
+        view = matrix.copy()
+        view[:, blind] = 0.0
+        return view
 
 
 # Validation on held-out trials
@@ -369,9 +407,9 @@ def validate(model: XGBoostCostModel, train: Sequence[tuple[Workload, Trial]],
     from scipy.stats import spearmanr
 
     model.fit([w for w, _ in train], [t for _, t in train])
-    scored = [(w, t) for w, t in test if t.ok and t.latency_median_ms]
+    scored = [(w, t) for w, t in test if t.ok and t.steady_latency_ms]
     predicted = model.predict([w for w, _ in scored])
-    measured = np.array([t.latency_median_ms for _, t in scored])
+    measured = np.array([t.steady_latency_ms for _, t in scored])
     spearman = float(spearmanr(predicted.latency_ms, measured).statistic)
     mape = float(np.mean(np.abs(predicted.latency_ms - measured) / measured))
     memory = [(p, t.memory_bytes) for p, (_, t) in zip(predicted.memory_bytes, scored,

@@ -64,9 +64,9 @@ class RunSettings:
     # Measurement passes per trial. Passes after the first re-measure every successful trial's
     # artifact in a fresh worker, in a shuffled order, once all trials are done: a burst on a
     # shared machine lasts seconds to minutes, so it hits one pass of a trial, not all of
-    # them. The trial's latency is the median of all passes' samples pooled, and the spread
-    # of the pass medians is the run-to-run noise that `autotune compare` must see before
-    # calling a change.
+    # them. The trial's latency is the median of all passes' samples pooled; `autotune
+    # compare` judges its fastest pass, and the spread of the fastest pass medians is the
+    # run-to-run noise it must see before calling a change.
     passes: int = 1
 
 

@@ -5,6 +5,7 @@ Failures are results: a trial always has a status, and the error text when it fa
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 
 from autotune.config import QuantConfig
@@ -67,6 +68,25 @@ class Trial:
         """The median latency of each successful measurement pass (see RunSettings.passes)."""
         return [entry["median_ms"] for entry in self.details.get("passes", [])
                 if "median_ms" in entry]
+
+    @property
+    def steady_latency_ms(self) -> float | None:
+        """The median of the fastest pass: the latency this machine gives when no neighbour
+        slows it (slow spells only ever add time). What the cost model learns and is scored
+        on; ``latency_median_ms`` (all passes pooled) where the passes are not known."""
+        medians = self.pass_medians_ms
+        return min(medians) if medians else self.latency_median_ms
+
+    def pass_samples_ms(self) -> list[list[float]]:
+        """The samples of each successful pass, in the order measured (``latencies_ms`` holds
+        them back to back); one list of every sample where the passes do not say how many."""
+        counts = [entry["samples"] for entry in self.details.get("passes", [])
+                  if "samples" in entry]
+        if not counts or sum(counts) != len(self.latencies_ms):
+            return [list(self.latencies_ms)]
+        bounds = [0, *itertools.accumulate(counts)]
+        return [list(self.latencies_ms[start:end])
+                for start, end in itertools.pairwise(bounds)]
 
     def to_dict(self) -> dict:
         data = asdict(self)

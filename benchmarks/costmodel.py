@@ -15,7 +15,7 @@ noise floor no model can beat: the same configs measured in two runs (any two ru
 store, interrupted ones included), one run's median "predicting" the other's.
 
 Usage:
-    python benchmarks/costmodel.py [--store URL] [--seeds 5] [--test-fraction 0.25]
+    python benchmarks/costmodel.py [--store URL ...] [--seeds 5] [--test-fraction 0.25]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
     seen: dict[tuple, list[Trial]] = {}
     for run in store.runs():
         for trial in store.trials(run.id):
-            if trial.ok and trial.latency_median_ms:
+            if trial.ok and trial.steady_latency_ms:
                 seen.setdefault(group_of(trial), []).append(trial)
     return [(a, b) for trials in seen.values() for i, a in enumerate(trials)
             for b in trials[i + 1:]]
@@ -101,8 +101,8 @@ def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
 def noise_floor(pairs: list[tuple[Trial, Trial]]) -> str:
     from scipy.stats import spearmanr
 
-    first = np.array([a.latency_median_ms for a, _ in pairs])
-    second = np.array([b.latency_median_ms for _, b in pairs])
+    first = np.array([a.steady_latency_ms for a, _ in pairs])
+    second = np.array([b.steady_latency_ms for _, b in pairs])
     # Both directions: either measurement may be the "prediction" of the other.
     mape = float(np.mean(np.r_[np.abs(first - second) / second,
                                np.abs(first - second) / first]))
@@ -112,13 +112,14 @@ def noise_floor(pairs: list[tuple[Trial, Trial]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=DEFAULT_STORE)
+    parser.add_argument("--store", action="append", default=None, metavar="URL",
+                        help=f"store of measured runs (repeatable; default: {DEFAULT_STORE})")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--test-fraction", type=float, default=0.25)
     args = parser.parse_args()
 
-    store = Store(args.store)
-    pairs = pairs_from_store(store)
+    stores = [Store(url) for url in args.store or [DEFAULT_STORE]]
+    pairs = [pair for store in stores for pair in pairs_from_store(store)]
     models = sorted({t.model for _, t in pairs})
     ok = sum(t.ok for _, t in pairs)
     print(f"{len(pairs)} measured trials ({ok} ok, {len(pairs) - ok} failed: counted, kept "
@@ -139,7 +140,7 @@ def main() -> int:
             continue
         found = validate(XGBoostCostModel(), train, test)
         print(f"| leave out model {model} | {describe([found])} |")
-    floor = remeasured(store)
+    floor = [pair for store in stores for pair in remeasured(store)]
     if floor:
         print(f"| noise floor: same config measured in two runs | {noise_floor(floor)}|")
     print()

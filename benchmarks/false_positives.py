@@ -13,6 +13,7 @@ by 1.10 and counts how many of those injected regressions the full test still fi
 price of the noise, on this machine.
 
     python benchmarks/false_positives.py [--runs 6] [--space default] [--passes 3]
+    python benchmarks/false_positives.py --save URL    # ... keeping the runs in that store
     python benchmarks/false_positives.py --store URL   # the store's runs of one setup
 """
 
@@ -39,6 +40,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=None, metavar="URL",
                         help="compare the stored runs of one setup instead of measuring here")
+    parser.add_argument("--save", default=None, metavar="URL",
+                        help="measure into this store (kept) instead of a scratch one")
     parser.add_argument("--runs", type=int, default=6, help="runs to make (default: 6)")
     parser.add_argument("--model", default="digits-cnn")
     parser.add_argument("--space", default="default")
@@ -51,7 +54,7 @@ def main() -> int:
             store = Store(args.store)
             runs = _one_setup(store)
         else:
-            store = Store(f"sqlite:///{scratch}/aa.db")
+            store = Store(args.save or f"sqlite:///{scratch}/aa.db")
             runs = _measure(store, Path(scratch), args)
         trials = {run.id: [t for t in store.trials(run.id) if t.ok] for run in runs}
     print(f"A/A: {len(runs)} runs of model {runs[0].model}, space {runs[0].space.splitlines()[0]}"

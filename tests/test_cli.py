@@ -114,8 +114,10 @@ def test_later_passes_measure_the_kept_artifacts_and_resume(workspace, tiny_mode
 def test_ctrl_c_says_how_to_resume_and_resume_finishes(workspace, tiny_model):
     command = [sys.executable, "-m", "autotune", "run", "--model", str(tiny_model),
                "--space", "default", *QUICK]
+    # A shell's background job (`pytest &`) ignores SIGINT, and children inherit that.
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd=workspace)
+                             cwd=workspace,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run_id = child.stdout.readline().split()[1]
     store = _store(workspace)
     deadline = time.monotonic() + 120

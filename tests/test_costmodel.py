@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,30 @@ def test_fit_predict_on_held_out_synthetic_trials(synthetic):
     fp16 = np.array([w.config.weight_dtype == "fp16" for w, _ in test])
     assert predicted.failure_probability[fp16].min() > predicted.failure_probability[~fp16].max()
     assert predicted.latency_samples.shape == (3, len(test))
+
+
+def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic):
+    workloads, trials = [w for w, _ in synthetic], [t for _, t in synthetic]
+    # Noise that happens to make percentile-calibrated trials slower: not a law to learn.
+    noisy = [dataclasses.replace(t, latency_median_ms=t.latency_median_ms * 1.5)
+             if t.ok and t.config.calibration == "percentile" else t for t in trials]
+    model = XGBoostCostModel(members=2, rounds=40)
+    model.fit(workloads, noisy)
+    minmax = [w for w in workloads if w.config.calibration == "minmax"]
+    percentile = [dataclasses.replace(w, config=dataclasses.replace(w.config,
+                                                                    calibration="percentile"))
+                  for w in minmax]
+    a, b = model.predict(minmax), model.predict(percentile)
+    np.testing.assert_array_equal(a.latency_ms, b.latency_ms)
+    np.testing.assert_array_equal(a.memory_bytes, b.memory_bytes)
+    assert np.all(b.fidelity_error > a.fidelity_error)
+
+
+def test_latency_is_learned_from_each_trials_fastest_pass(synthetic):
+    measured = synthetic[0][1]
+    passes = {"passes": [{"median_ms": 2.0}, {"median_ms": 0.9}, {"median_ms": 1.0}]}
+    assert dataclasses.replace(measured, details=passes).steady_latency_ms == 0.9
+    assert measured.steady_latency_ms == measured.latency_median_ms  # passes unknown
 
 
 def test_save_load_round_trip_and_versions(synthetic, tmp_path):

@@ -10,6 +10,7 @@ from autotune.regress import (
     Thresholds,
     compare_pair,
     compare_trials,
+    fastest_pass_ms,
     history_changes,
     latency_test,
     pass_noise,
@@ -191,7 +192,7 @@ def passes_of(medians: list[float]) -> dict:
     return {"passes": [{"median_ms": median} for median in medians]}
 
 
-def run_of(run_id: str, scale: float, pass_ratios: list[float], configs: int = 3) -> list:
+def run_of(run_id: str, scale: float, pass_ratios: list[float], configs: int = 4) -> list:
     """A run of ``configs`` trials, each measured in passes whose medians are the trial's
     median times ``pass_ratios``, all scaled by ``scale``."""
     trials = []
@@ -204,11 +205,14 @@ def run_of(run_id: str, scale: float, pass_ratios: list[float], configs: int = 3
     return trials
 
 
-def test_pass_noise_pools_the_spread_of_pass_medians():
+def test_pass_noise_pools_the_spread_of_the_fastest_pass_medians():
     spread = [1.0, 1.1]
     noise = pass_noise(run_of("a", 1.0, spread, configs=4))["host-cpu"]
     assert noise.dof == 4
     assert noise.sigma == pytest.approx(np.log(1.1) / np.sqrt(2))
+    # Three passes: the slowest is left out (a slow spell is not a fastest pass's noise).
+    spell = pass_noise(run_of("a", 1.0, [1.0, 2.5, 1.1], configs=4))["host-cpu"]
+    assert spell.sigma == pytest.approx(noise.sigma) and spell.dof == 4
     assert pass_noise(run_of("a", 1.0, spread, configs=3)) == {}  # 3 dof: not trusted
     assert pass_noise([trial("a")]) == {}  # one pass: nothing to pool
 
@@ -228,7 +232,7 @@ def test_a_shift_within_the_run_to_run_noise_is_not_a_regression():
 def test_a_ten_percent_slowdown_beyond_the_run_to_run_noise_is_found():
     quiet = [1.0, 1.01, 0.995]
     comparison = compare_trials(run_of("a", 1.0, quiet), run_of("b", 1.10, quiet))
-    assert len(comparison.regressions) == 3
+    assert len(comparison.regressions) == 4
     assert all(pair.latency.noise_floor < 0.05 for pair in comparison.matched)
 
 
@@ -241,3 +245,57 @@ def test_a_one_pass_run_borrows_the_other_runs_noise():
     # Neither run knows its noise: the samples decide, as before passes existed.
     plain = compare_trials([trial("a")], [trial("b", latencies_ms=samples(7, scale=1.10))])
     assert plain.matched[0].latency.noise_floor is None and plain.regressions
+
+
+def measured_in_passes(run_id: str, config, scales: list[float], seed: int) -> Trial:
+    """A trial whose passes are real sample sets (stored back to back, with their counts)."""
+    passes = [samples(seed + index, scale=scale) for index, scale in enumerate(scales)]
+    return trial(run_id, config, latencies_ms=[v for p in passes for v in p],
+                 details={"passes": [{"median_ms": float(np.median(p)), "samples": len(p)}
+                                     for p in passes]})
+
+
+def test_a_trial_splits_back_into_its_passes_and_is_judged_by_the_fastest():
+    measured = measured_in_passes("a", FP32, [1.0, 2.2, 1.01], seed=3)
+    passes = measured.pass_samples_ms()
+    assert [len(p) for p in passes] == [len(samples(3))] * 3
+    assert passes[1] == samples(4, scale=2.2)
+    assert fastest_pass_ms(measured) == min(passes, key=np.median)
+    # Counts that do not add up (a store written by hand): every sample is one pass.
+    odd = trial("a", details={"passes": [{"median_ms": 1.0, "samples": 3}]})
+    assert odd.pass_samples_ms() == [odd.latencies_ms]
+
+
+def test_a_slow_spell_in_one_pass_is_not_a_regression_but_a_slower_runtime_is():
+    configs = [FP32, INT8, QuantConfig.from_text("fp16"), QuantConfig.from_text("bf16")]
+    baseline = [measured_in_passes("a", c, [1.0, 1.01, 0.99], seed=10 * i)
+                for i, c in enumerate(configs)]
+    # The machine ran 2.2x slower during one pass of each candidate trial (as this VM does).
+    spells = [measured_in_passes("b", c, [1.0, 2.2, 1.005][::1 - 2 * (i % 2)], seed=10 * i + 5)
+              for i, c in enumerate(configs)]
+    assert compare_trials(baseline, spells).regressions == []
+    slower = [measured_in_passes("b", c, [1.15, 2.5, 1.16], seed=10 * i + 5)
+              for i, c in enumerate(configs)]
+    found = compare_trials(baseline, slower)
+    assert len(found.regressions) == 4
+    assert all(pair.latency.noise_floor < 0.10 for pair in found.matched)
+
+
+def test_a_run_the_machine_shook_widens_every_trials_noise():
+    configs = [FP32, INT8, QuantConfig.from_text("fp16"), QuantConfig.from_text("bf16"),
+               QuantConfig.from_text("w:int8:sym:per_tensor a:int8:sym cal:minmax")]
+    steady = [1.0, 1.01, 0.995]
+    baseline = [measured_in_passes("a", c, steady, seed=10 * i) for i, c in enumerate(configs)]
+    # One trial's passes disagree 2.2x even among the fastest two: the machine changed speed
+    # during the candidate run, so its steady-looking trials are not trusted either.
+    shapes = [steady] * 4 + [[2.2, 1.0, 2.3]]
+    candidate = [measured_in_passes("b", c, [r * 1.15 for r in shape], seed=10 * i + 5)
+                 for i, (c, shape) in enumerate(zip(configs, shapes, strict=True))]
+    assert pass_noise(candidate)["host-cpu"].sigma > 0.2
+    comparison = compare_trials(baseline, candidate)
+    assert comparison.regressions == []
+    assert all(pair.latency.noise_floor > 0.5 for pair in comparison.matched)
+    # The same 15% slowdown in a run where the machine held still is found everywhere.
+    calm = [measured_in_passes("b", c, [r * 1.15 for r in steady], seed=10 * i + 5)
+            for i, c in enumerate(configs)]
+    assert len(compare_trials(baseline, calm).regressions) == 5

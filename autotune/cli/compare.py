@@ -18,10 +18,12 @@ def add_parser(commands) -> None:
     parser = commands.add_parser(
         "compare", help="regressions between two runs (e.g. two runtime versions)",
         description="Compare every trial of CANDIDATE with the same model, config, backend and "
-                    "target in BASELINE. A latency regression is significant (Mann-Whitney U "
-                    "and a bootstrap interval of the ratio of medians), beyond the run-to-run "
-                    "noise that the runs' measurement passes show (the noise column), and "
-                    "beyond --threshold. "
+                    "target in BASELINE. Latency is judged on each trial's fastest measurement "
+                    "pass (slower passes carry the machine's slow spells; base ms and cand ms "
+                    "are those passes' medians). A latency regression is significant "
+                    "(Mann-Whitney U and a bootstrap interval of the ratio of medians), beyond "
+                    "the run-to-run noise that the runs' measurement passes show (the noise "
+                    "column), and beyond --threshold. "
                     "Exits 1 when any regression is found.")
     parser.add_argument("baseline", metavar="BASELINE", help="run id of the baseline")
     parser.add_argument("candidate", metavar="CANDIDATE", help="run id of the candidate")

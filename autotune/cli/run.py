@@ -74,9 +74,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--passes", type=int, default=3, metavar="N",
                         help="measurement passes per trial: after all trials, each successful "
                              "one is measured again N-1 times in fresh workers, in shuffled "
-                             "order; its latency is the median of all passes' samples, and "
-                             "the spread between pass medians is the noise `autotune compare` "
-                             "allows for (default: 3; 1: one pass)")
+                             "order; its latency is the median of all passes' samples; "
+                             "`autotune compare` judges its fastest pass and allows for the "
+                             "spread between pass medians (default: 3; 1: one pass)")
     parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
                              "requirement such as openvino==2025.4.0 (repeatable), in a "
