@@ -38,9 +38,10 @@ INJECTED = 1.10
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=None, metavar="URL",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--store", default=None, metavar="URL",
                         help="compare the stored runs of one setup instead of measuring here")
-    parser.add_argument("--save", default=None, metavar="URL",
+    source.add_argument("--save", default=None, metavar="URL",
                         help="measure into this store (kept) instead of a scratch one")
     parser.add_argument("--runs", type=int, default=6, help="runs to make (default: 6)")
     parser.add_argument("--model", default="digits-cnn")
