@@ -398,6 +398,10 @@ class Validation:
     mape: float  # mean absolute percentage error of latency, a fraction
     memory_mape: float | None
     fidelity_spearman: float | None
+    # Per model: (held-out trials, Spearman, MAPE) among that model's trials alone: what
+    # picking a config for one deployment needs (pooled ranks also reward telling a big
+    # model from a small one).
+    within_model: dict[str, tuple[int, float | None, float]] = field(default_factory=dict)
 
 
 def validate(model: XGBoostCostModel, train: Sequence[tuple[Workload, Trial]],
@@ -420,4 +424,11 @@ def validate(model: XGBoostCostModel, train: Sequence[tuple[Workload, Trial]],
               if fidelity_error(t) is not None]
     fidelity = (float(spearmanr([p for p, _ in errors], [e for _, e in errors]).statistic)
                 if len(errors) > 2 else None)
-    return Validation(len(train), len(scored), spearman, mape, memory_mape, fidelity)
+    within = {}
+    for name in sorted({t.model for _, t in scored}):
+        mask = np.array([t.model == name for _, t in scored])
+        rho = (float(spearmanr(predicted.latency_ms[mask], measured[mask]).statistic)
+               if mask.sum() > 2 else None)
+        within[name] = (int(mask.sum()), rho, float(np.mean(
+            np.abs(predicted.latency_ms[mask] - measured[mask]) / measured[mask])))
+    return Validation(len(train), len(scored), spearman, mape, memory_mape, fidelity, within)

@@ -6,7 +6,9 @@ peaks (measured ones where stored) and the config. Two validations:
 
 - random held-out splits (a quarter of the configs of every model out, repeated with
   several seeds); a config measured in more than one run is held out whole, so a second
-  measurement of the same config never gives the answer away;
+  measurement of the same config never gives the answer away. With several models it is
+  also scored per model, on that model's held-out configs alone: pooled ranks reward telling
+  a large model from a small one, which is easy; picking a config is ranking within one;
 - leave-one-model-out: train on the other models, predict every config of this one.
 
 Printed per validation: Spearman rank correlation and MAPE of the median latency, MAPE of
@@ -65,26 +67,40 @@ def group_of(trial: Trial) -> tuple[str, str, str, str]:
 
 
 def random_splits(pairs, fraction: float, seed: int):
-    groups = sorted({group_of(t) for _, t in pairs})
+    """Hold out ``fraction`` of the configs of every model (at least one each)."""
     rng = np.random.default_rng(seed)
-    held = {groups[i] for i in rng.permutation(len(groups))[:round(fraction * len(groups))]}
+    held = set()
+    for model in sorted({t.model_hash for _, t in pairs}):
+        groups = sorted({group_of(t) for _, t in pairs if t.model_hash == model})
+        count = max(1, round(fraction * len(groups)))
+        held |= {groups[i] for i in rng.permutation(len(groups))[:count]}
     return ([p for p in pairs if group_of(p[1]) not in held],
             [p for p in pairs if group_of(p[1]) in held])
 
 
-def describe(results: list[Validation]) -> str:
-    def stat(values):
-        values = [v for v in values if v is not None]
-        if not values:
-            return "-"
-        if len(values) == 1:
-            return f"{values[0]:.3f}"
-        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+def stat(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
+
+def describe(results: list[Validation]) -> str:
     return (f"{results[0].train:>5} | {results[0].test:>4} | "
             f"{stat([r.spearman for r in results])} | {stat([r.mape for r in results])} | "
             f"{stat([r.memory_mape for r in results])} | "
             f"{stat([r.fidelity_spearman for r in results])}")
+
+
+def describe_within(results: list[Validation], model: str) -> str:
+    """One model's held-out trials alone, over the seeds: its configs ranked among
+    themselves."""
+    scores = [r.within_model[model] for r in results if model in r.within_model]
+    tested = sum(count for count, _, _ in scores) / max(len(scores), 1)
+    return (f"{'':>5} | {tested:>4.1f} | {stat([rho for _, rho, _ in scores])} | "
+            f"{stat([mape for _, _, mape in scores])} | - | -")
 
 
 def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
@@ -133,6 +149,10 @@ def main() -> int:
         results.append(validate(XGBoostCostModel(seed=seed), train, test))
     print(f"| random {args.test_fraction:.0%} of configs held out, {args.seeds} seeds | "
           f"{describe(results)} |")
+    if len(models) > 1:
+        for model in models:
+            print(f"| ... the same splits, {model}'s held-out configs ranked among themselves | "
+                  f"{describe_within(results, model)} |")
     for model in models:
         train = [p for p in pairs if p[1].model != model]
         test = [p for p in pairs if p[1].model == model]
@@ -143,6 +163,11 @@ def main() -> int:
     floor = [pair for store in stores for pair in remeasured(store)]
     if floor:
         print(f"| noise floor: same config measured in two runs | {noise_floor(floor)}|")
+    if len(models) > 1:
+        for model in models:
+            within = [(a, b) for a, b in floor if a.model == model]
+            if len(within) > 2:
+                print(f"| ... {model}'s configs only | {noise_floor(within)}|")
     print()
     print("Spearman: rank correlation of predicted vs measured median latency (1 = same "
           "order); MAPE: mean |predicted - measured| / measured. ± is the standard deviation "

@@ -83,6 +83,28 @@ def test_fit_predict_on_held_out_synthetic_trials(synthetic):
     assert predicted.latency_samples.shape == (3, len(test))
 
 
+def test_validation_also_ranks_each_models_trials_among_themselves(synthetic):
+    from scipy.stats import spearmanr
+
+    per_model = len(CONFIGS) * 4
+    pairs = [(w, dataclasses.replace(t, model="small" if i < per_model else "large"))
+             for i, (w, t) in enumerate(synthetic)]
+    order = np.random.default_rng(1).permutation(len(pairs))
+    train, test = [pairs[i] for i in order[:60]], [pairs[i] for i in order[60:]]
+    model = XGBoostCostModel(members=2, rounds=40, seed=1)
+    found = validate(model, train, test)
+    scored = [(w, t) for w, t in test if t.ok]
+    assert set(found.within_model) == {"small", "large"}
+    assert sum(count for count, _, _ in found.within_model.values()) == found.test
+    predicted = model.predict([w for w, _ in scored]).latency_ms
+    for name, (count, rho, mape) in found.within_model.items():
+        mask = np.array([t.model == name for _, t in scored])
+        measured = np.array([t.steady_latency_ms for _, t in scored])[mask]
+        assert count == mask.sum()
+        assert rho == pytest.approx(spearmanr(predicted[mask], measured).statistic)
+        assert mape == pytest.approx(np.mean(np.abs(predicted[mask] - measured) / measured))
+
+
 def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic):
     workloads, trials = [w for w, _ in synthetic], [t for _, t in synthetic]
     # Noise that happens to make percentile-calibrated trials slower: not a law to learn.
