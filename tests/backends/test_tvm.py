@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autotune.config import QuantConfig
+from autotune.config import FP32, QuantConfig
 from autotune.errors import UnsupportedConfig
 from autotune.testing.conformance import INT8, QUICK, BackendConformance
 
@@ -68,6 +68,64 @@ class TestTVM(BackendConformance):
         outputs = first_outputs(backend.measure(artifact, dataset.evaluation, target,
                                                 QUICK).outputs)
         assert sqnr_db(self._reference(data), outputs) > 40
+
+    @pytest.mark.parametrize("config", [FP32, INT8], ids=["fp32", "int8"])
+    def test_cpu_convolutions_run_packed_and_compute_the_same(self, backend, target, config,
+                                                              tmp_path):
+        import onnxruntime
+
+        from autotune.accuracy import first_outputs
+        from autotune.data import random_dataset
+        from autotune.quantize import quantize
+        from autotune.testing.models import tiny_cnn
+
+        # 16 channels: the second convolution divides into blocks on every CPU (4, 8 or 16).
+        path = tiny_cnn(tmp_path / "tiny16.onnx", channels=16)
+        dataset = random_dataset(path, calibration_count=8, evaluation_count=4)
+        model = quantize(path, config, dataset.calibration, tmp_path / "cache")
+        artifact = backend.compile(model, target, tmp_path)
+        assert artifact.details["packed_convolutions"]["count"] >= 1
+        outputs = first_outputs(backend.measure(artifact, dataset.evaluation, target,
+                                                QUICK).outputs)
+        session = onnxruntime.InferenceSession(str(model.path),
+                                               providers=["CPUExecutionProvider"])
+        reference = first_outputs([session.run(None, feeds) for feeds in dataset.evaluation])
+        step = float(np.abs(reference).max()) / 127 if config.is_quantized else 0.0
+        np.testing.assert_allclose(outputs, reference, rtol=1e-4, atol=1e-4 + 2 * step)
+
+    @pytest.mark.slow
+    def test_tuned_int8_convolutions_use_vnni_and_compute_the_same(self, backend, target,
+                                                                   tmp_path):
+        import json
+
+        import onnxruntime
+        import tvm
+        from tvm.target.codegen import target_has_features
+
+        from autotune.accuracy import first_outputs
+        from autotune.backends.base import CompileOptions
+        from autotune.backends.tvm import resolve_target
+        from autotune.data import random_dataset
+        from autotune.quantize import quantize
+        from autotune.testing.models import tiny_cnn
+
+        if not target_has_features("avx512vnni", tvm.target.Target(resolve_target(target))):
+            pytest.skip("this CPU has no AVX-512 VNNI")
+        path = tiny_cnn(tmp_path / "tiny16.onnx", channels=16)
+        dataset = random_dataset(path, calibration_count=8, evaluation_count=4)
+        model = quantize(path, INT8, dataset.calibration, tmp_path / "cache")
+        options = CompileOptions(tuning_trials=64, cache_dir=tmp_path / "cache")
+        artifact = backend.compile(model, target, tmp_path, options)
+        records = (tmp_path / "cache").glob("tvm-tuning/*/database_tuning_record.json")
+        assert any("dot_16x4_vnni" in line for file in records
+                   for line in file.read_text().splitlines() if json.loads(line))
+        outputs = first_outputs(backend.measure(artifact, dataset.evaluation, target,
+                                                QUICK).outputs)
+        session = onnxruntime.InferenceSession(str(model.path),
+                                               providers=["CPUExecutionProvider"])
+        reference = first_outputs([session.run(None, feeds) for feeds in dataset.evaluation])
+        step = float(np.abs(reference).max()) / 127
+        np.testing.assert_allclose(outputs, reference, atol=2 * step)
 
     def test_untuned_build_is_labelled(self, backend, target, fp32_model, tmp_path):
         artifact = backend.compile(fp32_model, target, tmp_path)
