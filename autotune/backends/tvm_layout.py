@@ -31,6 +31,18 @@ def channel_block(tvm_target) -> int:
     return 4  # 128-bit SIMD: NEON, SSE
 
 
+def pack_for_cpu(mod, tvm_target) -> tuple:
+    """Pack ``mod``'s convolutions for the target's CPU (inside its scope): blocks of one
+    SIMD register, VNNI int8 kernels where the CPU and TVM's LLVM have them. Returns
+    (module, what was done)."""
+    from tvm.target.codegen import target_has_features
+
+    block = channel_block(tvm_target)
+    vnni = bool(target_has_features("avx512vnni", tvm_target)) and use_vnni_intrinsic()
+    mod, count = pack_convolutions(mod, block, vnni=vnni)
+    return mod, {"layout": f"NCHW{block}c", "count": count, "vnni": vnni}
+
+
 def pack_convolutions(mod, block: int, vnni: bool = False):
     """Rewrite ``mod``'s 2-D convolutions into NCHW{block}c layouts (inside a target scope).
 
