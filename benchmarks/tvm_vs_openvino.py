@@ -46,8 +46,8 @@ def measure(store: Store, model_name: str, backend: str, tuning_trials: int,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tuning-trials", type=int, default=700,
-                        help="MetaSchedule trials per config (700: about 17 minutes on a "
-                             "2-core AVX-512 machine)")
+                        help="MetaSchedule trials per config (700: 11-16 minutes per config "
+                             "on a 2-core AVX-512 machine)")
     parser.add_argument("--workspace", type=Path, default=None)
     args = parser.parse_args()
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="autotune-tvm-bench-"))
@@ -72,10 +72,9 @@ def main() -> int:
               f"{_number(tuning.get('tuning_s'), '.0f'):>9}  {trial.error[:80]}")
     fp32, int8 = FP32.label, INT8.label
 
-    def ratio(a, b, field="latency_median_ms"):
-        x, y = (getattr(trials.get(key), field, None) if key in trials else None
-                for key in (a, b))
-        return "-" if x is None or y is None or y == 0 else f"{x / y:.2f}"
+    def ratio(a, b):
+        x, y = (getattr(trials.get(key), "latency_median_ms", None) for key in (a, b))
+        return "-" if x is None or not y else f"{x / y:.2f}"
 
     def tuning_s(run, config):
         trial = trials.get((run, config))

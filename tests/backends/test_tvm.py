@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from autotune.config import FP32, QuantConfig
+from autotune.driver import reference_outputs
 from autotune.errors import UnsupportedConfig
 from autotune.testing.conformance import INT8, QUICK, BackendConformance
 
@@ -17,7 +18,6 @@ class TestTVM(BackendConformance):
 
     def test_int8_runs_integer_kernels_that_match_the_qdq_reference(
             self, backend, target, quantized_int8, data, tmp_path):
-        import onnxruntime
 
         from autotune.accuracy import first_outputs
 
@@ -25,9 +25,7 @@ class TestTVM(BackendConformance):
         lowered = artifact.details["integer_ops"]
         assert len(lowered["integer"]) == 3 and lowered["left_in_float"] == []
         measurement = backend.measure(artifact, data[1].evaluation, target, QUICK)
-        session = onnxruntime.InferenceSession(str(quantized_int8.path),
-                                               providers=["CPUExecutionProvider"])
-        qdq_reference = first_outputs([session.run(None, feeds) for feeds in data[1].evaluation])
+        qdq_reference = reference_outputs(quantized_int8.path, data[1])
         # The integer kernels compute what the QDQ graph means; the float epilogue may round
         # a requantized value one step apart from onnxruntime's, nothing more.
         step = float(np.abs(qdq_reference).max()) / 127
@@ -71,7 +69,6 @@ class TestTVM(BackendConformance):
 
     @pytest.mark.parametrize("config", [FP32, INT8], ids=["fp32", "int8"])
     def test_cpu_convolutions_run_packed_and_compute_the_same(self, target, config, tmp_path):
-        import onnxruntime
         import tvm
         from tvm import relax
 
@@ -100,9 +97,7 @@ class TestTVM(BackendConformance):
         assert packed["count"] == 2
         outputs = first_outputs([[vm["main"](tvm.runtime.tensor(feeds[names[0]])).numpy()]
                                  for feeds in dataset.evaluation])
-        session = onnxruntime.InferenceSession(str(model.path),
-                                               providers=["CPUExecutionProvider"])
-        reference = first_outputs([session.run(None, feeds) for feeds in dataset.evaluation])
+        reference = reference_outputs(model.path, dataset)
         step = float(np.abs(reference).max()) / 127 if config.is_quantized else 0.0
         np.testing.assert_allclose(outputs, reference, rtol=1e-4, atol=1e-4 + 2 * step)
 
@@ -111,7 +106,6 @@ class TestTVM(BackendConformance):
                                                                    tmp_path):
         import json
 
-        import onnxruntime
         import tvm
         from tvm.target.codegen import target_has_features
 
@@ -134,9 +128,7 @@ class TestTVM(BackendConformance):
                    for line in file.read_text().splitlines() if json.loads(line))
         outputs = first_outputs(backend.measure(artifact, dataset.evaluation, target,
                                                 QUICK).outputs)
-        session = onnxruntime.InferenceSession(str(model.path),
-                                               providers=["CPUExecutionProvider"])
-        reference = first_outputs([session.run(None, feeds) for feeds in dataset.evaluation])
+        reference = reference_outputs(model.path, dataset)
         step = float(np.abs(reference).max()) / 127
         np.testing.assert_allclose(outputs, reference, atol=2 * step)
 
