@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -96,6 +97,7 @@ class TVMBackend:
                 f"bf16 tensors are computed in fp32 on LLVM CPUs, saving no time)")
         tvm_target = tvm.target.Target(resolve_target(target))
         start = time.perf_counter()
+        load_tensor_intrinsics(target.tvm_target)
         mod, input_names = import_onnx(model.path)
         details: dict = {"precision_hint": model.precision_hint, "input_names": input_names,
                          "tvm_target": str(tvm_target)}
@@ -119,7 +121,7 @@ class TVMBackend:
                 from autotune.backends.tvm_layout import pack_for_cpu
 
                 mod, details["packed_convolutions"] = pack_for_cpu(mod, tvm_target)
-            mod = relax.get_pipeline("zero")(mod)
+            mod = canonical_block_names(relax.get_pipeline("zero")(mod))
         tuning = tune(mod, tvm_target, options.tuning_trials,
                       tuning_dir(options.cache_dir, tvm_target),
                       _tuning_tools(target) if options.tuning_trials > 0 else None)
@@ -127,9 +129,7 @@ class TVMBackend:
         details["untuned"] = tuning["database_records_applied"] == 0
         with tvm_target:
             if tuning["database_records_applied"]:
-                from tvm.s_tir import meta_schedule as ms
-
-                with ms.database.JSONDatabase(work_dir=tuning["database"]):
+                with open_database(Path(tuning["database"])):
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             if target.tvm_target["kind"] == "cuda":
                 mod = gpu_default_schedules(mod)  # kernels the database does not cover
@@ -269,6 +269,46 @@ def resolve_target(target: Target) -> dict:
     return spec
 
 
+def load_tensor_intrinsics(tvm_target: dict) -> None:
+    """Register the tensor intrinsics that kernels for this target can use, and no others.
+
+    MetaSchedule imports ``tvm.s_tir.tensor_intrin``, which registers every vendor's
+    intrinsics: 41 s on this 2-core machine (CUDA's alone 28 s), paid again by every
+    compile, since each trial runs in a fresh process. Where the package is not imported
+    yet, an empty stand-in takes its place and only the target's module is imported into
+    it (2 s); MetaSchedule's own import then finds the package loaded. On x86 the VNNI
+    intrinsic is also made to build (see ``use_vnni_intrinsic``): tuning records use it.
+    """
+    import importlib
+
+    package = intrinsics_package()
+    if tvm_target["kind"] != "llvm":
+        modules = ["cuda"] if tvm_target["kind"] == "cuda" else ["cuda", "rocm", "x86",
+                                                                 "arm_cpu", "hexagon"]
+    elif tvm_target.get("mtriple", "").startswith(("aarch64", "arm")):
+        modules = ["arm_cpu"]
+    else:
+        modules = ["x86"]
+    for module in modules:
+        importlib.import_module(f"{package}.{module}")
+    if modules == ["x86"]:
+        from autotune.backends.tvm_layout import use_vnni_intrinsic
+
+        use_vnni_intrinsic()
+
+
+def intrinsics_package() -> str:
+    """``tvm.s_tir.tensor_intrin``, imported as an empty package unless it already is; see
+    ``load_tensor_intrinsics``. Returns its name."""
+    import importlib.util
+    import sys
+
+    package = "tvm.s_tir.tensor_intrin"
+    if package not in sys.modules:
+        sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
+    return package
+
+
 def import_onnx(path: Path):
     """ONNX -> Relax with the model's static input shapes; returns (module, input names)."""
     import onnx
@@ -284,11 +324,72 @@ def import_onnx(path: Path):
     return mod, [spec.name for spec in specs]
 
 
+# Bumped when the kernels' TIR changes in a way old records cannot serve. 2: canonical
+# block names (see canonical_block_names).
+DATABASE_FORMAT = 2
+
+
 def tuning_dir(cache_dir: Path, tvm_target) -> Path:
     """One tuning database per TVM version and target: an upgrade never reuses old records."""
     key = hashlib.sha256(str(tvm_target).encode()).hexdigest()[:12]
     tvm_version = version("apache-tvm")
-    return Path(cache_dir) / "tvm-tuning" / f"tvm{tvm_version}-{key}"
+    return Path(cache_dir) / "tvm-tuning" / f"tvm{tvm_version}-{key}-f{DATABASE_FORMAT}"
+
+
+def canonical_block_names(mod):
+    """Name every kernel's blocks by position (``b0``, ``b1``, ...; ``root`` stays).
+
+    MetaSchedule's database keys a workload by structural equality, which ignores names,
+    but a tuning record's trace finds blocks by name. Reductions name their block after the
+    Relax variable they read (``lv56_red``), so the same kernel in two models or configs had
+    two names: the second's record was filed under the first's workload, and from then on
+    the database failed to load (\"GetSBlock: lv77_red not found\"). Positional names are
+    the same for every structurally equal kernel.
+    """
+    from tvm import s_tir, tirx
+
+    def rename(stmt, counter):
+        if isinstance(stmt, s_tir.SBlockRealize):
+            return s_tir.SBlockRealize(stmt.iter_values, stmt.predicate,
+                                       rename(stmt.block, counter), stmt.span)
+        if isinstance(stmt, s_tir.SBlock):
+            name = stmt.name_hint if stmt.name_hint == "root" else f"b{next(counter)}"
+            init = None if stmt.init is None else rename(stmt.init, counter)
+            return s_tir.SBlock(stmt.iter_vars, stmt.reads, stmt.writes, name,
+                                rename(stmt.body, counter), init, stmt.alloc_buffers,
+                                stmt.match_buffers, stmt.annotations, stmt.span)
+        if isinstance(stmt, tirx.For):
+            return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind,
+                            rename(stmt.body, counter), stmt.thread_binding, stmt.annotations,
+                            stmt.step, stmt.span)
+        if isinstance(stmt, tirx.SeqStmt):
+            return tirx.SeqStmt([rename(child, counter) for child in stmt.seq], stmt.span)
+        return stmt  # a leaf: legalized kernels nest blocks only in the statements above
+
+    for gvar, function in list(mod.functions.items()):
+        if isinstance(function, tirx.PrimFunc):
+            mod[gvar] = function.with_body(rename(function.body, itertools.count()))
+    return mod
+
+
+@contextmanager
+def open_database(database_dir: Path):
+    """The tuning database, read under its lock (a concurrent tuning may be appending to
+    it), as the current MetaSchedule database; a clear error where it cannot be read."""
+    with _locked(database_dir / "lock"):
+        database = _read_database(database_dir)
+    with database:
+        yield database
+
+
+def _read_database(database_dir: Path):
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        return ms.database.JSONDatabase(work_dir=str(database_dir))
+    except RuntimeError as error:
+        raise RuntimeError(f"the TVM tuning database {database_dir} cannot be read "
+                           f"({error}); move it away to tune afresh") from error
 
 
 def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None = None) -> dict:
@@ -342,7 +443,7 @@ def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None =
                     # A task whose search space ran dry is as tuned as it can get.
                     spent[key] = spent.get(key, 0) + (max(count, budget) if dry else count)
                 spent_path.write_text(json.dumps(spent, indent=1, sort_keys=True))
-        database = ms.database.JSONDatabase(work_dir=str(database_dir))
+        database = _read_database(database_dir)
         report["database_records_applied"] = sum(
             1 for task in tasks if database.has_workload(task.dispatched[0]))
     return report
@@ -389,7 +490,7 @@ def _tune_tasks(tasks: list, budgets: list[int], batch: int, tvm_target, databas
         max_trials_per_task=max(budgets) + batch,
         num_trials_per_iter=batch,
         builder=builder, runner=runner,
-        database=ms.database.JSONDatabase(work_dir=str(database_dir)),
+        database=_read_database(database_dir),
         cost_model="xgb", task_scheduler=scheduler,
     )
     return scheduler.measured, scheduler.exhausted

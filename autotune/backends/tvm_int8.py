@@ -9,8 +9,9 @@ convolution or matmul into an integer kernel on the quantized tensors
     conv2d(x_dq, w_dq) = s_x * s_w[c] * (conv2d(pad(x_q, zp_x), w_q) - zp_x * sum(w_q[c]))
 
 Padding uses the activation's zero point (a float zero), so the correction term is exact at
-the borders too. Only symmetric weights (zero point 0) are rewritten; an asymmetric weight
-would need a data-dependent correction, so such ops stay in float and are reported.
+the borders too (a zero point of 0 leaves the padding to the convolution itself). Only
+symmetric weights (zero point 0) are rewritten; an asymmetric weight would need a
+data-dependent correction, so such ops stay in float and are reported.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def _integer_lowering_class():
     conv2d_op = Op.get("relax.nn.conv2d")
     matmul_op = Op.get("relax.matmul")
     dequantize_op = Op.get("relax.dequantize")
+    quantize_op = Op.get("relax.quantize")
     permute_op = Op.get("relax.permute_dims")
 
     @relax.expr_functor.mutator
@@ -54,7 +56,24 @@ def _integer_lowering_class():
                 lowered = self._conv2d(call)
             elif call.op == matmul_op:
                 lowered = self._matmul(call)
+            elif call.op in (quantize_op, dequantize_op):
+                lowered = self._parameters_in_memory(call)
             return call if lowered is None else lowered
+
+        def _parameters_in_memory(self, call):
+            """An activation's scalar scale and zero point as one-element tensors.
+
+            Legalization bakes scalar constants into the kernel as immediates, so every
+            calibration made different kernels, each tuned anew; read from memory, they
+            leave one kernel (and one set of tuning records) for all calibrations.
+            """
+            data, *parameters = call.args
+            if _is_const(data) or not any(_is_const(p) and p.ty.ndim == 0
+                                          for p in parameters):
+                return None
+            parameters = [relax.const(_value(p).reshape(1)) if _is_const(p) and p.ty.ndim == 0
+                          else p for p in parameters]
+            return relax.Call(call.op, [data, *parameters], call.attrs)
 
         def _bound(self, expr, op):
             """The call that ``expr`` (a var) is bound to, when it is a call of ``op``."""
@@ -101,13 +120,14 @@ def _integer_lowering_class():
             channels = w_q.shape[0]
             padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
             data = x_q
-            if any(padding):
+            if any(padding) and zp_x != 0:  # the convolution's own padding is zeros
                 top, left, bottom, right = padding
                 data = self.builder_.emit(relax.op.nn.pad(
                     x_q, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zp_x)))
+                padding = [0, 0, 0, 0]
             accumulator = self.builder_.emit(relax.op.nn.conv2d(
                 data, relax.const(w_q.astype("int8")), strides=attrs.strides,
-                padding=[0, 0, 0, 0], dilation=attrs.dilation, groups=attrs.groups,
+                padding=padding, dilation=attrs.dilation, groups=attrs.groups,
                 out_dtype="int32"))
             weight_sums = w_q.astype(np.int64).reshape(channels, -1).sum(axis=1)
             shape = (1, channels, 1, 1)

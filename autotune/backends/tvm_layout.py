@@ -57,15 +57,17 @@ def pack_convolutions(mod, block: int, vnni: bool = False):
 
     layouts = {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}i{block}o"]}
     mod = relax.transform.ConvertLayout(layouts)(mod)
-    stems: list[str] = []  # convolutions packed on their outputs only
+    mod = _keep_packed(mod, block)
     legalize = functools.partial(_legalize_packed_conv2d, block=block,
-                                 vnni=vnni and block == 16, stems=stems)
+                                 vnni=vnni and block == 16)
     packed = _count_packed(mod["main"])
     mod = tvm.transform.Sequential([
+        relax.transform.DeadCodeElimination(),  # the layout transforms no longer used
+        relax.transform.CanonicalizeBindings(),
         relax.transform.LegalizeOps({"relax.nn.conv2d": legalize}),
         relax.transform.FoldConstant(),  # the weights' layout transforms
     ])(mod)
-    return mod, packed + len(stems)
+    return mod, packed
 
 
 def _count_packed(function) -> int:
@@ -75,17 +77,178 @@ def _count_packed(function) -> int:
     conv2d = Op.get("relax.nn.conv2d")
     return sum(1 for block in function.body.blocks for binding in block.bindings
                if isinstance(binding.value, relax.Call) and binding.value.op == conv2d
-               and len(binding.value.attrs.data_layout) > 4)
+               and len(binding.value.attrs.out_layout) > 4)
 
 
-def _legalize_packed_conv2d(bb, call, block: int, vnni: bool, stems: list[str]):
+# Ops that commute with a channel-blocked layout transform (given scalar or per-channel
+# operands), so data unpacked to NCHW only to go through them can stay packed.
+_UNARY = frozenset({"relax.astype", "relax.nn.relu", "relax.clip", "relax.round",
+                    "relax.sigmoid", "relax.nn.silu"})
+_BINARY = frozenset({"relax.add", "relax.subtract", "relax.multiply", "relax.divide",
+                     "relax.maximum", "relax.minimum"})
+_QDQ = frozenset({"relax.quantize", "relax.dequantize"})
+_POOLS = {"relax.nn.max_pool2d": "max_pool2d", "relax.nn.avg_pool2d": "avg_pool2d"}
+
+
+def _keep_packed(mod, block: int):
+    """Keep activations channel-blocked between packed convolutions.
+
+    ConvertLayout carries NCHW{b}c only through ops that declare how (bias, ReLU, pooling,
+    residual adds), and quantize/dequantize and pad do not: in an int8 network every
+    convolution's output was unpacked to NCHW, quantized, padded with the zero point and
+    packed again for the next one, three memory-bound passes per layer that took a third of
+    int8 ResNet-18's time. This pass moves each unpacking layout transform past the ops it
+    commutes with (per-tensor quantize/dequantize, elementwise ops with scalar or
+    per-channel operands, spatial pads, pools), cancels it against the next packing, and
+    packs the outputs of stems whose input channels do not divide (an RGB or grayscale
+    input) the same way. Unpacked copies nobody uses are left for dead-code elimination.
+    """
+    import tvm
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class KeepPacked(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = self.visit_expr_post_order(call)
+            if not isinstance(call.op, tvm.ir.Op):
+                return call
+            if call.op.name == "relax.nn.conv2d":
+                return self._pack_stem(call)
+            if call.op.name == "relax.layout_transform":
+                source = self._unpacked_from(call.args[0])
+                if source is not None and _is_packing(call, block) and \
+                        _shape(source) == _shape(call):
+                    return source  # unpack then pack: nothing
+                return call
+            packed = self._packed_call(call)
+            if packed is None:
+                return call
+            return relax.op.layout_transform(self.builder_.emit(packed), _unpacking(block))
+
+        def _unpacked_from(self, expr):
+            """The packed tensor ``expr`` was unpacked from, or None."""
+            if not isinstance(expr, relax.Var):
+                return None
+            value = self.lookup_binding(expr)
+            if (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
+                    and value.op.name == "relax.layout_transform"
+                    and _is_unpacking(value, block)):
+                return value.args[0]
+            return None
+
+        def _packed_call(self, call):
+            name, args = call.op.name, list(call.args)
+            source = self._unpacked_from(args[0]) if args else None
+            if name in _UNARY and source is not None:
+                return relax.Call(call.op, [source, *args[1:]], call.attrs, call.ty_args)
+            if name in _QDQ and source is not None and all(_size(a) == 1 for a in args[1:]):
+                return relax.Call(call.op, [source, *args[1:]], call.attrs, call.ty_args)
+            if name in _BINARY and len(args) == 2:
+                return self._packed_binary(call, args)
+            attrs = call.attrs
+            if name == "relax.nn.pad" and source is not None and \
+                    attrs.pad_mode == "constant" and not any(attrs.pad_width[:4]):
+                widths = [0, 0, 0, 0, *attrs.pad_width[4:8], 0, 0]
+                return relax.op.nn.pad(source, widths, "constant", attrs.pad_value)
+            if name in _POOLS and source is not None and \
+                    (attrs.layout, attrs.out_layout) == ("NCHW", "NCHW"):
+                pool = getattr(relax.op.nn, _POOLS[name])
+                return pool(source, attrs.pool_size, attrs.strides, attrs.padding,
+                            attrs.dilation, attrs.ceil_mode, attrs.count_include_pad,
+                            layout=f"NCHW{block}c", out_layout=f"NCHW{block}c")
+            return None
+
+        def _packed_binary(self, call, args):
+            sources = [self._unpacked_from(arg) for arg in args]
+            if all(source is None for source in sources):
+                return None
+            shape = next(_shape(call) for source in sources if source is not None)
+            operands = []
+            for arg, source in zip(args, sources, strict=True):
+                if source is not None:
+                    operands.append(source)
+                elif _size(arg) == 1:
+                    operands.append(arg)
+                elif _shape(arg) == (1, shape[1], 1, 1):  # per channel: bias, scale
+                    operands.append(self.builder_.emit(
+                        relax.op.layout_transform(arg, _packing(block))))
+                else:
+                    return None
+            return relax.Call(call.op, operands, call.attrs, call.ty_args)
+
+        def _pack_stem(self, call):
+            attrs = call.attrs
+            data, weight = call.args
+            if (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != \
+                    ("NCHW", "OIHW", "NCHW") or attrs.groups != 1:
+                return call
+            out_channels, in_channels = _shape(weight)[:2]
+            if out_channels % block or in_channels % block == 0:
+                return call
+            packed = relax.op.nn.conv2d(
+                data, weight, attrs.strides, attrs.padding, attrs.dilation, attrs.groups,
+                "NCHW", "OIHW", f"NCHW{block}c", attrs.out_dtype)
+            return relax.op.layout_transform(self.builder_.emit(packed), _unpacking(block))
+
+    rewriter = KeepPacked(mod)
+    for gvar, function in mod.functions.items():
+        if isinstance(function, relax.Function):
+            rewriter.builder_.update_func(gvar, rewriter.visit_expr(function))
+    return rewriter.builder_.get()
+
+
+def _shape(expr) -> tuple[int, ...]:
+    return tuple(int(dim) for dim in expr.ty.shape)
+
+
+def _size(expr) -> int:
+    size = 1
+    for dim in _shape(expr):
+        size *= dim
+    return size
+
+
+def _packing(block: int):
+    from tvm.tirx import IndexMap
+
+    return IndexMap.from_func(lambda n, c, h, w: (n, c // block, h, w, c % block))
+
+
+def _unpacking(block: int):
+    from tvm.tirx import IndexMap
+
+    return IndexMap.from_func(lambda n, c, h, w, b: (n, c * block + b, h, w))
+
+
+def _maps(call, index: list[int]) -> list[int]:
+    return [int(value) for value in call.attrs.index_map.map_indices(index)]
+
+
+def _is_unpacking(call, block: int) -> bool:
+    """NCHW{block}c -> NCHW (probed at two points: ConvertLayout writes only affine maps)."""
+    shape = _shape(call.args[0])
+    return (len(shape) == 5 and shape[4] == block and len(call.ty.shape) == 4
+            and _maps(call, [0, 1, 2, 3, 5]) == [0, block + 5, 2, 3]
+            and _maps(call, [1, 2, 0, 1, 0]) == [1, 2 * block, 0, 1])
+
+
+def _is_packing(call, block: int) -> bool:
+    """NCHW -> NCHW{block}c."""
+    return (len(call.args[0].ty.shape) == 4 and len(call.ty.shape) == 5
+            and _maps(call, [0, block + 5, 2, 3]) == [0, 1, 2, 3, 5]
+            and _maps(call, [1, 2 * block, 0, 1]) == [1, 2, 0, 1, 0])
+
+
+def _legalize_packed_conv2d(bb, call, block: int, vnni: bool):
     """Packed convolutions through TOPI's conv2d_NCHWc (Relax's own legalization cannot
     lower channel-blocked layouts); NCHW ones are left to the default legalization."""
     from tvm import topi
 
     attrs = call.attrs
+    if len(attrs.out_layout) == 4:
+        return call
     if len(attrs.data_layout) == 4:
-        return _pack_output_only(bb, call, block, stems)
+        return _packed_stem(bb, call, block)
     if attrs.groups != 1:  # ConvertLayout never packs these; refuse rather than miscompute
         raise ValueError(f"packed grouped conv2d ({attrs.data_layout}) is not supported")
     data, weight = call.args
@@ -100,21 +263,16 @@ def _legalize_packed_conv2d(bb, call, block: int, vnni: bool, stems: list[str]):
                       primfunc_name_hint="conv2d_NCHWc")
 
 
-def _pack_output_only(bb, call, block: int, stems: list[str]):
+def _packed_stem(bb, call, block: int):
     """A convolution whose input channels do not divide into blocks (an RGB stem: 3) but
-    whose outputs do: all input channels as one block, the outputs packed, then back to NCHW.
-    Left in NCHW, ResNet-18's stem took 4 of TVM's 30 ms in fp32 and 12 of 15 ms in int8.
-    Anything else is left to Relax's own legalization."""
+    whose outputs do (see ``_keep_packed``): all input channels as one block, the outputs
+    packed. Left in NCHW, ResNet-18's stem took 4 of TVM's 30 ms in fp32 and 12 of 15 ms
+    in int8."""
     from tvm import te, topi
 
     attrs = call.attrs
     data, weight = call.args
-    if (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
-        return call
-    out_channels, in_channels = int(weight.ty.shape[0]), int(weight.ty.shape[1])
-    if attrs.groups != 1 or out_channels % block or in_channels % block == 0:
-        return call
-    stems.append(f"conv2d {out_channels}x{in_channels}")
+    out_channels, in_channels = _shape(weight)[:2]
     packed_data = bb.emit_te(
         lambda x: te.compute((*x.shape[:1], 1, *x.shape[2:], in_channels),
                              lambda n, _, h, w, c: x[n, c, h, w], name="pack_data"),
@@ -124,14 +282,9 @@ def _pack_output_only(bb, call, block: int, stems: list[str]):
                              lambda o, _, h, w, i, b: k[o * block + b, i, h, w],
                              name="pack_weight"),
         weight, primfunc_name_hint="pack_weight")
-    output = bb.emit_te(topi.nn.conv2d_NCHWc, packed_data, packed_weight, attrs.strides,
-                        attrs.padding, attrs.dilation, f"NCHW{in_channels}c",
-                        f"NCHW{block}c", call.ty.dtype, primfunc_name_hint="conv2d_NCHWc")
-    return bb.call_te(
-        lambda y: te.compute((y.shape[0], out_channels, *y.shape[2:4]),
-                             lambda n, c, h, w: y[n, c // block, h, w, c % block],
-                             name="unpack_output"),
-        output, primfunc_name_hint="unpack_output")
+    return bb.call_te(topi.nn.conv2d_NCHWc, packed_data, packed_weight, attrs.strides,
+                      attrs.padding, attrs.dilation, f"NCHW{in_channels}c",
+                      f"NCHW{block}c", call.ty.dtype, primfunc_name_hint="conv2d_NCHWc")
 
 
 def _vnni_weight_layout(weight):
@@ -179,6 +332,10 @@ def use_vnni_intrinsic() -> bool:
     """
     import tvm
     from tvm.s_tir import TensorIntrin
+
+    from autotune.backends.tvm import intrinsics_package
+
+    intrinsics_package()  # x86's intrinsics only, not every vendor's
     from tvm.s_tir.tensor_intrin import x86
 
     probe = tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake"})

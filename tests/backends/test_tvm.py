@@ -95,6 +95,10 @@ class TestTVM(BackendConformance):
             mod = relax.get_pipeline("zero")(mod)
             vm = relax.VirtualMachine(tvm.compile(mod, target=tvm_target), tvm.cpu(0))
         assert packed["count"] == 2
+        # Both convolutions' outputs stay packed (through bias, ReLU, requantization and
+        # the zero-point padding); the one layout transform left feeds the classifier.
+        transforms = [gv for gv in mod.get_global_vars() if "layout_transform" in gv.name_hint]
+        assert len(transforms) == 1, transforms
         outputs = first_outputs([[vm["main"](tvm.runtime.tensor(feeds[names[0]])).numpy()]
                                  for feeds in dataset.evaluation])
         reference = reference_outputs(model.path, dataset)
