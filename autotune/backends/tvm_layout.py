@@ -18,6 +18,7 @@ stay NCHW.
 from __future__ import annotations
 
 import functools
+import math
 
 
 def channel_block(tvm_target) -> int:
@@ -139,9 +140,8 @@ def _keep_packed(mod, block: int):
         def _packed_call(self, call):
             name, args = call.op.name, list(call.args)
             source = self._unpacked_from(args[0]) if args else None
-            if name in _UNARY and source is not None:
-                return relax.Call(call.op, [source, *args[1:]], call.attrs, call.ty_args)
-            if name in _QDQ and source is not None and all(_size(a) == 1 for a in args[1:]):
+            if source is not None and (name in _UNARY or name in _QDQ and all(
+                    math.prod(_shape(parameter)) == 1 for parameter in args[1:])):
                 return relax.Call(call.op, [source, *args[1:]], call.attrs, call.ty_args)
             if name in _BINARY and len(args) == 2:
                 return self._packed_binary(call, args)
@@ -162,14 +162,14 @@ def _keep_packed(mod, block: int):
             sources = [self._unpacked_from(arg) for arg in args]
             if all(source is None for source in sources):
                 return None
-            shape = next(_shape(call) for source in sources if source is not None)
+            channels = _shape(call)[1]
             operands = []
             for arg, source in zip(args, sources, strict=True):
                 if source is not None:
                     operands.append(source)
-                elif _size(arg) == 1:
+                elif math.prod(_shape(arg)) == 1:
                     operands.append(arg)
-                elif _shape(arg) == (1, shape[1], 1, 1):  # per channel: bias, scale
+                elif _shape(arg) == (1, channels, 1, 1):  # per channel: bias, scale
                     operands.append(self.builder_.emit(
                         relax.op.layout_transform(arg, _packing(block))))
                 else:
@@ -199,13 +199,6 @@ def _keep_packed(mod, block: int):
 
 def _shape(expr) -> tuple[int, ...]:
     return tuple(int(dim) for dim in expr.ty.shape)
-
-
-def _size(expr) -> int:
-    size = 1
-    for dim in _shape(expr):
-        size *= dim
-    return size
 
 
 def _packing(block: int):
