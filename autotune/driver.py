@@ -385,6 +385,8 @@ def _candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequenc
         for name in backends:
             availability = get_backend(name).available(target)
             for config in space.configs:
+                if not space.measures(name, config):  # the space leaves it to others
+                    continue
                 candidate = Candidate(config, name, target)
                 if availability.ok:
                     candidates.append(candidate)

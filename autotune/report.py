@@ -88,6 +88,8 @@ def reproduce_command(run: Run, trial: Trial) -> str:
     if run.args.get("data"):
         parts.append(f"--data {run.args['data']}")
     parts += [f"--target {trial.target}", f"--backend {trial.backend}"]
+    if "tuning" in trial.details:  # the backend tuned: the same budget finds the same kernels
+        parts.append(f"--tuning-trials {trial.details['tuning']['trials_requested']}")
     parts += [f"--runtime {spec}" for spec in run.args.get("runtime") or []]
     if trial.config != FP32:
         parts.append(f"--config '{trial.config.text}'")
@@ -125,6 +127,10 @@ def render_markdown(run: Run, trials: Sequence[Trial], plot_name: str | None) ->
         f"- status: {run.status}; started {run.created_at}, finished {run.finished_at or '-'}",
         f"- trials: {len(trials)} (" + ", ".join(f"{n} {s}" for s, n in counts.most_common())
         + ")",
+        "- backends: " + ", ".join(f"{name} {n} trials" for name, n in
+                                   Counter(trial.backend for trial in trials).items())
+        + (f"; tuning budget {run.args['tuning_trials']} trials per model (backends that tune)"
+           if run.args.get("tuning_trials") else ""),
         "",
     ]
     if plot_name:

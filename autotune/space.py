@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotune.config import (
@@ -47,6 +48,14 @@ class SearchSpace:
     configs: tuple[QuantConfig, ...]
     path: Path | None = None
     mixed: MixedPolicy | None = None  # mixed configs still to add for a given model
+    # Backends that measure only some configs (``[backends.NAME] configs``): a backend
+    # that tunes each kernel family for minutes can measure one config per family.
+    backend_configs: Mapping[str, frozenset[QuantConfig]] = field(default_factory=dict)
+
+    def measures(self, backend: str, config: QuantConfig) -> bool:
+        """Whether ``backend`` measures ``config`` in this space."""
+        only = self.backend_configs.get(backend)
+        return only is None or config in only
 
 
 def load_space(name_or_path: str) -> SearchSpace:
@@ -110,10 +119,38 @@ def parse_space(data: dict, path: Path) -> SearchSpace:
     mixed = _mixed_policy(top.table("mixed"))
     if mixed is not None:
         configs += mixed.bases  # each base is also measured as it is, uniform
-    top.finish()
     unique = tuple(dict.fromkeys(configs))
+    backend_configs = _backend_configs(top.table("backends"), unique)
+    top.finish()
     return SearchSpace(name=path.stem, description=description, configs=unique, path=path,
-                       mixed=mixed)
+                       mixed=mixed, backend_configs=backend_configs)
+
+
+def _backend_configs(table: Table, configs: tuple[QuantConfig, ...],
+                     ) -> dict[str, frozenset[QuantConfig]]:
+    """``[backends.NAME] configs = [TEXT, ...]``: the configs of the space NAME measures
+    (fp32, every config's baseline, always among them)."""
+    from autotune.backends import backend_names
+
+    found = {}
+    for name in table.keys():
+        if name not in backend_names():
+            raise InputError(f"{table.where(name)}: unknown backend; expected one of "
+                             f"{', '.join(backend_names())}")
+        entry = table.table(name)
+        chosen = {QuantConfig()}
+        for index, text in enumerate(entry.get_list("configs")):
+            try:
+                config = QuantConfig.from_text(str(text))
+            except ConfigError as error:
+                raise InputError(f"{entry.where('configs')}[{index}]: {error}") from None
+            if config not in configs:
+                raise InputError(f"{entry.where('configs')}[{index}]: {text!r} is not a "
+                                 f"config of this space")
+            chosen.add(config)
+        entry.finish()
+        found[name] = frozenset(chosen)
+    return found
 
 
 def _mixed_policy(table: Table) -> MixedPolicy | None:

@@ -73,6 +73,10 @@ class Table:
                                  f"{', '.join(map(str, choices))}; got {value!r}")
         return values
 
+    def keys(self) -> list[str]:
+        """The keys present, for a table of named tables (each still read with ``table``)."""
+        return list(self._data)
+
     def table(self, key: str, required: bool = False) -> Table:
         value = self.get(key, dict, ... if required else {})
         return Table(value, self._path, f"{self._prefix}{key}.")

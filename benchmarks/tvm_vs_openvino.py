@@ -46,8 +46,8 @@ def measure(store: Store, model_name: str, backend: str, tuning_trials: int,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tuning-trials", type=int, default=700,
-                        help="MetaSchedule trials per config (700: 11-16 minutes per config "
-                             "on a 2-core AVX-512 machine)")
+                        help="MetaSchedule trials per config (700: about 9 minutes per "
+                             "config on a 2-core AVX-512 machine)")
     parser.add_argument("--workspace", type=Path, default=None)
     args = parser.parse_args()
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="autotune-tvm-bench-"))

@@ -14,7 +14,8 @@ from autotune.cli import main
 from autotune.store import Store
 
 pytestmark = pytest.mark.openvino
-QUICK = ["--min-repeats", "5", "--min-time", "0.05", "--no-progress"]
+QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05",
+         "--no-progress"]
 
 
 def _store(workspace):

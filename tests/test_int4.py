@@ -21,7 +21,8 @@ pytestmark = pytest.mark.openvino
 
 SHAPE = BertShape(layers=2, hidden=64, heads=2, intermediate=128, vocab=100, max_positions=16)
 INT4_G32 = QuantConfig.from_text("w:int4:sym:per_group:32 a:fp32")
-QUICK = ["--min-repeats", "5", "--min-time", "0.05", "--no-progress"]
+QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05",
+         "--no-progress"]
 
 
 @pytest.fixture(scope="module")

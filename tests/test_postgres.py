@@ -233,7 +233,8 @@ def test_a_real_run_writes_to_postgres(cluster, workspace, tiny_model, capsys):
 
     url = cluster.new_database()
     code = main(["run", "--model", str(tiny_model), "--space", "smoke", "--store", url,
-                 "--min-repeats", "5", "--min-time", "0.05", "--no-progress"])
+                 "--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05",
+                 "--no-progress"])
     out = capsys.readouterr()
     assert code == 0, out.err
     run_id = out.out.split()[1]

@@ -297,8 +297,8 @@ def real_report(tiny_model, tmp_path_factory) -> Path:
     workspace = tmp_path_factory.mktemp("real-run")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workspace)
-        code = main(["run", "--model", str(tiny_model), "--space", "smoke", "--min-repeats",
-                     "5", "--min-time", "0.05", "--no-progress"])
+        code = main(["run", "--model", str(tiny_model), "--space", "smoke", "--backend",
+                     "openvino", "--min-repeats", "5", "--min-time", "0.05", "--no-progress"])
         assert code == 0
         run_id = Store(f"sqlite:///{workspace}/results/autotune.db").get_run().id
     return workspace / "reports" / run_id / "index.html"

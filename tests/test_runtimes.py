@@ -21,7 +21,8 @@ from autotune.runtimes import (
     versions_for,
 )
 
-QUICK = ["--min-repeats", "5", "--min-time", "0.05", "--no-progress"]
+QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05",
+         "--no-progress"]
 
 
 @pytest.mark.parametrize("specs, name", [

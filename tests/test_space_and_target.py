@@ -28,6 +28,47 @@ def test_every_builtin_space_and_target_loads():
     assert host.threads >= 1
 
 
+def test_a_backend_can_measure_part_of_a_space(tmp_path):
+    from autotune.driver import _candidates
+
+    path = _write(tmp_path, "part.toml", """
+[float]
+dtypes = ["bf16"]
+[integer]
+weight_dtypes = ["int8"]
+activation_dtypes = ["uint8"]
+activation_schemes = ["asymmetric"]
+granularities = ["per_channel", "per_tensor"]
+calibrations = ["minmax"]
+[backends.tvm]
+configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
+""")
+    space = load_space(path)
+    int8 = next(c for c in space.configs if c.granularity == "per_channel")
+    assert len(space.configs) == 4
+    candidates, _ = _candidates(space, [load_target("host-cpu")], ("openvino", "tvm"))
+    measured = {(c.backend, c.config) for c in candidates}
+    # fp32 is every backend's baseline, so it is always measured.
+    assert {config for backend, config in measured if backend == "tvm"} == {FP32, int8}
+    assert {config for backend, config in measured if backend == "openvino"} == set(
+        space.configs)
+
+
+def test_the_default_run_measures_both_backends():
+    from autotune.cli.run import DEFAULT_BACKENDS
+    from autotune.driver import _candidates
+
+    space = load_space("default")
+    candidates, unavailable = _candidates(space, [load_target("host-cpu")], DEFAULT_BACKENDS)
+    backends = [candidate.backend for candidate in candidates]
+    backends += [candidate.backend for candidate, _ in unavailable]
+    # OpenVINO measures the whole space; TVM, which tunes, one config per kernel family.
+    assert backends.count("openvino") == len(space.configs)
+    tvm = {c.config for c in candidates if c.backend == "tvm"}
+    assert FP32 in tvm and {c.activation_dtype for c in tvm if c.is_quantized} == {"uint8",
+                                                                                  "int8"}
+
+
 def _write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
@@ -41,6 +82,11 @@ def _write(tmp_path, name, text):
     ("[integer]\nweight_dtypes = ['int8']\n", "integer.activation_dtypes: required key"),
     ("descripton = 'typo'\n", "descripton: unknown key"),
     ("[float\n", "not valid TOML"),
+    ("[backends.tvn]\nconfigs = []\n", "backends.tvn: unknown backend"),
+    ("[backends.tvm]\nconfig = []\n", "backends.tvm.config: unknown key"),
+    ("[backends.tvm]\nconfigs = ['bf16']\n", "backends.tvm.configs[0]: 'bf16' is not a "
+                                                "config of this space"),
+    ("[backends.tvm]\nconfigs = ['a:int8']\n", "backends.tvm.configs[0]:"),
 ])
 def test_space_typos_name_file_and_key(tmp_path, text, expected):
     path = _write(tmp_path, "bad.toml", text)

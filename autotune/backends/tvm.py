@@ -108,7 +108,8 @@ class TVMBackend:
         if model.config.is_quantized:
             from autotune.backends.tvm_int8 import lower_qdq_to_integer
 
-            mod, rewritten = lower_qdq_to_integer(mod)
+            mod, rewritten = lower_qdq_to_integer(
+                mod, unsigned=cpu_family(target.tvm_target) == "x86")
             details["integer_ops"] = rewritten
         with tvm_target:
             mod = tvm.transform.Sequential([
@@ -282,19 +283,25 @@ def load_tensor_intrinsics(tvm_target: dict) -> None:
     import importlib
 
     package = intrinsics_package()
-    if tvm_target["kind"] != "llvm":
+    if tvm_target["kind"] == "llvm":
+        modules = [cpu_family(tvm_target)]
+    else:
         modules = ["cuda"] if tvm_target["kind"] == "cuda" else ["cuda", "rocm", "x86",
                                                                  "arm_cpu", "hexagon"]
-    elif tvm_target.get("mtriple", "").startswith(("aarch64", "arm")):
-        modules = ["arm_cpu"]
-    else:
-        modules = ["x86"]
     for module in modules:
         importlib.import_module(f"{package}.{module}")
     if modules == ["x86"]:
         from autotune.backends.tvm_layout import use_vnni_intrinsic
 
         use_vnni_intrinsic()
+
+
+def cpu_family(tvm_target: dict) -> str | None:
+    """``x86`` or ``arm_cpu`` (TVM's names for their tensor intrinsics) for an LLVM target,
+    None for a GPU."""
+    if tvm_target["kind"] != "llvm":
+        return None
+    return "arm_cpu" if tvm_target.get("mtriple", "").startswith(("aarch64", "arm")) else "x86"
 
 
 def intrinsics_package() -> str:

@@ -12,6 +12,9 @@ Padding uses the activation's zero point (a float zero), so the correction term 
 the borders too (a zero point of 0 leaves the padding to the convolution itself). Only
 symmetric weights (zero point 0) are rewritten; an asymmetric weight would need a
 data-dependent correction, so such ops stay in float and are reported.
+
+On x86, int8 activations are first made uint8 (``unsigned_activations``): VNNI's
+``vpdpbusd`` multiplies uint8 by int8 only, and the shifted tensor holds the same values.
 """
 
 from __future__ import annotations
@@ -19,16 +22,80 @@ from __future__ import annotations
 import numpy as np
 
 
-def lower_qdq_to_integer(mod):
-    """Rewrite dequantize->conv2d/matmul in ``mod["main"]``; returns (module, report)."""
+def lower_qdq_to_integer(mod, unsigned: bool = False):
+    """Rewrite dequantize->conv2d/matmul in ``mod["main"]``; returns (module, report).
+
+    ``unsigned``: int8 activations become uint8 first (see ``unsigned_activations``).
+    """
     from tvm import relax
 
+    report = {}
+    if unsigned:
+        mod, report["unsigned_activations"] = unsigned_activations(mod)
     mutator = _integer_lowering_class()(mod)
     function = mutator.visit_expr(mod["main"])
     function = relax.analysis.remove_all_unused(function)
     mod = mod.clone() if hasattr(mod, "clone") else mod
     mod["main"] = function
-    return mod, {"integer": mutator.rewritten, "left_in_float": mutator.skipped}
+    return mod, {"integer": mutator.rewritten, "left_in_float": mutator.skipped, **report}
+
+
+def unsigned_activations(mod):
+    """Quantize int8 activations to uint8 with the zero point moved up by 128.
+
+    ``quantize(x, s, z, int8) + 128 == quantize(x, s, z + 128, uint8)`` exactly, and the
+    dequantize that reads it back moves its zero point too, so the graph means the same.
+    x86 CPUs multiply uint8 by int8 in one instruction (VNNI ``vpdpbusd``), int8 by int8 in
+    none: int8-activation configs ran slower than fp32. It also lets int8- and
+    uint8-activation configs share kernels, and tuning records. Only a per-tensor quantize
+    with constant parameters whose every user is a dequantize is moved. Returns (module,
+    number of activations moved).
+    """
+    from tvm import relax
+    from tvm.ir import Op
+
+    quantize_op, dequantize_op = Op.get("relax.quantize"), Op.get("relax.dequantize")
+    function = mod["main"]
+    bindings = relax.analysis.get_var2val(function)
+    users: dict = {}
+    for value in bindings.values():
+        for used in relax.analysis.used_vars(value):
+            users.setdefault(used, []).append(value)
+    for used in relax.analysis.used_vars(function.body.body):  # the returned value
+        users.setdefault(used, []).append(None)  # a function output keeps its dtype
+
+    def movable(var, value) -> bool:
+        if not (isinstance(value, relax.Call) and value.op == quantize_op
+                and str(value.attrs.out_dtype) == "int8" and not _is_const(value.args[0])
+                and all(_is_const(p) and _value(p).size == 1 for p in value.args[1:])):
+            return False
+        return all(isinstance(user, relax.Call) and user.op == dequantize_op
+                   and user.args[0].same_as(var) for user in users.get(var, []))
+
+    moved = {var for var, value in bindings.items() if movable(var, value)}
+    quantizes = {bindings[var] for var in moved}
+
+    def shifted(zero_point):  # uint8, as a uint8 activation's zero point is stored
+        return relax.const((_value(zero_point).astype(np.int32) + 128).astype(np.uint8))
+
+    @relax.expr_functor.mutator
+    class Shift(relax.PyExprMutator):
+        def visit_call_(self, call):
+            if call in quantizes:
+                data, scale, zero_point = call.args
+                return relax.op.quantize(self.visit_expr(data), scale, shifted(zero_point),
+                                         int(call.attrs.axis), "uint8")
+            if call.op == dequantize_op and call.args[0] in moved:
+                data, scale, zero_point = call.args
+                return relax.op.dequantize(self.visit_expr(data), scale, shifted(zero_point),
+                                           int(call.attrs.axis), call.attrs.out_dtype)
+            return super().visit_call_(call)
+
+    if not moved:
+        return mod, 0
+    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod["main"] = Shift(mod).visit_expr(function)
+    return mod, len(moved)
 
 
 def _integer_lowering_class():

@@ -16,6 +16,14 @@ from autotune.store import DEFAULT_STORE_URL
 log = logging.getLogger("autotune")
 
 
+# Both compilers, side by side; the default space gives TVM one config per kernel family.
+DEFAULT_BACKENDS = ("openvino", "tvm")
+# TVM's default loops are ~100x slower than tuned kernels; 64 trials give each of a small
+# model's kernels one search (about two minutes per kernel family on 2 cores, once: the
+# database keeps them for every later config and run).
+DEFAULT_TUNING_TRIALS = 64
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "run", help="run a benchmark: search a space of quantization configs",
@@ -39,8 +47,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--target", action="append", default=None,
                         help="target name or TOML file (repeatable; default: host-cpu)")
     parser.add_argument("--backend", action="append", default=None,
-                        help="backend: openvino or tvm (repeatable; default: openvino — TVM "
-                             "needs --tuning-trials to be competitive, see the README)")
+                        help="backend: openvino or tvm (repeatable; default: both; a space "
+                             "may give a backend only some of its configs)")
     parser.add_argument("--strategy", default="exhaustive",
                         help="search strategy: exhaustive, random, or guided (an XGBoost cost "
                              "model picks the configs most likely to improve the latency vs "
@@ -60,9 +68,12 @@ def add_parser(commands) -> None:
     parser.add_argument("--trial-memory", type=int, default=None, metavar="MIB",
                         help="kill a trial whose worker uses more memory (default: 60%% of RAM, "
                              "at most 8192 MiB)")
-    parser.add_argument("--tuning-trials", type=int, default=0, metavar="N",
-                        help="compiler tuning budget per model for backends that tune "
-                             "(default: 0, untuned)")
+    parser.add_argument("--tuning-trials", type=int, default=DEFAULT_TUNING_TRIALS,
+                        metavar="N",
+                        help="compiler tuning budget per model for backends that tune (TVM: "
+                             "MetaSchedule trials, every kernel at least one search of 8; "
+                             "reused from a shared database; 0: untuned; "
+                             f"default: {DEFAULT_TUNING_TRIALS})")
     parser.add_argument("--min-repeats", type=int, default=50,
                         help="timed runs per trial, at least (default: 50)")
     parser.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
@@ -118,12 +129,6 @@ def configs_space(texts: list[str]):
         except ConfigError as error:
             raise InputError(f"--config {text!r}: {error}") from None
     return SearchSpace("custom", "configs given with --config", tuple(dict.fromkeys(configs)))
-
-
-# TVM is opt-in: untuned, its kernels are TVM's naive loops (digits-cnn runs ~100x slower
-# than on OpenVINO), and tuning every config of the default space does not fit the default
-# run's ten minutes on a small machine yet.
-DEFAULT_BACKENDS = ("openvino",)
 
 
 def handle(args) -> int:

@@ -11,6 +11,8 @@ from autotune.testing.conformance import INT8, QUICK, BackendConformance
 pytestmark = pytest.mark.tvm
 pytest.importorskip("tvm", reason="apache-tvm is not installed")
 
+SIGNED = QuantConfig.from_text("w:int8:sym:per_channel a:int8:sym cal:minmax")
+
 
 class TestTVM(BackendConformance):
     backend_name = "tvm"
@@ -31,6 +33,39 @@ class TestTVM(BackendConformance):
         step = float(np.abs(qdq_reference).max()) / 127
         np.testing.assert_allclose(first_outputs(measurement.outputs), qdq_reference,
                                    atol=2 * step)
+
+    @pytest.mark.parametrize("text", [SIGNED.text, "w:int8:sym:per_tensor a:int8:asym "
+                                                    "cal:percentile"], ids=["sym", "asym"])
+    def test_int8_activations_become_uint8_and_compute_exactly_the_same(self, target, data,
+                                                                        text, tmp_path):
+        from collections import Counter
+
+        import tvm
+        from tvm import relax
+
+        from autotune.backends.tvm import import_onnx, resolve_target
+        from autotune.backends.tvm_int8 import lower_qdq_to_integer
+        from autotune.quantize import quantize
+
+        path, dataset = data
+        model = quantize(path, QuantConfig.from_text(text), dataset.calibration,
+                         tmp_path / "cache")
+        tvm_target = tvm.target.Target(resolve_target(target))
+        outputs, dtypes = {}, {}  # the quantized activations' dtypes, each counted
+        for unsigned in (False, True):
+            mod, names = import_onnx(model.path)
+            mod, report = lower_qdq_to_integer(mod, unsigned=unsigned)
+            dtypes[unsigned] = Counter(str(call.ty.dtype) for call in _calls(mod, "relax.quantize"))
+            with tvm_target:
+                mod = relax.get_pipeline("zero")(
+                    relax.transform.DecomposeOpsForInference()(mod))
+                vm = relax.VirtualMachine(tvm.compile(mod, target=tvm_target), tvm.cpu(0))
+            outputs[unsigned] = [vm["main"](tvm.runtime.tensor(feeds[names[0]])).numpy()
+                                 for feeds in dataset.evaluation]
+        assert set(dtypes[False]) == {"int8"}
+        assert dtypes[True]["uint8"] == report["unsigned_activations"] > 0
+        # The same integers, shifted by 128 with the zero points: bit-identical outputs.
+        np.testing.assert_array_equal(np.stack(outputs[True]), np.stack(outputs[False]))
 
     def test_asymmetric_weights_stay_in_float_and_say_so(self, backend, target, data, tmp_path):
         from autotune.quantize import quantize
@@ -67,7 +102,7 @@ class TestTVM(BackendConformance):
                                                 QUICK).outputs)
         assert sqnr_db(self._reference(data), outputs) > 40
 
-    @pytest.mark.parametrize("config", [FP32, INT8], ids=["fp32", "int8"])
+    @pytest.mark.parametrize("config", [FP32, INT8, SIGNED], ids=["fp32", "int8", "s8"])
     def test_cpu_convolutions_run_packed_and_compute_the_same(self, target, config, tmp_path):
         import tvm
         from tvm import relax
@@ -87,7 +122,7 @@ class TestTVM(BackendConformance):
         model = quantize(path, config, dataset.calibration, tmp_path / "cache")
         mod, names = import_onnx(model.path)
         if config.is_quantized:
-            mod, _ = lower_qdq_to_integer(mod)
+            mod, _ = lower_qdq_to_integer(mod, unsigned=True)
         tvm_target = tvm.target.Target(resolve_target(target))
         with tvm_target:  # the backend's lowering when it tunes, untuned here
             mod = relax.transform.DecomposeOpsForInference()(mod)
@@ -165,3 +200,14 @@ class TestTVM(BackendConformance):
 
 def test_int8_config_constant_is_the_smoke_config():
     assert INT8.text == "w:int8:sym:per_channel a:uint8:asym cal:minmax"
+
+
+def _calls(mod, op_name: str) -> list:
+    """The calls of one Relax operator in ``mod["main"]``."""
+    from tvm import relax
+    from tvm.ir import Op
+
+    op, found = Op.get(op_name), []
+    relax.analysis.post_order_visit(mod["main"], lambda expr: found.append(expr) if (
+        isinstance(expr, relax.Call) and expr.op == op) else None)
+    return found

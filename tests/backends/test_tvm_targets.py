@@ -190,8 +190,8 @@ def test_a_target_that_goes_away_mid_run_marks_its_trials_and_the_others_go_on(
     run = subprocess.Popen(
         [sys.executable, "-m", "autotune", "run", "--model", str(tiny[0].path), "--space",
          "smoke", "--target", str(remote), "--target", "host-cpu", "--backend", "tvm",
-         "--no-progress", "--passes", "1", "--min-repeats", "5", "--min-time", "0.05",
-         "--max-spread", "0", "--store", store_url],
+         "--tuning-trials", "0", "--no-progress", "--passes", "1", "--min-repeats", "5",
+         "--min-time", "0.05", "--max-spread", "0", "--store", store_url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -243,7 +243,7 @@ def test_emulated_arm_worker_runs_the_benchmark(tiny, workspace):
         model_path = tiny[0].path
         assert main(["run", "--model", str(model_path), "--space", "smoke", "--target",
                      "arm-cortex-a76", "--target", "host-cpu", "--backend", "tvm",
-                     "--no-progress", "--trial-timeout", "600"]) == 0
+                     "--tuning-trials", "0", "--no-progress", "--trial-timeout", "600"]) == 0
         store = Store("sqlite:///results/autotune.db")
         run = store.get_run()
         trials = {(t.target, t.config.label): t for t in store.trials(run.id)}
