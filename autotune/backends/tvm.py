@@ -413,6 +413,8 @@ def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None =
 
     report = {"trials_requested": trials, "database": str(database_dir), "tasks": [],
               "trials_run": 0, "tuning_s": 0.0, "database_records_applied": 0}
+    if trials == 0 and not database_dir.exists():
+        return report  # untuned, and nothing tuned before: no database to make
     database_dir.mkdir(parents=True, exist_ok=True)
     tasks = ms.relax_integration.extract_tasks(mod, tvm_target)
     with _locked(database_dir / "lock"):

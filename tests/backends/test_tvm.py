@@ -172,10 +172,14 @@ class TestTVM(BackendConformance):
         np.testing.assert_allclose(outputs, reference, atol=2 * step)
 
     def test_untuned_build_is_labelled(self, backend, target, fp32_model, tmp_path):
-        artifact = backend.compile(fp32_model, target, tmp_path)
+        from autotune.backends.base import CompileOptions
+
+        cache = tmp_path / "cache"
+        artifact = backend.compile(fp32_model, target, tmp_path, CompileOptions(cache_dir=cache))
         assert artifact.details["untuned"] is True
         assert artifact.details["tuning"]["trials_run"] == 0
         assert "packed_convolutions" not in artifact.details  # NCHW: the faster naive loops
+        assert not cache.exists()  # nothing tuned, so no tuning database made
 
     @pytest.mark.slow
     def test_tuning_spreads_the_budget_and_the_database_is_reused(
