@@ -35,9 +35,15 @@ def lower_qdq_to_integer(mod, unsigned: bool = False):
     mutator = _integer_lowering_class()(mod)
     function = mutator.visit_expr(mod["main"])
     function = relax.analysis.remove_all_unused(function)
+    return _with_main(mod, function), {"integer": mutator.rewritten,
+                                       "left_in_float": mutator.skipped, **report}
+
+
+def _with_main(mod, function):
+    """A copy of ``mod`` whose ``main`` is ``function`` (the caller's module is kept)."""
     mod = mod.clone() if hasattr(mod, "clone") else mod
     mod["main"] = function
-    return mod, {"integer": mutator.rewritten, "left_in_float": mutator.skipped, **report}
+    return mod
 
 
 def unsigned_activations(mod):
@@ -93,9 +99,7 @@ def unsigned_activations(mod):
 
     if not moved:
         return mod, 0
-    mod = mod.clone() if hasattr(mod, "clone") else mod
-    mod["main"] = Shift(mod).visit_expr(function)
-    return mod, len(moved)
+    return _with_main(mod, Shift(mod).visit_expr(function)), len(moved)
 
 
 def _integer_lowering_class():
