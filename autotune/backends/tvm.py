@@ -123,14 +123,14 @@ class TVMBackend:
 
                 mod, details["packed_convolutions"] = pack_for_cpu(mod, tvm_target)
             mod = canonical_block_names(relax.get_pipeline("zero")(mod))
-        tuning = tune(mod, tvm_target, options.tuning_trials,
-                      tuning_dir(options.cache_dir, tvm_target),
-                      _tuning_tools(target) if options.tuning_trials > 0 else None)
+        tuning, database = tune(mod, tvm_target, options.tuning_trials,
+                                tuning_dir(options.cache_dir, tvm_target),
+                                _tuning_tools(target) if options.tuning_trials > 0 else None)
         details["tuning"] = tuning
         details["untuned"] = tuning["database_records_applied"] == 0
         with tvm_target:
             if tuning["database_records_applied"]:
-                with open_database(Path(tuning["database"])):
+                with database:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             if target.tvm_target["kind"] == "cuda":
                 mod = gpu_default_schedules(mod)  # kernels the database does not cover
@@ -379,16 +379,6 @@ def canonical_block_names(mod):
     return mod
 
 
-@contextmanager
-def open_database(database_dir: Path):
-    """The tuning database, read under its lock (a concurrent tuning may be appending to
-    it), as the current MetaSchedule database; a clear error where it cannot be read."""
-    with _locked(database_dir / "lock"):
-        database = _read_database(database_dir)
-    with database:
-        yield database
-
-
 def _read_database(database_dir: Path):
     from tvm.s_tir import meta_schedule as ms
 
@@ -399,8 +389,11 @@ def _read_database(database_dir: Path):
                            f"({error}); move it away to tune afresh") from error
 
 
-def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None = None) -> dict:
+def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None = None):
     """Tune the module's kernels with MetaSchedule into the shared database.
+
+    Returns the tuning report and the database as read under its lock once tuning is done
+    (None where there is none), for the build to apply.
 
     The budget is split over tasks in proportion to their FLOPs (times how often each kernel
     is called), in whole search batches with a floor of one per task, so every kernel leaves
@@ -414,7 +407,7 @@ def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None =
     report = {"trials_requested": trials, "database": str(database_dir), "tasks": [],
               "trials_run": 0, "tuning_s": 0.0, "database_records_applied": 0}
     if trials == 0 and not database_dir.exists():
-        return report  # untuned, and nothing tuned before: no database to make
+        return report, None  # untuned, and nothing tuned before: no database to make
     database_dir.mkdir(parents=True, exist_ok=True)
     tasks = ms.relax_integration.extract_tasks(mod, tvm_target)
     with _locked(database_dir / "lock"):
@@ -455,7 +448,7 @@ def tune(mod, tvm_target, trials: int, database_dir: Path, tools: tuple | None =
         database = _read_database(database_dir)
         report["database_records_applied"] = sum(
             1 for task in tasks if database.has_workload(task.dispatched[0]))
-    return report
+    return report, database
 
 
 def _workload_key(task) -> str:
