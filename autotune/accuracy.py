@@ -23,6 +23,26 @@ def first_outputs(outputs: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
     return np.stack([np.asarray(sample[0], dtype=np.float64).reshape(-1) for sample in outputs])
 
 
+def onnxruntime_outputs(model_path, samples: Sequence[dict]) -> np.ndarray:
+    """First outputs of every sample as the model's graph means them ([samples, features]):
+    onnxruntime on the CPU with graph optimizations off.
+
+    Fused, onnxruntime turns QDQ patterns into its own integer kernels, which on x86 CPUs
+    without VNNI multiply uint8 x int8 with saturating 16-bit sums (``vpmaddubsw``) and so
+    do not compute what the graph says (seen: 4 quantization steps apart on an AVX2 EPYC).
+    Unfused, each op runs as written: the reference for fidelity, integer lowerings and
+    sensitivity scans alike.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(str(model_path), options,
+                                           providers=["CPUExecutionProvider"])
+    return first_outputs([session.run(None, feeds) for feeds in samples])
+
+
 def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == np.asarray(labels).reshape(-1)))
 

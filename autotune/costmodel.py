@@ -232,7 +232,7 @@ class XGBoostCostModel:
         self.counts, self.boosters, self.constants = TrainingCounts(), {}, {}
         ok_index = []
         for index, trial in enumerate(trials):
-            if trial.ok and trial.steady_latency_ms:
+            if trial.ok and trial.latency_ms:
                 ok_index.append(index)
                 self.counts.ok += 1
             elif trial.status in FAILURE_STATUSES:
@@ -311,7 +311,7 @@ class XGBoostCostModel:
         columns: dict[str, list[tuple[int, float]]] = {name: [] for name in _REGRESSIONS}
         for index, (workload, trial) in enumerate(zip(workloads, trials, strict=True)):
             columns["latency"].append(
-                (index, math.log(trial.steady_latency_ms / reference_ms(workload))))
+                (index, math.log(trial.latency_ms / reference_ms(workload))))
             if trial.memory_bytes is not None:
                 columns["memory"].append(
                     (index, math.log(trial.memory_bytes + MEMORY_OFFSET_BYTES)))
@@ -411,9 +411,9 @@ def validate(model: XGBoostCostModel, train: Sequence[tuple[Workload, Trial]],
     from scipy.stats import spearmanr
 
     model.fit([w for w, _ in train], [t for _, t in train])
-    scored = [(w, t) for w, t in test if t.ok and t.steady_latency_ms]
+    scored = [(w, t) for w, t in test if t.ok and t.latency_ms]
     predicted = model.predict([w for w, _ in scored])
-    measured = np.array([t.steady_latency_ms for _, t in scored])
+    measured = np.array([t.latency_ms for _, t in scored])
     spearman = float(spearmanr(predicted.latency_ms, measured).statistic)
     mape = float(np.mean(np.abs(predicted.latency_ms - measured) / measured))
     memory = [(p, t.memory_bytes) for p, (_, t) in zip(predicted.memory_bytes, scored,

@@ -19,19 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.accuracy import accuracy_drop, first_outputs, quality, task_score
+from autotune.accuracy import (
+    accuracy_drop,
+    first_outputs,
+    onnxruntime_outputs,
+    quality,
+    task_score,
+)
 from autotune.backends import get_backend
 from autotune.config import FP32
 from autotune.data import Dataset
 from autotune.errors import InputError
 from autotune.host import host_info
 from autotune.measure import MeasurementProtocol, latency_stats
+from autotune.outcome import PassRecord, WorkerOutcome
 from autotune.quantize import file_hash
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
 from autotune.scheduling import per_target
 from autotune.search import Candidate, SearchStrategy
 from autotune.sensitivity import attach_sensitivity, expand_mixed
+from autotune.settings import RunSpec
 from autotune.space import SearchSpace
 from autotune.store import Run, Store, new_run_id, now
 from autotune.target import Target
@@ -83,8 +91,12 @@ class RunOutcome:
 
 
 def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Sequence[Target],
-              settings: RunSettings, strategy: SearchStrategy, args: dict) -> str:
-    """Create the run record and its data files; returns the run id."""
+              settings: RunSettings, strategy: SearchStrategy,
+              spec: RunSpec | None = None) -> str:
+    """Create the run record and its data files; returns the run id.
+
+    ``spec`` is what the run was asked to do, stored with it (``--resume`` reads it back);
+    callers that build ``settings`` themselves (benchmarks) may leave it out."""
     run_id = new_run_id()
     reference = reference_outputs(model.path, model.dataset)  # a bad model leaves no files
     run_dir = settings.workspace / "runs" / run_id
@@ -98,9 +110,23 @@ def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Seq
         id=run_id, created_at=now(), finished_at=None, status="running", model=model.name,
         model_path=str(model.path), model_hash=file_hash(model.path), space=space.name,
         metric=model.dataset.metric, synthetic_data=model.dataset.synthetic,
-        reference_accuracy=reference_accuracy, args=args, host=host_info(),
+        reference_accuracy=reference_accuracy, host=host_info(),
+        settings=spec if spec is not None else _spec_of(model, space, targets, settings),
         versions=versions_for(settings.python)))
     return run_id
+
+
+def _spec_of(model: ModelSource, space: SearchSpace, targets: Sequence[Target],
+             settings: RunSettings) -> RunSpec:
+    """The stored settings of a run started from objects rather than flags."""
+    return RunSpec(model=model.name, space=space.name,
+                   targets=tuple(target.name for target in targets),
+                   backends=tuple(settings.backends), budget=settings.budget,
+                   trial_timeout_s=settings.trial_timeout_s,
+                   tuning_trials=settings.tuning_trials,
+                   min_repeats=settings.protocol.min_repeats,
+                   min_time_s=settings.protocol.min_time_s, max_spread=settings.max_spread,
+                   passes=settings.passes)
 
 
 def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence[Target],
@@ -208,27 +234,40 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     result, spreads = _remeasure_if_noisy(job, result, settings)
     trial = _base_trial(run, candidate, result.status, result.error)
     trial.started_at = started
-    figures = result.figures
-    trial.versions = {**run.versions, **figures.get("versions", {})}
-    trial.details = figures.get("details", {})
-    _device_facts(trial)
-    for name in ("compile_s", "load_s", "first_inference_ms", "peak_memory_bytes",
-                 "memory_bytes", "artifact_size_bytes"):
-        setattr(trial, name, figures.get(name))
-    for name in ("quantize_s", "compile_memory_bytes"):
-        if name in figures:
-            trial.details[name] = figures[name]
+    outcome = result.outcome
+    trial.versions = {**run.versions, **outcome.versions}
+    if outcome.compiled is not None:
+        compiled = outcome.compiled
+        trial.compile_s = compiled.compile_s
+        trial.artifact_size_bytes = compiled.artifact_size_bytes
+        trial.quantize_s = compiled.quantize_s
+        trial.compile_memory_bytes = compiled.compile_memory_bytes
+        trial.tuning = compiled.tuning
+        trial.notes = compiled.notes
+        trial.details = dict(compiled.details)
+    measured = outcome.measured
+    if measured is not None:
+        trial.load_s = measured.load_s
+        trial.first_inference_ms = measured.first_inference_ms
+        trial.peak_memory_bytes = measured.peak_memory_bytes
+        trial.memory_bytes = measured.memory_bytes
+        trial.details = {**trial.details, **measured.details}
+        if measured.device is not None:
+            # A remote device describes itself: its CPU, and whether it is emulated, in which
+            # case the latency is not the device's and is never compared with one.
+            trial.device = measured.device
+            trial.emulated = trial.emulated or measured.device.emulated
+            trial.cpu_model = measured.device.cpu_model or trial.cpu_model
     if trial.emulated and (settings.passes > 1 or settings.max_spread > 0):
-        trial.details["passes_skipped"] = EMULATED_PASSES
+        trial.passes_skipped = EMULATED_PASSES
     if len(spreads) > 1:
-        trial.details["spreads"] = spreads  # one per measurement pass; the last one is kept
+        trial.spreads = spreads  # one per measurement pass; the last one is kept
     if spreads and spreads[-1] > settings.max_spread:
-        trial.details["noisy"] = True
+        trial.noisy = True
     if trial.ok:
-        trial.details["passes"] = []
-        _add_pass(trial, figures["latencies_ms"])
-        if "artifact" in figures:  # kept for the later passes (and their resume)
-            (Path(job.artifact_dir) / "artifact.json").write_text(json.dumps(figures["artifact"]))
+        _add_pass(trial, list(measured.latencies_ms))
+        if outcome.artifact is not None:  # kept for the later passes (and their resume)
+            (Path(job.artifact_dir) / "artifact.json").write_text(json.dumps(outcome.artifact))
         try:
             _score(trial, first_outputs(result.outputs), reference, dataset, run)
         except ValueError as error:
@@ -237,18 +276,9 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     return trial
 
 
-def _device_facts(trial: Trial) -> None:
-    """A remote device describes itself (``details['device']``): its CPU, and whether it is
-    emulated, in which case the latency is not the device's and is never compared with one."""
-    device = trial.details.get("device")
-    if not device:
-        return
-    trial.emulated = trial.emulated or bool(device.get("emulated"))
-    trial.cpu_model = device.get("cpu_model") or trial.cpu_model
-
-
-def _emulated(figures: dict) -> bool:
-    return bool(figures.get("details", {}).get("device", {}).get("emulated"))
+def _emulated(outcome: WorkerOutcome) -> bool:
+    device = outcome.measured.device if outcome.measured is not None else None
+    return device is not None and device.emulated
 
 
 EMULATED_PASSES = ("emulated: measured in one pass, never re-measured (its latency is not the "
@@ -264,20 +294,20 @@ def _remeasure_if_noisy(job: Job, result: WorkerResult,
     successful pass (a failed re-measure keeps the pass before it) and every pass's spread.
     """
     spreads: list[float] = []
-    while result.status == "ok" and settings.max_spread > 0 and not _emulated(result.figures):
-        spreads.append(latency_stats(result.figures["latencies_ms"]).spread)
+    while result.status == "ok" and settings.max_spread > 0 and not _emulated(result.outcome):
+        spreads.append(latency_stats(result.outcome.measured.latencies_ms).spread)
         if spreads[-1] <= settings.max_spread or len(spreads) > settings.remeasures:
             break
         log.info("spread %.1f%% above %.1f%%: measuring again in a fresh worker",
                  spreads[-1] * 100, settings.max_spread * 100)
-        again = run_isolated(replace(job, artifact=result.figures.get("artifact")),
+        again = run_isolated(replace(job, artifact=result.outcome.artifact),
                              settings.trial_timeout_s, settings.memory_limit_bytes,
                              python=settings.python)
         if again.status != "ok":
             break
-        # A measure-only pass: the compile figures are the first pass's.
-        details = {**result.figures.get("details", {}), **again.figures.get("details", {})}
-        result = replace(again, figures={**result.figures, **again.figures, "details": details})
+        # A measure-only pass: the compile facts are the first pass's.
+        result = replace(again, outcome=replace(result.outcome,
+                                                measured=again.outcome.measured))
     return result, spreads
 
 
@@ -293,8 +323,8 @@ def _job(run: Run, config, backend: str, target: Target, settings: RunSettings,
 def _add_pass(trial: Trial, latencies_ms: list[float]) -> None:
     """Add one pass's samples to the trial's; its figures are those of all passes' samples."""
     stats = latency_stats(latencies_ms)
-    trial.details["passes"].append({"median_ms": stats.median_ms, "spread": stats.spread,
-                                    "samples": len(latencies_ms)})
+    trial.passes.append(PassRecord(median_ms=stats.median_ms, spread=stats.spread,
+                                   samples=len(latencies_ms)))
     trial.latencies_ms = [*trial.latencies_ms, *latencies_ms]
     pooled = latency_stats(trial.latencies_ms)
     trial.latency_median_ms = pooled.median_ms
@@ -334,10 +364,10 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
 def _pass_due(trial: Trial, number: int) -> bool:
     """Whether ``trial`` still lacks its pass ``number``. Emulated trials get one pass: their
     latency is not the device's, so its run-to-run noise is not worth minutes of emulation
-    (``details['passes_skipped']`` says so), and are not re-measured when noisy either."""
-    if not trial.ok or "passes" not in trial.details:  # runs from before passes: none
+    (``Trial.passes_skipped`` says so), and are not re-measured when noisy either."""
+    if not trial.ok or not trial.passes:  # runs from before passes: none
         return False
-    return not trial.emulated and len(trial.details["passes"]) < number
+    return not trial.emulated and len(trial.passes) < number
 
 
 def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:
@@ -347,12 +377,11 @@ def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:
                               settings.trial_timeout_s, settings.memory_limit_bytes,
                               python=settings.python)
     else:
-        result = WorkerResult("runtime_error", f"artifact gone: {artifact_file}", {}, None)
+        result = WorkerResult.failed("runtime_error", f"artifact gone: {artifact_file}")
     if result.status == "ok":
-        _add_pass(trial, result.figures["latencies_ms"])
+        _add_pass(trial, list(result.outcome.measured.latencies_ms))
     else:
-        trial.details["passes"].append({"status": result.status,
-                                        "error": result.error[:500]})
+        trial.passes.append(PassRecord(status=result.status, error=result.error[:500]))
 
 
 def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Dataset,
@@ -403,15 +432,9 @@ def _remaining(candidates: Sequence[Candidate], history: Sequence[Trial]) -> lis
 
 
 def reference_outputs(model_path: Path, dataset: Dataset) -> np.ndarray:
-    """fp32 outputs of the original model (onnxruntime, CPU): what fidelity is measured against."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
+    """fp32 outputs of the original model: what fidelity is measured against."""
     try:
-        session = onnxruntime.InferenceSession(str(model_path), options,
-                                               providers=["CPUExecutionProvider"])
-        return first_outputs([session.run(None, feeds) for feeds in dataset.evaluation])
+        return onnxruntime_outputs(model_path, dataset.evaluation)
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise InputError(f"{model_path}: onnxruntime cannot run the fp32 model to make the "

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autotune.outcome import DeviceFacts
+
 Feeds = dict[str, np.ndarray]
 
 
@@ -38,7 +40,8 @@ class Measurement:
     first_inference_ms: float
     latencies_ms: list[float]
     outputs: list[list[np.ndarray]]
-    details: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # for display only
+    device: DeviceFacts | None = None  # set where a remote device measured it
 
 
 class Session:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from autotune.trial import Trial
 
 OBJECTIVES = {
-    "latency": ("latency_median_ms", "ms"),
+    "latency": ("latency_ms", "ms"),  # Trial.latency_ms: the median of the fastest pass
     "memory": ("memory_bytes", "bytes"),
     "size": ("artifact_size_bytes", "bytes"),
 }
@@ -29,12 +29,12 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
 
 def trial_objectives(trial: Trial) -> tuple[float, float, float]:
     """(latency, accuracy drop, memory): the axes of the frontier, all to be minimized."""
-    return (trial.latency_median_ms, max(trial.accuracy_drop, 0.0), float(trial.memory_bytes))
+    return (trial.latency_ms, max(trial.accuracy_drop, 0.0), float(trial.memory_bytes or 0))
 
 
 def frontier(trials: Sequence[Trial]) -> list[Trial]:
     """The Pareto-optimal successful trials among ``trials`` (callers group by target)."""
-    ok = [trial for trial in trials if trial.ok and trial.latency_median_ms is not None
+    ok = [trial for trial in trials if trial.ok and trial.latency_ms is not None
           and trial.accuracy_drop is not None]
     return [ok[index] for index in pareto_front([trial_objectives(t) for t in ok])]
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotune.config import FP32
+from autotune.outcome import CAUSE, FLAG
 from autotune.pareto import frontier, pick
 from autotune.store import Run, Store
 from autotune.trial import Trial
@@ -21,7 +22,7 @@ CSV_FIELDS = ("config_id", "config_text", "label", "backend", "target", "status"
               "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "latency_spread",
               "samples", "speedup_vs_fp32", "accuracy", "accuracy_drop_pp", "top1_agreement",
               "sqnr_db", "cosine", "memory_bytes", "peak_memory_bytes", "artifact_size_bytes",
-              "compile_s", "load_s", "first_inference_ms", "emulated", "float_fallback_ops",
+              "compile_s", "load_s", "first_inference_ms", "emulated", "notes",
               "error")
 
 
@@ -54,28 +55,16 @@ def speedup(trial: Trial, base: dict[tuple[str, str], Trial]) -> float | None:
 
 def flags(trial: Trial, base: dict[tuple[str, str], Trial]) -> list[str]:
     """What a user should know about a trial at a glance, with the reason where known."""
-    notes = []
-    fallback = trial.details.get("float_fallback") or []
-    heavy = trial.details.get("op_precisions") or []
-    if trial.config.is_quantized and fallback:
-        names = ", ".join(fallback[:4]) + (" ..." if len(fallback) > 4 else "")
-        notes.append(f"int8 requested but {len(fallback)} of {len(heavy)} heavy ops ran in "
-                     f"float ({names})")
+    notes = [note.text for note in trial.notes_with(FLAG)]
     ratio = speedup(trial, base)
     if trial.config.is_quantized and ratio is not None and ratio <= 1.0:
-        reason = ""
-        if not fallback and heavy:
-            kernels = sorted({op["kernel"] for op in heavy})
-            reason = (f"; all {len(heavy)} heavy ops ran integer kernels ({', '.join(kernels)}),"
-                      f" so the time goes to conversions and overhead")
+        reason = "".join(f"; {note.text}" for note in trial.notes_with(CAUSE))
         notes.append(f"quantized but not faster than fp32 ({ratio:.2f}x){reason}")
-    if trial.details.get("noisy"):
-        spreads = trial.details.get("spreads") or [trial.latency_spread or 0.0]
+    if trial.noisy:
+        spreads = trial.spreads or [trial.latency_spread or 0.0]
         notes.append(f"noisy: latency spread stayed above the limit in {len(spreads)} "
                      f"measurement(s) ({', '.join(f'{s:.1%}' for s in spreads)}); compare "
                      f"with care")
-    if trial.details.get("untuned"):
-        notes.append("untuned (no tuning trials)")
     if trial.emulated:
         notes.append("emulated: latency is not the device's")
     return notes
@@ -83,14 +72,14 @@ def flags(trial: Trial, base: dict[tuple[str, str], Trial]) -> list[str]:
 
 def reproduce_command(run: Run, trial: Trial) -> str:
     """The command that measures this one config again (next to its fp32 baseline)."""
-    model = run.args.get("model", run.model_path)
-    parts = ["autotune run", f"--model {model}"]
-    if run.args.get("data"):
-        parts.append(f"--data {run.args['data']}")
+    settings = run.settings
+    parts = ["autotune run", f"--model {settings.model}"]
+    if settings.data:
+        parts.append(f"--data {settings.data}")
     parts += [f"--target {trial.target}", f"--backend {trial.backend}"]
-    if "tuning" in trial.details:  # the backend tuned: the same budget finds the same kernels
-        parts.append(f"--tuning-trials {trial.details['tuning']['trials_requested']}")
-    parts += [f"--runtime {spec}" for spec in run.args.get("runtime") or []]
+    if trial.tuning is not None:  # the backend tuned: the same budget finds the same kernels
+        parts.append(f"--tuning-trials {trial.tuning.trials_requested}")
+    parts += [f"--runtime {spec}" for spec in settings.runtime]
     if trial.config != FP32:
         parts.append(f"--config '{trial.config.text}'")
     return " ".join(parts)
@@ -129,8 +118,8 @@ def render_markdown(run: Run, trials: Sequence[Trial], plot_name: str | None) ->
         + ")",
         "- backends: " + ", ".join(f"{name} {n} trials" for name, n in
                                    Counter(trial.backend for trial in trials).items())
-        + (f"; tuning budget {run.args['tuning_trials']} trials per model (backends that tune)"
-           if run.args.get("tuning_trials") else ""),
+        + (f"; tuning budget {run.settings.tuning_trials} trials per model (backends that "
+           f"tune)" if run.settings.tuning_trials else ""),
         "",
     ]
     if plot_name:
@@ -193,22 +182,22 @@ def _trial_table(trials: Sequence[Trial], base: dict) -> list[str]:
 
 
 def _roofline_table(trials: Sequence[Trial]) -> list[str]:
-    """Where each config sits against the target's roofline (``details['roofline']``)."""
-    placed = [t for t in trials if (t.details.get("roofline") or {}).get("bound_ms")]
+    """Where each config sits against the target's roofline (``Trial.roofline``)."""
+    placed = [t for t in trials if t.roofline is not None and t.roofline.bound_ms]
     if not placed:
         return []
-    sources = sorted({t.details["roofline"].get("peaks_source", "?") for t in placed})
+    sources = sorted({t.roofline.peaks_source or "?" for t in placed})
     lines = ["### Roofline", "",
              f"Bound = max(operations / peak of their precision, bytes moved / bandwidth), "
              f"peaks from: {', '.join(sources)}; attained = bound / measured median.", "",
              "| config | backend | precision | ops/byte | bound by | bound ms | median ms | "
              "attained |", "|---|---|---|---:|---|---:|---:|---:|"]
     for t in placed:
-        roof = t.details["roofline"]
-        lines.append(f"| {t.config.label} | {t.backend} | {roof['precision']} | "
-                     f"{roof['ops'] / roof['bytes']:.1f} | {roof['bound']} | "
-                     f"{roof['bound_ms']:.4f} | {t.latency_median_ms:.3f} | "
-                     f"{roof['bound_ms'] / t.latency_median_ms:.1%} |")
+        roof = t.roofline
+        lines.append(f"| {t.config.label} | {t.backend} | {roof.precision} | "
+                     f"{roof.intensity:.1f} | {roof.bound} | "
+                     f"{roof.bound_ms:.4f} | {t.latency_median_ms:.3f} | "
+                     f"{roof.bound_ms / t.latency_median_ms:.1%} |")
     lines.append("")
     return lines
 
@@ -232,7 +221,7 @@ def _write_csv(path: Path, trials: Sequence[Trial]) -> None:
                 "artifact_size_bytes": t.artifact_size_bytes, "compile_s": t.compile_s,
                 "load_s": t.load_s, "first_inference_ms": t.first_inference_ms,
                 "emulated": t.emulated,
-                "float_fallback_ops": ";".join(t.details.get("float_fallback") or []),
+                "notes": " | ".join(note.text for note in t.notes),
                 "error": t.error,
             })
 

@@ -88,7 +88,7 @@ def render_html(run: Run, trials: Sequence[Trial], targets: dict[str, Target] | 
 
 def run_targets(run: Run, trials: Sequence[Trial]) -> dict[str, Target]:
     """The run's targets as their TOML files say today (for roofline peaks), where loadable."""
-    names = list(run.args.get("target") or []) + sorted({t.target for t in trials})
+    names = list(run.settings.targets) + sorted({t.target for t in trials})
     found: dict[str, Target] = {}
     for name in dict.fromkeys(names):
         try:
@@ -180,8 +180,8 @@ def _summary(run: Run, trials: Sequence[Trial], targets: dict[str, Target]) -> s
         ("metric", _e(run.metric) + (f"; fp32 reference accuracy {run.reference_accuracy:.2%}"
                                      if run.reference_accuracy is not None else "")),
         ("targets", _targets_fact(run, trials, targets)),
-        ("backends", _e(", ".join(run.args.get("backend") or sorted({t.backend
-                                                                     for t in trials})))),
+        ("backends", _e(", ".join(run.settings.backends or sorted({t.backend
+                                                                   for t in trials})))),
         ("search", _search_fact(run)),
         ("measurement", _measurement_fact(run)),
         ("host", _e(f"{run.host.get('cpu_model', '?')} ({run.host.get('cores', '?')} cores), "
@@ -201,7 +201,7 @@ def _summary(run: Run, trials: Sequence[Trial], targets: dict[str, Target]) -> s
 
 def _targets_fact(run: Run, trials: Sequence[Trial], targets: dict[str, Target]) -> str:
     names = dict.fromkeys([t.target for t in trials]
-                          + [Path(n).stem for n in run.args.get("target") or []])
+                          + [Path(n).stem for n in run.settings.targets])
     items = []
     for name in names:
         target = targets.get(name)
@@ -213,21 +213,19 @@ def _targets_fact(run: Run, trials: Sequence[Trial], targets: dict[str, Target])
 
 
 def _search_fact(run: Run) -> str:
-    budget = run.args.get("budget")
-    configs = run.args.get("config")
-    space = (f"{len(configs)} config(s) given with --config" if configs
+    settings = run.settings
+    budget = settings.budget
+    space = (f"{len(settings.configs)} config(s) given with --config" if settings.configs
              else f"space <code>{_e(run.space)}</code>")
-    return (f"{space}, strategy {_e(run.args.get('strategy', 'exhaustive'))}, budget "
+    return (f"{space}, strategy {_e(settings.strategy)}, budget "
             + (f"{budget} measured trials" if budget is not None else "the whole space"))
 
 
 def _measurement_fact(run: Run) -> str:
-    args = run.args
-    if "min_repeats" not in args:
-        return "-"
-    return _e(f"at least {args['min_repeats']} timed runs and {args.get('min_time')} s per "
-              f"trial; trial time limit {args.get('trial_timeout')} s; tuning trials "
-              f"{args.get('tuning_trials', 0)}")
+    settings = run.settings
+    return _e(f"at least {settings.min_repeats} timed runs and {settings.min_time_s} s per "
+              f"trial, {settings.passes} pass(es); trial time limit {settings.timeout_s:g} s; "
+              f"tuning trials {settings.tuning_trials}")
 
 
 def _status_chips(trials: Sequence[Trial]) -> str:
@@ -422,17 +420,16 @@ def _roofline_block(group: list[Trial], target: Target | None) -> str:
     placed = [(t, point) for t in group if t.ok for point in [_roofline_point(t)] if point]
     peaks = dict(target.peak_gops) if target is not None else {}
     bandwidth = target.memory_bandwidth_gbs if target is not None else None
-    carried = [t.details["roofline"] for t, _ in placed
-               if isinstance(t.details["roofline"].get("peak_gops"), dict)]
+    carried = [t.roofline for t, _ in placed if t.roofline.peak_gops]
     if carried:  # the roofs the trials were judged against (measured ones, where stored)
-        peaks, bandwidth = dict(carried[-1]["peak_gops"]), carried[-1].get("memory_bandwidth_gbs")
+        peaks, bandwidth = dict(carried[-1].peak_gops), carried[-1].memory_bandwidth_gbs
     roof = (", ".join(f"{p} {g:g} GOPS" for p, g in peaks.items())
             + (f", memory {bandwidth:g} GB/s" if bandwidth else "")) if peaks else ""
     if not placed:
         where = (f"the target's peaks are {roof}" if roof
                  else "the target's TOML has no [roofline] peaks either")
         return (head + '<p class="note roofline-missing">No roofline data yet: no trial '
-                "carries operation and byte counts (<code>details['roofline']</code>), which "
+                "carries operation and byte counts (<code>Trial.roofline</code>), which "
                 f"the roofline stage will add; {_e(where)}.</p>")
     svg = _roofline_svg(placed, peaks, bandwidth)
     caption = ("Each marker is a trial at its arithmetic intensity (operations per byte moved) "
@@ -442,30 +439,24 @@ def _roofline_block(group: list[Trial], target: Target | None) -> str:
 
 
 def _roofline_point(trial: Trial) -> tuple[float, float] | None:
-    """(operations per byte, achieved GOPS) from details['roofline'] and the median latency."""
-    data = trial.details.get("roofline")
-    if not isinstance(data, dict) or not trial.latency_median_ms:
+    """(operations per byte, achieved GOPS) from ``Trial.roofline`` and the median latency."""
+    data = trial.roofline
+    if data is None or not trial.latency_median_ms or data.ops <= 0 or data.bytes <= 0:
         return None
-    ops, moved = data.get("ops"), data.get("bytes")
-    if not isinstance(ops, int | float) or not isinstance(moved, int | float):
-        return None
-    if ops <= 0 or moved <= 0:
-        return None
-    return ops / moved, ops / (trial.latency_median_ms / 1000) / 1e9
+    return data.intensity, data.ops / (trial.latency_median_ms / 1000) / 1e9
 
 
 def _sensitivity_block(group: list[Trial]) -> str:
     head = "<h3>Per-layer sensitivity</h3>"
-    scans = [t for t in group if isinstance(t.details.get("sensitivity"), dict)
-             and t.details["sensitivity"]]
+    scans = [t for t in group if t.sensitivity is not None and t.sensitivity.drops]
     if not scans:
         return (head + '<p class="note">No per-layer sensitivity scan in this run (trials '
-                "carry none in <code>details['sensitivity']</code>).</p>")
+                "carry none in <code>Trial.sensitivity</code>).</p>")
     return head + "".join(_sensitivity_table(t) for t in scans)
 
 
 def _sensitivity_table(trial: Trial) -> str:
-    layers = sorted(((str(k), float(v)) for k, v in trial.details["sensitivity"].items()),
+    layers = sorted(trial.sensitivity.drops.items(),
                     key=lambda pair: -pair[1])
     top = max((abs(v) for _, v in layers), default=0.0) or 1.0
     rows = "".join(
@@ -809,7 +800,7 @@ def _roof(x: Scale, y: Scale, precision: str, peak: float, bandwidth: float | No
 
 def _roof_share(t: Trial, intensity: float, gops: float, peaks: dict[str, float],
                 bandwidth: float | None) -> str:
-    precision = (t.details.get("roofline") or {}).get("precision") or t.config.weight_dtype
+    precision = t.roofline.precision if t.roofline is not None else t.config.weight_dtype
     peak = peaks.get(precision)
     if peak is None:
         return ""

@@ -13,6 +13,7 @@ copy for bandwidth), stored with the date and host, or else from the target TOML
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from autotune.graph import ConfigCost, analyze, config_cost
+from autotune.outcome import FLOAT_FALLBACK, RooflinePlacement
 from autotune.target import Target
 from autotune.trial import Trial
 
@@ -99,27 +101,25 @@ def layerwise_bound_ms(cost: ConfigCost, peaks: Peaks) -> float:
                for layer in cost.layers)
 
 
-def roofline_details(cost: ConfigCost, peaks: Peaks | None,
-                     latency_ms: float | None) -> dict:
-    """The ``trial.details['roofline']`` record: counts always, the bound when peaks exist."""
-    details: dict = {"ops": cost.ops, "bytes": int(round(cost.bytes)),
-                     "precision": cost.precision, "intensity": cost.intensity}
+def placement(cost: ConfigCost, peaks: Peaks | None,
+              latency_ms: float | None) -> RooflinePlacement:
+    """Where a config sits on the roofline: counts always, the bound when peaks exist."""
+    counts = RooflinePlacement(ops=cost.ops, bytes=int(round(cost.bytes)),
+                               precision=cost.precision)
     if peaks is None:
-        return details
+        return counts
     bound = roofline_bound(cost.ops_by_precision, cost.bytes, peaks)
-    details.update(bound_ms=bound.bound_ms, compute_ms=bound.compute_ms,
-                   memory_ms=bound.memory_ms, bound=bound.bound, peaks_source=peaks.source,
-                   peak_gops=dict(peaks.gops), memory_bandwidth_gbs=peaks.bandwidth_gbs)
-    if peaks.measured_at:
-        details["peaks_measured_at"] = peaks.measured_at
-    if latency_ms:
-        details["attained_fraction"] = bound.bound_ms / latency_ms
-    return details
+    return dataclasses.replace(
+        counts, bound_ms=bound.bound_ms, compute_ms=bound.compute_ms,
+        memory_ms=bound.memory_ms, bound=bound.bound, peaks_source=peaks.source,
+        peak_gops=dict(peaks.gops), memory_bandwidth_gbs=peaks.bandwidth_gbs,
+        peaks_measured_at=peaks.measured_at or "",
+        attained_fraction=bound.bound_ms / latency_ms if latency_ms else None)
 
 
 def attach_roofline(trial: Trial, model_path: Path, target: Target, store=None) -> None:
-    """Add ``details['roofline']`` to a successful trial; an analysis failure costs nothing."""
-    if not trial.ok or trial.latency_median_ms is None:
+    """Set ``trial.roofline`` of a successful trial; an analysis failure costs nothing."""
+    if not trial.ok or trial.latency_ms is None:
         return
     try:
         cost = config_cost(analyze(Path(model_path)), trial.config)
@@ -127,7 +127,7 @@ def attach_roofline(trial: Trial, model_path: Path, target: Target, store=None) 
         log.warning("no roofline for %s: graph analysis failed (%s)", trial.config.label, error)
         return
     peaks = peaks_for(target, store, trial.cpu_model or None, trial.cores or None)
-    trial.details["roofline"] = roofline_details(cost, peaks, trial.latency_median_ms)
+    trial.roofline = placement(cost, peaks, trial.latency_ms)
 
 
 # Micro-benchmarks
@@ -231,9 +231,9 @@ def _time_matmul(backend, target: Target, path: Path, precision: str, inputs: li
         artifact = backend.compile(model, target, _fresh(workdir / precision))
     except UnsupportedConfig as error:
         return {"skipped": str(error)}
-    fallback = artifact.details.get("float_fallback")
+    fallback = [note.text for note in backend.notes(artifact) if note.kind == FLOAT_FALLBACK]
     if precision == "int8" and fallback:
-        return {"skipped": f"the int8 MatMul ran in float ({', '.join(fallback)})"}
+        return {"skipped": f"the int8 MatMul ran in float ({'; '.join(fallback)})"}
     protocol = MeasurementProtocol(warmup_runs=3, min_repeats=10, min_time_s=min_time_s)
     samples = backend.measure(artifact, inputs, target, protocol).latencies_ms
     return {"best_ms": float(min(samples)), "median_ms": float(np.median(samples)),

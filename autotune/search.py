@@ -163,9 +163,9 @@ class GuidedSearch:
         point a little beyond the worst of them."""
         from autotune.pareto import reference_point
 
-        points = [(t.latency_median_ms, self._error(t)) for t in known
+        points = [(t.latency_ms, self._error(t)) for t in known
                   if t.ok and t.backend == candidate.backend
-                  and t.target == candidate.target.name and t.latency_median_ms
+                  and t.target == candidate.target.name and t.latency_ms
                   and self._error(t) is not None]
         if not points:
             return [], (float("inf"), float("inf"))

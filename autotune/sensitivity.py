@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.accuracy import first_outputs, quality
+from autotune.accuracy import onnxruntime_outputs, quality
 from autotune.config import QuantConfig
 from autotune.data import Dataset
 from autotune.errors import InputError
 from autotune.graph import analyze
+from autotune.outcome import Sensitivity
 from autotune.quantize import feeds_hash, file_hash, quantize
 from autotune.space import SearchSpace
 from autotune.trial import Trial
@@ -69,7 +70,7 @@ class SensitivityScan:
         return "accuracy_drop" if moved else "fidelity_error"
 
     def drops(self) -> dict[str, float]:
-        """``{layer: drop}`` for ``trial.details['sensitivity']`` (see ``metric``)."""
+        """``{layer: drop}`` for ``Trial.sensitivity`` (see ``metric``)."""
         return {s.layer: s.accuracy_drop if self.metric == "accuracy_drop" else s.fidelity_error
                 for s in self.layers}
 
@@ -107,14 +108,14 @@ def scan(model_path: Path, base: QuantConfig, dataset: Dataset, cache_dir: Path,
     if cache.exists():
         return SensitivityScan.from_dict(json.loads(cache.read_text()))
     if reference is None:
-        reference = run_onnxruntime(Path(model_path), dataset.evaluation)
+        reference = onnxruntime_outputs(Path(model_path), dataset.evaluation)
     compute = analyze(Path(model_path)).compute_layers
     names = [layer.name for layer in compute]
     results = []
     for layer in compute:
         config = only_layer(base, layer.name, names)
         quantized = quantize(Path(model_path), config, dataset.calibration, Path(cache_dir))
-        outputs = run_onnxruntime(quantized.path, dataset.evaluation)
+        outputs = onnxruntime_outputs(quantized.path, dataset.evaluation)
         scores = quality(outputs, reference, dataset.labels, dataset.metric)
         reference_score = quality(reference, reference, dataset.labels, dataset.metric).accuracy
         drop = (None if scores.accuracy is None or reference_score is None
@@ -138,19 +139,8 @@ def _cache_path(model_path: Path, base: QuantConfig, dataset: Dataset, cache_dir
     digest = hashlib.sha256(feeds_hash(dataset.evaluation).encode()
                             + str(dataset.labels is not None).encode()).hexdigest()[:8]
     key = (f"{file_hash(model_path)}-{feeds_hash(dataset.calibration)}-{digest}-{base.id}"
-           f"-ort{version('onnxruntime')}")
+           f"-ort{version('onnxruntime')}-unfused")
     return cache_dir / "sensitivity" / f"{key}.json"
-
-
-def run_onnxruntime(model_path: Path, samples: Sequence[dict]) -> np.ndarray:
-    """First outputs of every sample, run by onnxruntime on the CPU ([samples, features])."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(model_path), options,
-                                           providers=["CPUExecutionProvider"])
-    return first_outputs([session.run(None, feeds) for feeds in samples])
 
 
 # Mixed-precision spaces
@@ -207,5 +197,4 @@ def attach_sensitivity(trial: Trial, scans: dict[str, SensitivityScan]) -> None:
     """Put the scan of a base config on its trial, where the report shows it."""
     found = scans.get(trial.config.id)
     if found is not None:
-        trial.details["sensitivity"] = found.drops()
-        trial.details["sensitivity_metric"] = found.metric
+        trial.sensitivity = Sensitivity(found.metric, found.drops())

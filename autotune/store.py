@@ -19,9 +19,12 @@ import sqlalchemy as sa
 
 from autotune.config import QuantConfig
 from autotune.errors import InputError
+from autotune.outcome import Note, json_default
+from autotune.settings import RunSpec
 from autotune.trial import Trial
 
-SCHEMA_VERSION = 2  # 2: predictions and roofline_peaks tables
+# 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts
+SCHEMA_VERSION = 3
 DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
 
 metadata = sa.MetaData()
@@ -45,9 +48,10 @@ runs_table = sa.Table(
     sa.Column("metric", sa.String(16), nullable=False),
     sa.Column("synthetic_data", sa.Boolean, nullable=False),
     sa.Column("reference_accuracy", sa.Float),
-    sa.Column("args_json", sa.Text, nullable=False),
+    sa.Column("args_json", sa.Text, nullable=False),  # schema 2's settings (argparse's dict)
     sa.Column("host_json", sa.Text, nullable=False),
     sa.Column("versions_json", sa.Text, nullable=False),
+    sa.Column("settings_json", sa.Text, nullable=False, server_default="{}"),
 )
 
 trials_table = sa.Table(
@@ -86,6 +90,7 @@ trials_table = sa.Table(
     sa.Column("details_json", sa.Text, nullable=False),
     sa.Column("started_at", sa.String(32), nullable=False),
     sa.Column("finished_at", sa.String(32), nullable=False),
+    sa.Column("facts_json", sa.Text, nullable=False, server_default="{}"),
     sa.UniqueConstraint("run_id", "config_id", "backend", "target", name="one_trial_per_key"),
 )
 
@@ -136,7 +141,7 @@ class Run:
     metric: str
     synthetic_data: bool
     reference_accuracy: float | None
-    args: dict
+    settings: RunSpec
     host: dict
     versions: dict
 
@@ -241,8 +246,8 @@ class Store:
                 status=run.status, model=run.model, model_path=run.model_path,
                 model_hash=run.model_hash, space=run.space, metric=run.metric,
                 synthetic_data=run.synthetic_data, reference_accuracy=run.reference_accuracy,
-                args_json=json.dumps(run.args), host_json=json.dumps(run.host),
-                versions_json=json.dumps(run.versions)))
+                args_json="{}", settings_json=json.dumps(run.settings.to_json()),
+                host_json=json.dumps(run.host), versions_json=json.dumps(run.versions)))
 
     def set_run_status(self, run_id: str, status: str, finished: bool = False) -> None:
         values = {"status": status}
@@ -269,7 +274,8 @@ class Store:
                    model_hash=row["model_hash"], space=row["space"], metric=row["metric"],
                    synthetic_data=bool(row["synthetic_data"]),
                    reference_accuracy=row["reference_accuracy"],
-                   args=json.loads(row["args_json"]), host=json.loads(row["host_json"]),
+                   settings=RunSpec.from_json(json.loads(row["settings_json"])),
+                   host=json.loads(row["host_json"]),
                    versions=json.loads(row["versions_json"]))
 
     def runs(self) -> list[Run]:
@@ -312,7 +318,7 @@ class Store:
                  "backend": p.backend, "target": p.target, "model_version": p.model_version,
                  "latency_ms": p.latency_ms, "memory_bytes": p.memory_bytes,
                  "accuracy_drop": p.accuracy_drop,
-                 "details_json": json.dumps(p.details, default=_json_default)}
+                 "details_json": json.dumps(p.details, default=json_default)}
                 for p in predictions]
         if rows:
             with self.engine.begin() as connection:
@@ -339,7 +345,7 @@ class Store:
                 peaks_json=json.dumps(peaks.peak_gops),
                 memory_bandwidth_gbs=peaks.memory_bandwidth_gbs,
                 versions_json=json.dumps(peaks.versions),
-                details_json=json.dumps(peaks.details, default=_json_default)))
+                details_json=json.dumps(peaks.details, default=json_default)))
 
     def latest_roofline(self, target: str, cpu_model: str | None = None,
                         cores: int | None = None) -> RooflinePeaks | None:
@@ -375,8 +381,57 @@ def _add_prediction_and_roofline_tables(connection) -> None:
     roofline_table.create(connection, checkfirst=True)
 
 
+def _type_settings_and_facts(connection) -> None:
+    """Schema 2 -> 3: a run's settings become a ``RunSpec``, a trial's facts typed fields.
+
+    Schema 2 kept the argparse dict of a run and put passes, device, roofline, sensitivity
+    and the backend's findings into a trial's free-form details; each moves to its typed
+    home, and the trial's notes come from its backend, as they do for a new trial.
+    """
+    for table, column in ((runs_table, "settings_json"), (trials_table, "facts_json")):
+        if column not in {c["name"] for c in sa.inspect(connection).get_columns(table.name)}:
+            connection.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} "
+                                       f"TEXT NOT NULL DEFAULT '{{}}'"))
+    for row in connection.execute(sa.select(runs_table.c.id, runs_table.c.args_json)).all():
+        spec = RunSpec.from_legacy_args(json.loads(row.args_json))
+        connection.execute(runs_table.update().where(runs_table.c.id == row.id).values(
+            settings_json=json.dumps(spec.to_json())))
+    rows = connection.execute(sa.select(trials_table.c.id, trials_table.c.backend,
+                                        trials_table.c.config_json,
+                                        trials_table.c.details_json)).all()
+    for row in rows:
+        details, facts = legacy_facts(row.backend, json.loads(row.details_json))
+        connection.execute(trials_table.update().where(trials_table.c.id == row.id).values(
+            details_json=json.dumps(details, default=json_default),
+            facts_json=json.dumps(facts, default=json_default)))
+
+
+def legacy_facts(backend: str, details: dict) -> tuple[dict, dict]:
+    """(display details, typed facts as ``Trial.facts_json`` writes them) of a schema 2
+    trial's details."""
+    details = dict(details)
+    facts: dict = {name: details.pop(name) for name in
+                   ("quantize_s", "compile_memory_bytes", "spreads", "noisy", "passes_skipped",
+                    "roofline", "passes", "device") if name in details}
+    details.pop("emulated", None)  # the trial's own column says it
+    if "sensitivity" in details:
+        facts["sensitivity"] = {"metric": details.pop("sensitivity_metric", ""),
+                                "drops": details.pop("sensitivity")}
+    facts["notes"] = [note.to_json() for note in _backend_notes(backend, details)]
+    return details, facts
+
+
+def _backend_notes(backend: str, details: dict) -> tuple[Note, ...]:
+    from autotune.backends import backend_names, get_backend
+    from autotune.backends.base import Artifact
+
+    if backend not in backend_names():  # a backend this autotune no longer has
+        return ()
+    return get_backend(backend).notes(Artifact(backend, Path(), 0, 0.0, details=details))
+
+
 # Upgrade steps: _UPGRADES[n] takes a store from schema version n to n + 1.
-_UPGRADES = {1: _add_prediction_and_roofline_tables}
+_UPGRADES = {1: _add_prediction_and_roofline_tables, 2: _type_settings_and_facts}
 
 
 def _connect_args(url: str) -> dict:
@@ -402,7 +457,7 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 
 _JSON_FIELDS = {"versions": "versions_json", "latencies_ms": "latencies_ms_json",
-                "details": "details_json"}
+                "details": "details_json", "facts": "facts_json"}
 
 
 def _trial_key(trial: Trial):
@@ -416,7 +471,7 @@ def _trial_row(trial: Trial) -> dict:
     data = trial.to_dict()
     data["config_json"] = json.dumps(data.pop("config"), sort_keys=True)
     for name, column in _JSON_FIELDS.items():
-        data[column] = json.dumps(data.pop(name), default=_json_default)
+        data[column] = json.dumps(data.pop(name), default=json_default)
     # PostgreSQL text cannot hold NUL bytes, which a crashed worker's log can contain.
     data["error"] = data["error"].replace("\x00", "")
     for name in ("sqnr_db",):
@@ -434,10 +489,5 @@ def _trial_from_row(row) -> Trial:
     for name in ("id", "config_id", "config_text"):
         data.pop(name)
     data["emulated"] = bool(data["emulated"])
-    return Trial(**data)
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+    facts = Trial.facts_from_json(data.pop("facts"))
+    return Trial(**data, **facts)

@@ -1,6 +1,8 @@
 """Trial: one model x config x backend x target measurement, successful or not.
 
-Failures are results: a trial always has a status, and the error text when it failed.
+Failures are results: a trial always has a status, and the error text when it failed. Every
+fact another module reads is a typed field; ``details`` is the backend's own facts for
+display (op precisions, packed convolutions, weight compression), read by no module.
 """
 
 from __future__ import annotations
@@ -9,9 +11,22 @@ import itertools
 from dataclasses import asdict, dataclass, field
 
 from autotune.config import QuantConfig
+from autotune.outcome import (
+    FAILURE_STATUSES,
+    STATUSES,
+    DeviceFacts,
+    Note,
+    PassRecord,
+    RooflinePlacement,
+    Sensitivity,
+    TuningFacts,
+)
 
-STATUSES = ("ok", "compile_error", "runtime_error", "timeout", "oom", "unsupported",
-            "unavailable")
+__all__ = ["FAILURE_STATUSES", "STATUSES", "Trial"]
+
+# The typed facts kept in the store's one JSON column (``Trial.facts_json``).
+_FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "passes",
+          "spreads", "noisy", "passes_skipped", "roofline", "sensitivity")
 
 
 @dataclass
@@ -49,6 +64,18 @@ class Trial:
     details: dict = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+    # Typed facts (stored together in one JSON column).
+    quantize_s: float | None = None
+    compile_memory_bytes: int | None = None
+    tuning: TuningFacts | None = None  # set by backends that tune
+    notes: tuple[Note, ...] = ()  # the backend's words about this trial
+    device: DeviceFacts | None = None  # a remote device's description of itself
+    passes: list[PassRecord] = field(default_factory=list)
+    spreads: list[float] = field(default_factory=list)  # of each noisy-guard measurement
+    noisy: bool = False  # the spread stayed above the limit after every re-measure
+    passes_skipped: str = ""  # why a trial got one pass only (emulated devices)
+    roofline: RooflinePlacement | None = None
+    sensitivity: Sensitivity | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -59,6 +86,11 @@ class Trial:
         return self.status == "ok"
 
     @property
+    def failed(self) -> bool:
+        """Tried and failed (``unavailable`` trials were never tried)."""
+        return self.status in FAILURE_STATUSES
+
+    @property
     def key(self) -> tuple[str, str, str]:
         """What makes a trial unique within a run (and comparable across runs)."""
         return (self.config.id, self.backend, self.target)
@@ -66,31 +98,60 @@ class Trial:
     @property
     def pass_medians_ms(self) -> list[float]:
         """The median latency of each successful measurement pass (see RunSettings.passes)."""
-        return [entry["median_ms"] for entry in self.details.get("passes", [])
-                if "median_ms" in entry]
+        return [entry.median_ms for entry in self.passes if entry.ok]
 
     @property
-    def steady_latency_ms(self) -> float | None:
-        """The median of the fastest pass: the latency this machine gives when no neighbour
-        slows it (slow spells only ever add time). What the cost model learns and is scored
-        on; ``latency_median_ms`` (all passes pooled) where the passes are not known."""
+    def latency_ms(self) -> float | None:
+        """The trial's latency, as every ranking, front, pick and comparison uses it: the
+        median of its fastest pass, the latency this machine gives when no neighbour slows
+        it (slow spells only ever add time); ``latency_median_ms`` (all passes pooled) for
+        trials stored without passes. The pooled median stays a displayed figure."""
         medians = self.pass_medians_ms
         return min(medians) if medians else self.latency_median_ms
 
     def pass_samples_ms(self) -> list[list[float]]:
         """The samples of each successful pass, in the order measured (``latencies_ms`` holds
         them back to back); one list of every sample where the passes do not say how many."""
-        counts = [entry["samples"] for entry in self.details.get("passes", [])
-                  if "samples" in entry]
+        counts = [entry.samples for entry in self.passes if entry.ok]
         if not counts or sum(counts) != len(self.latencies_ms):
             return [list(self.latencies_ms)]
         bounds = [0, *itertools.accumulate(counts)]
         return [list(self.latencies_ms[start:end])
                 for start, end in itertools.pairwise(bounds)]
 
+    def notes_with(self, role: str) -> list[Note]:
+        return [note for note in self.notes if note.role == role]
+
+    def facts_json(self) -> dict:
+        """The typed facts as JSON (the store's ``facts_json`` column)."""
+        data = {name: getattr(self, name) for name in _FACTS}
+        for name in ("tuning", "device", "roofline", "sensitivity"):
+            data[name] = None if data[name] is None else data[name].to_json()
+        data["notes"] = [note.to_json() for note in self.notes]
+        data["passes"] = [entry.to_json() for entry in self.passes]
+        return data
+
+    @staticmethod
+    def facts_from_json(data: dict) -> dict:
+        """Keyword arguments of ``Trial`` from ``facts_json``'s output."""
+        return {
+            "quantize_s": data.get("quantize_s"),
+            "compile_memory_bytes": data.get("compile_memory_bytes"),
+            "tuning": TuningFacts.from_json(data.get("tuning")),
+            "notes": tuple(Note.from_json(note) for note in data.get("notes", ())),
+            "device": DeviceFacts.from_json(data.get("device")),
+            "passes": [PassRecord.from_json(entry) for entry in data.get("passes", ())],
+            "spreads": [float(value) for value in data.get("spreads", ())],
+            "noisy": bool(data.get("noisy", False)),
+            "passes_skipped": str(data.get("passes_skipped", "")),
+            "roofline": RooflinePlacement.from_json(data.get("roofline")),
+            "sensitivity": Sensitivity.from_json(data.get("sensitivity")),
+        }
+
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {name: value for name, value in asdict(self).items() if name not in _FACTS}
         data["config"] = self.config.to_dict()
         data["config_id"] = self.config.id
         data["config_text"] = self.config.text
+        data["facts"] = self.facts_json()
         return data

@@ -16,10 +16,12 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from autotune.outcome import CompileFacts, MeasureFacts, WorkerOutcome, json_default
 
 PHASES = ("start", "quantize", "compile", "measure", "done")
 _PHASE_STATUS = {"start": "compile_error", "quantize": "compile_error",
@@ -40,16 +42,29 @@ class Job:
     tuning_trials: int = 0
     # Where the compiled artifact is kept (None: the trial's scratch folder, deleted after it).
     artifact_dir: str | None = None
-    # An artifact compiled by an earlier worker: measure it again, skipping quantize/compile.
+    # An artifact compiled by an earlier worker (``Artifact.to_json``): measure it again,
+    # skipping quantize/compile.
     artifact: dict | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerResult:
-    status: str
-    error: str
-    figures: dict
-    outputs: list[list[np.ndarray]] | None
+    """The outcome a worker handed back (or the one its death made), and its outputs."""
+
+    outcome: WorkerOutcome
+    outputs: list[list[np.ndarray]] | None = None
+
+    @property
+    def status(self) -> str:
+        return self.outcome.status
+
+    @property
+    def error(self) -> str:
+        return self.outcome.error
+
+    @classmethod
+    def failed(cls, status: str, error: str) -> WorkerResult:
+        return cls(WorkerOutcome(status, error))
 
 
 def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
@@ -78,22 +93,21 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
         phase = _read(scratch_path / "phase") or "start"
         log_tail = _tail(log_path)
         if killed_for == "timeout":
-            return WorkerResult("timeout", f"no result after {timeout_s:g} s (in {phase}); "
-                                           f"worker killed", {}, None)
+            return WorkerResult.failed("timeout", f"no result after {timeout_s:g} s (in "
+                                                  f"{phase}); worker killed")
         if killed_for == "oom":
-            return WorkerResult("oom", f"worker exceeded the memory limit of "
-                                       f"{memory_limit_bytes / 2**20:.0f} MiB (in {phase}); "
-                                       f"killed", {}, None)
+            return WorkerResult.failed("oom", f"worker exceeded the memory limit of "
+                                              f"{memory_limit_bytes / 2**20:.0f} MiB (in "
+                                              f"{phase}); killed")
         result_path = scratch_path / "result.json"
         if child.returncode != 0 or not result_path.exists():
-            return WorkerResult(_PHASE_STATUS[phase], _death_message(child.returncode, phase,
-                                                                     log_tail), {}, None)
-        result = json.loads(result_path.read_text())
+            return WorkerResult.failed(_PHASE_STATUS[phase],
+                                       _death_message(child.returncode, phase, log_tail))
+        outcome = WorkerOutcome.from_json(json.loads(result_path.read_text()))
         outputs = None
         if (scratch_path / "outputs.npz").exists():
             outputs = load_outputs(scratch_path / "outputs.npz")
-        return WorkerResult(result["status"], result.get("error", ""), result.get("figures", {}),
-                            outputs)
+        return WorkerResult(outcome, outputs)
 
 
 # Workers running now, from any thread (autotune.scheduling measures targets in parallel).
@@ -237,10 +251,9 @@ def _child_main(job_path: Path) -> int:
             # the same target always get the same cores (inherited across the re-executions).
             allowed = sorted(os.sched_getaffinity(0))
             os.sched_setaffinity(0, allowed[: target.threads])
-        state = {"stage": "quantize", "figures": {}}
+        state = {"stage": "quantize"}
         if job.artifact is not None:
-            state = {"stage": "measure", "figures": {}, "artifact": job.artifact}
-    figures = state["figures"]
+            state = {"stage": "measure", "artifact": job.artifact}
     if target.is_local:
         # Runtimes size their thread pools from these when first imported (TVM's included).
         for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -249,9 +262,11 @@ def _child_main(job_path: Path) -> int:
     # the runtime library's.
     backend.available(target)
     # Versions first: a failed trial must record the runtime it failed on, too.
-    figures["versions"] = {**package_versions(), **backend.versions()}
+    versions = {**package_versions(), **backend.versions()}
     fault = _injected_fault(config.id)
     status, error = "ok", ""
+    compiled = CompileFacts.from_json(state.get("compiled"))
+    measured = None
     phase = state["stage"]
     try:
         if phase == "quantize":
@@ -261,7 +276,7 @@ def _child_main(job_path: Path) -> int:
             start = time.perf_counter()
             model = quantize(Path(job.model_path), config, dataset.calibration,
                              Path(job.cache_dir))
-            figures["quantize_s"] = time.perf_counter() - start
+            state["quantize_s"] = time.perf_counter() - start
             state["model"] = {"path": str(model.path), "precision_hint": model.precision_hint,
                               "source_hash": model.source_hash}
             _next_stage(job_path, state, "compile", reexec=model.fresh)
@@ -276,27 +291,33 @@ def _child_main(job_path: Path) -> int:
             _maybe_fault(fault, "compile")
             artifact = backend.compile(model, target, workdir, CompileOptions(
                 tuning_trials=job.tuning_trials, cache_dir=Path(job.cache_dir)))
-            figures.update(compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
-                           details=artifact.details,
-                           compile_memory_bytes=max(0, _rss_bytes("VmHWM") - rss_before))
-            state["artifact"] = {"backend": artifact.backend, "path": str(artifact.path),
-                                 "size_bytes": artifact.size_bytes,
-                                 "compile_s": artifact.compile_s, "details": artifact.details}
-            figures["artifact"] = state["artifact"]  # a later pass measures it again
+            compiled = CompileFacts(
+                compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
+                quantize_s=state.get("quantize_s"),
+                compile_memory_bytes=max(0, _rss_bytes("VmHWM") - rss_before),
+                tuning=artifact.tuning, notes=backend.notes(artifact), details=artifact.details)
+            state["compiled"] = compiled.to_json()
+            state["artifact"] = artifact.to_json()  # a later pass measures it again
             _next_stage(job_path, state, "measure", reexec=True)
         enter(phase := "measure")
-        artifact = Artifact(**{**state["artifact"], "path": Path(state["artifact"]["path"])})
+        artifact = Artifact.from_json(state["artifact"])
         dataset = Dataset.load(Path(job.dataset_path))
         rss_before = _rss_bytes("VmRSS")
         _maybe_fault(fault, "measure")
         measurement = backend.measure(artifact, dataset.evaluation, target,
                                       MeasurementProtocol(**job.protocol))
-        figures.update(load_s=measurement.load_s,
-                       first_inference_ms=measurement.first_inference_ms,
-                       latencies_ms=measurement.latencies_ms,
-                       peak_memory_bytes=_rss_bytes("VmHWM"))
-        figures["memory_bytes"] = max(0, figures["peak_memory_bytes"] - rss_before)
-        figures["details"] = {**figures.get("details", {}), **measurement.details}
+        peak = _rss_bytes("VmHWM")
+        measured = MeasureFacts(
+            load_s=measurement.load_s, first_inference_ms=measurement.first_inference_ms,
+            latencies_ms=tuple(measurement.latencies_ms), peak_memory_bytes=peak,
+            memory_bytes=max(0, peak - rss_before), device=measurement.device,
+            details=measurement.details)
+        if compiled is not None and measurement.details:
+            # What the device found at measurement (a device-compiled artifact's op
+            # precisions) can change what the backend has to say about the trial.
+            seen = replace(artifact, details={**artifact.details, **measurement.details})
+            compiled = replace(compiled, notes=backend.notes(seen),
+                               details={**compiled.details, **measurement.details})
         save_outputs(scratch / "outputs.npz", measurement.outputs)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)
@@ -306,15 +327,16 @@ def _child_main(job_path: Path) -> int:
         status = "runtime_error" if phase == "measure" else "compile_error"
         error = _describe(exc)
     enter("done")
-    (scratch / "result.json").write_text(json.dumps(
-        {"status": status, "error": error, "figures": figures}, default=_json_default))
+    outcome = WorkerOutcome(status, error, versions, compiled,
+                            measured if status == "ok" else None, state.get("artifact"))
+    (scratch / "result.json").write_text(json.dumps(outcome.to_json(), default=json_default))
     return 0
 
 
 def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
     """Record the next stage; re-execute this worker for it (same pid, fresh memory)."""
     state["stage"] = stage
-    (job_path.parent / "state.json").write_text(json.dumps(state, default=_json_default))
+    (job_path.parent / "state.json").write_text(json.dumps(state, default=json_default))
     if reexec:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -417,14 +439,6 @@ def _describe(exc: BaseException) -> str:
     if len(text) > 2000:
         text = text[:2000] + " ..."
     return f"{type(exc).__name__}: {text}{where}"
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
     seen: dict[tuple, list[Trial]] = {}
     for run in store.runs():
         for trial in store.trials(run.id):
-            if trial.ok and trial.steady_latency_ms:
+            if trial.ok and trial.latency_ms:
                 seen.setdefault(group_of(trial), []).append(trial)
     return [(a, b) for trials in seen.values() for i, a in enumerate(trials)
             for b in trials[i + 1:]]
@@ -117,8 +117,8 @@ def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
 def noise_floor(pairs: list[tuple[Trial, Trial]]) -> str:
     from scipy.stats import spearmanr
 
-    first = np.array([a.steady_latency_ms for a, _ in pairs])
-    second = np.array([b.steady_latency_ms for _, b in pairs])
+    first = np.array([a.latency_ms for a, _ in pairs])
+    second = np.array([b.latency_ms for _, b in pairs])
     # Both directions: either measurement may be the "prediction" of the other.
     mape = float(np.mean(np.r_[np.abs(first - second) / second,
                                np.abs(first - second) / first]))

@@ -140,7 +140,7 @@ def _measure(store: Store, workspace: Path, args) -> list[Run]:
                            passes=args.passes, max_spread=0.10)
     runs = []
     for index in range(args.runs):
-        run_id = start_run(store, model, space, targets, settings, ExhaustiveSearch(), {})
+        run_id = start_run(store, model, space, targets, settings, ExhaustiveSearch())
         outcome = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
         failed = [t for t in outcome.trials if not t.ok]
         if failed:

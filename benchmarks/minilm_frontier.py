@@ -64,8 +64,7 @@ def main() -> int:
             "sqlite:///") else Path(scratch)
         store = Store(url)
         settings = RunSettings(backends=(args.backend,), workspace=workspace, progress=True)
-        run_id = start_run(store, model, space, [target], settings, ExhaustiveSearch(),
-                           {"model": "minilm", "space": space.name})
+        run_id = start_run(store, model, space, [target], settings, ExhaustiveSearch())
         outcome = execute_run(store, run_id, space, [target], settings, ExhaustiveSearch())
         reference = store.get_run(run_id).reference_accuracy
     print(f"run {run_id}: minilm ({len(model.dataset.evaluation) // 2} sentence pairs, "

@@ -45,7 +45,7 @@ def main() -> int:
         settings = RunSettings(backends=(args.backend,), workspace=workspace, progress=False)
         model = resolve_model(args.model)
         for repeat in range(args.repeats):
-            run_id = start_run(store, model, space, [target], settings, ExhaustiveSearch(), {})
+            run_id = start_run(store, model, space, [target], settings, ExhaustiveSearch())
             outcome = execute_run(store, run_id, space, [target], settings, ExhaustiveSearch())
             for trial in outcome.trials:
                 if not trial.ok:

@@ -41,7 +41,7 @@ def measure(store: Store, model_name: str, backend: str, tuning_trials: int,
                            trial_timeout_s=3 * 3600, workspace=workspace, progress=True,
                            passes=3, max_spread=0.10)
     model = resolve_model(model_name)
-    run_id = start_run(store, model, space, [target], settings, ExhaustiveSearch(), {})
+    run_id = start_run(store, model, space, [target], settings, ExhaustiveSearch())
     outcome = execute_run(store, run_id, space, [target], settings, ExhaustiveSearch())
     return {trial.config.label: trial for trial in outcome.trials}
 
@@ -70,7 +70,7 @@ def main() -> int:
     for (run, config), trial in trials.items():
         tuning = trial.details.get("tuning", {})
         print(f"{run:16} {config:28} {trial.status:14} {_number(trial.latency_median_ms):>10} "
-              f"{_number(trial.steady_latency_ms):>12} {_number(trial.accuracy, '.4f'):>9} "
+              f"{_number(trial.latency_ms):>12} {_number(trial.accuracy, '.4f'):>9} "
               f"{_number(tuning.get('trials_run'), 'd'):>14} "
               f"{_number(tuning.get('tuning_s'), '.0f'):>9}  {trial.error[:80]}")
     fp32, int8 = FP32.label, INT8.label

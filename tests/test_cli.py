@@ -39,7 +39,7 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     assert fp32.accuracy_drop == pytest.approx(0.0, abs=1e-5)
     for trial in trials:  # three passes by default, each in a fresh worker
         assert len(trial.pass_medians_ms) == 3
-        assert sum(p["samples"] for p in trial.details["passes"]) == len(trial.latencies_ms)
+        assert sum(p.samples for p in trial.passes) == len(trial.latencies_ms)
     assert not (workspace / "results" / "runs" / run_id / "artifacts").exists()  # cleaned up
     report = workspace / "reports" / run_id
     summary = (report / "summary.md").read_text()
@@ -72,7 +72,7 @@ def test_resume_skips_finished_trials(workspace, tiny_model):
                            protocol=MeasurementProtocol(2, 5, 0.05),
                            workspace=workspace / "results")
     run_id = start_run(store, resolve_model(str(tiny_model)), space, targets, settings,
-                       ExhaustiveSearch(), {})
+                       ExhaustiveSearch())
     first = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
     assert len(first.trials) == 1
     settings.budget = None
@@ -96,7 +96,7 @@ def test_later_passes_measure_the_kept_artifacts_and_resume(workspace, tiny_mode
                            protocol=MeasurementProtocol(2, 5, 0.05),
                            workspace=workspace / "results")
     run_id = start_run(store, resolve_model(str(tiny_model)), space, targets, settings,
-                       ExhaustiveSearch(), {})
+                       ExhaustiveSearch())
     first = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
     artifacts = workspace / "results" / "runs" / run_id / "artifacts"
     assert len(list(artifacts.glob("*/artifact.json"))) == 2  # kept for later passes

@@ -9,6 +9,7 @@ import pytest
 
 from autotune.cli import main
 from autotune.config import FP32, QuantConfig
+from autotune.settings import RunSpec
 from autotune.store import Run, Store
 from autotune.trial import Trial
 
@@ -33,7 +34,8 @@ def add_run(store: Store, run_id: str, openvino: str, trials: list[tuple], model
         id=run_id, created_at=created_at or f"2026-11-01T00:00:{run_id[-2:]}+00:00",
         finished_at=None, status="finished", model=model, model_path=f"/m/{model}.onnx",
         model_hash=f"{model}-hash", space="smoke", metric="fidelity", synthetic_data=True,
-        reference_accuracy=None, args={}, host={"cpu_model": "Test CPU"}, versions=versions))
+        reference_accuracy=None, settings=RunSpec(), host={"cpu_model": "Test CPU"},
+        versions=versions))
     for config, status, latencies in trials:
         ok = status == "ok"
         store.add_trial(Trial(

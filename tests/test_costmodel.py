@@ -10,6 +10,7 @@ import pytest
 from autotune.config import QuantConfig
 from autotune.costmodel import Workload, XGBoostCostModel, features, reference_ms, validate
 from autotune.graph import analyze
+from autotune.outcome import PassRecord
 from autotune.roofline import Peaks
 from autotune.target import load_target
 from autotune.trial import Trial
@@ -99,7 +100,7 @@ def test_validation_also_ranks_each_models_trials_among_themselves(synthetic):
     predicted = model.predict([w for w, _ in scored]).latency_ms
     for name, (count, rho, mape) in found.within_model.items():
         mask = np.array([t.model == name for _, t in scored])
-        measured = np.array([t.steady_latency_ms for _, t in scored])[mask]
+        measured = np.array([t.latency_ms for _, t in scored])[mask]
         assert count == mask.sum()
         assert rho == pytest.approx(spearmanr(predicted[mask], measured).statistic)
         assert mape == pytest.approx(np.mean(np.abs(predicted[mask] - measured) / measured))
@@ -124,9 +125,9 @@ def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic)
 
 def test_latency_is_learned_from_each_trials_fastest_pass(synthetic):
     measured = synthetic[0][1]
-    passes = {"passes": [{"median_ms": 2.0}, {"median_ms": 0.9}, {"median_ms": 1.0}]}
-    assert dataclasses.replace(measured, details=passes).steady_latency_ms == 0.9
-    assert measured.steady_latency_ms == measured.latency_median_ms  # passes unknown
+    passes = [PassRecord(median_ms=2.0), PassRecord(median_ms=0.9), PassRecord(median_ms=1.0)]
+    assert dataclasses.replace(measured, passes=passes).latency_ms == 0.9
+    assert measured.latency_ms == measured.latency_median_ms  # passes unknown
 
 
 def test_save_load_round_trip_and_versions(synthetic, tmp_path):
@@ -160,11 +161,10 @@ def test_too_little_data_predicts_constants(synthetic):
 
 def _measure_small(folder, target, configs, channels, size):
     """Compile and time tiny CNNs in this process (short protocol): real figures, quickly."""
-    from autotune.accuracy import mean_cosine
+    from autotune.accuracy import mean_cosine, onnxruntime_outputs
     from autotune.backends import get_backend
     from autotune.measure import MeasurementProtocol, latency_stats
     from autotune.quantize import quantize
-    from autotune.sensitivity import run_onnxruntime
     from autotune.testing.models import tiny_cnn
 
     backend = get_backend("openvino")
@@ -174,7 +174,7 @@ def _measure_small(folder, target, configs, channels, size):
         path = tiny_cnn(folder / f"m{width}.onnx", channels=width, size=size)
         feeds = [{"input": rng.normal(size=(1, 3, size, size)).astype(np.float32)}
                  for _ in range(8)]
-        reference = run_onnxruntime(path, feeds)
+        reference = onnxruntime_outputs(path, feeds)
         for config in configs:
             model = quantize(path, config, feeds, folder / "cache")
             workdir = folder / f"{width}-{config.id}"

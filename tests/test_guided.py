@@ -24,6 +24,7 @@ from autotune.search import (
     make_strategy,
     strategy_names,
 )
+from autotune.settings import RunSpec
 from autotune.store import Run, Store, now
 from autotune.target import load_target
 from autotune.trial import Trial
@@ -173,7 +174,7 @@ def test_predictions_are_stored_apart_from_trials(world, tmp_path):
     store.create_run(Run(id="run", created_at=now(), finished_at=None, status="running",
                          model="tiny", model_path=str(context.model_path), model_hash="h",
                          space="s", metric="fidelity", synthetic_data=True,
-                         reference_accuracy=None, args={}, host={}, versions={}))
+                         reference_accuracy=None, settings=RunSpec(), host={}, versions={}))
     strategy = GuidedSearch(0, StrategyContext(context.model_path, store, context.peaks,
                                                model_dir=tmp_path / "models"),
                             seeds=2, model_factory=_small_model)

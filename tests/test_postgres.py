@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from autotune.errors import InputError
+from autotune.settings import RunSpec
 from autotune.store import SCHEMA_VERSION, Store
 
 pytestmark = pytest.mark.postgres
@@ -163,7 +164,7 @@ _WRITER = textwrap.dedent("""
     store.create_run(Run(id=own, created_at=now(), finished_at=None, status="running",
                          model="m", model_path="m.onnx", model_hash="h", space="s",
                          metric="fidelity", synthetic_data=True, reference_accuracy=None,
-                         args={}, host={}, versions={}))
+                         settings=RunSpec(), host={}, versions={}))
     base = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax")
     for number in range(count):
         config = replace(base, overrides=((f"w{index}l{number}", "fp32"),))
@@ -181,7 +182,7 @@ def test_concurrent_runs_lose_no_trial(pg_url):
     Store(pg_url).create_run(Run(
         id="shared", created_at=now(), finished_at=None, status="running", model="m",
         model_path="m.onnx", model_hash="h", space="s", metric="fidelity",
-        synthetic_data=True, reference_accuracy=None, args={}, host={}, versions={}))
+        synthetic_data=True, reference_accuracy=None, settings=RunSpec(), host={}, versions={}))
     processes = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, "shared", str(index),
                                    str(count)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from autotune.config import FP32, QuantConfig
+from autotune.outcome import PassRecord
 from autotune.regress import (
     Thresholds,
     compare_pair,
@@ -188,8 +189,8 @@ def test_the_direct_bootstrap_of_the_median_matches_resampling(count):
     assert np.max(np.abs(mass[0] - mass[1])) < 0.01  # the same distribution (KS distance)
 
 
-def passes_of(medians: list[float]) -> dict:
-    return {"passes": [{"median_ms": median} for median in medians]}
+def passes_of(medians: list[float]) -> list[PassRecord]:
+    return [PassRecord(median_ms=median) for median in medians]
 
 
 def run_of(run_id: str, scale: float, pass_ratios: list[float], configs: int = 4) -> list:
@@ -201,7 +202,7 @@ def run_of(run_id: str, scale: float, pass_ratios: list[float], configs: int = 4
         base = samples(index + (100 if run_id == "b" else 0), scale=scale)
         median = float(np.median(base))
         trials.append(trial(run_id, config, latencies_ms=base,
-                            details=passes_of([median * r for r in pass_ratios])))
+                            passes=passes_of([median * r for r in pass_ratios])))
     return trials
 
 
@@ -251,8 +252,8 @@ def measured_in_passes(run_id: str, config, scales: list[float], seed: int) -> T
     """A trial whose passes are real sample sets (stored back to back, with their counts)."""
     passes = [samples(seed + index, scale=scale) for index, scale in enumerate(scales)]
     return trial(run_id, config, latencies_ms=[v for p in passes for v in p],
-                 details={"passes": [{"median_ms": float(np.median(p)), "samples": len(p)}
-                                     for p in passes]})
+                 passes=[PassRecord(median_ms=float(np.median(p)), samples=len(p))
+                         for p in passes])
 
 
 def test_a_trial_splits_back_into_its_passes_and_is_judged_by_the_fastest():
@@ -262,7 +263,7 @@ def test_a_trial_splits_back_into_its_passes_and_is_judged_by_the_fastest():
     assert passes[1] == samples(4, scale=2.2)
     assert fastest_pass_ms(measured) == min(passes, key=np.median)
     # Counts that do not add up (a store written by hand): every sample is one pass.
-    odd = trial("a", details={"passes": [{"median_ms": 1.0, "samples": 3}]})
+    odd = trial("a", passes=[PassRecord(median_ms=1.0, samples=3)])
     assert odd.pass_samples_ms() == [odd.latencies_ms]
 
 

@@ -13,13 +13,16 @@ import html
 import re
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from autotune.config import FP32, QuantConfig
+from autotune.outcome import CAUSE, Note, RooflinePlacement, Sensitivity
 from autotune.report import baselines, flags, render_markdown, reproduce_command, write_report
 from autotune.report_html import Regressions, find_regressions, render_html
+from autotune.settings import RunSpec
 from autotune.store import Run, Store
 from autotune.target import load_target
 from autotune.trial import Trial
@@ -43,9 +46,9 @@ def make_run(run_id: str = "run-1", synthetic_data: bool = False, **changes) -> 
                   finished_at="2026-01-02T03:14:05+00:00", status="finished", model="tiny",
                   model_path="/models/tiny.onnx", model_hash="ab" * 32, space="smoke",
                   metric="top1", synthetic_data=synthetic_data, reference_accuracy=0.9,
-                  args={"model": "tiny", "target": ["host-cpu"], "budget": 7,
-                        "strategy": "random", "min_repeats": 50, "min_time": 1.0,
-                        "trial_timeout": 600.0},
+                  settings=RunSpec(model="tiny", targets=("host-cpu",), budget=7,
+                                   strategy="random", min_repeats=50, min_time_s=1.0,
+                                   trial_timeout_s=600.0),
                   host={"cpu_model": "Test CPU 9000", "cores": 2, "system": "Linux 6",
                         "hostname": "bench-1", "python": "3.11.9"},
                   versions={"openvino": "2025.4.0", "onnxruntime": "1.23.0",
@@ -75,10 +78,14 @@ def sample_trials(run_id: str = "run-1") -> list[Trial]:
     return [
         make_trial(FP32, 2.0, 0.0, run_id=run_id, memory_mib=20),
         make_trial(INT8, 0.8, 0.004, run_id=run_id,
-                   details={"op_precisions": heavy, "float_fallback": ["conv2"],
-                            "sensitivity": {"conv1": 0.003, "conv2": 0.021}}),
+                   details={"op_precisions": heavy},
+                   notes=(Note("float_fallback",
+                               "int8 requested but 1 of 4 heavy ops ran in float (conv2)"),),
+                   sensitivity=Sensitivity("top1", {"conv1": 0.003, "conv2": 0.021})),
         make_trial(INT8_PT, 2.4, 0.002, run_id=run_id, backend="tvm", memory_mib=5,
-                   details={"op_precisions": heavy, "float_fallback": []}),
+                   details={"op_precisions": heavy},
+                   notes=(Note("integer_kernels", "all 4 heavy ops ran integer kernels "
+                                                  "(jit_int8)", CAUSE),)),
         make_trial(FP16, 1.1, 0.0001, run_id=run_id, backend="tvm",
                    details={"predicted": True}),
         make_trial(QuantConfig.from_text("w:int8:sym:per_tensor a:int8:sym cal:mse"), None,
@@ -150,7 +157,7 @@ def test_frontier_plot_draws_every_successful_trial_and_marks_predictions():
 
 def test_roofline_places_trials_when_the_data_exists(host_cpu):
     trials = sample_trials()
-    trials[1].details["roofline"] = {"ops": 2e8, "bytes": 4e6, "precision": "int8"}
+    trials[1].roofline = RooflinePlacement(ops=int(2e8), bytes=int(4e6), precision="int8")
     page = render_html(make_run(), trials, targets=host_cpu)
     roofline = page.split("<h3>Roofline</h3>")[1].split("<h3>")[0]
     assert roofline.count('<polyline class="roof"') == len(host_cpu["host-cpu"].peak_gops)
@@ -171,7 +178,7 @@ def test_sensitivity_renders_only_with_data():
     table = page.split('<table class="sortable sensitivity">')[1].split("</table>")[0]
     assert table.index("conv2") < table.index("conv1")  # worst first
     trials = sample_trials()
-    del trials[1].details["sensitivity"]
+    trials[1].sensitivity = None
     assert "No per-layer sensitivity scan" in render_html(make_run(), trials)
 
 
@@ -249,7 +256,7 @@ def hundred_trials(store: Store) -> str:
                        for w in ("sym", "asym") for g in ("per_channel", "per_tensor")
                        for a in ("int8", "uint8") for s in ("sym", "asym")
                        for c in ("minmax", "entropy", "percentile", "mse")]]
-    store.create_run(make_run("hundred", args={**make_run().args, "budget": 100}))
+    store.create_run(make_run("hundred", settings=replace(make_run().settings, budget=100)))
     for index in range(100):
         config, backend = configs[index // 2], ("openvino", "tvm")[index % 2]
         failed = index % 17 == 5
@@ -258,7 +265,7 @@ def hundred_trials(store: Store) -> str:
             None if failed else (index * 53 % 100) / 2500, backend=backend, run_id="hundred",
             memory_mib=4 + index % 30, status="runtime_error" if failed else "ok",
             error="worker died\n" * 20 if failed else "",
-            details={"roofline": {"ops": 2e8, "bytes": 1e6 * (1 + index % 9)}}))
+            roofline=RooflinePlacement(int(2e8), int(1e6 * (1 + index % 9)), "fp32")))
     return "hundred"
 
 

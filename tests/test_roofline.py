@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import sqlalchemy as sa
 
 from autotune.cli import main
 from autotune.config import QuantConfig
@@ -15,10 +14,10 @@ from autotune.roofline import (
     attach_roofline,
     layerwise_bound_ms,
     peaks_for,
+    placement,
     roofline_bound,
-    roofline_details,
 )
-from autotune.store import SCHEMA_VERSION, RooflinePeaks, Store, now
+from autotune.store import RooflinePeaks, Store, now
 from autotune.target import Target, load_target
 from autotune.trial import Trial
 
@@ -42,17 +41,17 @@ def test_each_precision_runs_against_its_own_peak():
     assert roofline_bound({"fp32": 1e9}, 1e12, no_bandwidth).bound == "compute"
 
 
-def test_details_carry_the_report_keys_and_the_attained_fraction(tiny_model):
+def test_placement_carries_the_report_facts_and_the_attained_fraction(tiny_model):
     cost = config_cost(analyze(tiny_model), QuantConfig())
-    details = roofline_details(cost, PEAKS, latency_ms=0.5)
+    placed = placement(cost, PEAKS, latency_ms=0.5)
     bound = roofline_bound(cost.ops_by_precision, cost.bytes, PEAKS)
-    assert details["ops"] == cost.ops and details["bytes"] == round(cost.bytes)
-    assert details["precision"] == "fp32" and details["bound"] == bound.bound
-    assert details["bound_ms"] == pytest.approx(bound.bound_ms)
-    assert details["attained_fraction"] == pytest.approx(bound.bound_ms / 0.5)
+    assert placed.ops == cost.ops and placed.bytes == round(cost.bytes)
+    assert placed.precision == "fp32" and placed.bound == bound.bound
+    assert placed.bound_ms == pytest.approx(bound.bound_ms)
+    assert placed.attained_fraction == pytest.approx(bound.bound_ms / 0.5)
     # Each layer bounded on its own can only add up to more than the whole-model bound.
     assert layerwise_bound_ms(cost, PEAKS) >= bound.bound_ms
-    assert "bound_ms" not in roofline_details(cost, None, 0.5)  # counts only, no peaks
+    assert placement(cost, None, 0.5).bound_ms is None  # counts only, no peaks
 
 
 def _trial(status: str = "ok", latency: float | None = 2.0) -> Trial:
@@ -71,34 +70,18 @@ def test_measured_peaks_win_over_the_toml_on_the_same_host(tmp_path, tiny_model)
     assert peaks_for(target, store, "cpu-b", 2).source == "target"  # another CPU: TOML
     trial = _trial()
     attach_roofline(trial, tiny_model, target, store)
-    assert trial.details["roofline"]["peaks_source"] == "measured"
+    assert trial.roofline.peaks_source == "measured"
     failed = _trial("compile_error", None)
     attach_roofline(failed, tiny_model, target, store)
-    assert "roofline" not in failed.details
+    assert failed.roofline is None
 
 
 def test_a_target_without_peaks_still_gets_counts(tiny_model):
     bare = Target(name="bare", description="", device="cpu", arch="x86_64")
     trial = _trial()
     attach_roofline(trial, tiny_model, bare)
-    assert set(trial.details["roofline"]) == {"ops", "bytes", "precision", "intensity"}
-
-
-def test_schema_1_stores_are_upgraded(tmp_path):
-    url = f"sqlite:///{tmp_path}/old.db"
-    Store(url)
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:  # make it look like a store written by schema 1
-        connection.execute(sa.text("DROP TABLE predictions"))
-        connection.execute(sa.text("DROP TABLE roofline_peaks"))
-        connection.execute(sa.text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
-    store = Store(url)
-    with engine.connect() as connection:
-        version = connection.execute(sa.text("SELECT value FROM meta WHERE key = "
-                                             "'schema_version'")).scalar()
-    assert int(version) == SCHEMA_VERSION == 2
-    store.add_roofline(RooflinePeaks("t", now(), "box", "cpu", 2, {"fp32": 1.0}, None, {}, {}))
-    assert store.latest_roofline("t").peak_gops == {"fp32": 1.0}
+    assert trial.roofline.ops > 0 and trial.roofline.bytes > 0
+    assert trial.roofline.precision == "fp32" and trial.roofline.bound_ms is None
 
 
 def test_roofline_command_reads_the_toml_without_measuring(tmp_path, capsys):

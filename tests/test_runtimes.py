@@ -102,7 +102,7 @@ def test_workers_run_under_the_given_interpreter(workspace, tiny_model, traced_p
     # The int8 trial fails: its versions must still be those of the interpreter it ran in.
     monkeypatch.setenv("AUTOTUNE_INJECT_FAULT", "raise@compile:e0c77a5341")
     run_id = start_run(store, resolve_model(str(tiny_model)), space, targets, settings,
-                       ExhaustiveSearch(), {})
+                       ExhaustiveSearch())
     trials = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch()).trials
     assert [t.status for t in trials] == ["ok", "compile_error"]
     starts = log.read_text().splitlines()

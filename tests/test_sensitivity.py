@@ -100,8 +100,8 @@ def test_expand_mixed_adds_configs_from_the_scan(tiny_model, dataset, tmp_path):
     trial = Trial(run_id="r", model="m", model_hash="h", config=BASE, backend="openvino",
                   target="host-cpu", status="ok")
     attach_sensitivity(trial, expanded.scans)
-    assert set(trial.details["sensitivity"]) == {"conv1", "conv2", "fc"}
-    assert trial.details["sensitivity_metric"] == "fidelity_error"  # random data: no task
+    assert set(trial.sensitivity.drops) == {"conv1", "conv2", "fc"}
+    assert trial.sensitivity.metric == "fidelity_error"  # random data: no task
     fixed = _space_toml(tmp_path, f'bases = ["{BASE.text}"]\nmax_kept = 1\nlayers = ["nope"]')
     with pytest.raises(InputError, match="nope"):
         expand_mixed(parse_space(tomllib.loads(fixed.read_text()), fixed), tiny_model, dataset,

@@ -1,11 +1,23 @@
+import shutil
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
 from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
-from autotune.store import Run, Store, now
+from autotune.outcome import (
+    CAUSE,
+    DeviceFacts,
+    Note,
+    PassRecord,
+    RooflinePlacement,
+    Sensitivity,
+    TuningFacts,
+)
+from autotune.settings import RunSpec
+from autotune.store import SCHEMA_VERSION, Run, Store, now
 from autotune.trial import Trial
 
 INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", None, "minmax")
@@ -14,7 +26,8 @@ INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", No
 def _run(run_id: str, created: str | None = None) -> Run:
     return Run(id=run_id, created_at=created or now(), finished_at=None, status="running",
                model="m", model_path="m.onnx", model_hash="abc", space="default",
-               metric="top1", synthetic_data=False, reference_accuracy=0.98, args={"budget": 3},
+               metric="top1", synthetic_data=False, reference_accuracy=0.98,
+               settings=RunSpec(budget=3, targets=("host-cpu", "arm-cortex-a76")),
                host={"cpu_model": "cpu", "cores": 2}, versions={"openvino": "2026.4.1"})
 
 
@@ -24,7 +37,17 @@ def _trial(run_id: str, config=FP32, status="ok", latency=1.5) -> Trial:
                  versions={"openvino": "2026.4.1"}, cpu_model="cpu", cores=2,
                  latencies_ms=[latency, latency + 0.1], latency_median_ms=latency,
                  accuracy=0.97, accuracy_drop=0.01, sqnr_db=float("inf"),
-                 details={"op_precisions": [{"name": "conv1", "integer": True}]})
+                 details={"op_precisions": [{"name": "conv1", "integer": True}]},
+                 quantize_s=0.5, compile_memory_bytes=1 << 20,
+                 tuning=TuningFacts(64, 64, 12.5, 7),
+                 notes=(Note("float_fallback", "1 layer in float"), Note("k", "why", CAUSE)),
+                 device=DeviceFacts("autotune worker", "aarch64", "Cortex-A76", 4, True,
+                                    {"numpy": "2.1"}),
+                 passes=[PassRecord(latency, 0.01, 2), PassRecord(status="timeout", error="x")],
+                 spreads=[0.2, 0.05], noisy=True, passes_skipped="emulated",
+                 roofline=RooflinePlacement(100, 10, "int8", 0.1, 0.1, 0.05, "compute",
+                                            "target", "", {"int8": 10.0}, 20.0, 0.5),
+                 sensitivity=Sensitivity("top1", {"conv1": 0.01}))
 
 
 @pytest.fixture
@@ -41,7 +64,12 @@ def test_round_trip_keeps_every_field(store):
     expected["sqnr_db"] = 999.0  # infinity is stored as a finite sentinel
     assert loaded.to_dict() == expected
     run = store.get_run("r1")
-    assert run.args == {"budget": 3} and run.reference_accuracy == 0.98
+    assert run.settings == RunSpec(budget=3, targets=("host-cpu", "arm-cortex-a76"))
+    assert run.reference_accuracy == 0.98
+    # Every typed fact comes back as the same typed value, not a dict.
+    assert loaded.tuning == trial.tuning and loaded.notes == trial.notes
+    assert loaded.device == trial.device and loaded.passes == trial.passes
+    assert loaded.roofline == trial.roofline and loaded.sensitivity == trial.sensitivity
 
 
 def test_one_trial_per_key_and_resume_keys(store):
@@ -97,3 +125,46 @@ def test_unopenable_store_is_bad_input(tmp_path):
     blocker.write_text("")
     with pytest.raises(InputError, match="--store"):
         Store(f"sqlite:///{blocker}/sub/autotune.db")
+
+
+# Stores written before the change (tests/data/store-v2.db: schema 2, written by the old
+# Store itself; see tests/data/make_store_v2.py).
+V2_STORE = Path(__file__).parent / "data" / "store-v2.db"
+
+
+@pytest.mark.parametrize("from_version", [1, 2])
+def test_an_old_store_opens_with_typed_settings_facts_and_backend_notes(tmp_path, from_version):
+    path = tmp_path / "old.db"
+    shutil.copy(V2_STORE, path)
+    if from_version == 1:  # schema 1 had neither predictions nor measured peaks
+        with sqlite3.connect(path) as connection:
+            connection.execute("DROP TABLE predictions")
+            connection.execute("DROP TABLE roofline_peaks")
+            connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store = Store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+    run = store.get_run("old-run")
+    assert run.settings == RunSpec(model="digits-cnn", space="default", targets=("host-cpu",),
+                                   backends=("openvino", "tvm"), trial_timeout_s=920.0,
+                                   tuning_trials=64, passes=3, max_spread=0.1)
+    fp32, int8, tvm = store.trials("old-run")
+    # Passes, roofline and the worker's figures moved out of details into typed fields.
+    assert [p.median_ms for p in int8.passes] == [1.0, 0.9, 1.1] and int8.latency_ms == 0.9
+    assert int8.quantize_s == 0.25 and int8.compile_memory_bytes == 4096
+    assert int8.roofline.bound == "compute" and int8.roofline.peak_gops == {"int8": 1000.0}
+    assert int8.sensitivity == Sensitivity("top1", {"conv1": 0.01, "conv2": 0.002})
+    assert not {"passes", "roofline", "sensitivity", "quantize_s"} & set(int8.details)
+    assert int8.details["op_precisions"]  # the backend's own facts stay, for display
+    # Each backend said what it says of a new trial: OpenVINO's fallback, TVM's untuned
+    # build and its layer left in float.
+    assert [n.text for n in int8.notes] == [
+        "int8 requested but 1 of 3 heavy ops ran in float (conv2)"]
+    assert fp32.notes == ()
+    assert [n.kind for n in tvm.notes] == ["untuned", "float_fallback"]
+    assert "conv1: asymmetric weights" in tvm.notes[1].text
+    assert tvm.device.emulated and tvm.device.cpu_model == "Cortex"
+    assert tvm.noisy and tvm.spreads == [0.2, 0.15]
+    # An upgraded store takes new trials and reads them back alongside the old ones.
+    store.add_trial(_trial("old-run", QuantConfig.from_text("fp16")))
+    assert len(store.trials("old-run")) == 4

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
+from autotune.outcome import Note, TuningFacts
 from autotune.quantize import QuantizedModel
 from autotune.target import Target
 
@@ -33,13 +34,35 @@ DEFAULT_OPTIONS = CompileOptions()
 
 @dataclass
 class Artifact:
-    """A compiled model on disk, ready to be loaded and measured."""
+    """A compiled model on disk, ready to be loaded and measured.
+
+    ``state`` is the backend's own (what its ``measure`` needs: input names, the precision
+    hint); ``details`` are facts for display only; what reports and other stages read is
+    typed: ``tuning``, and the notes the backend's ``notes`` derives.
+    """
 
     backend: str
     path: Path
     size_bytes: int
     compile_s: float
+    state: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    tuning: TuningFacts | None = None
+
+    def to_json(self) -> dict:
+        """The artifact's record (it crosses processes: a later pass measures it again)."""
+        return {"backend": self.backend, "path": str(self.path), "size_bytes": self.size_bytes,
+                "compile_s": self.compile_s, "state": self.state, "details": self.details,
+                "tuning": None if self.tuning is None else self.tuning.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Artifact:
+        return cls(backend=data["backend"], path=Path(data["path"]),
+                   size_bytes=int(data["size_bytes"]), compile_s=float(data["compile_s"]),
+                   # Artifacts kept by a run from before ``state`` kept it in details.
+                   state=dict(data.get("state") or data.get("details") or {}),
+                   details=dict(data.get("details") or {}),
+                   tuning=TuningFacts.from_json(data.get("tuning")))
 
 
 class Backend(Protocol):
@@ -61,3 +84,9 @@ class Backend(Protocol):
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
         """Load and run ``artifact`` under ``protocol``; outputs of every evaluation input."""
+
+    def notes(self, artifact: Artifact) -> tuple[Note, ...]:
+        """What a user should know about a trial of ``artifact`` (float fallback, untuned,
+        layers left in float), in words reports show as they are. Pure: derived from the
+        artifact's ``details`` and ``tuning``, so trials stored before notes existed get
+        theirs from their stored details too."""

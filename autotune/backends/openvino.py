@@ -20,6 +20,7 @@ from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, Comp
 from autotune.errors import UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
+from autotune.outcome import CAUSE, FLOAT_FALLBACK, Note
 from autotune.quantize import QuantizedModel, WeightCompression
 from autotune.target import Target
 
@@ -78,7 +79,10 @@ class OpenVINOBackend:
                 raise UnsupportedConfig(
                     f"{target.openvino_device} on this host does not support "
                     f"{model.precision_hint} (capabilities: {', '.join(supported)})")
-        details: dict = {"precision_hint": model.precision_hint}
+        state = {"precision_hint": model.precision_hint,
+                 "quantized": model.config.is_quantized,
+                 "weight_only": model.weight_compression is not None}
+        details: dict = {}
         start = time.perf_counter()
         network = core.read_model(str(model.path))
         read_s = time.perf_counter() - start
@@ -90,12 +94,25 @@ class OpenVINOBackend:
             # The device compiles (its plugin, its CPU): ship OpenVINO IR, weights compressed.
             path = Path(workdir) / "model.xml"
             openvino.save_model(network, str(path), compress_to_fp16=False)
-            details.update(compiled_on="device", quantized=model.config.is_quantized)
+            details["compiled_on"] = "device"
             size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
-            return Artifact(self.name, path, size, read_s, details)
-        return compile_here(core, network, target, details, Path(workdir), read_s,
-                            quantized=model.config.is_quantized,
-                            weight_only=model.weight_compression is not None)
+            return Artifact(self.name, path, size, read_s, state, details)
+        return compile_here(core, network, target, state, details, Path(workdir), read_s)
+
+    def notes(self, artifact: Artifact) -> tuple[Note, ...]:
+        # A device-compiled artifact's op precisions arrive with its measurement.
+        fallback = artifact.details.get("float_fallback") or []
+        heavy = artifact.details.get("op_precisions") or []
+        if fallback:
+            names = ", ".join(fallback[:4]) + (" ..." if len(fallback) > 4 else "")
+            return (Note(FLOAT_FALLBACK, f"int8 requested but {len(fallback)} of "
+                                           f"{len(heavy)} heavy ops ran in float ({names})"),)
+        if heavy and "float_fallback" in artifact.details:  # quantized, all integer
+            kernels = sorted({op["kernel"] for op in heavy})
+            return (Note("integer_kernels", f"all {len(heavy)} heavy ops ran integer kernels "
+                                            f"({', '.join(kernels)}), so the time goes to "
+                                            f"conversions and overhead", CAUSE),)
+        return ()
 
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
@@ -105,7 +122,7 @@ class OpenVINOBackend:
             from autotune.backends.openvino_remote import measure_on_device
 
             return measure_on_device(artifact, evaluation, target, protocol)
-        precision = artifact.details.get("precision_hint", "fp32")
+        precision = artifact.state["precision_hint"]
 
         def load() -> Session:
             core = openvino.Core()
@@ -116,26 +133,26 @@ class OpenVINOBackend:
         return measure_session(load, evaluation, protocol)
 
 
-def compile_here(core, network, target: Target, details: dict, workdir: Path, read_s: float,
-                 *, quantized: bool, weight_only: bool) -> Artifact:
+def compile_here(core, network, target: Target, state: dict, details: dict, workdir: Path,
+                 read_s: float) -> Artifact:
     """Compile for a device of this machine and export the blob (its op precisions too)."""
     start = time.perf_counter()
     compiled = core.compile_model(network, target.openvino_device,
-                                  _compile_config(target, details["precision_hint"]))
+                                  _compile_config(target, state["precision_hint"]))
     compile_s = read_s + time.perf_counter() - start
     path = workdir / "model.blob"
     path.write_bytes(compiled.export_model().getvalue())
     details["op_precisions"] = runtime_op_precisions(compiled)
-    if quantized:
+    if state["quantized"]:
         ops = details["op_precisions"]
-        if weight_only:
+        if state["weight_only"]:
             # Weight-only: what falls back is a layer whose weights stayed float; a MatMul
             # of two activations has no weights to compress.
             details["float_fallback"] = [op["name"] for op in ops if op["type"] != "MatMul"
                                          and not op["weights_integer"]]
         else:
             details["float_fallback"] = [op["name"] for op in ops if not op["integer"]]
-    return Artifact(OpenVINOBackend.name, path, path.stat().st_size, compile_s, details)
+    return Artifact(OpenVINOBackend.name, path, path.stat().st_size, compile_s, state, details)
 
 
 class _OpenVINOSession(Session):

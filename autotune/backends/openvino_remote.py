@@ -18,6 +18,7 @@ import numpy as np
 
 from autotune.backends.base import Artifact
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
+from autotune.outcome import DeviceFacts
 from autotune.target import Target
 from autotune.worker import load_outputs, save_outputs
 
@@ -46,15 +47,16 @@ def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: T
     answer = json.loads(measure(json.dumps({
         "model": xml.name, "inputs": "inputs.npz", "outputs": "outputs.npz",
         "device": target.openvino_device, "threads": target.threads,
-        "precision_hint": artifact.details.get("precision_hint", "fp32"),
-        "quantized": artifact.details["quantized"],
-        "weight_only": "weight_compression" in artifact.details,
+        "precision_hint": artifact.state["precision_hint"],
+        "quantized": artifact.state["quantized"],
+        "weight_only": artifact.state["weight_only"],
         "protocol": protocol.to_dict()})))
     outputs = load_outputs(io.BytesIO(bytes(session.download("outputs.npz"))))
-    details = {**answer["details"], "device": info, "emulated": bool(info.get("emulated")),
-               "upload_s": upload_s, "device_compile_s": answer["compile_s"]}
+    details = {**answer["details"], "upload_s": upload_s,
+               "device_compile_s": answer["compile_s"]}
     return Measurement(load_s=answer["load_s"], first_inference_ms=answer["first_inference_ms"],
-                       latencies_ms=answer["latencies_ms"], outputs=outputs, details=details)
+                       latencies_ms=answer["latencies_ms"], outputs=outputs, details=details,
+                       device=DeviceFacts.from_json(info))
 
 
 def _pack(evaluation: Sequence[Feeds]) -> bytes:
@@ -93,9 +95,8 @@ def serve_measure(request_json: str) -> str:
     read_s = time.perf_counter() - start
     compiled_dir = Path(workpath("compiled"))
     compiled_dir.mkdir(exist_ok=True)
-    artifact = compile_here(core, network, target,
-                            {"precision_hint": request["precision_hint"]}, compiled_dir, read_s,
-                            quantized=request["quantized"], weight_only=request["weight_only"])
+    state = {name: request[name] for name in ("precision_hint", "quantized", "weight_only")}
+    artifact = compile_here(core, network, target, state, {}, compiled_dir, read_s)
     with np.load(workpath(request["inputs"])) as data:
         evaluation = _unpack(data)
     measurement = OpenVINOBackend().measure(artifact, evaluation, target,

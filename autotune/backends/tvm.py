@@ -30,6 +30,7 @@ from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, Comp
 from autotune.errors import UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
+from autotune.outcome import FLAG, FLOAT_FALLBACK, DeviceFacts, Note, TuningFacts
 from autotune.quantize import QuantizedModel
 from autotune.target import Target
 
@@ -99,8 +100,8 @@ class TVMBackend:
         start = time.perf_counter()
         load_tensor_intrinsics(target.tvm_target)
         mod, input_names = import_onnx(model.path)
-        details: dict = {"precision_hint": model.precision_hint, "input_names": input_names,
-                         "tvm_target": str(tvm_target)}
+        state = {"precision_hint": model.precision_hint, "input_names": input_names}
+        details: dict = {"tvm_target": str(tvm_target)}
         if model.precision_hint == "fp16":
             # fp16 storage and math, fp32 accumulation in conv2d/matmul (fp16 accumulation
             # loses accuracy and is slower on CPUs without native fp16 arithmetic).
@@ -126,8 +127,7 @@ class TVMBackend:
         tuning, database = tune(mod, tvm_target, options.tuning_trials,
                                 tuning_dir(options.cache_dir, tvm_target),
                                 _tuning_tools(target) if options.tuning_trials > 0 else None)
-        details["tuning"] = tuning
-        details["untuned"] = tuning["database_records_applied"] == 0
+        details["tuning"] = tuning  # the per-kernel account, for display
         with tvm_target:
             if tuning["database_records_applied"]:
                 with database:
@@ -142,13 +142,29 @@ class TVMBackend:
             details["cross_compiler"] = cc
         executable.export_library(str(path), **({"cc": cc} if cc else {}))
         compile_s = time.perf_counter() - start
-        return Artifact(self.name, path, path.stat().st_size, compile_s, details)
+        return Artifact(self.name, path, path.stat().st_size, compile_s, state, details,
+                        tuning=_tuning_facts(tuning))
+
+    def notes(self, artifact: Artifact) -> tuple[Note, ...]:
+        notes = []
+        tuning = artifact.tuning or _tuning_facts(artifact.details.get("tuning"))
+        if tuning is not None and not tuning.tuned:
+            notes.append(Note("untuned", "untuned (no tuning trials)"))
+        lowered = artifact.details.get("integer_ops") or {}
+        left = lowered.get("left_in_float") or []
+        if left:
+            total = len(left) + len(lowered.get("integer") or [])
+            names = ", ".join(left[:4]) + (" ..." if len(left) > 4 else "")
+            notes.append(Note(FLOAT_FALLBACK,
+                              f"int8 requested but {len(left)} of {total} conv/matmul layers "
+                              f"left in float, fake-quantized ({names})", FLAG))
+        return tuple(notes)
 
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
-        names = artifact.details["input_names"]
+        names = artifact.state["input_names"]
         kind = target.tvm_target["kind"]
-        device_details: dict = {}
+        found: dict = {}
 
         def load() -> Session:
             import tvm
@@ -158,33 +174,42 @@ class TVMBackend:
                 device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
                 module = tvm.runtime.load_module(str(artifact.path))
             else:
-                module, device = _load_remote(artifact, target, device_details)
+                module, device, found["device"] = _load_remote(artifact, target)
             vm = relax.VirtualMachine(module, device)
             if target.is_local and kind == "llvm":
                 return _TVMSession(vm, device, names)
             return _DeviceTimedSession(vm, device, names)
 
         measurement = measure_session(load, evaluation, protocol)
-        measurement.details.update(device_details)
+        measurement.device = found.get("device")
         return measurement
 
 
-def _load_remote(artifact: Artifact, target: Target, details: dict):
-    """Upload the library to the target's device through its tracker and load it there."""
+def _tuning_facts(report: dict | None) -> TuningFacts | None:
+    """The typed part of ``tune``'s report (also read from trials stored before it existed)."""
+    if not report:
+        return None
+    return TuningFacts(trials_requested=int(report["trials_requested"]),
+                       trials_run=int(report.get("trials_run", 0)),
+                       tuning_s=float(report.get("tuning_s", 0.0)),
+                       records_applied=int(report.get("database_records_applied", 0)))
+
+
+def _load_remote(artifact: Artifact, target: Target):
+    """Upload the library to the target's device through its tracker and load it there;
+    returns the module, the device and the device's description of itself."""
     from autotune.backends.remote import connect, device_info
 
     reach = target.reach
     session = connect(reach.host, reach.port, reach.key)
-    info = device_info(session)
-    details["device"] = info
-    details["emulated"] = bool(info.get("emulated"))
+    info = DeviceFacts.from_json(device_info(session))
     # A name unique to this artifact: TVM caches loaded libraries by path in a process.
     name = f"{hashlib.sha256(str(artifact.path).encode()).hexdigest()[:12]}-model.so"
     session.upload(str(artifact.path), name)
     device = session.cuda(0) if target.tvm_target["kind"] == "cuda" else session.cpu(0)
     module = session.load_module(name)
     module._autotune_session = session  # the session lives as long as the module
-    return module, device
+    return module, device, info
 
 
 class _TVMSession(Session):

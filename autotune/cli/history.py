@@ -106,7 +106,7 @@ def print_series(series: dict[tuple, list[Point]]) -> None:
         print(f"{first.model} {first.config.label} ({first.config.id}) on "
               f"{first.backend}/{target_label(first)}: {len(points)} run(s)")
         versions = _varying_versions(points)
-        print_table(["run", "created", *versions, "status", "median ms", "p90 ms",
+        print_table(["run", "created", *versions, "status", "latency ms", "p90 ms",
                      "memory MiB", "accuracy/cos", "vs previous", "verdict"],
                     [_row(point, versions) for point in points])
         print()
@@ -122,7 +122,7 @@ def _row(point: Point, versions: Sequence[str]) -> list:
     quality = trial.accuracy if trial.accuracy is not None else trial.cosine
     return [point.run.id, point.run.created_at[:16],
             *[trial.versions.get(name) for name in versions], trial.status,
-            None if trial.latency_median_ms is None else f"{trial.latency_median_ms:.4f}",
+            None if trial.latency_ms is None else f"{trial.latency_ms:.4f}",
             None if trial.latency_p90_ms is None else f"{trial.latency_p90_ms:.4f}",
             None if trial.memory_bytes is None else f"{trial.memory_bytes / 2**20:.2f}",
             None if quality is None else f"{quality:.4f}",
@@ -136,7 +136,8 @@ def _series_json(points: Sequence[Point]) -> dict:
         "config_text": first.config.text, "backend": first.backend, "target": first.target,
         "points": [{
             "run_id": p.run.id, "created_at": p.run.created_at, "versions": p.trial.versions,
-            "status": p.trial.status, "latency_median_ms": p.trial.latency_median_ms,
+            "status": p.trial.status, "latency_ms": p.trial.latency_ms,
+            "latency_median_ms": p.trial.latency_median_ms,
             "latency_p90_ms": p.trial.latency_p90_ms, "memory_bytes": p.trial.memory_bytes,
             "accuracy": p.trial.accuracy, "accuracy_drop": p.trial.accuracy_drop,
             "latency_change": None if p.change is None or p.change.latency is None
@@ -170,7 +171,7 @@ def write_plot(series: dict[tuple, list[Point]], path: Path) -> Path:
         _plot_series(axis, points, position)
     axis.set_xticks(range(len(runs)))
     axis.set_xticklabels([_tick(run) for run in runs], fontsize=7, rotation=30, ha="right")
-    axis.set_ylabel("median latency, ms (whisker: p90)")
+    axis.set_ylabel("latency, ms: median of the fastest pass (whisker: p90)")
     axis.set_title("history" + (f" (first {MAX_PLOTTED_SERIES} of {len(series)} series)"
                                 if len(series) > MAX_PLOTTED_SERIES else ""))
     axis.grid(alpha=0.3)
@@ -184,9 +185,9 @@ def write_plot(series: dict[tuple, list[Point]], path: Path) -> Path:
 
 def _plot_series(axis, points: Sequence[Point], position: dict[str, int]) -> None:
     first = points[0].trial
-    ok = [p for p in points if p.trial.ok and p.trial.latency_median_ms is not None]
+    ok = [p for p in points if p.trial.ok and p.trial.latency_ms is not None]
     xs = [position[p.run.id] for p in ok]
-    medians = [p.trial.latency_median_ms for p in ok]
+    medians = [p.trial.latency_ms for p in ok]
     upper = [max(0.0, (p.trial.latency_p90_ms or m) - m) for p, m in zip(ok, medians,
                                                                           strict=True)]
     line = axis.errorbar(xs, medians, yerr=[[0] * len(ok), upper], marker="o", markersize=4,
@@ -200,10 +201,10 @@ def _plot_series(axis, points: Sequence[Point], position: dict[str, int]) -> Non
             axis.annotate(point.trial.status, (x, floor), fontsize=6, xytext=(3, -10),
                           textcoords="offset points")
         elif point.change is not None and point.change.regressed:
-            axis.scatter([x], [point.trial.latency_median_ms], s=140, facecolors="none",
+            axis.scatter([x], [point.trial.latency_ms], s=140, facecolors="none",
                          edgecolors="crimson", linewidths=2, zorder=4)
             kinds = ", ".join(f.kind for f in point.change.findings if f.regression)
-            axis.annotate(kinds, (x, point.trial.latency_median_ms), color="crimson",
+            axis.annotate(kinds, (x, point.trial.latency_ms), color="crimson",
                           fontsize=7, xytext=(6, 6), textcoords="offset points")
 
 

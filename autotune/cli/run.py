@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from autotune.cli.common import add_store_option, open_store, workspace_for
 from autotune.errors import InputError
+from autotune.settings import DEFAULT_MODEL, DEFAULT_TARGET, DEFAULT_TUNING_TRIALS, RunSpec
 from autotune.store import DEFAULT_STORE_URL
 
 log = logging.getLogger("autotune")
@@ -18,10 +20,6 @@ log = logging.getLogger("autotune")
 
 # Both compilers, side by side; the default space gives TVM one config per kernel family.
 DEFAULT_BACKENDS = ("openvino", "tvm")
-# TVM's default loops are ~100x slower than tuned kernels; 64 trials give each of a small
-# model's kernels one search (about two minutes per kernel family on 2 cores, once: the
-# database keeps them for every later config and run).
-DEFAULT_TUNING_TRIALS = 64
 
 
 def add_parser(commands) -> None:
@@ -98,27 +96,25 @@ def add_parser(commands) -> None:
 
 def _memory_limit_bytes(mib: int | None) -> int:
     if mib is not None:
-        if mib <= 0:
-            raise InputError("--trial-memory: must be a positive number of MiB")
         return mib << 20
     import psutil
 
     return min(int(psutil.virtual_memory().total * 0.6), 8 << 30)
 
 
-def _runtime_python(specs: list[str] | None, workspace: Path) -> str | None:
+def _runtime_python(specs: Sequence[str], workspace: Path) -> str | None:
     if not specs:
         return None
     from autotune.runtimes import ensure_env
 
-    env = ensure_env(specs, workspace / "envs")
+    env = ensure_env(list(specs), workspace / "envs")
     print(f"runtime {' '.join(env.specs)}: "
           + ", ".join(f"{name} {value}" for name, value in env.versions.items()),
           file=sys.stderr)
     return str(env.python)
 
 
-def configs_space(texts: list[str]):
+def configs_space(texts: Sequence[str]):
     from autotune.config import FP32, ConfigError, QuantConfig
     from autotune.space import SearchSpace
 
@@ -131,6 +127,19 @@ def configs_space(texts: list[str]):
     return SearchSpace("custom", "configs given with --config", tuple(dict.fromkeys(configs)))
 
 
+def spec_from_args(args) -> RunSpec:
+    """The run's settings from its flags (not yet validated)."""
+    return RunSpec(
+        model=args.model or DEFAULT_MODEL, data=None if args.data is None else str(args.data),
+        metric=args.metric, space=args.space, configs=tuple(args.config or ()),
+        targets=tuple(args.target or (DEFAULT_TARGET,)),
+        backends=tuple(args.backend or DEFAULT_BACKENDS), strategy=args.strategy,
+        budget=args.budget, seed=args.seed, trial_timeout_s=args.trial_timeout,
+        trial_memory_mib=args.trial_memory, tuning_trials=args.tuning_trials,
+        min_repeats=args.min_repeats, min_time_s=args.min_time, max_spread=args.max_spread,
+        passes=args.passes, runtime=tuple(args.runtime or ()))
+
+
 def handle(args) -> int:
     from autotune.backends import get_backend
     from autotune.driver import RunSettings, execute_run, start_run
@@ -139,67 +148,47 @@ def handle(args) -> int:
     from autotune.search import StrategyContext, make_strategy
     from autotune.space import load_space
     from autotune.target import load_target
-    from autotune.zoo import DEFAULT_MODEL, resolve_model
+    from autotune.zoo import resolve_model
 
     store = open_store(args.store)
-    stored = vars(args)
     if args.resume:
         run = store.get_run(args.resume)
-        stored = {**stored, **run.args}
+        spec = run.settings
         print(f"resuming run {run.id} ({run.status}) with its stored settings", file=sys.stderr)
-
-    max_spread = stored.get("max_spread", 0.10)  # runs recorded before the flag had none
-    for name, value in (("--budget", stored["budget"]),
-                        ("--tuning-trials", stored["tuning_trials"]),
-                        ("--max-spread", max_spread)):
-        if value is not None and value < 0:
-            raise InputError(f"{name}: must not be negative; got {value}")
-    passes = stored.get("passes", 1)  # runs recorded before passes had one
-    if passes < 1:
-        raise InputError(f"--passes: must be at least 1; got {passes}")
-    if stored["min_repeats"] < 1:  # a trial with no sample has no latency to store
-        raise InputError(f"--min-repeats: must be at least 1; got {stored['min_repeats']}")
-    if stored["trial_timeout"] is None:
-        # Tuning happens inside the trial's compile step; a budget must not time it out.
-        stored["trial_timeout"] = 600.0 + 5.0 * max(stored["tuning_trials"] or 0, 0)
-    if stored["trial_timeout"] <= 0:
-        raise InputError(f"--trial-timeout: must be positive; got {stored['trial_timeout']}")
-    space = (configs_space(stored["config"]) if stored.get("config")
-             else load_space(stored["space"]))
-    targets = [load_target(name) for name in (stored["target"] or ["host-cpu"])]
-    backends = tuple(stored["backend"] or DEFAULT_BACKENDS)
+    else:
+        spec = spec_from_args(args)
+    spec.validate()
+    space = configs_space(spec.configs) if spec.configs else load_space(spec.space)
+    targets = [load_target(name) for name in spec.targets]
+    backends = spec.backends or DEFAULT_BACKENDS
     for name in backends:
         get_backend(name)
+    workspace = workspace_for(args.store)
     settings = RunSettings(
-        backends=backends, budget=stored["budget"], trial_timeout_s=stored["trial_timeout"],
-        memory_limit_bytes=_memory_limit_bytes(stored["trial_memory"]),
-        tuning_trials=stored["tuning_trials"],
-        protocol=MeasurementProtocol(min_repeats=stored["min_repeats"],
-                                     min_time_s=stored["min_time"]),
-        workspace=workspace_for(args.store), progress=not args.no_progress,
-        python=_runtime_python(stored.get("runtime"), workspace_for(args.store)),
-        max_spread=max_spread, passes=passes)
+        backends=tuple(backends), budget=spec.budget, trial_timeout_s=spec.timeout_s,
+        memory_limit_bytes=_memory_limit_bytes(spec.trial_memory_mib),
+        tuning_trials=spec.tuning_trials,
+        protocol=MeasurementProtocol(min_repeats=spec.min_repeats, min_time_s=spec.min_time_s),
+        workspace=workspace, progress=not args.no_progress,
+        python=_runtime_python(spec.runtime, workspace),
+        max_spread=spec.max_spread, passes=spec.passes)
 
     if args.resume:
         run_id = args.resume
-        strategy = make_strategy(stored["strategy"], stored["seed"], StrategyContext(
+        strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
             Path(run.model_path), store, model_dir=settings.workspace / "costmodels"))
     else:
-        model = resolve_model(args.model or DEFAULT_MODEL, args.data, args.metric)
-        strategy = make_strategy(stored["strategy"], stored["seed"], StrategyContext(
+        model = resolve_model(spec.model, args.data, spec.metric)
+        strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
             model.path, store, model_dir=settings.workspace / "costmodels"))
         if model.dataset.synthetic:
             log.warning("no --data for %s: calibrating on seeded random inputs and scoring "
                         "fidelity vs fp32 only (no task accuracy)", model.path)
-        recorded = {key: (str(value) if isinstance(value, Path) else value)
-                    for key, value in stored.items()
-                    if key not in ("handler", "command", "store", "report_dir", "resume",
-                                   "no_progress")}
-        recorded["model"] = args.model or DEFAULT_MODEL
-        recorded["target"] = [t.name if t.path and t.path.parent.name == "targets" else str(t.path)
-                              for t in targets]
-        recorded["backend"] = list(backends)
-        run_id = start_run(store, model, space, targets, settings, strategy, recorded)
+        # Targets from the built-in folder by name, others by their file.
+        recorded = tuple(t.name if t.path and t.path.parent.name == "targets" else str(t.path)
+                         for t in targets)
+        spec = replace(spec, targets=recorded, backends=tuple(backends))
+        run_id = start_run(store, model, space, targets, settings, strategy, spec)
     print(f"run {run_id}", flush=True)
     with _sigterm_as_interrupt():
         outcome = execute_run(store, run_id, space, targets, settings, strategy)

@@ -18,6 +18,7 @@ from pathlib import Path
 from autotune.data import Dataset, random_dataset
 from autotune.errors import InputError
 from autotune.paths import ZOO_MODELS_DIR
+from autotune.settings import DEFAULT_MODEL  # noqa: F401 - re-exported (zoo.DEFAULT_MODEL)
 from autotune.zoo import minilm, shapes
 from autotune.zoo.cache import cached_model_path, installed_version
 
@@ -128,8 +129,6 @@ ZOO: dict[str, ZooModel] = {
                      "BERT-base encoder (12 layers, hidden 768), 1x128 tokens"),
     ]
 }
-
-DEFAULT_MODEL = "digits-cnn"
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def test_measures_on_a_device_through_the_tracker(local_worker, tmp_path):
     assert artifact.path.suffix == ".xml" and artifact.details["compiled_on"] == "device"
     there = backend.measure(artifact, dataset.evaluation, remote, QUICK)
     assert len(there.latencies_ms) >= QUICK.min_repeats
-    assert there.details["device"]["served_by"] == "autotune worker"
+    assert there.device.served_by == "autotune worker"
     assert there.details["op_precisions"] and there.details["float_fallback"] == []
     np.testing.assert_allclose(first_outputs(there.outputs), first_outputs(here.outputs),
                                rtol=1e-4, atol=1e-4)

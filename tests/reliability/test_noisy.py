@@ -22,10 +22,10 @@ def test_a_noisy_trial_is_measured_again_then_flagged(workspace, tiny_model, cap
     run_id = capsys.readouterr().out.split()[1]
     (trial,) = check_store(run_id, finished=True, count=1)
     assert trial.config == FP32 and trial.ok  # still a result: noisy is a flag, not a failure
-    spreads = trial.details["spreads"]
+    spreads = trial.spreads
     assert len(spreads) == 3 and all(spread > 0.0001 for spread in spreads)
     assert len(set(spreads)) == 3  # three separate measurement passes, not one reused
-    assert trial.details["noisy"] is True
+    assert trial.noisy is True
     # The samples kept are the last pass's: its spread is the stored one.
     assert trial.latency_spread == pytest.approx(spreads[-1])
     assert latency_stats(trial.latencies_ms).spread == pytest.approx(spreads[-1])
@@ -37,6 +37,6 @@ def test_a_steady_trial_is_measured_once(workspace, tiny_model, capsys, check_st
     assert main(["run", "--model", str(tiny_model), *QUICK, "--max-spread", "10"]) == 0
     run_id = capsys.readouterr().out.split()[1]
     (trial,) = check_store(run_id, finished=True, count=1)
-    assert trial.ok and "spreads" not in trial.details and "noisy" not in trial.details
+    assert trial.ok and trial.spreads == [] and trial.noisy is False
     summary = (workspace / "reports" / run_id / "summary.md").read_text()
     assert "noisy" not in summary

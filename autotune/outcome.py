@@ -1,0 +1,292 @@
+"""The typed facts of a trial's outcome, as they cross the worker boundary and reach the store.
+
+A worker hands back one ``WorkerOutcome``; the driver turns it into a ``Trial`` field by
+field; the store keeps the typed facts in one JSON column and reads them back as these
+records. Nothing here imports a runtime: every record is plain data with ``to_json`` and
+``from_json``, as MetaSchedule's ``RunnerResult`` and optuna's ``FrozenTrial`` are.
+
+``details`` dicts that remain (on an artifact, a measurement, a trial) are for display only:
+no module reads a key out of them to decide anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# What a trial can end as. ``ok`` is the only success; ``unavailable`` means it was never
+# tried (the target or backend could not be reached), so it costs no budget and teaches a
+# cost model nothing; the others are failures of the config on that backend and target.
+STATUSES = ("ok", "compile_error", "runtime_error", "timeout", "oom", "unsupported",
+            "unavailable")
+FAILURE_STATUSES = ("compile_error", "runtime_error", "timeout", "oom", "unsupported")
+
+# The roles of a note: a flag every report shows next to the trial; a cause, shown only as the
+# reason when a quantized config is not faster than fp32; information for the trial's details.
+FLAG, CAUSE, INFO = "flag", "cause", "info"
+NOTE_ROLES = (FLAG, CAUSE, INFO)
+# The one note kind other stages act on: a quantized config whose layers (some or all) were
+# computed in float, whatever the backend's words for it (a fallback, a layer left in float).
+FLOAT_FALLBACK = "float_fallback"
+
+
+@dataclass(frozen=True)
+class Note:
+    """What a backend says about one trial, in words a user reads (reports show ``text``
+    without knowing which backend wrote it). ``kind`` is a stable tag for CSV and JSON."""
+
+    kind: str
+    text: str
+    role: str = FLAG
+
+    def __post_init__(self) -> None:
+        if self.role not in NOTE_ROLES:
+            raise ValueError(f"unknown note role {self.role!r} (known: {NOTE_ROLES})")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Note:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TuningFacts:
+    """What a tuning compiler did for one artifact (MetaSchedule for TVM)."""
+
+    trials_requested: int
+    trials_run: int = 0
+    tuning_s: float = 0.0
+    records_applied: int = 0
+
+    @property
+    def tuned(self) -> bool:
+        return self.records_applied > 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> TuningFacts | None:
+        return None if data is None else cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """A remote device's description of itself (``autotune.device_info`` over RPC)."""
+
+    served_by: str = ""
+    machine: str = ""
+    cpu_model: str = ""
+    cores: int = 0
+    emulated: bool = False
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> DeviceFacts | None:
+        if data is None:
+            return None
+        known = _known(cls, data)
+        known["emulated"] = bool(known.get("emulated"))  # the device sends "" or "qemu-..."
+        known["cores"] = int(known.get("cores") or 0)
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """One measurement pass of a trial: its median and sample count, or why it failed."""
+
+    median_ms: float | None = None
+    spread: float | None = None
+    samples: int = 0
+    status: str = "ok"
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.median_ms is not None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PassRecord:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class RooflinePlacement:
+    """Where a trial sits against its target's roofline (``autotune.roofline``).
+
+    ``ops`` and ``bytes`` are always known for a successful trial; the bound and its parts
+    only where the target has peaks (measured or from its TOML).
+    """
+
+    ops: int
+    bytes: int
+    precision: str
+    bound_ms: float | None = None
+    compute_ms: float | None = None
+    memory_ms: float | None = None
+    bound: str = ""  # "compute" or "memory"
+    peaks_source: str = ""
+    peaks_measured_at: str = ""
+    peak_gops: dict[str, float] = field(default_factory=dict)
+    memory_bandwidth_gbs: float | None = None
+    attained_fraction: float | None = None
+
+    @property
+    def intensity(self) -> float:
+        """Operations per byte moved."""
+        return self.ops / self.bytes if self.bytes else 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> RooflinePlacement | None:
+        if not data:
+            return None
+        known = _known(cls, data)
+        if not isinstance(known.get("peak_gops"), dict):
+            known.pop("peak_gops", None)
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Per-layer accuracy drop of a sensitivity scan (``autotune.sensitivity``)."""
+
+    metric: str
+    drops: dict[str, float]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Sensitivity | None:
+        if not data:
+            return None
+        return cls(str(data.get("metric", "")),
+                   {str(k): float(v) for k, v in dict(data.get("drops", {})).items()})
+
+
+@dataclass(frozen=True)
+class CompileFacts:
+    """What the quantize and compile stages of a worker found."""
+
+    compile_s: float
+    artifact_size_bytes: int
+    quantize_s: float | None = None
+    compile_memory_bytes: int | None = None
+    tuning: TuningFacts | None = None
+    notes: tuple[Note, ...] = ()
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["tuning"] = None if self.tuning is None else self.tuning.to_json()
+        data["notes"] = [note.to_json() for note in self.notes]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> CompileFacts | None:
+        if data is None:
+            return None
+        known = _known(cls, data)
+        known["tuning"] = TuningFacts.from_json(known.get("tuning"))
+        known["notes"] = tuple(Note.from_json(note) for note in known.get("notes", ()))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class MeasureFacts:
+    """What the measure stage of a worker found (outputs travel apart, as arrays)."""
+
+    load_s: float
+    first_inference_ms: float
+    latencies_ms: tuple[float, ...]
+    peak_memory_bytes: int | None = None
+    memory_bytes: int | None = None
+    device: DeviceFacts | None = None
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["latencies_ms"] = list(self.latencies_ms)
+        data["device"] = None if self.device is None else self.device.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> MeasureFacts | None:
+        if data is None:
+            return None
+        known = _known(cls, data)
+        known["latencies_ms"] = tuple(float(v) for v in known["latencies_ms"])
+        known["device"] = DeviceFacts.from_json(known.get("device"))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """Everything one isolated worker hands back, as one frozen value.
+
+    ``compiled`` is set once the compile stage finished (also when measuring then failed);
+    ``measured`` once measuring finished; ``artifact`` is the compiled artifact's own record
+    (``Artifact.to_json``), kept so later passes can measure it again.
+    """
+
+    status: str
+    error: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    compiled: CompileFacts | None = None
+    measured: MeasureFacts | None = None
+    artifact: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown trial status {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "error": self.error, "versions": dict(self.versions),
+                "compiled": None if self.compiled is None else self.compiled.to_json(),
+                "measured": None if self.measured is None else self.measured.to_json(),
+                "artifact": self.artifact}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkerOutcome:
+        return cls(status=data["status"], error=data.get("error", ""),
+                   versions=dict(data.get("versions") or {}),
+                   compiled=CompileFacts.from_json(data.get("compiled")),
+                   measured=MeasureFacts.from_json(data.get("measured")),
+                   artifact=data.get("artifact"))
+
+
+def notes_of(notes: Sequence[Note], role: str) -> list[Note]:
+    return [note for note in notes if note.role == role]
+
+
+def json_default(value):
+    """``json.dumps`` default for numpy scalars and paths, the two odd types facts carry."""
+    if hasattr(value, "item"):
+        return value.item()
+    from pathlib import PurePath
+
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__} as JSON")
+
+
+def _known(cls, data: Mapping[str, Any]) -> dict:
+    """The fields of ``cls`` in ``data``: a newer writer's extra keys never break a reader."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
