@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
-from autotune.backends import register
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
+from autotune.backends.registry import register
 from autotune.errors import UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session

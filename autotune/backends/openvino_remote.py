@@ -3,7 +3,8 @@
 The host ships OpenVINO IR (weights already compressed where the config asks) and the
 evaluation inputs; ``autotune worker`` on the device compiles it with the device's own
 plugin (e.g. the ARM CPU plugin) and measures it under the usual protocol
-(``autotune.openvino_measure``), then the host fetches the outputs back.
+(``autotune.openvino_measure``), then the host fetches the outputs back. This module is the
+host's side of that call; ``autotune.backends.openvino_device`` is the device's.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 
 from autotune.backends.base import Artifact
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
+from autotune.outputs import load_outputs
 from autotune.target import Target
-from autotune.worker import load_outputs, save_outputs
 
 DEVICE_FUNCTION = "autotune.openvino_measure"
 
@@ -65,42 +66,10 @@ def _pack(evaluation: Sequence[Feeds]) -> bytes:
     return buffer.getvalue()
 
 
-def _unpack(data) -> list[Feeds]:
+def unpack(data) -> list[Feeds]:
     evaluation: list[Feeds] = [{} for _ in range(int(data["count"]))]
     for key in data.files:
         if "/" in key:
             index, name = key.split("/", 1)
             evaluation[int(index)][name] = data[key]
     return evaluation
-
-
-def serve_measure(request_json: str) -> str:
-    """The device's side (``autotune.openvino_measure``, registered by ``autotune worker``):
-    compile the uploaded IR with this device's plugin, measure it, keep the outputs for the
-    host to download. Runs in the RPC session's process, in its upload folder."""
-    import openvino
-    import tvm
-
-    from autotune.backends.openvino import OpenVINOBackend, compile_here
-
-    request = json.loads(request_json)
-    workpath = tvm.get_global_func("tvm.rpc.server.workpath")
-    target = Target(name="device", description="", device="cpu", arch="",
-                    cores=request["threads"], openvino_device=request["device"])
-    core = openvino.Core()
-    start = time.perf_counter()
-    network = core.read_model(workpath(request["model"]))
-    read_s = time.perf_counter() - start
-    compiled_dir = Path(workpath("compiled"))
-    compiled_dir.mkdir(exist_ok=True)
-    artifact = compile_here(core, network, target,
-                            {"precision_hint": request["precision_hint"]}, compiled_dir, read_s,
-                            quantized=request["quantized"], weight_only=request["weight_only"])
-    with np.load(workpath(request["inputs"])) as data:
-        evaluation = _unpack(data)
-    measurement = OpenVINOBackend().measure(artifact, evaluation, target,
-                                            MeasurementProtocol(**request["protocol"]))
-    save_outputs(Path(workpath(request["outputs"])), measurement.outputs)
-    return json.dumps({"compile_s": artifact.compile_s, "load_s": measurement.load_s,
-                       "first_inference_ms": measurement.first_inference_ms,
-                       "latencies_ms": measurement.latencies_ms, "details": artifact.details})

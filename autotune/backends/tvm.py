@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.backends import register
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
+from autotune.backends.registry import register
 from autotune.errors import UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
@@ -282,6 +282,8 @@ def load_tensor_intrinsics(tvm_target: dict) -> None:
     """
     import importlib
 
+    from autotune.backends.tvm_layout import intrinsics_package, use_vnni_intrinsic
+
     package = intrinsics_package()
     if tvm_target["kind"] == "llvm":
         modules = [cpu_family(tvm_target)]
@@ -291,8 +293,6 @@ def load_tensor_intrinsics(tvm_target: dict) -> None:
     for module in modules:
         importlib.import_module(f"{package}.{module}")
     if modules == ["x86"]:
-        from autotune.backends.tvm_layout import use_vnni_intrinsic
-
         use_vnni_intrinsic()
 
 
@@ -302,18 +302,6 @@ def cpu_family(tvm_target: dict) -> str | None:
     if tvm_target["kind"] != "llvm":
         return None
     return "arm_cpu" if tvm_target.get("mtriple", "").startswith(("aarch64", "arm")) else "x86"
-
-
-def intrinsics_package() -> str:
-    """``tvm.s_tir.tensor_intrin``, imported as an empty package unless it already is; see
-    ``load_tensor_intrinsics``. Returns its name."""
-    import importlib.util
-    import sys
-
-    package = "tvm.s_tir.tensor_intrin"
-    if package not in sys.modules:
-        sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
-    return package
 
 
 def import_onnx(path: Path):
