@@ -15,7 +15,7 @@ from autotune.backends.openvino import OpenVINOBackend, compile_here
 from autotune.backends.openvino_remote import unpack
 from autotune.measure import MeasurementProtocol
 from autotune.outputs import save_outputs
-from autotune.target import Target
+from autotune.target_spec import Target
 
 
 def serve_measure(request_json: str) -> str:
@@ -28,7 +28,8 @@ def serve_measure(request_json: str) -> str:
     request = json.loads(request_json)
     workpath = tvm.get_global_func("tvm.rpc.server.workpath")
     target = Target(name="device", description="", device="cpu", arch="",
-                    cores=request["threads"], openvino_device=request["device"])
+                    cores=request["threads"],
+                    backend_tables={OpenVINOBackend.name: {"device": request["device"]}})
     core = openvino.Core()
     start = time.perf_counter()
     network = core.read_model(workpath(request["model"]))

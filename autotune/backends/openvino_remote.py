@@ -20,14 +20,15 @@ import numpy as np
 from autotune.backends.base import Artifact
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
 from autotune.outputs import load_outputs
-from autotune.target import Target
+from autotune.target_spec import Target
 
 DEVICE_FUNCTION = "autotune.openvino_measure"
 
 
 def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
-                      protocol: MeasurementProtocol) -> Measurement:
-    """Upload, compile and measure on the target's device; the host's side of the call."""
+                      protocol: MeasurementProtocol, device: str) -> Measurement:
+    """Upload, compile and measure on the target's device (its OpenVINO ``device``); the
+    host's side of the call."""
     from autotune.backends.remote import connect, device_info
 
     reach = target.reach
@@ -46,7 +47,7 @@ def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: T
     upload_s = time.perf_counter() - start
     answer = json.loads(measure(json.dumps({
         "model": xml.name, "inputs": "inputs.npz", "outputs": "outputs.npz",
-        "device": target.openvino_device, "threads": target.threads,
+        "device": device, "threads": target.threads,
         "precision_hint": artifact.details.get("precision_hint", "fp32"),
         "quantized": artifact.details["quantized"],
         "weight_only": "weight_compression" in artifact.details,
