@@ -222,9 +222,9 @@ def _child_main(job_path: Path) -> int:
     from autotune.config import QuantConfig
     from autotune.data import Dataset
     from autotune.errors import UnsupportedConfig
-    from autotune.host import package_versions
     from autotune.measure import MeasurementProtocol
     from autotune.quantize import QuantizedModel, quantize
+    from autotune.runtimes import package_versions
     from autotune.target import load_target
 
     config = QuantConfig.from_dict(job.config)

@@ -56,11 +56,11 @@ configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
 
 
 def test_the_default_run_measures_both_backends():
-    from autotune.cli.run import DEFAULT_BACKENDS
+    from autotune.cli.run import default_backends
     from autotune.driver import _candidates
 
     space = load_space("default")
-    candidates, unavailable = _candidates(space, [load_target("host-cpu")], DEFAULT_BACKENDS)
+    candidates, unavailable = _candidates(space, [load_target("host-cpu")], default_backends())
     backends = [candidate.backend for candidate in candidates]
     backends += [candidate.backend for candidate, _ in unavailable]
     # OpenVINO measures the whole space; TVM, which tunes, one config per kernel family.

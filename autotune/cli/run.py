@@ -16,8 +16,14 @@ from autotune.store import DEFAULT_STORE_URL
 log = logging.getLogger("autotune")
 
 
-# Both compilers, side by side; the default space gives TVM one config per kernel family.
-DEFAULT_BACKENDS = ("openvino", "tvm")
+def default_backends() -> tuple[str, ...]:
+    """Every registered backend, side by side (the default space gives TVM one config per
+    kernel family). Read when a run starts, so that ``autotune --help`` imports no backend."""
+    from autotune.backends import backend_names
+
+    return tuple(backend_names())
+
+
 # TVM's default loops are ~100x slower than tuned kernels; 64 trials give each of a small
 # model's kernels one search (about two minutes per kernel family on 2 cores, once: the
 # database keeps them for every later config and run).
@@ -47,8 +53,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--target", action="append", default=None,
                         help="target name or TOML file (repeatable; default: host-cpu)")
     parser.add_argument("--backend", action="append", default=None,
-                        help="backend: openvino or tvm (repeatable; default: both; a space "
-                             "may give a backend only some of its configs)")
+                        help="backend name (repeatable; default: every backend, as listed by "
+                             "`autotune targets`; a space may give a backend only some of its "
+                             "configs)")
     parser.add_argument("--strategy", default="exhaustive",
                         help="search strategy: exhaustive, random, or guided (an XGBoost cost "
                              "model picks the configs most likely to improve the latency vs "
@@ -90,8 +97,9 @@ def add_parser(commands) -> None:
                              "spread between pass medians (default: 3; 1: one pass)")
     parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
-                             "requirement such as openvino==2025.4.0 (repeatable), in a "
-                             "virtual environment built once under results/envs/")
+                             "requirement such as onnxruntime==1.20.1 (repeatable; a backend's "
+                             "runtime too), in a virtual environment built once under "
+                             "results/envs/")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=handle)
 
@@ -167,7 +175,7 @@ def handle(args) -> int:
     space = (configs_space(stored["config"]) if stored.get("config")
              else load_space(stored["space"]))
     targets = [load_target(name) for name in (stored["target"] or ["host-cpu"])]
-    backends = tuple(stored["backend"] or DEFAULT_BACKENDS)
+    backends = tuple(stored["backend"] or default_backends())
     for name in backends:
         get_backend(name)
     settings = RunSettings(
