@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.backends import backend_names
 from autotune.config import QuantConfig
 from autotune.graph import GraphProfile, config_cost, kept_dtype
 from autotune.roofline import Peaks, layerwise_bound_ms, roofline_bound
@@ -43,7 +44,6 @@ FAILURE_STATUSES = ("compile_error", "runtime_error", "timeout", "oom", "unsuppo
 _WEIGHT_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int4")
 _ACTIVATION_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16")
 _CALIBRATIONS = ("minmax", "percentile", "entropy", "mse")
-_BACKENDS = ("openvino", "tvm")
 _PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 _REGRESSIONS = ("latency", "memory", "accuracy", "fidelity")
 
@@ -98,7 +98,8 @@ def features(workload: Workload) -> dict[str, float]:
     # their neighbours on this host): crosses let a few dozen trials show it.
     values.update(_one_hot("weights", _weight_kind(config), _WEIGHT_KINDS))
     values.update(_one_hot("activations", _activation_kind(config), _ACTIVATION_KINDS))
-    values.update(_one_hot("backend", workload.backend, _BACKENDS))
+    # One feature per registered backend (sorted names), so a new backend needs no edit here.
+    values.update(_one_hot("backend", workload.backend, backend_names()))
     values.update(_roofline_features(cost, peaks))
     return values
 

@@ -1,4 +1,7 @@
-"""Facts about the machine and software that make a result: CPU, cores, runtime versions."""
+"""Facts about the machine and software that make a result: CPU, cores, package versions.
+
+Which packages make a result is ``autotune.runtimes``'s (it asks the backends).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from autotune.paths import ROOT
 
-# The packages whose versions are part of every trial's identity.
-RUNTIME_PACKAGES = ("apache-tvm", "apache-tvm-ffi", "openvino", "onnxruntime", "onnx", "numpy",
-                    "nncf")
-
 
 def installed_versions(packages) -> dict[str, str]:
     """The versions of those ``packages`` that are installed in this interpreter."""
@@ -24,16 +23,6 @@ def installed_versions(packages) -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return versions
-
-
-def package_versions() -> dict[str, str]:
-    """The runtime packages installed in this interpreter (the worker reports these)."""
-    return installed_versions(RUNTIME_PACKAGES)
-
-
-def runtime_versions() -> dict[str, str]:
-    """The versions a run records: the runtime packages and the autotune commit."""
-    return {**package_versions(), "autotune": autotune_commit()}
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,9 +1,10 @@
 """Runtime environments: run the trial workers against another runtime version, side by side.
 
-``autotune run --runtime openvino==2025.4.0`` builds (once) a virtual environment under
-``results/envs/<normalized spec>/`` holding that requirement plus what the worker imports,
-and the driver starts ``python -m autotune.worker`` with that environment's interpreter
-(the worker finds this checkout through PYTHONPATH). Packages the spec does not name are
+``autotune run --runtime PACKAGE==VERSION`` (a backend's ``worker_packages``, or a common
+one) builds (once) a virtual environment under ``results/envs/<normalized spec>/`` holding
+that requirement plus what the worker imports, and the driver starts
+``python -m autotune.worker`` with that environment's interpreter (the worker finds this
+checkout through PYTHONPATH). Packages the spec does not name are
 pinned to the versions installed here, so that only the named runtime differs between the
 two runs; when the named runtime cannot live with them, pip picks versions within
 autotune's declared ranges, and the trial records whatever was really used.
@@ -24,14 +25,27 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
+from autotune.backends import backend_names, get_backend
 from autotune.errors import InputError
-from autotune.host import autotune_commit, package_versions, runtime_versions
+from autotune.host import autotune_commit, installed_versions
 from autotune.paths import ROOT
 
 log = logging.getLogger("autotune")
 
-# What ``python -m autotune.worker`` imports (autotune itself comes from this checkout).
-WORKER_PACKAGES = ("numpy", "onnx", "onnxruntime", "openvino")
+# The packages every trial's results depend on, whatever its backend: the models are read,
+# quantized and run for the fp32 reference with these.
+COMMON_PACKAGES = ("onnxruntime", "onnx", "numpy")
+_BACKENDS = [get_backend(name) for name in backend_names()]
+# The packages whose versions are part of every trial's identity: every backend's own
+# (``Backend.packages``) and the common ones.
+RUNTIME_PACKAGES = tuple(dict.fromkeys(
+    [*(package for backend in _BACKENDS for package in backend.packages), *COMMON_PACKAGES]))
+# What ``python -m autotune.worker`` imports (autotune itself comes from this checkout), so
+# what a ``--runtime`` environment installs and may swap: the common packages and each
+# backend's ``worker_packages``.
+WORKER_PACKAGES = tuple(dict.fromkeys(
+    ["numpy", "onnx", "onnxruntime",
+     *(package for backend in _BACKENDS for package in backend.worker_packages)]))
 MARKER = "autotune-env.json"  # written last: an environment without it is half-built
 _OPERATORS = {"==": "", "===": "eq", ">=": "ge", "<=": "le", ">": "gt", "<": "lt", "!=": "ne",
               "~=": "compat"}
@@ -48,6 +62,16 @@ class RuntimeEnv:
     versions: dict[str, str]
 
 
+def package_versions() -> dict[str, str]:
+    """The runtime packages installed in this interpreter (the worker reports these)."""
+    return installed_versions(RUNTIME_PACKAGES)
+
+
+def runtime_versions() -> dict[str, str]:
+    """The versions a run records: the runtime packages and the autotune commit."""
+    return {**package_versions(), "autotune": autotune_commit()}
+
+
 def versions_for(python: str | None) -> dict[str, str]:
     """The versions a run records: this interpreter's, or those of the workers' interpreter."""
     if python is None:
@@ -57,7 +81,7 @@ def versions_for(python: str | None) -> dict[str, str]:
 
 def interpreter_versions(python: Path) -> dict[str, str]:
     """``package_versions()`` as seen by another interpreter."""
-    script = "import json; from autotune.host import package_versions as v; " \
+    script = "import json; from autotune.runtimes import package_versions as v; " \
              "print(json.dumps(v()))"
     result = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
                             timeout=120, env=_checkout_env())
@@ -89,12 +113,13 @@ def parse_specs(texts: Sequence[str]) -> list:
             raise InputError(f"--runtime {text!r}: {name} is given twice")
         requirements.append(requirement)
     if not requirements:
-        raise InputError("--runtime: give at least one requirement, e.g. openvino==2025.4.0")
+        raise InputError(f"--runtime: give at least one requirement, e.g. "
+                         f"{WORKER_PACKAGES[-1]}==VERSION ({', '.join(WORKER_PACKAGES)})")
     return sorted(requirements, key=lambda r: canonicalize_name(r.name))
 
 
 def env_name(requirements: Sequence) -> str:
-    """A folder name that says what the environment holds, e.g. ``openvino-2025.4.0``."""
+    """A folder name that says what the environment holds, e.g. ``onnxruntime-1.20.1``."""
     from packaging.utils import canonicalize_name
 
     parts = []

@@ -1,58 +1,23 @@
-"""Targets: one TOML file per piece of hardware, saying how to reach it and what it can do."""
+"""Targets: one TOML file per piece of hardware, saying how to reach it and what it can do.
+
+The file's common keys are read here; each backend's table (``[NAME]``, NAME a registered
+backend) is checked by that backend (``Backend.check_target_table``) and kept as read.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import difflib
 from pathlib import Path
 
+from autotune.backends import backend_names, get_backend
 from autotune.errors import InputError
 from autotune.paths import TARGETS_DIR, resolve_named_file
+from autotune.target_spec import PRECISIONS, Reach, Target
 from autotune.tomlfile import Table, read_toml
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
+__all__ = ["PRECISIONS", "Reach", "Target", "builtin_targets", "load_target", "parse_target"]
 
-
-@dataclass(frozen=True)
-class Reach:
-    """How the target is reached: ``local``, or a TVM RPC tracker (host, port, key)."""
-
-    kind: str = "local"
-    host: str | None = None
-    port: int | None = None
-    key: str | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """A hardware target. ``cores == 0`` means every core of the host that runs the trial."""
-
-    name: str
-    description: str
-    device: str
-    arch: str
-    cores: int = 0
-    reach: Reach = field(default_factory=Reach)
-    openvino_device: str | None = None
-    tvm_target: dict | None = None
-    peak_gops: dict[str, float] = field(default_factory=dict)
-    memory_bandwidth_gbs: float | None = None
-    emulated: bool = False
-    path: Path | None = None
-
-    @property
-    def threads(self) -> int:
-        """How many threads a trial on this target may use."""
-        if self.cores:
-            return self.cores
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-    @property
-    def is_local(self) -> bool:
-        return self.reach.kind == "local"
-
-    def __hash__(self) -> int:
-        return hash(self.name)
+_TABLES = ("reach", "roofline")  # the tables every target file may have, whatever its backends
 
 
 def load_target(name_or_path: str) -> Target:
@@ -83,16 +48,7 @@ def parse_target(data: dict, path: Path) -> Target:
         reach = Reach()
     reach_table.finish()
 
-    openvino = top.table("openvino")
-    openvino_device = openvino.get("device", str, None)
-    openvino.finish()
-
-    tvm = top.table("tvm")
-    tvm_target = tvm.get("target", dict, None)
-    if tvm_target is not None and "kind" not in tvm_target:
-        raise InputError(f"{tvm.where('target')}: a TVM target dict needs a 'kind' "
-                         f"(e.g. {{kind = \"llvm\"}})")
-    tvm.finish()
+    backend_tables, usable = _backend_tables(top, data)
 
     roofline = top.table("roofline")
     peaks = {}
@@ -102,11 +58,37 @@ def parse_target(data: dict, path: Path) -> Target:
             peaks[precision] = float(value)
     bandwidth = roofline.get("memory_bandwidth_gbs", (int, float), None)
     roofline.finish()
+    _no_unknown_tables(top, data)
     top.finish()
-    if openvino_device is None and tvm_target is None:
-        raise InputError(f"{path}: a target needs an [openvino] device or a [tvm] target")
+    if not usable:
+        needs = " or ".join(get_backend(name).target_needs for name in backend_names())
+        raise InputError(f"{path}: a target needs {needs}")
     return Target(name=path.stem, description=description, device=device, arch=arch,
-                  cores=cores, reach=reach, openvino_device=openvino_device,
-                  tvm_target=tvm_target, peak_gops=peaks,
+                  cores=cores, reach=reach, backend_tables=backend_tables, peak_gops=peaks,
                   memory_bandwidth_gbs=None if bandwidth is None else float(bandwidth),
                   emulated=emulated, path=path)
+
+
+def _backend_tables(top: Table, data: dict) -> tuple[dict[str, dict], list[str]]:
+    """Each backend's table, checked by that backend; and the backends it makes usable."""
+    tables, usable = {}, []
+    for name in backend_names():
+        table = top.table(name)
+        if get_backend(name).check_target_table(table):
+            usable.append(name)
+        table.finish()
+        if name in data:
+            tables[name] = data[name]
+    return tables, usable
+
+
+def _no_unknown_tables(top: Table, data: dict) -> None:
+    """A table that is not a backend's, nor a common one, and no typo of either, is an error
+    that lists the backends (a typo gets ``did you mean`` from ``Table.finish``)."""
+    known = [*_TABLES, *backend_names()]
+    for key in top.keys():
+        if (isinstance(data[key], dict) and key not in known
+                and not difflib.get_close_matches(key, known, n=1)):
+            raise InputError(f"{top.where(key)}: unknown table: no backend of that name "
+                             f"(backends: {', '.join(backend_names())}; other tables: "
+                             f"{', '.join(_TABLES)})")

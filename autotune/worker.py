@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from autotune.outcome import CompileFacts, MeasureFacts, WorkerOutcome, json_default
+from autotune.outputs import load_outputs, save_outputs
 
 PHASES = ("start", "quantize", "compile", "measure", "done")
 _PHASE_STATUS = {"start": "compile_error", "quantize": "compile_error",
@@ -234,9 +235,9 @@ def _child_main(job_path: Path) -> int:
     from autotune.config import QuantConfig
     from autotune.data import Dataset
     from autotune.errors import UnsupportedConfig
-    from autotune.host import package_versions
     from autotune.measure import MeasurementProtocol
     from autotune.quantize import QuantizedModel, quantize
+    from autotune.runtimes import package_versions
     from autotune.target import load_target
 
     config = QuantConfig.from_dict(job.config)
@@ -416,20 +417,6 @@ def _maybe_fault(fault: tuple[str, str] | None, phase: str) -> None:
         raise RuntimeError(f"injected failure in {phase}")
     elif kind == "exit":
         os._exit(3)
-
-
-def load_outputs(file) -> list[list[np.ndarray]]:
-    """The outputs ``save_outputs`` wrote (a path or a binary file)."""
-    with np.load(file) as data:
-        width = int(data["width"])
-        return [[data[f"s{index}_o{out}"] for out in range(width)]
-                for index in range(int(data["count"]))]
-
-
-def save_outputs(path: Path, outputs: list[list[np.ndarray]]) -> None:
-    arrays = {f"s{index}_o{out}": value for index, sample in enumerate(outputs)
-              for out, value in enumerate(sample)}
-    np.savez(path, count=len(outputs), width=len(outputs[0]) if outputs else 0, **arrays)
 
 
 def _describe(exc: BaseException) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from autotune.errors import InputError
-from autotune.host import runtime_versions
 from autotune.runtimes import (
     WORKER_PACKAGES,
     ensure_env,
@@ -18,6 +17,7 @@ from autotune.runtimes import (
     interpreter_versions,
     package_versions,
     parse_specs,
+    runtime_versions,
     versions_for,
 )
 

@@ -18,7 +18,7 @@ INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", No
 
 def _target(name: str) -> Target:
     return Target(name=name, description="", device="cpu", arch="x86_64",
-                  tvm_target={"kind": "llvm"}, path=Path(f"{name}.toml"))
+                  backend_tables={"tvm": {"target": {"kind": "llvm"}}}, path=Path(f"{name}.toml"))
 
 
 def _batch() -> list[Candidate]:

@@ -24,7 +24,8 @@ def test_every_builtin_space_and_target_loads():
     names = {t.name for t in builtin_targets()}
     assert "host-cpu" in names
     host = load_target("host-cpu")
-    assert host.openvino_device == "CPU" and host.tvm_target["kind"] == "llvm"
+    assert host.backend_table("openvino") == {"device": "CPU"}
+    assert host.backend_table("tvm")["target"]["kind"] == "llvm"
     assert host.threads >= 1
 
 
@@ -55,11 +56,11 @@ configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
 
 
 def test_the_default_run_measures_both_backends():
-    from autotune.cli.run import DEFAULT_BACKENDS
+    from autotune.cli.run import default_backends
     from autotune.driver import _candidates
 
     space = load_space("default")
-    candidates, unavailable = _candidates(space, [load_target("host-cpu")], DEFAULT_BACKENDS)
+    candidates, unavailable = _candidates(space, [load_target("host-cpu")], default_backends())
     backends = [candidate.backend for candidate in candidates]
     backends += [candidate.backend for candidate, _ in unavailable]
     # OpenVINO measures the whole space; TVM, which tunes, one config per kernel family.
@@ -102,6 +103,11 @@ def test_space_typos_name_file_and_key(tmp_path, text, expected):
     ("device = 'tpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n", "device: must be one of"),
     ("device = 'cpu'\narch = 'x86_64'\n", "needs an [openvino] device or a [tvm] target"),
     ("device = 'cpu'\narch = 'x86_64'\n[tvm]\ntarget = {mcpu = 'x'}\n", "needs a 'kind'"),
+    ("device = 'cpu'\narch = 'x86_64'\n[tvn]\ntarget = {kind = 'llvm'}\n",
+     "tvn: unknown key (did you mean 'tvm'?)"),
+    ("device = 'cpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n[tensorrt]\nx = 1\n",
+     "tensorrt: unknown table: no backend of that name (backends: openvino, tvm"),
+    ("device = 'cpu'\narch = 'x86_64'\n[openvino]\n", "needs an [openvino] device"),
 ])
 def test_target_errors_name_file_and_key(tmp_path, text, expected):
     path = _write(tmp_path, "bad.toml", text)

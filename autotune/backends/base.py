@@ -10,7 +10,8 @@ from typing import Protocol
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
 from autotune.outcome import Note, TuningFacts
 from autotune.quantize import QuantizedModel
-from autotune.target import Target
+from autotune.target_spec import Target
+from autotune.tomlfile import Table
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,25 @@ class Artifact:
 
 
 class Backend(Protocol):
-    """One compiler/runtime. Implementations import their runtime lazily, inside methods."""
+    """One compiler/runtime. Implementations import their runtime lazily, inside methods.
+
+    Class attributes: ``name`` (the registry's, the CLI's and the target file's table name);
+    ``packages``, the distributions whose versions make this backend's results (recorded with
+    every trial); ``worker_packages``, those a ``--runtime`` environment installs for a worker
+    to run this backend (and may swap for another version); ``target_needs``, what a target
+    file must give for this backend, in words (for the error when it gives no backend's).
+    """
 
     name: str
+    packages: tuple[str, ...]
+    worker_packages: tuple[str, ...]
+    target_needs: str
+
+    def check_target_table(self, table: Table) -> bool:
+        """Check this backend's table of a target file (``[name]``, empty when absent): read
+        each key with ``table.get`` (which raises InputError naming the file and key); the
+        caller then rejects any key left unread. True when the table says enough for this
+        backend to compile for the target."""
 
     def available(self, target: Target) -> Availability:
         """Whether ``target`` can be compiled for and measured here (cheap; no compile)."""

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
-from autotune.backends import register
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
+from autotune.backends.registry import register
 from autotune.errors import UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
 from autotune.outcome import CAUSE, FLOAT_FALLBACK, Note
 from autotune.quantize import QuantizedModel, WeightCompression
-from autotune.target import Target
+from autotune.target_spec import Target
+from autotune.tomlfile import Table
 
 _HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 HEAVY_OPS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul")
@@ -38,12 +39,23 @@ def _compile_config(target: Target, precision_hint: str) -> dict[str, str]:
     }
 
 
+def openvino_device(target: Target) -> str | None:
+    """The OpenVINO device of ``target`` (its ``[openvino] device``), None without one."""
+    return target.backend_table(OpenVINOBackend.name).get("device")
+
+
 @register
 class OpenVINOBackend:
     name = "openvino"
+    packages = ("openvino", "nncf")  # nncf: the weight compression (int4) of compress_weights
+    worker_packages = ("openvino",)
+    target_needs = "an [openvino] device"
+
+    def check_target_table(self, table: Table) -> bool:
+        return table.get("device", str, None) is not None
 
     def available(self, target: Target) -> Availability:
-        if target.openvino_device is None:
+        if openvino_device(target) is None:
             return Availability(False, f"target {target.name} has no [openvino] device")
         try:
             import openvino
@@ -57,14 +69,14 @@ class OpenVINOBackend:
             state = tracker_state(target.reach.host, target.reach.port, target.reach.key)
             return Availability(state.ok, state.reason)
         devices = openvino.Core().available_devices
-        wanted = target.openvino_device.split(".")[0]
+        wanted = openvino_device(target).split(".")[0]
         if not any(device.split(".")[0] == wanted for device in devices):
-            return Availability(False, f"OpenVINO device {target.openvino_device} not present "
+            return Availability(False, f"OpenVINO device {openvino_device(target)} not present "
                                        f"here (found: {', '.join(devices) or 'none'})")
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        return installed_versions(("openvino",))
+        return installed_versions(self.packages)
 
     def compile(self, model: QuantizedModel, target: Target, workdir: Path,
                 options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:
@@ -74,10 +86,10 @@ class OpenVINOBackend:
             raise UnsupportedConfig(f"OpenVINO has no {model.precision_hint} inference precision")
         core = openvino.Core()
         if model.precision_hint != "fp32" and target.is_local:
-            supported = core.get_property(target.openvino_device, "OPTIMIZATION_CAPABILITIES")
+            supported = core.get_property(openvino_device(target), "OPTIMIZATION_CAPABILITIES")
             if model.precision_hint.upper() not in supported:
                 raise UnsupportedConfig(
-                    f"{target.openvino_device} on this host does not support "
+                    f"{openvino_device(target)} on this host does not support "
                     f"{model.precision_hint} (capabilities: {', '.join(supported)})")
         state = {"precision_hint": model.precision_hint,
                  "quantized": model.config.is_quantized,
@@ -121,12 +133,13 @@ class OpenVINOBackend:
         if not target.is_local:
             from autotune.backends.openvino_remote import measure_on_device
 
-            return measure_on_device(artifact, evaluation, target, protocol)
+            return measure_on_device(artifact, evaluation, target, protocol,
+                                     openvino_device(target))
         precision = artifact.state["precision_hint"]
 
         def load() -> Session:
             core = openvino.Core()
-            compiled = core.import_model(artifact.path.read_bytes(), target.openvino_device,
+            compiled = core.import_model(artifact.path.read_bytes(), openvino_device(target),
                                          _compile_config(target, precision))
             return _OpenVINOSession(compiled)
 
@@ -137,7 +150,7 @@ def compile_here(core, network, target: Target, state: dict, details: dict, work
                  read_s: float) -> Artifact:
     """Compile for a device of this machine and export the blob (its op precisions too)."""
     start = time.perf_counter()
-    compiled = core.compile_model(network, target.openvino_device,
+    compiled = core.compile_model(network, openvino_device(target),
                                   _compile_config(target, state["precision_hint"]))
     compile_s = read_s + time.perf_counter() - start
     path = workdir / "model.blob"

@@ -3,7 +3,8 @@
 The host ships OpenVINO IR (weights already compressed where the config asks) and the
 evaluation inputs; ``autotune worker`` on the device compiles it with the device's own
 plugin (e.g. the ARM CPU plugin) and measures it under the usual protocol
-(``autotune.openvino_measure``), then the host fetches the outputs back.
+(``autotune.openvino_measure``), then the host fetches the outputs back. This module is the
+host's side of that call; ``autotune.backends.openvino_device`` is the device's.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import numpy as np
 from autotune.backends.base import Artifact
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
 from autotune.outcome import DeviceFacts
-from autotune.target import Target
-from autotune.worker import load_outputs, save_outputs
+from autotune.outputs import load_outputs
+from autotune.target_spec import Target
 
 DEVICE_FUNCTION = "autotune.openvino_measure"
 
 
 def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
-                      protocol: MeasurementProtocol) -> Measurement:
-    """Upload, compile and measure on the target's device; the host's side of the call."""
+                      protocol: MeasurementProtocol, device: str) -> Measurement:
+    """Upload, compile and measure on the target's device (its OpenVINO ``device``); the
+    host's side of the call."""
     from autotune.backends.remote import connect, device_info
 
     reach = target.reach
@@ -46,7 +48,7 @@ def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: T
     upload_s = time.perf_counter() - start
     answer = json.loads(measure(json.dumps({
         "model": xml.name, "inputs": "inputs.npz", "outputs": "outputs.npz",
-        "device": target.openvino_device, "threads": target.threads,
+        "device": device, "threads": target.threads,
         "precision_hint": artifact.state["precision_hint"],
         "quantized": artifact.state["quantized"],
         "weight_only": artifact.state["weight_only"],
@@ -67,41 +69,10 @@ def _pack(evaluation: Sequence[Feeds]) -> bytes:
     return buffer.getvalue()
 
 
-def _unpack(data) -> list[Feeds]:
+def unpack(data) -> list[Feeds]:
     evaluation: list[Feeds] = [{} for _ in range(int(data["count"]))]
     for key in data.files:
         if "/" in key:
             index, name = key.split("/", 1)
             evaluation[int(index)][name] = data[key]
     return evaluation
-
-
-def serve_measure(request_json: str) -> str:
-    """The device's side (``autotune.openvino_measure``, registered by ``autotune worker``):
-    compile the uploaded IR with this device's plugin, measure it, keep the outputs for the
-    host to download. Runs in the RPC session's process, in its upload folder."""
-    import openvino
-    import tvm
-
-    from autotune.backends.openvino import OpenVINOBackend, compile_here
-
-    request = json.loads(request_json)
-    workpath = tvm.get_global_func("tvm.rpc.server.workpath")
-    target = Target(name="device", description="", device="cpu", arch="",
-                    cores=request["threads"], openvino_device=request["device"])
-    core = openvino.Core()
-    start = time.perf_counter()
-    network = core.read_model(workpath(request["model"]))
-    read_s = time.perf_counter() - start
-    compiled_dir = Path(workpath("compiled"))
-    compiled_dir.mkdir(exist_ok=True)
-    state = {name: request[name] for name in ("precision_hint", "quantized", "weight_only")}
-    artifact = compile_here(core, network, target, state, {}, compiled_dir, read_s)
-    with np.load(workpath(request["inputs"])) as data:
-        evaluation = _unpack(data)
-    measurement = OpenVINOBackend().measure(artifact, evaluation, target,
-                                            MeasurementProtocol(**request["protocol"]))
-    save_outputs(Path(workpath(request["outputs"])), measurement.outputs)
-    return json.dumps({"compile_s": artifact.compile_s, "load_s": measurement.load_s,
-                       "first_inference_ms": measurement.first_inference_ms,
-                       "latencies_ms": measurement.latencies_ms, "details": artifact.details})

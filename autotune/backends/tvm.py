@@ -25,14 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.backends import register
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
-from autotune.errors import UnsupportedConfig
+from autotune.backends.registry import register
+from autotune.errors import InputError, UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
 from autotune.outcome import FLAG, FLOAT_FALLBACK, DeviceFacts, Note, TuningFacts
 from autotune.quantize import QuantizedModel
-from autotune.target import Target
+from autotune.target_spec import Target
+from autotune.tomlfile import Table
 
 # MetaSchedule measures candidates in batches: a task's budget is whole batches of 8 (every
 # task gets at least one, so small kernels still leave TVM's naive loops), or of 32 once its
@@ -46,22 +47,38 @@ LARGE_BATCH = 32
 SEARCH_POPULATION = 128
 
 
+def tvm_target_dict(target: Target) -> dict | None:
+    """The TVM target dict of ``target`` (its ``[tvm] target``), None without one."""
+    return target.backend_table(TVMBackend.name).get("target")
+
+
 @register
 class TVMBackend:
     name = "tvm"
+    packages = ("apache-tvm", "apache-tvm-ffi")
+    worker_packages = ()  # a --runtime environment swaps OpenVINO only; TVM is this one's
+    target_needs = "a [tvm] target"
+
+    def check_target_table(self, table: Table) -> bool:
+        spec = table.get("target", dict, None)
+        if spec is not None and "kind" not in spec:
+            raise InputError(f"{table.where('target')}: a TVM target dict needs a 'kind' "
+                             f"(e.g. {{kind = \"llvm\"}})")
+        return spec is not None
 
     def available(self, target: Target) -> Availability:
-        if target.tvm_target is None:
+        if tvm_target_dict(target) is None:
             return Availability(False, f"target {target.name} has no [tvm] target")
         try:
             import tvm
         except ImportError as error:
             return Availability(False, f"apache-tvm is not installed ({error})")
-        kind = target.tvm_target["kind"]
+        spec = tvm_target_dict(target)
+        kind = spec["kind"]
         if kind not in ("llvm", "cuda"):
             return Availability(False, f"TVM target kind {kind!r} is not supported here")
         if kind == "llvm":
-            triple = target.tvm_target.get("mtriple")
+            triple = spec.get("mtriple")
             host_triple = tvm.target.codegen.llvm_get_system_triple()
             if triple and triple.split("-")[0] != host_triple.split("-")[0]:
                 if target.is_local:
@@ -80,25 +97,26 @@ class TVMBackend:
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        return installed_versions(("apache-tvm", "apache-tvm-ffi"))
+        return installed_versions(self.packages)
 
     def compile(self, model: QuantizedModel, target: Target, workdir: Path,
                 options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:
         import tvm
         from tvm import relax
 
+        spec = tvm_target_dict(target)
         if model.weight_compression is not None:
             raise UnsupportedConfig("TVM backend: weight-only (int4) compression is not "
                                     "supported yet; only QDQ int8 models run integer kernels")
         if model.precision_hint == "bf16" or (model.precision_hint == "fp16"
-                                              and target.tvm_target["kind"] != "llvm"):
+                                              and spec["kind"] != "llvm"):
             raise UnsupportedConfig(
                 f"TVM backend: no {model.precision_hint} mixed precision for "
-                f"{target.tvm_target['kind']} here (Relax's ToMixedPrecision makes fp16 only; "
+                f"{spec['kind']} here (Relax's ToMixedPrecision makes fp16 only; "
                 f"bf16 tensors are computed in fp32 on LLVM CPUs, saving no time)")
         tvm_target = tvm.target.Target(resolve_target(target))
         start = time.perf_counter()
-        load_tensor_intrinsics(target.tvm_target)
+        load_tensor_intrinsics(spec)
         mod, input_names = import_onnx(model.path)
         state = {"precision_hint": model.precision_hint, "input_names": input_names}
         details: dict = {"tvm_target": str(tvm_target)}
@@ -110,7 +128,7 @@ class TVMBackend:
             from autotune.backends.tvm_int8 import lower_qdq_to_integer
 
             mod, rewritten = lower_qdq_to_integer(
-                mod, unsigned=cpu_family(target.tvm_target) == "x86")
+                mod, unsigned=cpu_family(spec) == "x86")
             details["integer_ops"] = rewritten
         with tvm_target:
             mod = tvm.transform.Sequential([
@@ -119,7 +137,7 @@ class TVMBackend:
             ])(mod)
             # Packed layouts pay off through tuned schedules only: TVM's default loops over
             # them ran digits-cnn ~20x slower than over NCHW.
-            if target.tvm_target["kind"] == "llvm" and options.tuning_trials > 0:
+            if spec["kind"] == "llvm" and options.tuning_trials > 0:
                 from autotune.backends.tvm_layout import pack_for_cpu
 
                 mod, details["packed_convolutions"] = pack_for_cpu(mod, tvm_target)
@@ -132,7 +150,7 @@ class TVMBackend:
             if tuning["database_records_applied"]:
                 with database:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
-            if target.tvm_target["kind"] == "cuda":
+            if spec["kind"] == "cuda":
                 mod = gpu_default_schedules(mod)  # kernels the database does not cover
                 details["default_schedules"] = "dlight"
             executable = tvm.compile(mod, target=tvm_target)
@@ -163,7 +181,7 @@ class TVMBackend:
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
         names = artifact.state["input_names"]
-        kind = target.tvm_target["kind"]
+        kind = tvm_target_dict(target)["kind"]
         found: dict = {}
 
         def load() -> Session:
@@ -206,7 +224,7 @@ def _load_remote(artifact: Artifact, target: Target):
     # A name unique to this artifact: TVM caches loaded libraries by path in a process.
     name = f"{hashlib.sha256(str(artifact.path).encode()).hexdigest()[:12]}-model.so"
     session.upload(str(artifact.path), name)
-    device = session.cuda(0) if target.tvm_target["kind"] == "cuda" else session.cpu(0)
+    device = session.cuda(0) if tvm_target_dict(target)["kind"] == "cuda" else session.cpu(0)
     module = session.load_module(name)
     module._autotune_session = session  # the session lives as long as the module
     return module, device, info
@@ -265,8 +283,9 @@ def cross_compiler(target: Target) -> str | None:
     (``aarch64-linux-gnu-gcc`` for an ``aarch64-linux-gnu`` triple); None for native code."""
     import tvm
 
-    triple = target.tvm_target.get("mtriple") if target.tvm_target else None
-    if target.tvm_target is None or target.tvm_target["kind"] != "llvm" or not triple:
+    spec = tvm_target_dict(target)
+    triple = spec.get("mtriple") if spec else None
+    if spec is None or spec["kind"] != "llvm" or not triple:
         return None
     host_arch = tvm.target.codegen.llvm_get_system_triple().split("-")[0]
     if triple.split("-")[0] == host_arch:
@@ -287,7 +306,7 @@ def resolve_target(target: Target) -> dict:
     """The target's TVM dict, with ``mcpu = "native"`` resolved and the core count set."""
     import tvm
 
-    spec = dict(target.tvm_target)
+    spec = dict(tvm_target_dict(target))
     if spec["kind"] == "llvm":
         if spec.get("mcpu") == "native":
             spec["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
@@ -307,6 +326,8 @@ def load_tensor_intrinsics(tvm_target: dict) -> None:
     """
     import importlib
 
+    from autotune.backends.tvm_layout import intrinsics_package, use_vnni_intrinsic
+
     package = intrinsics_package()
     if tvm_target["kind"] == "llvm":
         modules = [cpu_family(tvm_target)]
@@ -316,8 +337,6 @@ def load_tensor_intrinsics(tvm_target: dict) -> None:
     for module in modules:
         importlib.import_module(f"{package}.{module}")
     if modules == ["x86"]:
-        from autotune.backends.tvm_layout import use_vnni_intrinsic
-
         use_vnni_intrinsic()
 
 
@@ -327,18 +346,6 @@ def cpu_family(tvm_target: dict) -> str | None:
     if tvm_target["kind"] != "llvm":
         return None
     return "arm_cpu" if tvm_target.get("mtriple", "").startswith(("aarch64", "arm")) else "x86"
-
-
-def intrinsics_package() -> str:
-    """``tvm.s_tir.tensor_intrin``, imported as an empty package unless it already is; see
-    ``load_tensor_intrinsics``. Returns its name."""
-    import importlib.util
-    import sys
-
-    package = "tvm.s_tir.tensor_intrin"
-    if package not in sys.modules:
-        sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
-    return package
 
 
 def import_onnx(path: Path):

@@ -314,6 +314,18 @@ def _vnni_dot_16x4_llvm22():
     return impl
 
 
+def intrinsics_package() -> str:
+    """``tvm.s_tir.tensor_intrin``, imported as an empty package unless it already is; see
+    ``autotune.backends.tvm.load_tensor_intrinsics``. Returns its name."""
+    import importlib.util
+    import sys
+
+    package = "tvm.s_tir.tensor_intrin"
+    if package not in sys.modules:
+        sys.modules[package] = importlib.util.module_from_spec(importlib.util.find_spec(package))
+    return package
+
+
 @functools.cache
 def use_vnni_intrinsic() -> bool:
     """Make TVM's ``dot_16x4_vnni`` tensor intrinsic build with this TVM's LLVM.
@@ -325,8 +337,6 @@ def use_vnni_intrinsic() -> bool:
     """
     import tvm
     from tvm.s_tir import TensorIntrin
-
-    from autotune.backends.tvm import intrinsics_package
 
     intrinsics_package()  # x86's intrinsics only, not every vendor's
     from tvm.s_tir.tensor_intrin import x86

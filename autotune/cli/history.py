@@ -19,8 +19,9 @@ from autotune.regress import TrialComparison, comparable_key, history_changes
 from autotune.store import Run, Store
 from autotune.trial import Trial
 
-# Versions shown for every point; any other package is shown when it varies in the series.
-SHOWN_VERSIONS = ("openvino", "onnxruntime")
+# Versions shown for every point: the series' backend's runtime (its first package) and the
+# fp32 reference's; any other package is shown when it varies in the series.
+REFERENCE_PACKAGES = ("onnxruntime",)
 MAX_PLOTTED_SERIES = 12
 
 
@@ -97,7 +98,15 @@ def _varying_versions(points: Sequence[Point]) -> list[str]:
     names = sorted({name for p in points for name in p.trial.versions})
     varying = [name for name in names
                if len({p.trial.versions.get(name) for p in points}) > 1]
-    return list(dict.fromkeys([*SHOWN_VERSIONS, *varying]))
+    return list(dict.fromkeys([*shown_versions(points[0].trial.backend), *varying]))
+
+
+def shown_versions(backend: str) -> list[str]:
+    """The packages whose versions every point of a ``backend`` series shows."""
+    from autotune.backends import backend_names, get_backend
+
+    runtime = list(get_backend(backend).packages[:1]) if backend in backend_names() else []
+    return [*runtime, *REFERENCE_PACKAGES]
 
 
 def print_series(series: dict[tuple, list[Point]]) -> None:
@@ -167,10 +176,14 @@ def write_plot(series: dict[tuple, list[Point]], path: Path) -> Path:
                   key=lambda run: (run.created_at, run.id))
     position = {run.id: index for index, run in enumerate(runs)}
     figure, axis = plt.subplots(figsize=(max(7.0, 1.1 * len(runs) + 3), 5.5))
-    for points in list(series.values())[:MAX_PLOTTED_SERIES]:
+    plotted = list(series.values())[:MAX_PLOTTED_SERIES]
+    for points in plotted:
         _plot_series(axis, points, position)
+    packages = list(dict.fromkeys(name for points in plotted
+                                  for name in shown_versions(points[0].trial.backend)))
     axis.set_xticks(range(len(runs)))
-    axis.set_xticklabels([_tick(run) for run in runs], fontsize=7, rotation=30, ha="right")
+    axis.set_xticklabels([_tick(run, packages) for run in runs], fontsize=7, rotation=30,
+                         ha="right")
     axis.set_ylabel("latency, ms: median of the fastest pass (whisker: p90)")
     axis.set_title("history" + (f" (first {MAX_PLOTTED_SERIES} of {len(series)} series)"
                                 if len(series) > MAX_PLOTTED_SERIES else ""))
@@ -208,7 +221,5 @@ def _plot_series(axis, points: Sequence[Point], position: dict[str, int]) -> Non
                           fontsize=7, xytext=(6, 6), textcoords="offset points")
 
 
-def _tick(run: Run) -> str:
-    versions = run.versions
-    return (f"{run.id}\nov {versions.get('openvino', '-')} "
-            f"ort {versions.get('onnxruntime', '-')}")
+def _tick(run: Run, packages: Sequence[str]) -> str:
+    return run.id + "".join(f"\n{name} {run.versions.get(name, '-')}" for name in packages)

@@ -18,8 +18,9 @@ def add_parser(commands) -> None:
                     "host; otherwise show the latest stored peaks or the target TOML's.")
     parser.add_argument("--target", action="append", default=None,
                         help="target name or TOML file (repeatable; default: host-cpu)")
-    parser.add_argument("--backend", default="openvino",
-                        help="backend that runs the micro-benchmarks (default: openvino)")
+    parser.add_argument("--backend", default=None,
+                        help="backend that runs the micro-benchmarks (default: the first, by "
+                             "name, that can measure the target)")
     parser.add_argument("--read", action="store_true",
                         help="measure nothing: show the stored peaks, else the TOML's")
     parser.add_argument("--min-time", type=float, default=2.0, metavar="SECONDS",
@@ -34,12 +35,13 @@ def handle(args) -> int:
     from autotune.target import load_target
 
     store = open_store(args.store)
-    backend = get_backend(args.backend)
+    if args.backend is not None:
+        get_backend(args.backend)  # an unknown name is bad input, before any target is read
     rows = []
     for target in [load_target(name) for name in (args.target or ["host-cpu"])]:
-        availability = backend.available(target)
+        backend, availability = _backend_for(target, args.backend)
         if not args.read and availability.ok:
-            _measure(store, target, args.backend, args.min_time)
+            _measure(store, target, backend, args.min_time)
         elif not args.read:
             print(f"{target.name}: not measured ({availability.reason}); showing stored or "
                   "TOML peaks", file=sys.stderr)
@@ -58,9 +60,26 @@ def handle(args) -> int:
     return 0
 
 
+def _backend_for(target, name: str | None):
+    """The backend that measures ``target`` (``name``, else the first available by name),
+    with its availability; when none is available, the first with every reason."""
+    from autotune.backends import Availability, backend_names, get_backend
+
+    if name is not None:
+        return name, get_backend(name).available(target)
+    reasons = []
+    for candidate in backend_names():
+        availability = get_backend(candidate).available(target)
+        if availability.ok:
+            return candidate, availability
+        reasons.append(f"{candidate}: {availability.reason}")
+    return backend_names()[0], Availability(False, "; ".join(reasons))
+
+
 def _measure(store, target, backend: str, min_time_s: float) -> None:
-    from autotune.host import cpu_model, host_info, package_versions
+    from autotune.host import cpu_model, host_info
     from autotune.roofline import measure_peaks
+    from autotune.runtimes import package_versions
     from autotune.store import RooflinePeaks, now
 
     print(f"{target.name}: timing micro-benchmarks with {backend} ...", file=sys.stderr)

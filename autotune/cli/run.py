@@ -18,8 +18,12 @@ from autotune.store import DEFAULT_STORE_URL
 log = logging.getLogger("autotune")
 
 
-# Both compilers, side by side; the default space gives TVM one config per kernel family.
-DEFAULT_BACKENDS = ("openvino", "tvm")
+def default_backends() -> tuple[str, ...]:
+    """Every registered backend, side by side (the default space gives TVM one config per
+    kernel family). Read when a run starts, so that ``autotune --help`` imports no backend."""
+    from autotune.backends import backend_names
+
+    return tuple(backend_names())
 
 
 def add_parser(commands) -> None:
@@ -45,8 +49,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--target", action="append", default=None,
                         help="target name or TOML file (repeatable; default: host-cpu)")
     parser.add_argument("--backend", action="append", default=None,
-                        help="backend: openvino or tvm (repeatable; default: both; a space "
-                             "may give a backend only some of its configs)")
+                        help="backend name (repeatable; default: every backend, as listed by "
+                             "`autotune targets`; a space may give a backend only some of its "
+                             "configs)")
     parser.add_argument("--strategy", default="exhaustive",
                         help="search strategy: exhaustive, random, or guided (an XGBoost cost "
                              "model picks the configs most likely to improve the latency vs "
@@ -88,8 +93,9 @@ def add_parser(commands) -> None:
                              "spread between pass medians (default: 3; 1: one pass)")
     parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
-                             "requirement such as openvino==2025.4.0 (repeatable), in a "
-                             "virtual environment built once under results/envs/")
+                             "requirement such as onnxruntime==1.20.1 (repeatable; a backend's "
+                             "runtime too), in a virtual environment built once under "
+                             "results/envs/")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=handle)
 
@@ -133,7 +139,7 @@ def spec_from_args(args) -> RunSpec:
         model=args.model or DEFAULT_MODEL, data=None if args.data is None else str(args.data),
         metric=args.metric, space=args.space, configs=tuple(args.config or ()),
         targets=tuple(args.target or (DEFAULT_TARGET,)),
-        backends=tuple(args.backend or DEFAULT_BACKENDS), strategy=args.strategy,
+        backends=tuple(args.backend or default_backends()), strategy=args.strategy,
         budget=args.budget, seed=args.seed, trial_timeout_s=args.trial_timeout,
         trial_memory_mib=args.trial_memory, tuning_trials=args.tuning_trials,
         min_repeats=args.min_repeats, min_time_s=args.min_time, max_spread=args.max_spread,
@@ -160,7 +166,7 @@ def handle(args) -> int:
     spec.validate()
     space = configs_space(spec.configs) if spec.configs else load_space(spec.space)
     targets = [load_target(name) for name in spec.targets]
-    backends = spec.backends or DEFAULT_BACKENDS
+    backends = spec.backends or default_backends()
     for name in backends:
         get_backend(name)
     workspace = workspace_for(args.store)

@@ -12,14 +12,14 @@ def add_parser(commands) -> None:
     help_text = ("serve this device on a TVM RPC tracker under KEY: TVM RPC plus the suite's "
                  "own device functions, for targets whose [reach] names that tracker and key")
     parser = commands.add_parser("worker", help=help_text, description=help_text)
-    from autotune.backends.remote import add_worker_arguments
+    from autotune.backends.device import add_worker_arguments
 
     add_worker_arguments(parser)
     parser.set_defaults(handler=_worker)
 
 
 def _worker(args) -> int:
-    from autotune.backends.remote import parse_address, serve
+    from autotune.backends.device import parse_address, serve
 
     try:
         host, port = parse_address(args.tracker)

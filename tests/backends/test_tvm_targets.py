@@ -47,11 +47,13 @@ def test_builtin_targets_say_how_each_is_reached():
 
     arm = load_target("arm-cortex-a76")
     assert arm.reach.kind == "tracker" and arm.reach.key == "arm-cortex-a76"
-    assert arm.tvm_target["mtriple"] == "aarch64-linux-gnu" and arm.openvino_device == "CPU"
+    assert arm.backend_table("tvm")["target"]["mtriple"] == "aarch64-linux-gnu"
+    assert arm.backend_table("openvino")["device"] == "CPU"
     assert {"fp32", "int8"} <= set(arm.peak_gops) and arm.memory_bandwidth_gbs
     h100 = load_target("nvidia-h100")
-    assert h100.tvm_target == {"kind": "cuda", "arch": "sm_90"} and h100.peak_gops["int8"]
-    assert load_target("intel-gpu").openvino_device == "GPU"
+    assert h100.backend_table("tvm")["target"] == {"kind": "cuda", "arch": "sm_90"}
+    assert h100.peak_gops["int8"] and h100.backend_table("openvino") == {}
+    assert load_target("intel-gpu").backend_table("openvino")["device"] == "GPU"
     assert load_target("host-cpu").is_local
 
 

@@ -1,0 +1,64 @@
+"""The ``Target`` type: one piece of hardware, how to reach it and what it can do.
+
+Loading a target from its TOML file is ``autotune.target``, which asks each backend to check
+its own table; this module knows no backend, so backends can use the type.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How the target is reached: ``local``, or a TVM RPC tracker (host, port, key)."""
+
+    kind: str = "local"
+    host: str | None = None
+    port: int | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A hardware target. ``cores == 0`` means every core of the host that runs the trial.
+
+    ``backend_tables``: each backend's table of the target file (``[NAME]``) as read, checked
+    by that backend when the file was loaded; only the backend reads what is inside.
+    """
+
+    name: str
+    description: str
+    device: str
+    arch: str
+    cores: int = 0
+    reach: Reach = field(default_factory=Reach)
+    backend_tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    peak_gops: dict[str, float] = field(default_factory=dict)
+    memory_bandwidth_gbs: float | None = None
+    emulated: bool = False
+    path: Path | None = None
+
+    def backend_table(self, backend: str) -> Mapping[str, Any]:
+        """The target file's ``[backend]`` table; empty when the file has none."""
+        return self.backend_tables.get(backend, {})
+
+    @property
+    def threads(self) -> int:
+        """How many threads a trial on this target may use."""
+        if self.cores:
+            return self.cores
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    @property
+    def is_local(self) -> bool:
+        return self.reach.kind == "local"
+
+    def __hash__(self) -> int:
+        return hash(self.name)
