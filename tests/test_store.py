@@ -6,6 +6,7 @@ import pytest
 from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
 from autotune.store import Run, Store, now
+from autotune.testing.store_conformance import StoreConformance
 from autotune.trial import Trial
 
 INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", None, "minmax")
@@ -97,3 +98,11 @@ def test_unopenable_store_is_bad_input(tmp_path):
     blocker.write_text("")
     with pytest.raises(InputError, match="--store"):
         Store(f"sqlite:///{blocker}/sub/autotune.db")
+
+
+class TestSQLiteStore(StoreConformance):
+    """The store conformance suite on a SQLite file (the default store)."""
+
+    @pytest.fixture
+    def store_url(self, tmp_path) -> str:
+        return f"sqlite:///{tmp_path}/results/autotune.db"
