@@ -8,6 +8,7 @@ targets' roofline peaks) get it through their constructor, as a ``StrategyContex
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,12 @@ class Candidate:
 
 
 class SearchStrategy(Protocol):
+    """Every strategy is built the same way, ``cls(seed, context)``: one that needs no context
+    (or no seed) takes and ignores it, so ``make_strategy`` is one registry lookup."""
+
     name: str
+
+    def __init__(self, seed: int = 0, context: StrategyContext | None = None) -> None: ...
 
     def propose(self, candidates: Sequence[Candidate], history: Sequence[Trial],
                 budget: int) -> list[Candidate]:
@@ -51,6 +57,9 @@ class ExhaustiveSearch:
 
     name = "exhaustive"
 
+    def __init__(self, seed: int = 0, context: StrategyContext | None = None) -> None:
+        pass  # space order needs neither a seed nor the model
+
     def propose(self, candidates, history, budget):
         return _remaining(candidates, history)[:budget]
 
@@ -60,8 +69,8 @@ class RandomSearch:
 
     name = "random"
 
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
+    def __init__(self, seed: int = 0, context: StrategyContext | None = None) -> None:
+        self.seed = seed  # the context is not needed: a random sample knows no model
 
     def propose(self, candidates, history, budget):
         remaining = _remaining(candidates, history)
@@ -260,8 +269,18 @@ _STRATEGIES: dict[str, type] = {}
 
 
 def register_strategy(cls: type) -> type:
+    """Register ``cls`` under ``cls.name``; it must be constructible as ``cls(seed, context)``.
+
+    Raises:
+        ValueError: the name is taken, or the constructor does not take (seed, context).
+    """
     if cls.name in _STRATEGIES:
         raise ValueError(f"search strategy {cls.name!r} is already registered")
+    try:
+        inspect.signature(cls).bind(0, None)
+    except TypeError as error:
+        raise ValueError(f"search strategy {cls.name!r}: the constructor must take "
+                         f"(seed, context) ({error})") from None
     _STRATEGIES[cls.name] = cls
     return cls
 
@@ -277,10 +296,12 @@ def strategy_names() -> list[str]:
 
 def make_strategy(name: str, seed: int = 0,
                   context: StrategyContext | None = None) -> SearchStrategy:
-    """A strategy by name; ``context`` is what the guided one needs (the others use none)."""
+    """A strategy by name, built as every strategy is: ``cls(seed, context)``.
+
+    Raises:
+        InputError: no strategy has that name, or the strategy cannot work without the
+            context it needs (the guided one needs the model).
+    """
     if name not in _STRATEGIES:
         raise InputError(f"unknown --strategy {name!r} (known: {', '.join(_STRATEGIES)})")
-    cls = _STRATEGIES[name]
-    if name == "guided":
-        return cls(seed, context)
-    return cls(seed) if name == "random" else cls()
+    return _STRATEGIES[name](seed, context)

@@ -24,6 +24,7 @@ import pytest
 from autotune.errors import InputError
 from autotune.settings import RunSpec
 from autotune.store import SCHEMA_VERSION, Store
+from autotune.testing.store_conformance import StoreConformance
 
 pytestmark = pytest.mark.postgres
 
@@ -242,3 +243,11 @@ def test_a_real_run_writes_to_postgres(cluster, workspace, tiny_model, capsys):
     trials = Store(url).trials(run_id)
     assert [trial.status for trial in trials] == ["ok", "ok"]
     assert all(len(trial.latencies_ms) >= 5 for trial in trials)
+
+
+class TestPostgresStore(StoreConformance):
+    """The store conformance suite on a fresh database of the throwaway server."""
+
+    @pytest.fixture
+    def store_url(self, pg_url) -> str:
+        return pg_url

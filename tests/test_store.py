@@ -18,6 +18,7 @@ from autotune.outcome import (
 )
 from autotune.settings import RunSpec
 from autotune.store import SCHEMA_VERSION, Run, Store, now
+from autotune.testing.store_conformance import StoreConformance
 from autotune.trial import Trial
 
 INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", None, "minmax")
@@ -168,3 +169,11 @@ def test_an_old_store_opens_with_typed_settings_facts_and_backend_notes(tmp_path
     # An upgraded store takes new trials and reads them back alongside the old ones.
     store.add_trial(_trial("old-run", QuantConfig.from_text("fp16")))
     assert len(store.trials("old-run")) == 4
+
+
+class TestSQLiteStore(StoreConformance):
+    """The store conformance suite on a SQLite file (the default store)."""
+
+    @pytest.fixture
+    def store_url(self, tmp_path) -> str:
+        return f"sqlite:///{tmp_path}/results/autotune.db"

@@ -1,26 +1,46 @@
 """A conformance suite every backend's tests subclass, so each proves the same contract.
 
 Subclass ``BackendConformance`` in ``tests/backends/test_NAME.py`` and set ``backend_name``
-and ``target_name``; the tests compile and run a tiny CNN for real.
+and ``target_name``; the tests compile and run a tiny CNN for real, in this process and, as
+a run does, in isolated workers. Name a config the backend cannot express in
+``unsupported_config`` (and, where the tiny CNN cannot show it, the model in
+``unsupported_model``), or say in ``unsupported_skip`` why there is none.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from autotune.config import FP32, QuantConfig
+from autotune.errors import UnsupportedConfig
 from autotune.measure import MeasurementProtocol
 
 INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", None, "minmax")
 QUICK = MeasurementProtocol(warmup_runs=2, min_repeats=5, min_time_s=0.05)
 
 
+# Generous limits for a tiny model: a worker that hits them has hung or leaked.
+WORKER_TIMEOUT_S = 300.0
+WORKER_MEMORY_BYTES = 6 * 2**30
+
+
 class BackendConformance:
     backend_name: str
     target_name: str
+    #: A config (canonical text) that ``compile`` must refuse with ``UnsupportedConfig``.
+    unsupported_config: str | None = None
+    #: Why no config is unsupported, when ``unsupported_config`` is None.
+    unsupported_skip: str = "the backend names no config it cannot express"
+
+    def unsupported_model(self, folder: Path) -> Path:
+        """The ONNX model that ``unsupported_config`` is compiled for (the tiny CNN)."""
+        from autotune.testing.models import tiny_cnn
+
+        return tiny_cnn(folder / "tiny.onnx")
 
     @pytest.fixture
     def backend(self):
@@ -99,3 +119,57 @@ class BackendConformance:
         assert outputs.shape == reference.shape
         # 8-bit quantization of a 3-layer net keeps well above 15 dB of signal over noise.
         assert sqnr_db(reference, outputs) > 15
+
+    def test_measures_in_fresh_workers_as_a_run_does(self, backend, target, data, tmp_path):
+        """Compile and measure in one isolated worker, then measure the kept artifact again
+        in another, as ``autotune.driver`` does for its later passes."""
+        from autotune.accuracy import first_outputs
+        from autotune.worker import Job, run_isolated
+
+        path, dataset = data
+        dataset.save(tmp_path / "dataset.npz")
+        job = Job(model_path=str(path), config=FP32.to_dict(), backend=self.backend_name,
+                  target_path=str(target.path), dataset_path=str(tmp_path / "dataset.npz"),
+                  cache_dir=str(tmp_path / "cache"), protocol=QUICK.to_dict(),
+                  artifact_dir=str(tmp_path / "artifact"))
+        reference = self._reference(data)
+        first = run_isolated(job, WORKER_TIMEOUT_S, WORKER_MEMORY_BYTES)
+        assert (first.status, first.error) == ("ok", "")
+        figures = first.figures
+        assert len(figures["latencies_ms"]) >= QUICK.min_repeats
+        assert all(sample > 0 for sample in figures["latencies_ms"])
+        assert figures["compile_s"] > 0 and figures["artifact_size_bytes"] > 0
+        assert figures["load_s"] > 0 and figures["first_inference_ms"] > 0
+        assert figures["peak_memory_bytes"] > 0
+        assert set(backend.versions()) <= set(figures["versions"])
+        assert len(first.outputs) == len(dataset.evaluation)
+        np.testing.assert_allclose(first_outputs(first.outputs), reference, rtol=1e-3, atol=1e-3)
+
+        artifact = figures["artifact"]
+        assert Path(artifact["path"]).exists(), "the artifact outlives its worker"
+        again = run_isolated(replace(job, artifact=artifact), WORKER_TIMEOUT_S,
+                             WORKER_MEMORY_BYTES)
+        assert (again.status, again.error) == ("ok", "")
+        assert len(again.figures["latencies_ms"]) >= QUICK.min_repeats
+        assert "compile_s" not in again.figures, "a measure-only pass compiles nothing"
+        np.testing.assert_allclose(first_outputs(again.outputs), first_outputs(first.outputs),
+                                   rtol=1e-5, atol=1e-5)
+
+    def test_a_config_it_cannot_express_is_unsupported(self, backend, target, tmp_path):
+        from autotune.quantize import quantize
+
+        if self.unsupported_config is None:
+            pytest.skip(self.unsupported_skip)
+        config = QuantConfig.from_text(self.unsupported_config)
+        path = self.unsupported_model(tmp_path)
+        # Float and weight-only configs need no calibration; a QDQ config gets a few samples.
+        calibration = []
+        if config.is_quantized and config.activation_dtype not in ("fp32", "fp16", "bf16"):
+            from autotune.data import random_dataset
+
+            calibration = random_dataset(path, calibration_count=4,
+                                         evaluation_count=1).calibration
+        model = quantize(path, config, calibration, tmp_path / "cache")
+        with pytest.raises(UnsupportedConfig) as raised:
+            backend.compile(model, target, tmp_path)
+        assert str(raised.value), "the reason is given"

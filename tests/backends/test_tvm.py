@@ -17,6 +17,7 @@ SIGNED = QuantConfig.from_text("w:int8:sym:per_channel a:int8:sym cal:minmax")
 class TestTVM(BackendConformance):
     backend_name = "tvm"
     target_name = "host-cpu"
+    unsupported_config = "bf16"  # no bf16 mixed precision on LLVM CPUs
 
     def test_int8_runs_integer_kernels_that_match_the_qdq_reference(
             self, backend, target, quantized_int8, data, tmp_path):
