@@ -20,6 +20,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The worker runs this checkout's autotune, not whichever one the interpreter has installed.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Why an emulated LocalWorker says it is emulated (what its `autotune.device_info` answers).
 EMULATED_WHY = "qemu-test: emulated for a test"
 
@@ -42,7 +44,9 @@ class LocalWorker:
              f"127.0.0.1:{self.port}", "--key", self.key, "--host", "127.0.0.1",
              "--port", str(free_port()),
              *(["--emulated", emulated] if emulated else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
+                str(PACKAGE_ROOT), os.environ.get("PYTHONPATH"))))})
         deadline = time.monotonic() + 60
         while not tracker_state("127.0.0.1", self.port, self.key).ok:
             if self.worker.poll() is not None or time.monotonic() > deadline:
