@@ -83,6 +83,7 @@ class DeviceFacts:
     cores: int = 0
     emulated: bool = False
     versions: dict[str, str] = field(default_factory=dict)
+    emulator: str = ""  # the device's own words for how it is emulated ("" on real hardware)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -92,7 +93,10 @@ class DeviceFacts:
         if data is None:
             return None
         known = _known(cls, data)
-        known["emulated"] = bool(known.get("emulated"))  # the device sends "" or "qemu-..."
+        said = known.get("emulated")  # the device answers "" or its emulator, e.g. "qemu-..."
+        if isinstance(said, str):
+            known.setdefault("emulator", said)
+        known["emulated"] = bool(said)
         known["cores"] = int(known.get("cores") or 0)
         return cls(**known)
 

@@ -53,8 +53,26 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     assert answer["met"] and answer["choice"]["backend"] == "openvino"
     assert "autotune run --model" in answer["choice"]["reproduce"]
 
-    assert main(["pick", "--max-accuracy-drop", "0"]) in (0, 1)
-    capsys.readouterr()
+    # No drop at all: int8 cannot qualify, and fp32 only if OpenVINO matched the reference
+    # exactly; otherwise pick exits 1 and names the nearest configs, fp32 first.
+    assert int8.accuracy_drop > 0
+    fp32_meets = fp32.accuracy_drop <= 0
+    assert main(["pick", "--max-accuracy-drop", "0", "--json"]) == (0 if fp32_meets else 1)
+    answer = json.loads(capsys.readouterr().out)["answers"][0]
+    assert answer["met"] is fp32_meets
+    if fp32_meets:
+        assert answer["choice"]["config_id"] == fp32.config.id and answer["nearest"] == []
+    else:
+        assert answer["choice"] is None
+        assert [n["config_id"] for n in answer["nearest"]] == [fp32.config.id, int8.config.id]
+        assert answer["nearest"][1]["misses_accuracy_by_pp"] == round(int8.accuracy_drop * 100,
+                                                                      3)
+    # A memory limit no config fits: exit 1, and the nearest configs are still shown.
+    assert main(["pick", "--max-accuracy-drop", "100", "--max-memory", "0.000001"]) == 1
+    out = capsys.readouterr().out
+    assert "host-cpu: no config meets an accuracy drop of at most 100.0 pp and memory of at " \
+           "most 1e-06 MiB" in out
+    assert "nearest:" in out and fp32.config.text in out and int8.config.text in out
     assert main(["report", run_id]) == 0
 
 

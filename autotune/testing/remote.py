@@ -1,5 +1,6 @@
 """A remote device on this machine, for tests: a real TVM RPC tracker and `autotune worker`
-(x86, not emulated), under a key of the test's own. Fast: no emulator involved."""
+(x86, not emulated unless a test says it is), under a key of the test's own. Fast: no emulator
+involved."""
 
 from __future__ import annotations
 
@@ -19,10 +20,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class LocalWorker:
-    """A real tracker and `autotune worker` on this host, under a key of this test's own."""
+# The worker runs this checkout's autotune, not whichever one the interpreter has installed.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# Why an emulated LocalWorker says it is emulated (what its `autotune.device_info` answers).
+EMULATED_WHY = "qemu-test: emulated for a test"
 
-    def __init__(self) -> None:
+
+class LocalWorker:
+    """A real tracker and `autotune worker` on this host, under a key of this test's own.
+
+    ``emulated``: started with ``--emulated WHY`` (its device answers that it is emulated).
+    """
+
+    def __init__(self, emulated: str | None = None) -> None:
         from tvm.rpc.tracker import Tracker
 
         from autotune.backends.remote import tracker_state
@@ -32,8 +42,11 @@ class LocalWorker:
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "autotune", "worker", "--tracker",
              f"127.0.0.1:{self.port}", "--key", self.key, "--host", "127.0.0.1",
-             "--port", str(free_port()), "--emulated", "not emulated; a test marks it"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             "--port", str(free_port()),
+             *(["--emulated", emulated] if emulated else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
+                str(PACKAGE_ROOT), os.environ.get("PYTHONPATH"))))})
         deadline = time.monotonic() + 60
         while not tracker_state("127.0.0.1", self.port, self.key).ok:
             if self.worker.poll() is not None or time.monotonic() > deadline:

@@ -162,10 +162,47 @@ def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tm
     artifact = backend.compile(model, remote, tmp_path / "remote")
     there = backend.measure(artifact, dataset.evaluation, remote, QUICK)
     assert len(there.latencies_ms) >= QUICK.min_repeats and min(there.latencies_ms) > 0
-    assert there.details["device"]["served_by"] == "autotune worker"
-    assert there.details["emulated"]  # the worker was started with --emulated
+    assert there.device.served_by == "autotune worker"
+    # The worker was started without --emulated: its device says so, and the trial is real.
+    assert there.device.emulated is False and there.device.emulator == ""
     np.testing.assert_allclose(first_outputs(there.outputs), first_outputs(here.outputs),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_the_device_says_whether_it_is_emulated_and_the_stored_trials_keep_it(
+        local_worker, emulated_worker, tiny, workspace):
+    """`autotune run` on two devices: the one whose worker was started with --emulated answers
+    so in `autotune.device_info`, and its trials are stored flagged emulated, measured in one
+    pass; the other's trials are stored real, measured in every pass."""
+    from autotune.cli import main
+    from autotune.driver import EMULATED_PASSES
+    from autotune.store import Store
+    from autotune.testing.remote import EMULATED_WHY
+
+    real = local_worker.target_toml(workspace / "board.toml")
+    emulated = emulated_worker.target_toml(workspace / "emulated-board.toml")
+    store_url = f"sqlite:///{workspace}/results/autotune.db"
+    code = main(["run", "--model", str(tiny[0].path), "--space", "smoke", "--target",
+                 str(real), "--target", str(emulated), "--backend", "tvm", "--tuning-trials",
+                 "0", "--no-progress", "--passes", "2", "--min-repeats", "5", "--min-time",
+                 "0.05", "--max-spread", "0", "--store", store_url])
+    assert code == 0
+    store = Store(store_url)
+    trials = store.trials(store.runs()[0].id)
+    by_target = {name: [t for t in trials if t.target == name]
+                 for name in ("board", "emulated-board")}
+    assert [len(group) for group in by_target.values()] == [2, 2]
+    assert all(t.ok for t in trials), [t.error for t in trials]
+    for trial in by_target["emulated-board"]:
+        assert trial.emulated is True
+        assert trial.device.emulator == EMULATED_WHY  # the device's own answer
+        assert trial.passes_skipped == EMULATED_PASSES
+        assert len(trial.passes) == 1
+    for trial in by_target["board"]:
+        assert trial.emulated is False
+        assert trial.device.served_by == "autotune worker"
+        assert trial.device.emulated is False and trial.device.emulator == ""
+        assert trial.passes_skipped == "" and len(trial.passes) == 2
 
 
 @pytest.mark.slow
