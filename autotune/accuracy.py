@@ -47,13 +47,29 @@ def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == np.asarray(labels).reshape(-1)))
 
 
+# The SQNR of identical outputs: infinite, stored as this finite figure (JSON and some SQL
+# drivers reject infinities, and a table column of "inf" reads as an error).
+SQNR_CEILING_DB = 999.0
+
+
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB; inf when the outputs are identical."""
+    """Signal-to-quantization-noise ratio in dB; SQNR_CEILING_DB for identical outputs."""
     noise = np.sum((reference - candidate) ** 2)
     signal = np.sum(reference ** 2)
     if noise == 0:
-        return float("inf")
+        return SQNR_CEILING_DB
     return float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")
+
+
+def capped_sqnr_db(value: float | None) -> float | None:
+    """``value`` with an infinite SQNR (identical outputs) at SQNR_CEILING_DB."""
+    return None if value is None else min(value, SQNR_CEILING_DB)
+
+
+def fidelity_error(cosine: float | None) -> float | None:
+    """1 - cosine similarity of outputs vs fp32's: 0 for identical outputs, never negative.
+    The accuracy drop of a run without labels, and the cost model's fidelity target."""
+    return None if cosine is None else max(0.0, 1.0 - cosine)
 
 
 def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:

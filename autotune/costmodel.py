@@ -31,16 +31,13 @@ import numpy as np
 from autotune.backends import backend_names
 from autotune.config import QuantConfig
 from autotune.graph import GraphProfile, config_cost, kept_dtype
+from autotune.pareto import FIDELITY_FLOOR
 from autotune.roofline import Peaks, layerwise_bound_ms, roofline_bound
 from autotune.target import Target
 from autotune.trial import Trial
 
 FORMAT_VERSION = 1
-FIDELITY_FLOOR = 1e-9  # 1 - cosine below this is "identical to fp32" (log scale floor)
 MEMORY_OFFSET_BYTES = 1 << 20
-# Statuses that say something about the config. "unavailable" says the target was not
-# reachable, which is no property of the config, so it trains nothing.
-FAILURE_STATUSES = ("compile_error", "runtime_error", "timeout", "oom", "unsupported")
 _WEIGHT_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int4")
 _ACTIVATION_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16")
 _CALIBRATIONS = ("minmax", "percentile", "entropy", "mse")
@@ -163,9 +160,6 @@ def reference_ms(workload: Workload) -> float:
     return max(cost.ops, 1) / 1e6
 
 
-def fidelity_error(trial: Trial) -> float | None:
-    """1 - cosine of the trial's outputs vs fp32 (0 for identical outputs)."""
-    return None if trial.cosine is None else max(0.0, 1.0 - trial.cosine)
 
 
 def data_version(trials: Sequence[Trial]) -> str:
@@ -236,7 +230,7 @@ class XGBoostCostModel:
             if trial.ok and trial.latency_ms:
                 ok_index.append(index)
                 self.counts.ok += 1
-            elif trial.status in FAILURE_STATUSES:
+            elif trial.failed:
                 self.counts.failed[trial.status] = self.counts.failed.get(trial.status, 0) + 1
             else:
                 self.counts.ignored += 1
@@ -245,7 +239,7 @@ class XGBoostCostModel:
             self._fit_regression(name, self._view(name, matrix)[
                 np.asarray(ok_index, dtype=int)][rows_used], values)
         self._fit_failure(matrix, trials)
-        used = [t for t in trials if t.ok or t.status in FAILURE_STATUSES]
+        used = [t for t in trials if t.ok or t.failed]
         self.version = f"{data_version(used)}-xgboost{xgboost.__version__}"
 
     def predict(self, workloads: Sequence[Workload]) -> Predictions:
@@ -318,7 +312,7 @@ class XGBoostCostModel:
                     (index, math.log(trial.memory_bytes + MEMORY_OFFSET_BYTES)))
             if trial.accuracy_drop is not None:
                 columns["accuracy"].append((index, trial.accuracy_drop))
-            error = fidelity_error(trial)
+            error = trial.fidelity_error
             if error is not None:
                 columns["fidelity"].append((index, math.log10(error + FIDELITY_FLOOR)))
         return {name: (np.array([i for i, _ in pairs], dtype=int),
@@ -353,7 +347,7 @@ class XGBoostCostModel:
     def _fit_failure(self, matrix: np.ndarray, trials: Sequence[Trial]) -> None:
         import xgboost
 
-        used = [i for i, t in enumerate(trials) if t.ok or t.status in FAILURE_STATUSES]
+        used = [i for i, t in enumerate(trials) if t.ok or t.failed]
         labels = np.array([0.0 if trials[i].ok else 1.0 for i in used])
         if len(labels) == 0 or labels.min() == labels.max():
             rate = float(labels.mean()) if len(labels) else 0.0
@@ -420,9 +414,9 @@ def validate(model: XGBoostCostModel, train: Sequence[tuple[Workload, Trial]],
     memory = [(p, t.memory_bytes) for p, (_, t) in zip(predicted.memory_bytes, scored,
                                                        strict=True) if t.memory_bytes]
     memory_mape = (float(np.mean([abs(p - m) / m for p, m in memory])) if memory else None)
-    errors = [(p, fidelity_error(t)) for p, (_, t) in zip(predicted.fidelity_error, scored,
+    errors = [(p, t.fidelity_error) for p, (_, t) in zip(predicted.fidelity_error, scored,
                                                           strict=True)
-              if fidelity_error(t) is not None]
+              if t.fidelity_error is not None]
     fidelity = (float(spearmanr([p for p, _ in errors], [e for _, e in errors]).statistic)
                 if len(errors) > 2 else None)
     within = {}

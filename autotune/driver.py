@@ -21,13 +21,13 @@ import numpy as np
 
 from autotune.accuracy import (
     accuracy_drop,
+    fidelity_error,
     first_outputs,
     onnxruntime_outputs,
     quality,
     task_score,
 )
 from autotune.backends import get_backend
-from autotune.config import FP32
 from autotune.data import Dataset
 from autotune.errors import InputError
 from autotune.host import host_info
@@ -37,7 +37,7 @@ from autotune.quantize import file_hash
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
 from autotune.scheduling import per_target
-from autotune.search import Candidate, SearchStrategy
+from autotune.search import Candidate, SearchStrategy, baselines_first, remaining
 from autotune.sensitivity import attach_sensitivity, expand_mixed
 from autotune.settings import RunSpec
 from autotune.space import SearchSpace
@@ -152,10 +152,10 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
             store.add_trial(trial)
             history.append(trial)
 
-    measured = sum(trial.status != "unavailable" for trial in history)
+    measured = sum(trial.attempted for trial in history)
     budget_left = (settings.budget if settings.budget is not None else len(candidates)) - measured
     store.set_run_status(run_id, "running")
-    planned = len(_remaining(candidates, history))
+    planned = len(remaining(candidates, history))
     total = min(planned, max(budget_left, 0))
     bar = _progress(total, settings.progress)
     interrupted, in_flight = False, set()
@@ -179,7 +179,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
                     store.add_trial(trial)
                     in_flight.discard(candidate)
                     history.append(trial)
-                    if trial.status != "unavailable":  # a target gone mid-run measured nothing
+                    if trial.attempted:  # a target gone mid-run measured nothing
                         budget_left -= 1
                         bar.update(1)
                     summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
@@ -396,7 +396,7 @@ def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Da
                                             dataset.metric)
     else:
         # Without labels, quality is fidelity: the drop is how far outputs are from fp32's.
-        trial.accuracy_drop = 1.0 - scores.cosine
+        trial.accuracy_drop = fidelity_error(scores.cosine)
 
 
 def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Trial:
@@ -421,14 +421,7 @@ def _candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequenc
                     candidates.append(candidate)
                 else:
                     unavailable.append((candidate, availability.reason))
-    # Baselines first across all targets, then the space order.
-    candidates.sort(key=lambda candidate: candidate.config != FP32)
-    return candidates, unavailable
-
-
-def _remaining(candidates: Sequence[Candidate], history: Sequence[Trial]) -> list[Candidate]:
-    done = {trial.key for trial in history}
-    return [candidate for candidate in candidates if candidate.key not in done]
+    return baselines_first(candidates), unavailable
 
 
 def reference_outputs(model_path: Path, dataset: Dataset) -> np.ndarray:

@@ -18,9 +18,9 @@ from typing import Any
 # What a trial can end as. ``ok`` is the only success; ``unavailable`` means it was never
 # tried (the target or backend could not be reached), so it costs no budget and teaches a
 # cost model nothing; the others are failures of the config on that backend and target.
-STATUSES = ("ok", "compile_error", "runtime_error", "timeout", "oom", "unsupported",
-            "unavailable")
+UNAVAILABLE = "unavailable"
 FAILURE_STATUSES = ("compile_error", "runtime_error", "timeout", "oom", "unsupported")
+STATUSES = ("ok", *FAILURE_STATUSES, UNAVAILABLE)
 
 # The roles of a note: a flag every report shows next to the trial; a cause, shown only as the
 # reason when a quantized config is not faster than fp32; information for the trial's details.
@@ -236,8 +236,22 @@ class MeasureFacts:
         return cls(**known)
 
 
+class HasStatus:
+    """A trial's status, checked on creation (a mixin of ``WorkerOutcome`` and ``Trial``)."""
+
+    status: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown trial status {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
 @dataclass(frozen=True)
-class WorkerOutcome:
+class WorkerOutcome(HasStatus):
     """Everything one isolated worker hands back, as one frozen value.
 
     ``compiled`` is set once the compile stage finished (also when measuring then failed);
@@ -251,14 +265,6 @@ class WorkerOutcome:
     compiled: CompileFacts | None = None
     measured: MeasureFacts | None = None
     artifact: dict | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown trial status {self.status!r}")
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
     def to_json(self) -> dict:
         return {"status": self.status, "error": self.error, "versions": dict(self.versions),

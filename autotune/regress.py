@@ -34,8 +34,6 @@ from autotune.trial import Trial
 REGRESSION_KINDS = ("slower", "more_memory", "larger", "less_accurate", "stopped_compiling",
                     "started_failing")
 IMPROVEMENT_KINDS = ("faster", "less_memory", "smaller", "more_accurate", "fixed")
-# Statuses that say nothing about the runtime: the trial was never attempted on it.
-NOT_ATTEMPTED = ("unavailable",)
 COMPILE_FAILURES = ("compile_error", "unsupported")
 
 
@@ -323,7 +321,7 @@ def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
     base_noise, cand_noise = pass_noise(baseline), pass_noise(candidate)
 
     def attempted(trials: dict, key: tuple) -> bool:
-        return key in trials and trials[key].status not in NOT_ATTEMPTED
+        return key in trials and trials[key].attempted
 
     both = [key for key in base if attempted(base, key) and attempted(cand, key)]
     return Comparison(
@@ -443,7 +441,7 @@ def history_changes(series: Sequence[Trial], thresholds: Thresholds = Thresholds
     # One config's runs on one target: their passes, pooled, are its run-to-run noise.
     noise = pass_noise(series)
     for trial in series:
-        if trial.status in NOT_ATTEMPTED:
+        if not trial.attempted:
             changes.append(None)
             continue
         changes.append(None if previous is None

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from autotune.graph import ConfigCost, analyze, config_cost
+from autotune.onnx_files import save_model
 from autotune.outcome import FLOAT_FALLBACK, RooflinePlacement
 from autotune.target import Target
 from autotune.trial import Trial
@@ -154,7 +155,7 @@ def matmul_model(path: Path, size: int, seed: int = 0) -> Path:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
         [numpy_helper.from_array(weights.astype(np.float32), "w")])
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def elementwise_model(path: Path, elements: int) -> Path:
@@ -165,18 +166,7 @@ def elementwise_model(path: Path, elements: int) -> Path:
         [helper.make_node("Relu", ["x"], ["y"], name="relu")], "peak_bandwidth",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [elements])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [elements])])
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-
-
-def _save(model, path: Path) -> Path:
-    import onnx
-
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    return path
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def measure_peaks(target: Target, backend_name: str, workdir: Path, matmul_size: int = 1024,

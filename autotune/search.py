@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from autotune.config import QuantConfig
+from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
 from autotune.target import Target
 from autotune.trial import Trial
@@ -47,9 +47,16 @@ class SearchStrategy(Protocol):
         """Up to ``budget`` candidates not yet in ``history``, in the order to measure them."""
 
 
-def _remaining(candidates: Sequence[Candidate], history: Sequence[Trial]) -> list[Candidate]:
+def remaining(candidates: Sequence[Candidate], history: Sequence[Trial]) -> list[Candidate]:
+    """The candidates ``history`` has no trial of, in their order."""
     done = {trial.key for trial in history}
     return [candidate for candidate in candidates if candidate.key not in done]
+
+
+def baselines_first(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """fp32 baselines (of every backend and target) first, the others after, each in their
+    order: every quantized config is judged against its baseline."""
+    return sorted(candidates, key=lambda candidate: candidate.config != FP32)
 
 
 class ExhaustiveSearch:
@@ -61,7 +68,7 @@ class ExhaustiveSearch:
         pass  # space order needs neither a seed nor the model
 
     def propose(self, candidates, history, budget):
-        return _remaining(candidates, history)[:budget]
+        return remaining(candidates, history)[:budget]
 
 
 class RandomSearch:
@@ -73,9 +80,9 @@ class RandomSearch:
         self.seed = seed  # the context is not needed: a random sample knows no model
 
     def propose(self, candidates, history, budget):
-        remaining = _remaining(candidates, history)
-        baselines = [c for c in remaining if c.config == QuantConfig()]
-        others = [c for c in remaining if c.config != QuantConfig()]
+        left = remaining(candidates, history)
+        baselines = [c for c in left if c.config == FP32]
+        others = [c for c in left if c.config != FP32]
         random.Random(self.seed).shuffle(others)
         return (baselines + others)[:budget]
 
@@ -123,15 +130,15 @@ class GuidedSearch:
         self.last_model = None  # the cost model behind the latest proposal
 
     def propose(self, candidates, history, budget):
-        remaining = _remaining(candidates, history)
-        if budget <= 0 or not remaining:
+        left = remaining(candidates, history)
+        if budget <= 0 or not left:
             return []
-        measured = [trial for trial in history if trial.status != "unavailable"]
-        left = {candidate.key for candidate in remaining}
-        seeds = [c for c in diverse_seeds(candidates, self.seeds, self.seed) if c.key in left]
+        measured = [trial for trial in history if trial.attempted]
+        keys = {candidate.key for candidate in left}
+        seeds = [c for c in diverse_seeds(candidates, self.seeds, self.seed) if c.key in keys]
         if len(measured) < self.seeds and seeds:
             return seeds[:min(budget, self.seeds - len(measured))]
-        return self._rank(candidates, remaining, measured)[:min(budget, self.batch)]
+        return self._rank(candidates, left, measured)[:min(budget, self.batch)]
 
     def _rank(self, candidates: Sequence[Candidate], remaining: list[Candidate],
               measured: Sequence[Trial]) -> list[Candidate]:
@@ -182,10 +189,8 @@ class GuidedSearch:
 
     def _error(self, trial: Trial) -> float | None:
         """The front's error coordinate of a measured trial."""
-        from autotune.costmodel import fidelity_error
-
         if self.quality == "fidelity":
-            error = fidelity_error(trial)
+            error = trial.fidelity_error
         else:
             error = None if trial.accuracy_drop is None else max(trial.accuracy_drop, 0.0)
         return None if error is None else float(self._objective(np.asarray(error)))
@@ -233,8 +238,8 @@ def diverse_seeds(candidates: Sequence[Candidate], count: int, seed: int = 0) ->
     """fp32 baselines first, then configs of a weight dtype no seed has yet (bf16, int8, ...),
     then configs as far as possible from the seeds (greedy max-min over their settings): the
     first cost model sees every precision and a spread of schemes."""
-    baselines = [c for c in candidates if c.config == QuantConfig()]
-    others = [c for c in candidates if c.config != QuantConfig()]
+    baselines = [c for c in candidates if c.config == FP32]
+    others = [c for c in candidates if c.config != FP32]
     random.Random(seed).shuffle(others)  # ties go to a seeded random candidate
     chosen = list(baselines)
     vectors = {c.key: _config_vector(c.config) for c in candidates}

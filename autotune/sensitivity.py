@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.accuracy import onnxruntime_outputs, quality
+from autotune.accuracy import fidelity_error, onnxruntime_outputs, quality
 from autotune.config import QuantConfig
 from autotune.data import Dataset
 from autotune.errors import InputError
@@ -121,8 +121,7 @@ def scan(model_path: Path, base: QuantConfig, dataset: Dataset, cache_dir: Path,
         drop = (None if scores.accuracy is None or reference_score is None
                 else _signed_drop(reference_score, scores.accuracy, dataset.metric))
         results.append(LayerSensitivity(layer.name, layer.op_type, layer.macs,
-                                        max(0.0, 1.0 - scores.cosine),
-                                        min(scores.sqnr_db, 999.0), drop))
+                                        fidelity_error(scores.cosine), scores.sqnr_db, drop))
     found = SensitivityScan(base, tuple(results))
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(found.to_dict()))

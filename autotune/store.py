@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from autotune.accuracy import capped_sqnr_db
 from autotune.config import QuantConfig
 from autotune.errors import InputError
 from autotune.outcome import Note, json_default
@@ -474,10 +475,7 @@ def _trial_row(trial: Trial) -> dict:
         data[column] = json.dumps(data.pop(name), default=json_default)
     # PostgreSQL text cannot hold NUL bytes, which a crashed worker's log can contain.
     data["error"] = data["error"].replace("\x00", "")
-    for name in ("sqnr_db",):
-        # JSON and some SQL drivers reject infinities; identical outputs are stored as 999 dB.
-        if data[name] is not None and data[name] == float("inf"):
-            data[name] = 999.0
+    data["sqnr_db"] = capped_sqnr_db(data["sqnr_db"])  # a hand-made trial's inf, too
     return data
 
 

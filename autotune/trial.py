@@ -10,11 +10,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, field
 
+from autotune.accuracy import fidelity_error
 from autotune.config import QuantConfig
 from autotune.outcome import (
     FAILURE_STATUSES,
     STATUSES,
+    UNAVAILABLE,
     DeviceFacts,
+    HasStatus,
     Note,
     PassRecord,
     RooflinePlacement,
@@ -30,7 +33,7 @@ _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "pa
 
 
 @dataclass
-class Trial:
+class Trial(HasStatus):
     run_id: str
     model: str
     model_hash: str
@@ -77,18 +80,16 @@ class Trial:
     roofline: RooflinePlacement | None = None
     sensitivity: Sensitivity | None = None
 
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown trial status {self.status!r}")
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
     @property
     def failed(self) -> bool:
         """Tried and failed (``unavailable`` trials were never tried)."""
         return self.status in FAILURE_STATUSES
+
+    @property
+    def attempted(self) -> bool:
+        """Whether the config was tried at all (it costs budget; it says something about the
+        runtime); an ``unavailable`` trial's target or backend was never reached."""
+        return self.status != UNAVAILABLE
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -118,6 +119,11 @@ class Trial:
         bounds = [0, *itertools.accumulate(counts)]
         return [list(self.latencies_ms[start:end])
                 for start, end in itertools.pairwise(bounds)]
+
+    @property
+    def fidelity_error(self) -> float | None:
+        """1 - cosine of the outputs vs fp32's (``accuracy.fidelity_error``)."""
+        return fidelity_error(self.cosine)
 
     def notes_with(self, role: str) -> list[Note]:
         return [note for note in self.notes if note.role == role]

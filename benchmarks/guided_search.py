@@ -27,7 +27,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from autotune.costmodel import fidelity_error
 from autotune.host import cpu_model
 from autotune.pareto import fidelity_objective, hypervolume_2d, pareto_front, reference_point
 from autotune.roofline import peaks_for
@@ -82,10 +81,10 @@ def measured_table(store: Store, runs: Sequence[Run]) -> dict[str, Trial]:
 
 def objectives(trial: Trial, scale: str = "log") -> tuple[float, float] | None:
     """(median latency, error coordinate) of a successful trial, None for a failed one."""
-    if not trial.ok or trial.latency_median_ms is None or fidelity_error(trial) is None:
+    if not trial.ok or trial.latency_ms is None or trial.fidelity_error is None:
         return None
-    error = fidelity_error(trial)
-    return trial.latency_median_ms, fidelity_objective(error) if scale == "log" else error
+    error = trial.fidelity_error
+    return trial.latency_ms, fidelity_objective(error) if scale == "log" else error
 
 
 class Scorer:
@@ -178,13 +177,13 @@ def print_table_summary(runs, table, reference) -> None:
           f"point ({reference[0]:.3f} ms, {reference[1]:.3f})\n")
     trials = [t for t in table.values() if objectives(t)]
     front = sorted((trials[i] for i in pareto_front([objectives(t) for t in trials])),
-                   key=lambda t: t.latency_median_ms)
+                   key=lambda t: t.latency_ms)
     print("Exhaustive frontier (every measured config):")
     print(f"| {'config':<58} | median ms | 1 - cosine |")
     print(f"|{'-' * 60}|----------:|-----------:|")
     for t in front:
-        print(f"| {t.config.text:<58} | {t.latency_median_ms:9.3f} | "
-              f"{fidelity_error(t):10.3g} |")
+        print(f"| {t.config.text:<58} | {t.latency_ms:9.3f} | "
+              f"{t.fidelity_error:10.3g} |")
     print()
 
 
@@ -209,7 +208,7 @@ def print_mixed_findings(table: dict[str, Trial]) -> None:
     """Mixed configs on the frontier of everything measured, against the uniform ones."""
     trials = [t for t in table.values() if objectives(t)]
     front = [trials[i] for i in pareto_front([objectives(t) for t in trials])]
-    mixed = sorted((t for t in front if t.config.overrides), key=lambda t: t.latency_median_ms)
+    mixed = sorted((t for t in front if t.config.overrides), key=lambda t: t.latency_ms)
     uniform = [t for t in trials if not t.config.overrides]
     print("Mixed-precision configs on the frontier, against every uniform config:")
     if not mixed:
@@ -219,16 +218,16 @@ def print_mixed_findings(table: dict[str, Trial]) -> None:
           "<= its error | most accurate uniform at <= its latency |")
     print("|---|---:|---:|---|---|")
     for t in mixed:
-        latency, error = t.latency_median_ms, fidelity_error(t)
-        as_good = [u for u in uniform if fidelity_error(u) <= error]
-        as_fast = [u for u in uniform if u.latency_median_ms <= latency]
-        faster = min(as_good, key=lambda u: u.latency_median_ms, default=None)
-        better = min(as_fast, key=fidelity_error, default=None)
+        latency, error = t.latency_ms, t.fidelity_error
+        as_good = [u for u in uniform if u.fidelity_error <= error]
+        as_fast = [u for u in uniform if u.latency_ms <= latency]
+        faster = min(as_good, key=lambda u: u.latency_ms, default=None)
+        better = min(as_fast, key=lambda u: u.fidelity_error, default=None)
         print(f"| {t.config.label}: {', '.join(layer for layer, _ in t.config.overrides)} | "
               f"{latency:.3f} | {error:.3g} | "
-              + (f"{faster.config.label} {faster.latency_median_ms:.3f} ms" if faster
+              + (f"{faster.config.label} {faster.latency_ms:.3f} ms" if faster
                  else "none") + " | "
-              + (f"{better.config.label} {fidelity_error(better):.3g}" if better else "none")
+              + (f"{better.config.label} {better.fidelity_error:.3g}" if better else "none")
               + " |")
     print()
 

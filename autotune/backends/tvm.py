@@ -174,8 +174,8 @@ class TVMBackend:
             total = len(left) + len(lowered.get("integer") or [])
             names = ", ".join(left[:4]) + (" ..." if len(left) > 4 else "")
             notes.append(Note(FLOAT_FALLBACK,
-                              f"int8 requested but {len(left)} of {total} conv/matmul layers "
-                              f"left in float, fake-quantized ({names})", FLAG))
+                              f"{len(left)} of {total} conv/matmul layers left in float, not "
+                              f"integer (fake-quantized: {names})", FLAG))
         return tuple(notes)
 
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,

@@ -182,11 +182,7 @@ def _integer_lowering_class():
             x_q, s_x, zp_x = activation
             w_q, s_w, zp_w, axis = weight
             name = f"conv2d {tuple(w_q.shape)}"
-            if np.any(zp_w != 0):
-                self.skipped.append(f"{name}: asymmetric weights")
-                return None
-            if s_w.size != 1 and axis != 0:
-                self.skipped.append(f"{name}: weight scales not per output channel")
+            if self._stays_float(name, zp_w, s_w, axis, 0, "channel"):
                 return None
             channels = w_q.shape[0]
             padding = [int(p) for p in attrs.padding]  # top, left, bottom, right
@@ -220,9 +216,6 @@ def _integer_lowering_class():
             x_q, s_x, zp_x = activation
             w_q, s_w, zp_w, axis = weight
             name = f"matmul {tuple(w_q.shape)}"
-            if np.any(zp_w != 0):
-                self.skipped.append(f"{name}: asymmetric weights")
-                return None
             if transposed:
                 axes = permute.attrs.axes
                 if axes is not None and [int(a) for a in axes] != [1, 0]:
@@ -230,8 +223,7 @@ def _integer_lowering_class():
                 w_q, out_axis = w_q.T, 0  # scales were along the rows of the [N, K] weight
             else:
                 out_axis = 1
-            if s_w.size != 1 and axis != out_axis:
-                self.skipped.append(f"{name}: weight scales not per output column")
+            if self._stays_float(name, zp_w, s_w, axis, out_axis, "column"):
                 return None
             columns = w_q.shape[1]
             accumulator = self.builder_.emit(relax.op.matmul(
@@ -240,6 +232,19 @@ def _integer_lowering_class():
             scale = s_x * np.broadcast_to(s_w.astype(np.float64).reshape(-1), (columns,))
             self.rewritten.append(name)
             return self._rescale(accumulator, zp_x * weight_sums, scale, (columns,))
+
+        def _stays_float(self, name: str, zp_w, s_w, axis: int, out_axis: int,
+                         output: str) -> bool:
+            """Whether a weight cannot run integer (it stays fake-quantized in float); the
+            reason is recorded, for the trial's note."""
+            if np.any(zp_w != 0):
+                reason = "asymmetric weights"
+            elif s_w.size != 1 and axis != out_axis:
+                reason = f"weight scales not per output {output}"
+            else:
+                return False
+            self.skipped.append(f"{name}: {reason}")
+            return True
 
         def _rescale(self, accumulator, correction, scale, shape):
             """float32(acc - correction) * scale, broadcast over the output channels."""

@@ -135,23 +135,23 @@ class BackendConformance:
         reference = self._reference(data)
         first = run_isolated(job, WORKER_TIMEOUT_S, WORKER_MEMORY_BYTES)
         assert (first.status, first.error) == ("ok", "")
-        figures = first.figures
-        assert len(figures["latencies_ms"]) >= QUICK.min_repeats
-        assert all(sample > 0 for sample in figures["latencies_ms"])
-        assert figures["compile_s"] > 0 and figures["artifact_size_bytes"] > 0
-        assert figures["load_s"] > 0 and figures["first_inference_ms"] > 0
-        assert figures["peak_memory_bytes"] > 0
-        assert set(backend.versions()) <= set(figures["versions"])
+        compiled, measured = first.outcome.compiled, first.outcome.measured
+        assert len(measured.latencies_ms) >= QUICK.min_repeats
+        assert all(sample > 0 for sample in measured.latencies_ms)
+        assert compiled.compile_s > 0 and compiled.artifact_size_bytes > 0
+        assert measured.load_s > 0 and measured.first_inference_ms > 0
+        assert measured.peak_memory_bytes > 0
+        assert set(backend.versions()) <= set(first.outcome.versions)
         assert len(first.outputs) == len(dataset.evaluation)
         np.testing.assert_allclose(first_outputs(first.outputs), reference, rtol=1e-3, atol=1e-3)
 
-        artifact = figures["artifact"]
+        artifact = first.outcome.artifact
         assert Path(artifact["path"]).exists(), "the artifact outlives its worker"
         again = run_isolated(replace(job, artifact=artifact), WORKER_TIMEOUT_S,
                              WORKER_MEMORY_BYTES)
         assert (again.status, again.error) == ("ok", "")
-        assert len(again.figures["latencies_ms"]) >= QUICK.min_repeats
-        assert "compile_s" not in again.figures, "a measure-only pass compiles nothing"
+        assert len(again.outcome.measured.latencies_ms) >= QUICK.min_repeats
+        assert again.outcome.compiled is None, "a measure-only pass compiles nothing"
         np.testing.assert_allclose(first_outputs(again.outputs), first_outputs(first.outputs),
                                    rtol=1e-5, atol=1e-5)
 

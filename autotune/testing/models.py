@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from autotune.onnx_files import save_model
+
 
 def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10,
              seed: int = 0) -> Path:
@@ -45,10 +47,5 @@ def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    return path
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                      path)

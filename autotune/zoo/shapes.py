@@ -11,8 +11,6 @@ MiniLM zoo entry is exported (:mod:`autotune.zoo.minilm`).
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from autotune.onnx_files import checked, save_model
 
 OPSET = 17
 IMAGE_SHAPE = (1, 3, 224, 224)
@@ -64,26 +64,8 @@ class GraphBuilder:
             self.nodes, self.name, list(inputs),
             [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, list(output_shape))],
             self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="autotune.zoo")
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        return model
-
-
-def save_model(model: onnx.ModelProto, path: Path) -> Path:
-    """Writes atomically: a half-written file must never look like a cached model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own per writer (two runs may build the same model at once), opened by
-    # onnx.save like any file, so the result gets the usual permissions.
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        onnx.save(model, str(tmp_path))
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    return path
+        return checked(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                         producer_name="autotune.zoo"))
 
 
 # Convolutional networks (batch-norm folded into the convolutions, as deployed).

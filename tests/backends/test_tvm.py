@@ -177,8 +177,8 @@ class TestTVM(BackendConformance):
 
         cache = tmp_path / "cache"
         artifact = backend.compile(fp32_model, target, tmp_path, CompileOptions(cache_dir=cache))
-        assert artifact.details["untuned"] is True
-        assert artifact.details["tuning"]["trials_run"] == 0
+        assert artifact.tuning.trials_run == 0 and not artifact.tuning.tuned
+        assert [note.kind for note in backend.notes(artifact)] == ["untuned"]
         assert "packed_convolutions" not in artifact.details  # NCHW: the faster naive loops
         assert not cache.exists()  # nothing tuned, so no tuning database made
 
@@ -216,3 +216,31 @@ def _calls(mod, op_name: str) -> list:
     relax.analysis.post_order_visit(mod["main"], lambda expr: found.append(expr) if (
         isinstance(expr, relax.Call) and expr.op == op) else None)
     return found
+
+
+def test_layers_left_in_float_are_flagged_in_both_reports(workspace, tiny_model, capsys):
+    """TVM keeps asymmetric int8 weights fake-quantized (float): its note about the trial
+    reaches summary.md and index.html as OpenVINO's float fallbacks do, without the reports
+    knowing which backend wrote it."""
+    from autotune.cli import main
+    from autotune.store import Store
+
+    asym = "w:uint8:asym:per_channel a:uint8:asym cal:minmax"  # zero points far from 0
+    assert main(["run", "--model", str(tiny_model), "--backend", "tvm", "--config", asym,
+                 "--tuning-trials", "0", "--passes", "1", "--min-repeats", "5",
+                 "--min-time", "0.05", "--no-progress"]) == 0
+    run_id = capsys.readouterr().out.split()[1]
+    trials = Store(f"sqlite:///{workspace}/results/autotune.db").trials(run_id)
+    (int8,) = [t for t in trials if t.config.text == asym]
+    assert int8.ok and [note.kind for note in int8.notes] == ["untuned", "float_fallback"]
+    left = int8.notes[1].text
+    assert left.startswith("3 of 3 conv/matmul layers left in float, not integer")
+    assert "asymmetric weights" in left
+    report = workspace / "reports" / run_id
+    summary = (report / "summary.md").read_text()
+    row = next(line for line in summary.splitlines()
+               if line.startswith(f"| {int8.config.label} | tvm |"))
+    assert left in row and "untuned" in row
+    import html
+
+    assert html.escape(left) in (report / "index.html").read_text()
