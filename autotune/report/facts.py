@@ -73,7 +73,7 @@ class RooflineFacts:
 
 @dataclass(frozen=True)
 class PredictedPoint:
-    """A cost-model prediction for a config this run did not measure: never a measurement."""
+    """A cost-model prediction for a config this run did not try: never a measurement."""
 
     config: QuantConfig
     backend: str
@@ -173,7 +173,7 @@ def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[
     recommendation = Recommendation(
         max_accuracy_drop, chosen, reproduce_command(run, chosen.trial) if chosen else "",
         tuple((of[id(t)], miss) for t, miss in choice.nearest))
-    measured = {t.key for t in trials if t.ok}
+    tried = {t.key for t in trials}  # a measurement (or its failure) beats a prediction
     return TargetFacts(
         name=name, trials=tuple(group), ok=tuple(ok),
         plotted=tuple(f for f in ok if f.trial.accuracy_drop is not None),
@@ -184,7 +184,7 @@ def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[
         roofline=_roofline(ok),
         sensitivity=tuple(f for f in group
                           if f.trial.sensitivity is not None and f.trial.sensitivity.drops),
-        predicted=_predicted(name, predictions, measured))
+        predicted=_predicted(name, predictions, tried))
 
 
 def baselines(trials: Sequence[Trial]) -> dict[tuple[str, str], Trial]:
@@ -259,12 +259,12 @@ def _roofline(ok: Sequence[TrialFacts]) -> RooflineFacts:
 
 
 def _predicted(target: str, predictions: Sequence[Prediction],
-               measured: set[tuple[str, str, str]]) -> tuple[PredictedPoint, ...]:
-    """The latest prediction of each config the run did not measure on ``target``."""
+               tried: set[tuple[str, str, str]]) -> tuple[PredictedPoint, ...]:
+    """The latest prediction of each config the run did not try on ``target``."""
     latest: dict[tuple[str, str], PredictedPoint] = {}
     for p in predictions:
         if (p.target != target or p.latency_ms is None or p.accuracy_drop is None
-                or (p.config.id, p.backend, p.target) in measured):
+                or (p.config.id, p.backend, p.target) in tried):
             continue
         latest[(p.config.id, p.backend)] = PredictedPoint(
             p.config, p.backend, p.target, p.latency_ms, p.accuracy_drop, p.memory_bytes,

@@ -2,7 +2,7 @@
 
 It renders a run's facts (``facts.RunFacts``) and looks nothing up. Plots are inline SVG
 (``charts``), so every point carries its config as a tooltip and a ``data-key`` that links
-it to its table rows; the CSS and a little vanilla JS from ``report_assets/`` are inlined,
+it to its table rows; the CSS and a little vanilla JS from ``assets/`` are inlined,
 and a Content-Security-Policy forbids every fetch, so the file opens from disk, a mail or a
 CI artifact with no network.
 """
@@ -19,7 +19,7 @@ from autotune.report.svg import anchor, e, trial_key
 from autotune.report.text import chosen_figures, limit_text, miss_text, pp_pattern
 from autotune.store import now
 
-ASSETS = Path(__file__).resolve().parents[1] / "report_assets"
+ASSETS = Path(__file__).parent / "assets"
 # Inline styles and scripts only; nothing may be fetched (images are inline SVG or data:).
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "img-src data:")
