@@ -39,6 +39,19 @@ def frontier(trials: Sequence[Trial]) -> list[Trial]:
     return [ok[index] for index in pareto_front([trial_objectives(t) for t in ok])]
 
 
+def latency_accuracy_front(trials: Sequence[Trial]) -> list[Trial]:
+    """The successful trials no other beats on both latency and accuracy drop, by accuracy
+    drop then latency: the line a (latency, accuracy drop) plot draws.
+
+    ``frontier`` also counts memory, so it holds trials this projection shows as dominated.
+    """
+    ok = [trial for trial in trials if trial.ok and trial.latency_ms is not None
+          and trial.accuracy_drop is not None]
+    front = [ok[index] for index in pareto_front([(t.latency_ms, max(t.accuracy_drop, 0.0))
+                                                  for t in ok])]
+    return sorted(front, key=lambda t: (t.accuracy_drop, t.latency_ms))
+
+
 @dataclass(frozen=True)
 class Pick:
     """The answer of ``pick``: the chosen trial, or the nearest misses when none qualifies."""

@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 from autotune.config import FP32
-from autotune.report import write_report
-from autotune.report_html import write_html
+from autotune.outcome import Note, RooflinePlacement
+from autotune.report import gather_from_store, write_report
+from autotune.report.html import write_html
+from autotune.settings import RunSpec
 from autotune.space import load_space
 from autotune.store import Run, Store, now
 from autotune.trial import Trial
@@ -42,8 +44,8 @@ def synthetic_run(store: Store, count: int, seed: int = 0) -> str:
         id=run_id, created_at=now(), finished_at=now(), status="finished",
         model="synthetic (rendering benchmark, not measured)", model_path="-",
         model_hash="0" * 64, space="full", metric="top1", synthetic_data=False,
-        reference_accuracy=0.95, args={"target": ["host-cpu"], "budget": count,
-                                       "strategy": "exhaustive"},
+        reference_accuracy=0.95,
+        settings=RunSpec(model="synthetic", targets=("host-cpu",), budget=count),
         host={"cpu_model": "synthetic", "cores": 2, "system": "-"}, versions={"autotune": "-"}))
     configs = [c for c in load_space("full").configs if c != FP32]
     backends = ("openvino", "tvm")
@@ -66,19 +68,23 @@ def _trial(rng: random.Random, run_id: str, config, backend: str, target: str) -
     median = base_ms if config == FP32 else base_ms * rng.uniform(0.35, 1.15)
     samples = sorted(median * rng.uniform(0.95, 1.1) for _ in range(50))
     drop = 0.0 if config == FP32 else rng.uniform(-0.002, 0.03)
-    details = {"roofline": {"ops": 2.4e8, "bytes": rng.uniform(2e6, 2e7),
-                            "precision": config.weight_dtype}}
+    roofline = RooflinePlacement(int(2.4e8), int(rng.uniform(2e6, 2e7)), config.weight_dtype,
+                                 peak_gops={"fp32": 384.0, "int8": 1536.0},
+                                 memory_bandwidth_gbs=20.0, peaks_source="synthetic")
+    details, notes = {}, ()
     if config.is_quantized:
-        ops = [{"name": f"conv{i}", "kernel": "jit_avx512_int8", "integer": True}
-               for i in range(6)]
-        details["op_precisions"] = ops
-        details["float_fallback"] = ["conv5"] if rng.random() < 0.2 else []
+        details["op_precisions"] = [{"name": f"conv{i}", "kernel": "jit_avx512_int8",
+                                     "integer": True} for i in range(6)]
+        if rng.random() < 0.2:
+            notes = (Note("float_fallback", "int8 requested but 1 of 6 heavy ops ran in float "
+                                            "(conv5)"),)
     return Trial(**common, status="ok", latencies_ms=samples, latency_median_ms=median,
                  latency_p90_ms=samples[44], latency_p99_ms=samples[49],
                  latency_spread=rng.uniform(0.01, 0.08), memory_bytes=rng.randint(4, 40) << 20,
                  peak_memory_bytes=rng.randint(80, 120) << 20,
                  artifact_size_bytes=rng.randint(200, 900) << 10, accuracy=0.95 - drop,
-                 accuracy_drop=drop, details=details, started_at=now(), finished_at=now())
+                 accuracy_drop=drop, details=details, notes=notes, roofline=roofline,
+                 started_at=now(), finished_at=now())
 
 
 def measure(count: int, loads: int, browser: Chromium, scratch: Path) -> dict:
@@ -87,8 +93,8 @@ def measure(count: int, loads: int, browser: Chromium, scratch: Path) -> dict:
     start = time.perf_counter()
     out = write_report(store, run_id, scratch / "reports")
     report_s = time.perf_counter() - start
-    start = time.perf_counter()  # the HTML page alone, as write_report makes it
-    page = write_html(store, store.get_run(run_id), store.trials(run_id), out)
+    start = time.perf_counter()  # gathering the facts and the HTML page, as write_report does
+    page = write_html(gather_from_store(store, run_id), out)
     html_s = time.perf_counter() - start
     results = [browser.load(page) for _ in range(loads)]
     return {"trials": count, "bytes": page.stat().st_size, "report_s": report_s,

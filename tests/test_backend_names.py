@@ -2,8 +2,8 @@
 names a backend in code (a string such as ``"tvm"``, an import of a backend's module or
 runtime). What differs per backend comes from the registry (``autotune.backends``).
 
-Allowed to name backends: ``autotune/backends/`` itself, the conformance suites that backend
-tests subclass (``autotune/testing/``) and, until their split, the report modules.
+Allowed to name backends: ``autotune/backends/`` itself and the conformance suites that
+backend tests subclass (``autotune/testing/``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import autotune
 from autotune.backends import backend_names
 
 PACKAGE = Path(autotune.__file__).parent
-EXEMPT = ("backends/", "testing/", "report")  # relative to the package; report*: see above
+EXEMPT = ("backends/", "testing/")  # relative to the package
 
 
 def naming_backends(source: str, names: list[str]) -> list[tuple[int, str]]:

@@ -1,5 +1,5 @@
 from autotune.config import FP32, QuantConfig
-from autotune.pareto import dominates, frontier, pareto_front, pick
+from autotune.pareto import dominates, frontier, latency_accuracy_front, pareto_front, pick
 from autotune.trial import Trial
 
 
@@ -30,6 +30,16 @@ def test_frontier_skips_failed_trials():
               _trial("percentile", 2.0, 0.02), _trial("entropy", 0.5, 0.0, status="oom")]
     front = frontier(trials)
     assert [t.config.calibration for t in front] == [None, "minmax"]
+
+
+def test_latency_accuracy_front_ignores_memory_and_failures():
+    trials = [_trial("fp32", 4.0, 0.0, memory=10), _trial("minmax", 1.0, 0.005, memory=500),
+              _trial("percentile", 2.0, 0.005, memory=1), _trial("mse", 0.9, 0.02),
+              _trial("entropy", 0.5, 0.0, status="oom")]
+    # percentile is on the 3-D frontier (least memory) but slower at the same drop as minmax.
+    assert "percentile" in [t.config.calibration for t in frontier(trials)]
+    line = latency_accuracy_front(trials)
+    assert [t.config.calibration for t in line] == [None, "minmax", "mse"]  # by drop
 
 
 def test_pick_meets_the_constraint():

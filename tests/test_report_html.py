@@ -1,7 +1,8 @@
 """The HTML report: what it says (from synthetic trials) and that a real browser renders it.
 
 Content tests build trials by hand, so each feature of the page (predicted points, roofline,
-sensitivity, failures, flags, regressions) is checked against data that has it. The browser
+sensitivity, failures, flags, regressions) is checked against data that has it; the page and
+the Markdown render the same gathered facts (``autotune.report.facts``). The browser
 tests open reports in Debian's headless Chromium over the DevTools protocol (tests/browser.py):
 one from a real small run, one of 100 synthetic trials, and a page with a deliberate error to
 prove that the console check can fail.
@@ -19,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from autotune.config import FP32, QuantConfig
-from autotune.outcome import CAUSE, Note, RooflinePlacement, Sensitivity
+from autotune.outcome import CAUSE, Note, PassRecord, RooflinePlacement, Sensitivity
 from autotune.pareto import pick
-from autotune.report import baselines, flags, render_markdown, reproduce_command, write_report
-from autotune.report_html import Regressions, find_regressions, render_html
+from autotune.report import render_markdown, reproduce_command, write_report
+from autotune.report.facts import Regressions, find_regressions, gather
+from autotune.report.html import render_html
 from autotune.settings import RunSpec
-from autotune.store import Run, Store
-from autotune.target import load_target
+from autotune.store import Prediction, Run, Store
 from autotune.trial import Trial
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -87,12 +88,26 @@ def sample_trials(run_id: str = "run-1") -> list[Trial]:
                    details={"op_precisions": heavy},
                    notes=(Note("integer_kernels", "all 4 heavy ops ran integer kernels "
                                                   "(jit_int8)", CAUSE),)),
-        make_trial(FP16, 1.1, 0.0001, run_id=run_id, backend="tvm",
-                   details={"predicted": True}),
+        make_trial(FP16, 1.1, 0.0001, run_id=run_id, backend="tvm"),
         make_trial(QuantConfig.from_text("w:int8:sym:per_tensor a:int8:sym cal:mse"), None,
                    None, run_id=run_id, status="compile_error",
                    error="RuntimeError: no kernel for QLinearConv <int8 x int8>\n  at line 3"),
     ]
+
+
+def sample_predictions(run_id: str = "run-1") -> list[Prediction]:
+    """One prediction of a config the run did not measure, one of a config it did."""
+    common = dict(run_id=run_id, model_hash="ab" * 32, target="host-cpu",
+                  model_version="xgb-1", memory_bytes=float(8 << 20), details={})
+    return [Prediction(config=INT8_PT, backend="openvino", latency_ms=0.9,
+                       accuracy_drop=0.003, **common),
+            Prediction(config=INT8, backend="openvino", latency_ms=0.5, accuracy_drop=0.0,
+                       **common)]
+
+
+def page_of(run: Run, trials: list[Trial], **gathered) -> str:
+    """The page of a synthetic run, its facts gathered as write_report gathers them."""
+    return render_html(gather(run, trials, **gathered))
 
 
 def page_text(page: str) -> str:
@@ -100,16 +115,15 @@ def page_text(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
-@pytest.fixture(scope="module")
-def host_cpu():
-    return {"host-cpu": load_target("host-cpu")}
+HOST_PEAKS = dict(peak_gops={"fp32": 384.0, "int8": 1536.0}, memory_bandwidth_gbs=20.0,
+                  peaks_source="targets/host-cpu.toml")
 
 
 # Content
 
 
 def test_page_needs_nothing_from_the_network():
-    page = render_html(make_run(), sample_trials())
+    page = page_of(make_run(), sample_trials())
     assert 'http-equiv="Content-Security-Policy"' in page and "default-src 'none'" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert "<link" not in page and "@import" not in page and "url(http" not in page
@@ -117,95 +131,157 @@ def test_page_needs_nothing_from_the_network():
 
 
 def test_summary_has_the_run_facts():
-    text = page_text(render_html(make_run(), sample_trials()))
+    text = page_text(page_of(make_run(), sample_trials()))
     for fact in ("tiny", "/models/tiny.onnx", "host-cpu", "Test CPU 9000 (2 cores)",
                  "openvino 2025.4.0", "onnxruntime 1.23.0", "budget 7 measured trials",
-                 "strategy random", "5 in all", "4 ok", "1 compile_error", "bench-1"):
+                 "strategy random", "5 in all", "4 ok", "1 compile_error", "bench-1",
+                 "latency = the median of the fastest measurement pass"):
         assert fact in text, fact
     assert "No data was given" not in text
-    synthetic = page_text(render_html(make_run(synthetic_data=True), sample_trials()))
+    synthetic = page_text(page_of(make_run(synthetic_data=True), sample_trials()))
     assert "No data was given for this model" in synthetic
     assert "1 - cosine similarity vs fp32" in synthetic
 
 
 def test_recommendation_with_the_command_that_reproduces_it():
     run, trials = make_run(), sample_trials()
-    text = page_text(render_html(run, trials))
+    text = page_text(page_of(run, trials))
     int8 = trials[1]
     assert f"Recommended (fastest at ≤ 1 pp accuracy drop) {INT8.label} on openvino" in text
     assert reproduce_command(run, int8) in text
-    assert "0.800 ms median (2.50x vs fp32)" in text
+    assert "0.800 ms latency (2.50x vs fp32)" in text
+
+
+def test_reproduce_command_quotes_paths_and_configs():
+    run = make_run(settings=RunSpec(model="/my models/tiny.onnx", data="in data.npz"))
+    command = reproduce_command(run, sample_trials()[1])
+    assert command.startswith("autotune run --model '/my models/tiny.onnx' --data "
+                              "'in data.npz' --target host-cpu --backend openvino")
+    assert command.endswith(f"--config '{INT8.text}'")
 
 
 def test_no_recommendation_names_the_nearest_configs():
     trials = [make_trial(FP32, 2.0, 0.0), make_trial(INT8, 0.8, 0.05)]
     trials[0].accuracy_drop = 0.02  # even the reference misses (a fidelity-only run can)
-    text = page_text(render_html(make_run(), trials))
+    text = page_text(page_of(make_run(), trials))
     assert "No config meets ≤ 1 pp accuracy drop." in text
     assert f"{INT8.label} on openvino misses by 4.00 pp" in text
 
 
 def test_frontier_plot_draws_every_successful_trial_and_marks_predictions():
-    page = render_html(make_run(), sample_trials())
+    page = page_of(make_run(), sample_trials(), predictions=sample_predictions())
     points = re.findall(r'<circle class="point (measured|predicted)"', page)
-    assert sorted(points) == ["measured", "measured", "measured", "predicted"]
+    # The prediction of a config the run measured is not drawn: the measurement stands.
+    assert sorted(points) == ["measured", "measured", "measured", "measured", "predicted"]
     predicted = re.search(r'<circle class="point predicted"[^>]*>', page).group(0)
     assert 'fill="#ffffff"' in predicted and "stroke-dasharray" in predicted
     assert '<polyline class="frontier"' in page and 'class="recommended-ring"' in page
     assert "<title>" + html.escape(f"{INT8.label} on openvino\n{INT8.text}") in page
-    assert "predicted by the cost model" in page_text(page)
+    text = page_text(page)
+    assert "predicted by the cost model (xgb-1), not measured" in text
+    assert "(4 measured, 1 predicted)" in text
+    assert "predicted" not in page_text(page.split("<h3>Pareto frontier (latency")[1])
 
 
-def test_roofline_places_trials_when_the_data_exists(host_cpu):
+def test_roofline_places_trials_against_the_peaks_they_carry():
     trials = sample_trials()
-    trials[1].roofline = RooflinePlacement(ops=int(2e8), bytes=int(4e6), precision="int8")
-    page = render_html(make_run(), trials, targets=host_cpu)
+    trials[1].roofline = RooflinePlacement(ops=int(2e8), bytes=int(4e6), precision="int8",
+                                           **HOST_PEAKS)
+    page = page_of(make_run(), trials)
     roofline = page.split("<h3>Roofline</h3>")[1].split("<h3>")[0]
-    assert roofline.count('<polyline class="roof"') == len(host_cpu["host-cpu"].peak_gops)
+    assert roofline.count('<polyline class="roof"') == 2
     assert roofline.count('<circle class="point"') == 1
     # 2e8 ops in 0.8 ms = 250 GOPS at 50 ops/byte, where 20 GB/s caps int8 at 1000 GOPS.
     assert "50 ops/byte, 250 GOPS" in roofline
     assert "25% of the int8 roof (memory-bound)" in roofline
+    assert "int8 1536 GOPS, memory 20 GB/s (from targets/host-cpu.toml)" in page_text(roofline)
 
 
-def test_roofline_says_when_there_is_no_data(host_cpu):
-    text = page_text(render_html(make_run(), sample_trials(), targets=host_cpu))
-    assert "No roofline data yet" in text and "int8 1536 GOPS" in text
-    assert "no [roofline] peaks" in page_text(render_html(make_run(), sample_trials()))
+def test_roofline_says_when_there_is_no_data_or_no_peaks():
+    text = page_text(page_of(make_run(), sample_trials()))
+    assert "No roofline data: no trial carries operation and byte counts" in text
+    trials = sample_trials()
+    trials[1].roofline = RooflinePlacement(ops=int(2e8), bytes=int(4e6), precision="int8")
+    page = page_of(make_run(), trials)
+    roofline = page.split("<h3>Roofline</h3>")[1].split("<h3>")[0]
+    assert roofline.count('<circle class="point"') == 1 and '<polyline class="roof"' not in page
+    assert "no trial carries peaks, so no roof" in page_text(roofline)
 
 
 def test_sensitivity_renders_only_with_data():
-    page = render_html(make_run(), sample_trials())
+    page = page_of(make_run(), sample_trials())
     table = page.split('<table class="sortable sensitivity">')[1].split("</table>")[0]
     assert table.index("conv2") < table.index("conv1")  # worst first
     trials = sample_trials()
     trials[1].sensitivity = None
-    assert "No per-layer sensitivity scan" in render_html(make_run(), trials)
+    assert "No per-layer sensitivity scan" in page_of(make_run(), trials)
 
 
 def test_failed_trials_and_flags_are_shown():
     run, trials = make_run(), sample_trials()
-    text = page_text(render_html(run, trials))
+    text = page_text(page_of(run, trials))
     assert "Failed trials (1)" in text
     assert "RuntimeError: no kernel for QLinearConv <int8 x int8> at line 3" in text
-    base = baselines(trials)
-    assert any("ran in float" in note for note in flags(trials[1], base))
-    for trial in trials:
-        for note in flags(trial, base):
+    facts = gather(run, trials)
+    int8 = next(f for f in facts.trials if f.trial.config == INT8)
+    assert any("ran in float" in note for note in int8.flags)
+    for judged in facts.trials:
+        for note in judged.flags:
             assert note in text, note
     assert "quantized but not faster than fp32" not in text  # tvm has no fp32 baseline
 
 
 def test_quantized_but_slower_is_flagged():
     trials = [make_trial(FP32, 1.0), make_trial(INT8, 1.3, 0.001)]
-    text = page_text(render_html(make_run(), trials))
+    text = page_text(page_of(make_run(), trials))
     assert f"{INT8.label} on openvino: quantized but not faster than fp32 (0.77x)" in text
+
+
+def test_latency_is_the_fastest_pass_everywhere():
+    """Ranking, speedups and the headline figure use Trial.latency_ms (the fastest pass's
+    median), not the median of all passes pooled, which stays a displayed column."""
+    fp32 = make_trial(FP32, 1.0, passes=[PassRecord(1.0, samples=5)])
+    slow = make_trial(INT8, 0.9, 0.001, passes=[PassRecord(0.95, samples=2),
+                                                PassRecord(0.6, samples=3)])
+    fast = make_trial(INT8_PT, 0.7, 0.002, passes=[PassRecord(0.7, samples=5)])
+    run = make_run()
+    facts = gather(run, [fp32, slow, fast])
+    (target,) = facts.targets
+    assert target.recommendation.chosen.trial is slow  # 0.6 ms beats 0.7 ms
+    assert [f.trial for f in target.ok] == [slow, fast, fp32]
+    text = page_text(render_html(facts))
+    assert "0.600 ms latency (1.67x vs fp32)" in text
+    assert "0.600 ms latency (1.67x vs fp32)" in render_markdown(facts)
+    row = text.split("All successful trials")[1]
+    assert f"{INT8.label} openvino 0.600 0.900" in row  # latency, then the pooled median
+
+
+def test_markdown_and_page_show_the_same_recommendation_and_flags():
+    run = make_run()
+    trials = [*sample_trials(), make_trial(INT8_PT, 2.5, 0.001),  # slower than fp32
+              make_trial(FP16, 1.9, 0.0, noisy=True, spreads=[0.2, 0.3], emulated=True)]
+    facts = gather(run, trials)
+    markdown, text = render_markdown(facts), page_text(render_html(facts))
+    (target,) = facts.targets
+    chosen = target.recommendation.chosen.trial
+    figures = "0.800 ms latency (2.50x vs fp32), accuracy drop 0.40 pp, memory 10.0 MiB"
+    assert f"`{chosen.config.label}` on openvino, {figures}. Reproduce: " \
+           f"`{target.recommendation.reproduce}`" in markdown
+    assert f"{chosen.config.label} on openvino {figures} Reproduce: " \
+           f"{target.recommendation.reproduce}" in text
+    flagged = [note for f in target.flagged for note in f.flags]
+    assert any(note.startswith("quantized but not faster") for note in flagged)
+    assert any(note.startswith("noisy") for note in flagged)
+    assert any(note.startswith("emulated") for note in flagged)
+    for note in flagged:
+        assert note in markdown and note in text, note
 
 
 def test_html_says_everything_the_markdown_says():
     run, trials = make_run(), sample_trials()
-    markdown = render_markdown(run, trials, None)
-    text = page_text(render_html(run, trials))
+    facts = gather(run, trials)
+    markdown = render_markdown(facts)
+    text = page_text(render_html(facts))
     cells = {cell.strip().strip("`") for line in markdown.splitlines() if line.startswith("|")
              for cell in line.strip("|").split("|")}
     cells -= {"", "---", "---:", "-"}
@@ -218,18 +294,20 @@ def test_html_says_everything_the_markdown_says():
 
 def test_regressions_section_only_when_regress_gives_one():
     run, trials = make_run(), sample_trials()
-    assert 'id="regressions"' not in render_html(run, trials)
+    assert 'id="regressions"' not in page_of(run, trials)
     baseline = make_run("run-0")
     found = Regressions(baseline, compared=4,
                         version_changes={"openvino": ("2025.3.0", "2025.4.0")},
-                        rows=[(trials[1], "slower", "median 0.6 -> 0.8 ms (+33.3%, p=0.001)")])
-    text = page_text(render_html(run, trials, regressions=found))
+                        rows=((trials[1], "slower", "median 0.6 -> 0.8 ms (+33.3%, p=0.001)"),))
+    text = page_text(page_of(run, trials, regressions=found))
     assert "1 regression(s) in 4 trials measured in both runs" in text
     assert "openvino 2025.3.0 → 2025.4.0" in text and "median 0.6 -> 0.8 ms" in text
-    assert "No earlier run" in page_text(render_html(run, trials, regressions=Regressions(None)))
+    markdown = render_markdown(gather(run, trials, regressions=found))
+    assert "1 regression(s) in 4 trials" in markdown and "median 0.6 -> 0.8 ms" in markdown
+    assert "No earlier run" in page_text(page_of(run, trials, regressions=Regressions(None)))
 
 
-def test_regressions_come_from_the_previous_comparable_run(tmp_path, monkeypatch):
+def test_regressions_come_from_the_previous_comparable_run(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/store.db")
     for run_id, created, int8_ms in (("run-0", "2026-01-01T00:00:00+00:00", 0.5),
                                      ("run-1", "2026-01-02T03:04:05+00:00", 0.8)):
@@ -242,13 +320,9 @@ def test_regressions_come_from_the_previous_comparable_run(tmp_path, monkeypatch
                               model_hash="cd" * 32))
     run = store.get_run("run-1")
     found = find_regressions(store, run, store.trials("run-1"))
-    if found is None:
-        pytest.skip("autotune.regress offers no compare_trials")
     assert found.baseline.id == "run-0"
     assert [(t.config, kind) for t, kind, _ in found.rows] == [(INT8, "slower")]
     assert find_regressions(store, store.get_run("run-0"), store.trials("run-0")).baseline is None
-    monkeypatch.setitem(sys.modules, "autotune.regress", None)  # as if it did not exist
-    assert find_regressions(store, run, store.trials("run-1")) is None
 
 
 def hundred_trials(store: Store) -> str:
@@ -328,8 +402,8 @@ def real_run_facts(report: Path) -> list[str]:
             "arithmetic intensity (operations per byte, log scale)",
             # A smoke run scans no layer: the section says so rather than showing a table.
             "No per-layer sensitivity scan in this run",
-            # Both trials are rows of the table of all successful trials, with their medians:
-            *(f"{t.config.label} openvino {t.latency_median_ms:.3f}" for t in trials)]
+            # Both trials are rows of the table of all successful trials, with latencies:
+            *(f"{t.config.label} openvino {t.latency_ms:.3f}" for t in trials)]
 
 
 @pytest.mark.openvino

@@ -1,0 +1,195 @@
+"""The page's two charts, drawn from a target's facts: the frontier and the roofline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from autotune.report.facts import RooflineFacts, RunFacts, TargetFacts
+from autotune.report.svg import (
+    BOTTOM,
+    FONT_PX,
+    HEIGHT,
+    LEFT,
+    PRECISION_COLORS,
+    RIGHT,
+    TOP,
+    WIDTH,
+    Scale,
+    axes,
+    color_of,
+    dom_key,
+    e,
+    labels,
+    linear_range,
+    log_range,
+    svg,
+    swatch,
+    trial_key,
+)
+from autotune.report.text import mib, pp
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One marker of the frontier plot: a measured trial or a cost-model prediction."""
+
+    key: str
+    label: str
+    backend: str
+    drop_pp: float
+    latency_ms: float
+    memory_bytes: float
+    title: str
+    predicted: bool = False
+    on_front: bool = False
+
+
+def _points(target: TargetFacts) -> list[_Point]:
+    points = []
+    for f in target.plotted:
+        t = f.trial
+        title = "\n".join([f"{t.config.label} on {t.backend}", t.config.text,
+                           f"latency {t.latency_ms:.3f} ms (median {t.latency_median_ms or 0:.3f}"
+                           f" ms, p90 {t.latency_p90_ms or 0:.3f} ms, all passes)",
+                           f"accuracy drop {pp(t.accuracy_drop)} pp",
+                           f"memory {mib(t.memory_bytes)} MiB", "measured"])
+        points.append(_Point(trial_key(t), t.config.label, t.backend, t.accuracy_drop * 100,
+                             t.latency_ms, t.memory_bytes or 0, title, on_front=f.on_front))
+    for p in target.predicted:
+        title = "\n".join([f"{p.config.label} on {p.backend}", p.config.text,
+                           f"latency {p.latency_ms:.3f} ms",
+                           f"accuracy drop {pp(p.accuracy_drop)} pp",
+                           f"memory {mib(p.memory_bytes)} MiB",
+                           f"predicted by the cost model ({p.model_version}), not measured"])
+        points.append(_Point(dom_key(p.target, p.config.id, p.backend), p.config.label,
+                             p.backend, p.accuracy_drop * 100, p.latency_ms,
+                             p.memory_bytes or 0, title, predicted=True))
+    return points
+
+
+def frontier_svg(facts: RunFacts, target: TargetFacts) -> str:
+    points = _points(target)
+    x = Scale(*linear_range([p.drop_pp for p in points]), LEFT, WIDTH - RIGHT)
+    y = Scale(*log_range([p.latency_ms for p in points]), HEIGHT - BOTTOM, TOP, log=True)
+    x_title = ("1 - cosine similarity vs fp32 (x100)" if facts.run.synthetic_data
+               else "accuracy drop vs fp32 (percentage points)")
+    parts = [_limit_band(x, facts.max_accuracy_drop * 100)]
+    parts += axes(x, y, x_title, "latency (ms, fastest pass median, log scale)")
+    line = [f.trial for f in target.line]
+    if len(line) > 1:
+        coords = " ".join(f"{x(t.accuracy_drop * 100):.1f},{y(t.latency_ms):.1f}"
+                          for t in line)
+        parts.append(f'<polyline class="frontier" points="{coords}" fill="none" '
+                     'stroke="#c53030" stroke-width="2" stroke-linejoin="round"/>')
+    largest = max(p.memory_bytes for p in points) or 1
+    placed = {p.key: (x(p.drop_pp), y(p.latency_ms),
+                      4 + 10 * math.sqrt(max(p.memory_bytes, 0) / largest))  # area ~ memory
+              for p in points}
+    for p in sorted(points, key=lambda p: -placed[p.key][2]):  # small markers stay on top
+        parts.append(_marker(p, placed[p.key], color_of(p.backend, facts.backends)))
+    chosen = target.recommendation.chosen
+    if chosen is not None:
+        px, py, r = placed[trial_key(chosen.trial)]
+        parts.append(f'<circle class="recommended-ring" cx="{px:.1f}" cy="{py:.1f}" '
+                     f'r="{r + 5:.1f}" fill="none" stroke="#1e7a46" stroke-width="2.5"/>')
+    several = len({p.backend for p in points}) > 1
+    order = ([chosen.trial] if chosen is not None else []) + [
+        t for t in line if chosen is None or t is not chosen.trial]
+    wanted = [(placed[trial_key(t)],
+               t.config.label + (f" ({t.backend})" if several else "")
+               + (" - recommended" if chosen is not None and t is chosen.trial else ""),
+               chosen is not None and t is chosen.trial) for t in order]
+    parts += labels(wanted, list(placed.values()))
+    return svg(parts, f"Pareto frontier of {facts.run.model}")
+
+
+def _limit_band(x: Scale, limit_pp: float) -> str:
+    if limit_pp >= x.high:
+        return ""
+    start = max(x(limit_pp), LEFT)
+    return (f'<rect class="limit-band" x="{start:.1f}" y="{TOP}" '
+            f'width="{WIDTH - RIGHT - start:.1f}" height="{HEIGHT - TOP - BOTTOM}" '
+            'fill="#fbe9e7"/>')
+
+
+def _marker(p: _Point, where: tuple[float, float, float], color: str) -> str:
+    px, py, r = where
+    if p.predicted:
+        style = (f'fill="#ffffff" fill-opacity="0.6" stroke="{color}" stroke-width="2" '
+                 'stroke-dasharray="3 2"')
+    else:
+        outline = "#1a202c" if p.on_front else "#ffffff"
+        style = f'fill="{color}" fill-opacity="0.8" stroke="{outline}" stroke-width="1.2"'
+    kind = "predicted" if p.predicted else "measured"
+    return (f'<circle class="point {kind}" data-key="{p.key}" cx="{px:.1f}" cy="{py:.1f}" '
+            f'r="{r:.1f}" {style}><title>{e(p.title)}</title></circle>')
+
+
+def frontier_legend(facts: RunFacts, target: TargetFacts) -> str:
+    points = _points(target)
+    items = [f"<span>{swatch(color_of(b, facts.backends))} {e(b)}</span>"
+             for b in sorted({p.backend for p in points})]
+    items.append('<span><svg width="26" height="12"><line x1="1" y1="6" x2="25" y2="6" '
+                 'stroke="#c53030" stroke-width="2"/></svg> best latency / accuracy trade-off'
+                 '</span><span><svg width="16" height="16"><circle cx="8" cy="8" r="6" '
+                 'fill="#718096" stroke="#1a202c" stroke-width="1.5"/></svg> on the Pareto '
+                 "frontier (with memory)</span>")
+    if target.recommendation.chosen is not None:
+        items.append('<span><svg width="16" height="16"><circle cx="8" cy="8" r="6" '
+                     'fill="none" stroke="#1e7a46" stroke-width="2.5"/></svg> recommended'
+                     "</span>")
+    items.append('<span><svg width="16" height="16"><circle cx="8" cy="8" r="6" fill="#718096"'
+                 '/></svg> measured &middot; <svg width="16" height="16"><circle cx="8" cy="8" '
+                 'r="6" fill="#fff" stroke="#718096" stroke-width="2" stroke-dasharray="3 2"/>'
+                 "</svg> predicted</span>")
+    memory = [p.memory_bytes for p in points if p.memory_bytes]
+    if memory:
+        items.append(f"<span>marker area &prop; memory: {mib(min(memory))} to "
+                     f"{mib(max(memory))} MiB</span>")
+    return f'<div class="legend">{"".join(items)}</div>'
+
+
+def roofline_svg(facts: RunFacts, roofline: RooflineFacts) -> str:
+    peaks, bandwidth = roofline.peak_gops, roofline.memory_bandwidth_gbs
+    intensities = [p.intensity for p in roofline.points]
+    throughputs = [p.gops for p in roofline.points]
+    if bandwidth:
+        intensities += [peak / bandwidth for peak in peaks.values()]
+    x = Scale(*log_range(intensities), LEFT, WIDTH - RIGHT - 90, log=True)
+    x = Scale(x.low, x.high * 4, LEFT, WIDTH - RIGHT, log=True)  # room for roof labels
+    y = Scale(*log_range(throughputs + list(peaks.values())), HEIGHT - BOTTOM, TOP, log=True)
+    y = Scale(y.low, y.high * 1.6, HEIGHT - BOTTOM, TOP, log=True)  # room above the top roof
+    parts = axes(x, y, "arithmetic intensity (operations per byte, log scale)",
+                 "throughput (GOPS, log scale)")
+    for precision, peak in sorted(peaks.items(), key=lambda item: item[1]):
+        parts += _roof(x, y, precision, peak, bandwidth)
+    for point in roofline.points:
+        t = point.trial.trial
+        title = (f"{t.config.label} on {t.backend}\n{t.config.text}\n"
+                 f"{point.intensity:.3g} ops/byte, {point.gops:.3g} GOPS at "
+                 f"{t.latency_ms:.3f} ms")
+        if point.roof_share is not None:
+            title += (f"\n{point.roof_share:.0%} of the {point.precision} roof "
+                      f"({point.roof_bound}-bound)")
+        parts.append(f'<circle class="point" data-key="{trial_key(t)}" '
+                     f'cx="{x(point.intensity):.1f}" cy="{y(point.gops):.1f}" r="6" '
+                     f'fill="{color_of(t.backend, facts.backends)}" fill-opacity="0.85" '
+                     f'stroke="#fff"><title>{e(title)}</title></circle>')
+    return svg(parts, "roofline")
+
+
+def _roof(x: Scale, y: Scale, precision: str, peak: float, bandwidth: float | None) -> list[str]:
+    color = PRECISION_COLORS.get(precision, "#4a5568")
+    if bandwidth:
+        start = max(x.low, y.low / bandwidth)
+        ridge = min(max(peak / bandwidth, start), x.high)
+        coords = [(start, min(bandwidth * start, peak)), (ridge, min(bandwidth * ridge, peak)),
+                  (x.high, peak)]
+    else:
+        coords = [(x.low, peak), (x.high, peak)]
+    points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in coords)
+    return [f'<polyline class="roof" points="{points}" fill="none" stroke="{color}" '
+            'stroke-width="2"/>',
+            f'<text x="{WIDTH - RIGHT - 6}" y="{y(peak) - 6:.1f}" text-anchor="end" '
+            f'font-size="{FONT_PX}" fill="{color}">{e(precision)} {peak:g} GOPS</text>']

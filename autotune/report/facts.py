@@ -1,0 +1,292 @@
+"""The facts of one run, gathered once: every renderer (Markdown, HTML, CSV, PNG) reads them.
+
+Fronts, picks and regressions come from the pure functions of ``pareto`` and ``regress``;
+baselines, speedups and flags are judged here, once. Gathering may read the store
+(``gather_from_store``); rendering never does. Nothing here knows which backend wrote a
+trial: what a backend wants said arrives as its ``Trial.notes``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autotune.config import FP32, QuantConfig
+from autotune.outcome import CAUSE, FLAG
+from autotune.pareto import frontier, latency_accuracy_front, pick
+from autotune.regress import comparable_key, compare_trials, version_changes
+from autotune.store import Prediction, Run, Store
+from autotune.trial import STATUSES, Trial
+
+DEFAULT_MAX_DROP = 0.01  # one percentage point
+LATENCY_MEANING = ("latency = the median of the fastest measurement pass (it ranks, picks "
+                   "and draws the frontier); median and p90 pool every pass")
+
+
+@dataclass(frozen=True)
+class TrialFacts:
+    """One trial with what the report judged of it."""
+
+    trial: Trial
+    speedup: float | None  # fp32 latency / this latency, same backend and target
+    flags: tuple[str, ...]  # what a user should know at a glance, with reasons
+    on_front: bool = False  # on the (latency, accuracy drop, memory) frontier
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The pick at the default accuracy limit, or the nearest misses when none qualifies."""
+
+    max_accuracy_drop: float
+    chosen: TrialFacts | None
+    reproduce: str  # the command that measures the chosen config again ("" without one)
+    nearest: tuple[tuple[TrialFacts, float], ...]  # (trial, how far over the limit)
+
+
+@dataclass(frozen=True)
+class RooflinePoint:
+    """A trial placed at its arithmetic intensity and the throughput its latency gives."""
+
+    trial: TrialFacts
+    intensity: float  # operations per byte moved
+    gops: float  # achieved, from Trial.latency_ms
+    precision: str
+    bound_ms: float | None  # the placement's own bound (against the peaks it carries)
+    bound: str  # "compute" or "memory" (the placement's)
+    attained: float | None  # bound_ms / latency_ms
+    roof_share: float | None  # achieved / the drawn roof of its precision at its intensity
+    roof_bound: str  # which part of the drawn roof caps it ("" without peaks)
+
+
+@dataclass(frozen=True)
+class RooflineFacts:
+    """The trials placed on a target's roofline and the peaks they were judged against."""
+
+    points: tuple[RooflinePoint, ...]
+    peak_gops: dict[str, float] = field(default_factory=dict)  # empty: no trial carries peaks
+    memory_bandwidth_gbs: float | None = None
+    sources: tuple[str, ...] = ()  # where the peaks came from (measured, the TOML)
+
+
+@dataclass(frozen=True)
+class PredictedPoint:
+    """A cost-model prediction for a config this run did not try: never a measurement."""
+
+    config: QuantConfig
+    backend: str
+    target: str
+    latency_ms: float
+    accuracy_drop: float
+    memory_bytes: float | None
+    model_version: str
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    name: str
+    trials: tuple[TrialFacts, ...]  # every trial on the target, as stored
+    ok: tuple[TrialFacts, ...]  # successful, fastest first (Trial.latency_ms)
+    plotted: tuple[TrialFacts, ...]  # successful with an accuracy drop: the plots' points
+    front: tuple[TrialFacts, ...]  # the 3-D frontier, fastest first
+    line: tuple[TrialFacts, ...]  # the (latency, accuracy drop) front, by accuracy drop
+    failed: tuple[TrialFacts, ...]  # not ok (failures and unavailable)
+    flagged: tuple[TrialFacts, ...]
+    recommendation: Recommendation
+    roofline: RooflineFacts
+    sensitivity: tuple[TrialFacts, ...]  # trials with a per-layer scan
+    predicted: tuple[PredictedPoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Regressions:
+    """What ``autotune.regress`` found against the previous comparable run.
+
+    ``baseline`` is None when the store holds no earlier run with a comparable trial.
+    """
+
+    baseline: Run | None
+    compared: int = 0  # trials measured in both runs
+    version_changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    rows: tuple[tuple[Trial, str, str], ...] = ()  # (trial, kind, detail)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    run: Run
+    trials: tuple[TrialFacts, ...]  # every trial, grouped by target
+    targets: tuple[TargetFacts, ...]  # in the order trials name them
+    target_names: tuple[str, ...]  # the trials' targets and the ones the run asked for
+    backends: tuple[str, ...]  # sorted (renderers colour by position)
+    status_counts: tuple[tuple[str, int], ...]  # in STATUSES order, zero counts left out
+    backend_counts: tuple[tuple[str, int], ...]
+    regressions: Regressions | None = None  # None: not looked up (no store at hand)
+    max_accuracy_drop: float = DEFAULT_MAX_DROP
+    latency_meaning: str = LATENCY_MEANING
+
+
+# Gathering
+
+
+def gather_from_store(store: Store, run_id: str | None) -> RunFacts:
+    """The facts of a run (the latest when ``run_id`` is None), regressions and predictions
+    included: the only step of the report that reads the store."""
+    run = store.get_run(run_id)
+    trials = store.trials(run.id)
+    return gather(run, trials, regressions=find_regressions(store, run, trials),
+                  predictions=store.predictions(run.id))
+
+
+def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = None,
+           predictions: Sequence[Prediction] = (),
+           max_accuracy_drop: float = DEFAULT_MAX_DROP) -> RunFacts:
+    """The facts of ``trials`` (one run's); pure: it looks nothing up."""
+    base = baselines(trials)
+    judged = tuple(TrialFacts(t, speedup(t, base), tuple(flags(t, base))) for t in trials)
+    groups: dict[str, list[TrialFacts]] = {}
+    for facts in judged:
+        groups.setdefault(facts.trial.target, []).append(facts)
+    targets = tuple(_target(run, name, group, predictions, max_accuracy_drop)
+                    for name, group in groups.items())
+    counts = Counter(t.status for t in trials)
+    names = dict.fromkeys([*groups, *(Path(n).stem for n in run.settings.targets)])
+    return RunFacts(
+        run=run, trials=tuple(f for target in targets for f in target.trials),
+        targets=targets, target_names=tuple(names),
+        backends=tuple(sorted({t.backend for t in trials} | set(run.settings.backends))),
+        status_counts=tuple((s, counts[s]) for s in STATUSES if counts[s]),
+        backend_counts=tuple(Counter(t.backend for t in trials).items()),
+        regressions=regressions, max_accuracy_drop=max_accuracy_drop)
+
+
+def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[Prediction],
+            max_accuracy_drop: float) -> TargetFacts:
+    trials = [f.trial for f in group]
+    on_front = {id(t) for t in frontier(trials)}
+    group = [TrialFacts(f.trial, f.speedup, f.flags, id(f.trial) in on_front) for f in group]
+    of = {id(f.trial): f for f in group}
+    ok = sorted((f for f in group if f.trial.ok), key=lambda f: f.trial.latency_ms)
+    choice = pick(trials, max_accuracy_drop, "latency")
+    chosen = of[id(choice.chosen)] if choice.chosen is not None else None
+    recommendation = Recommendation(
+        max_accuracy_drop, chosen, reproduce_command(run, chosen.trial) if chosen else "",
+        tuple((of[id(t)], miss) for t, miss in choice.nearest))
+    tried = {t.key for t in trials}  # a measurement (or its failure) beats a prediction
+    return TargetFacts(
+        name=name, trials=tuple(group), ok=tuple(ok),
+        plotted=tuple(f for f in ok if f.trial.accuracy_drop is not None),
+        front=tuple(f for f in ok if f.on_front),
+        line=tuple(of[id(t)] for t in latency_accuracy_front(trials)),
+        failed=tuple(f for f in group if not f.trial.ok),
+        flagged=tuple(f for f in group if f.flags), recommendation=recommendation,
+        roofline=_roofline(ok),
+        sensitivity=tuple(f for f in group
+                          if f.trial.sensitivity is not None and f.trial.sensitivity.drops),
+        predicted=_predicted(name, predictions, tried))
+
+
+def baselines(trials: Sequence[Trial]) -> dict[tuple[str, str], Trial]:
+    """The successful fp32 trial of each (backend, target)."""
+    return {(t.backend, t.target): t for t in trials if t.ok and t.config == FP32}
+
+
+def speedup(trial: Trial, base: dict[tuple[str, str], Trial]) -> float | None:
+    """How many times faster than fp32 on the same backend and target (by Trial.latency_ms)."""
+    reference = base.get((trial.backend, trial.target))
+    if reference is None or not trial.ok or not trial.latency_ms or not reference.latency_ms:
+        return None
+    return reference.latency_ms / trial.latency_ms
+
+
+def flags(trial: Trial, base: dict[tuple[str, str], Trial]) -> list[str]:
+    """What a user should know about a trial at a glance, with the reason where known."""
+    notes = [note.text for note in trial.notes_with(FLAG)]
+    ratio = speedup(trial, base)
+    if trial.config.is_quantized and ratio is not None and ratio <= 1.0:
+        reason = "".join(f"; {note.text}" for note in trial.notes_with(CAUSE))
+        notes.append(f"quantized but not faster than fp32 ({ratio:.2f}x){reason}")
+    if trial.noisy:
+        spreads = trial.spreads or [trial.latency_spread or 0.0]
+        notes.append(f"noisy: latency spread stayed above the limit in {len(spreads)} "
+                     f"measurement(s) ({', '.join(f'{s:.1%}' for s in spreads)}); compare "
+                     f"with care")
+    if trial.emulated:
+        notes.append("emulated: latency is not the device's")
+    return notes
+
+
+def reproduce_command(run: Run, trial: Trial) -> str:
+    """The command that measures this one config again (next to its fp32 baseline)."""
+    settings = run.settings
+    parts = ["autotune", "run", "--model", settings.model]
+    if settings.data:
+        parts += ["--data", settings.data]
+    parts += ["--target", trial.target, "--backend", trial.backend]
+    if trial.tuning is not None:  # the backend tuned: the same budget finds the same kernels
+        parts += ["--tuning-trials", str(trial.tuning.trials_requested)]
+    for spec in settings.runtime:
+        parts += ["--runtime", spec]
+    if trial.config != FP32:
+        parts += ["--config", trial.config.text]
+    return shlex.join(parts)
+
+
+def _roofline(ok: Sequence[TrialFacts]) -> RooflineFacts:
+    placed = [f for f in ok if f.trial.roofline is not None and f.trial.roofline.ops > 0
+              and f.trial.roofline.bytes > 0 and f.trial.latency_ms]
+    carried = [f.trial.roofline for f in placed if f.trial.roofline.peak_gops]
+    # The roofs the trials were judged against (measured ones, where stored); the last wins.
+    peaks = dict(carried[-1].peak_gops) if carried else {}
+    bandwidth = carried[-1].memory_bandwidth_gbs if carried else None
+    points = []
+    for f in placed:
+        roof, latency_ms = f.trial.roofline, f.trial.latency_ms
+        gops = roof.ops / (latency_ms / 1000) / 1e9
+        peak = peaks.get(roof.precision)
+        share, regime = None, ""
+        if peak is not None:
+            limit = min(peak, bandwidth * roof.intensity) if bandwidth else peak
+            regime = "memory" if bandwidth and bandwidth * roof.intensity < peak else "compute"
+            share = gops / limit
+        points.append(RooflinePoint(
+            f, roof.intensity, gops, roof.precision, roof.bound_ms, roof.bound,
+            roof.bound_ms / latency_ms if roof.bound_ms else None, share, regime))
+    sources = tuple(sorted({f.trial.roofline.peaks_source for f in placed
+                            if f.trial.roofline.peaks_source}))
+    return RooflineFacts(tuple(points), peaks, bandwidth, sources)
+
+
+def _predicted(target: str, predictions: Sequence[Prediction],
+               tried: set[tuple[str, str, str]]) -> tuple[PredictedPoint, ...]:
+    """The latest prediction of each config the run did not try on ``target``."""
+    latest: dict[tuple[str, str], PredictedPoint] = {}
+    for p in predictions:
+        if (p.target != target or p.latency_ms is None or p.accuracy_drop is None
+                or (p.config.id, p.backend, p.target) in tried):
+            continue
+        latest[(p.config.id, p.backend)] = PredictedPoint(
+            p.config, p.backend, p.target, p.latency_ms, p.accuracy_drop, p.memory_bytes,
+            p.model_version)
+    return tuple(latest.values())
+
+
+def find_regressions(store: Store, run: Run, trials: Sequence[Trial]) -> Regressions:
+    """Regressions against the previous comparable run, as ``autotune.regress`` judges them:
+    the latest earlier run sharing a ``comparable_key`` with this one."""
+    keys = {comparable_key(t) for t in trials}
+    for earlier in reversed(store.runs()):
+        if (earlier.created_at, earlier.id) >= (run.created_at, run.id):
+            continue
+        if earlier.model_hash != run.model_hash:
+            continue  # cheap filter: the model hash is part of every comparable key
+        baseline_trials = store.trials(earlier.id)
+        if not keys & {comparable_key(t) for t in baseline_trials}:
+            continue
+        comparison = compare_trials(baseline_trials, trials)
+        rows = tuple((pair.candidate, finding.kind, finding.detail)
+                     for pair, finding in comparison.regressions)
+        return Regressions(earlier, len(comparison.matched),
+                           version_changes(earlier.versions, run.versions), rows)
+    return Regressions(None)

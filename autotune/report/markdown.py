@@ -1,0 +1,123 @@
+"""The Markdown summary (``summary.md``) of a run's facts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from autotune.report.facts import Recommendation, Regressions, RooflineFacts, RunFacts, TrialFacts
+from autotune.report.text import chosen_figures, fmt, kib, limit_text, mib, miss_text, pp
+
+
+def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
+    run = facts.run
+    lines = [f"# autotune run {run.id}", ""]
+    if run.synthetic_data:
+        lines += ["> **No data was given for this model**: it was calibrated on seeded random "
+                  "inputs and scored only for fidelity against fp32 (accuracy drop = 1 - mean "
+                  "cosine similarity of the outputs). Give `--data` for a task metric.", ""]
+    lines += [
+        f"- model: `{run.model}` ({run.model_path}, sha256 {run.model_hash})",
+        f"- search space: `{run.space}`; metric: {run.metric}"
+        + (f"; fp32 reference accuracy {run.reference_accuracy:.2%}"
+           if run.reference_accuracy is not None else ""),
+        f"- host: {run.host.get('cpu_model')} ({run.host.get('cores')} cores), "
+        f"{run.host.get('system')}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items())),
+        f"- status: {run.status}; started {run.created_at}, finished {run.finished_at or '-'}",
+        f"- trials: {len(facts.trials)} ("
+        + ", ".join(f"{n} {s}" for s, n in facts.status_counts) + ")",
+        "- backends: " + ", ".join(f"{name} {n} trials" for name, n in facts.backend_counts)
+        + (f"; tuning budget {run.settings.tuning_trials} trials per model (backends that "
+           f"tune)" if run.settings.tuning_trials else ""),
+        f"- {facts.latency_meaning}",
+        "",
+    ]
+    if plot_name:
+        lines += [f"![frontier]({plot_name})", ""]
+    for target in facts.targets:
+        lines += [f"## Target `{target.name}`", ""]
+        lines += _recommendation(target.recommendation)
+        if target.front:
+            lines += ["### Pareto frontier (latency, accuracy drop, memory)", ""]
+            lines += _trial_table(target.front)
+        if target.ok:
+            lines += ["### All successful trials", ""]
+            lines += _trial_table(target.ok)
+            lines += _roofline_table(target.roofline)
+        if target.failed:
+            lines += ["### Failed trials", "", "| config | backend | status | error |",
+                      "|---|---|---|---|"]
+            for t in (f.trial for f in target.failed):
+                error = " ".join(t.error.split())[:300].replace("|", "\\|")
+                lines.append(f"| {t.config.label} | {t.backend} | {t.status} | {error} |")
+            lines.append("")
+    if facts.regressions is not None:
+        lines += _regressions(facts.regressions)
+    return "\n".join(lines) + "\n"
+
+
+def _recommendation(rec: Recommendation) -> list[str]:
+    limit = limit_text(rec.max_accuracy_drop)
+    if rec.chosen is not None:
+        chosen = rec.chosen.trial
+        return [f"**Recommended** (fastest at <= {limit} accuracy drop): "
+                f"`{chosen.config.label}` on {chosen.backend}, {chosen_figures(rec)}. "
+                f"Reproduce: `{rec.reproduce}`", ""]
+    if rec.nearest:
+        return [f"**No config meets <= {limit} accuracy drop.** Nearest: "
+                + "; ".join(f"`{f.trial.config.label}` on {f.trial.backend} {miss_text(miss)}"
+                            for f, miss in rec.nearest), ""]
+    return ["**No successful trial on this target**: nothing to recommend.", ""]
+
+
+def _trial_table(trials: Sequence[TrialFacts]) -> list[str]:
+    lines = ["| config | backend | latency ms | median ms | p90 ms | spread | speedup vs fp32 "
+             "| accuracy | drop pp | memory MiB | size KiB | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for f in trials:
+        t = f.trial
+        lines.append(
+            f"| {t.config.label} | {t.backend} | {fmt(t.latency_ms)} | "
+            f"{fmt(t.latency_median_ms)} | {fmt(t.latency_p90_ms)} | "
+            f"{fmt(t.latency_spread, '{:.1%}')} | {fmt(f.speedup, '{:.2f}x')} | "
+            f"{fmt(t.accuracy, '{:.2%}')} | {pp(t.accuracy_drop)} | {mib(t.memory_bytes)} | "
+            f"{kib(t.artifact_size_bytes)} | {'; '.join(f.flags)} |")
+    lines.append("")
+    return lines
+
+
+def _roofline_table(roofline: RooflineFacts) -> list[str]:
+    """Where each config sits against the roofline its placement was judged on."""
+    placed = [p for p in roofline.points if p.bound_ms]
+    if not placed:
+        return []
+    sources = ", ".join(roofline.sources) or "?"
+    lines = ["### Roofline", "",
+             f"Bound = max(operations / peak of their precision, bytes moved / bandwidth), "
+             f"peaks from: {sources}; attained = bound / latency.", "",
+             "| config | backend | precision | ops/byte | bound by | bound ms | latency ms | "
+             "attained |", "|---|---|---|---:|---|---:|---:|---:|"]
+    for p in placed:
+        t = p.trial.trial
+        lines.append(f"| {t.config.label} | {t.backend} | {p.precision} | "
+                     f"{p.intensity:.1f} | {p.bound} | {p.bound_ms:.4f} | {t.latency_ms:.3f} | "
+                     f"{fmt(p.attained, '{:.1%}')} |")
+    lines.append("")
+    return lines
+
+
+def _regressions(found: Regressions) -> list[str]:
+    lines = ["## Regressions vs the previous comparable run", ""]
+    if found.baseline is None:
+        return lines + ["No earlier run in this store has a comparable trial.", ""]
+    changes = ", ".join(f"{name} {old or '-'} -> {new or '-'}"
+                        for name, (old, new) in found.version_changes.items())
+    lines += [f"Baseline run `{found.baseline.id}`; versions: {changes or 'identical'}. "
+              f"{len(found.rows)} regression(s) in {found.compared} trials measured in both "
+              "runs.", ""]
+    if found.rows:
+        lines += ["| config | backend | target | regression | detail |", "|---|---|---|---|---|"]
+        lines += [f"| {t.config.label} | {t.backend} | {t.target} | {kind} | "
+                  f"{detail.replace('|', '/')} |" for t, kind, detail in found.rows]
+        lines.append("")
+    return lines
