@@ -1,3 +1,5 @@
+"""The SQLite store: the store conformance suite, concurrency, bad URLs, old stores."""
+
 import shutil
 import sqlite3
 import threading
@@ -5,97 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from autotune.config import FP32, QuantConfig
+from autotune.config import QuantConfig
 from autotune.errors import InputError
-from autotune.outcome import (
-    CAUSE,
-    DeviceFacts,
-    Note,
-    PassRecord,
-    RooflinePlacement,
-    Sensitivity,
-    TuningFacts,
-)
+from autotune.outcome import Sensitivity
 from autotune.settings import RunSpec
-from autotune.store import SCHEMA_VERSION, Run, Store, now
-from autotune.testing.store_conformance import StoreConformance
-from autotune.trial import Trial
-
-INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", None, "minmax")
-
-
-def _run(run_id: str, created: str | None = None) -> Run:
-    return Run(id=run_id, created_at=created or now(), finished_at=None, status="running",
-               model="m", model_path="m.onnx", model_hash="abc", space="default",
-               metric="top1", synthetic_data=False, reference_accuracy=0.98,
-               settings=RunSpec(budget=3, targets=("host-cpu", "arm-cortex-a76")),
-               host={"cpu_model": "cpu", "cores": 2}, versions={"openvino": "2026.4.1"})
-
-
-def _trial(run_id: str, config=FP32, status="ok", latency=1.5) -> Trial:
-    return Trial(run_id=run_id, model="m", model_hash="abc", config=config, backend="openvino",
-                 target="host-cpu", status=status, error="" if status == "ok" else "boom",
-                 versions={"openvino": "2026.4.1"}, cpu_model="cpu", cores=2,
-                 latencies_ms=[latency, latency + 0.1], latency_median_ms=latency,
-                 accuracy=0.97, accuracy_drop=0.01, sqnr_db=float("inf"),
-                 details={"op_precisions": [{"name": "conv1", "integer": True}]},
-                 quantize_s=0.5, compile_memory_bytes=1 << 20,
-                 tuning=TuningFacts(64, 64, 12.5, 7),
-                 notes=(Note("float_fallback", "1 layer in float"), Note("k", "why", CAUSE)),
-                 device=DeviceFacts("autotune worker", "aarch64", "Cortex-A76", 4, True,
-                                    {"numpy": "2.1"}),
-                 passes=[PassRecord(latency, 0.01, 2), PassRecord(status="timeout", error="x")],
-                 spreads=[0.2, 0.05], noisy=True, passes_skipped="emulated",
-                 roofline=RooflinePlacement(100, 10, "int8", 0.1, 0.1, 0.05, "compute",
-                                            "target", "", {"int8": 10.0}, 20.0, 0.5),
-                 sensitivity=Sensitivity("top1", {"conv1": 0.01}))
-
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(f"sqlite:///{tmp_path}/results/autotune.db")
-
-
-def test_round_trip_keeps_every_field(store):
-    store.create_run(_run("r1"))
-    trial = _trial("r1", INT8)
-    store.add_trial(trial)
-    (loaded,) = store.trials("r1")
-    expected = trial.to_dict()
-    expected["sqnr_db"] = 999.0  # infinity is stored as a finite sentinel
-    assert loaded.to_dict() == expected
-    run = store.get_run("r1")
-    assert run.settings == RunSpec(budget=3, targets=("host-cpu", "arm-cortex-a76"))
-    assert run.reference_accuracy == 0.98
-    # Every typed fact comes back as the same typed value, not a dict.
-    assert loaded.tuning == trial.tuning and loaded.notes == trial.notes
-    assert loaded.device == trial.device and loaded.passes == trial.passes
-    assert loaded.roofline == trial.roofline and loaded.sensitivity == trial.sensitivity
-
-
-def test_one_trial_per_key_and_resume_keys(store):
-    store.create_run(_run("r1"))
-    store.add_trial(_trial("r1", FP32, status="timeout"))
-    store.add_trial(_trial("r1", FP32, status="ok"))
-    store.add_trial(_trial("r1", INT8))
-    assert [t.status for t in store.trials("r1")] == ["ok", "ok"]
-    assert store.finished_keys("r1") == {(FP32.id, "openvino", "host-cpu"),
-                                         (INT8.id, "openvino", "host-cpu")}
-
-
-def test_latest_run_and_missing_runs(store):
-    with pytest.raises(InputError, match="no runs"):
-        store.get_run()
-    store.create_run(_run("a", "2026-01-01T00:00:00+00:00"))
-    store.create_run(_run("b", "2026-01-02T00:00:00+00:00"))
-    assert store.get_run().id == "b"
-    with pytest.raises(InputError, match="no run 'zzz'"):
-        store.get_run("zzz")
+from autotune.store import SCHEMA_VERSION, Store
+from autotune.testing.store_conformance import StoreConformance, full_trial, sample_run
 
 
 def test_sqlite_store_uses_wal_and_survives_concurrent_writers(tmp_path):
     url = f"sqlite:///{tmp_path}/shared.db"
-    Store(url).create_run(_run("r1"))
+    Store(url).create_run(sample_run("r1"))
     errors = []
 
     def writer(index: int) -> None:
@@ -104,7 +26,7 @@ def test_sqlite_store_uses_wal_and_survives_concurrent_writers(tmp_path):
             for step in range(10):
                 config = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_group",
                                      8 * (index * 10 + step + 1), "minmax")
-                store.add_trial(_trial("r1", config))
+                store.add_trial(full_trial("r1", config))
         except Exception as error:  # noqa: BLE001
             errors.append(error)
 
@@ -168,7 +90,7 @@ def test_an_old_store_opens_with_typed_settings_facts_and_backend_notes(tmp_path
     assert tvm.device.emulated and tvm.device.cpu_model == "Cortex"
     assert tvm.noisy and tvm.spreads == [0.2, 0.15]
     # An upgraded store takes new trials and reads them back alongside the old ones.
-    store.add_trial(_trial("old-run", QuantConfig.from_text("fp16")))
+    store.add_trial(full_trial("old-run", QuantConfig.from_text("fp16")))
     assert len(store.trials("old-run")) == 4
 
 
