@@ -156,6 +156,7 @@ _WRITER = textwrap.dedent("""
     import sys
     from dataclasses import replace
     from autotune.config import QuantConfig
+    from autotune.settings import RunSpec
     from autotune.store import Run, Store, now
     from autotune.trial import Trial
 
