@@ -42,7 +42,7 @@ def test_a_a_is_no_regression_and_an_injected_slowdown_is_found(compiled_side):
     found = measure_paired(compiled_side, slowed, rounds=ROUNDS, seed=2)
     assert found.ok, found.error
     assert found.test.verdict == "slower", found.test
-    assert found.test.ratio == pytest.approx(1.25, abs=0.08)
+    assert 1.10 < found.test.ratio < 1.45  # wide: the 2-core VM is shared
 
 
 def test_a_side_that_fails_is_a_result_not_a_crash(compiled_side):
