@@ -26,10 +26,22 @@ class MeasurementProtocol:
     # A cap so that a pathologically slow artifact cannot hold the run forever; the count
     # may then stay under min_repeats, which the stored samples show.
     max_time_s: float = 30.0
+    # Benchmarks only (``AUTOTUNE_INJECT_SLOWDOWN``, see autotune.worker): busy-wait this
+    # fraction of each timed inference's own duration inside its timed region, so the
+    # artifact really measures that much slower. 0 in normal use.
+    injected_slowdown: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.injected_slowdown >= 0:
+            raise ValueError(f"injected_slowdown must not be negative; got "
+                             f"{self.injected_slowdown}")
 
     def to_dict(self) -> dict:
-        return {"warmup_runs": self.warmup_runs, "min_repeats": self.min_repeats,
+        data = {"warmup_runs": self.warmup_runs, "min_repeats": self.min_repeats,
                 "min_time_s": self.min_time_s, "max_time_s": self.max_time_s}
+        if self.injected_slowdown:
+            data["injected_slowdown"] = self.injected_slowdown
+        return data
 
 
 @dataclass
@@ -95,9 +107,22 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         if enough or (elapsed >= protocol.max_time_s and len(samples) >= 3):
             break
         session.set_inputs(evaluation[len(samples) % len(evaluation)])
-        samples.append(session.timed_run())
+        sample_ms = session.timed_run()
+        if protocol.injected_slowdown:
+            sample_ms += _spin(sample_ms * protocol.injected_slowdown)
+        samples.append(sample_ms)
     return Measurement(load_s=load_s, first_inference_ms=first_ms, latencies_ms=samples,
                        outputs=outputs)
+
+
+def _spin(duration_ms: float) -> float:
+    """Busy-wait (a core kept busy, as a slower kernel would, not a sleep that frees it)
+    for ``duration_ms``; the time actually spent, in ms, which the timed sample includes."""
+    start = time.perf_counter()
+    end = start + duration_ms / 1e3
+    while time.perf_counter() < end:
+        pass
+    return (time.perf_counter() - start) * 1e3
 
 
 @dataclass(frozen=True)

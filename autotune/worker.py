@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -69,9 +70,10 @@ class WorkerResult:
 
 
 def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
-                 poll_s: float = 0.05, python: str | None = None) -> WorkerResult:
-    """Run ``job`` in a child process (``python``: another runtime's interpreter); never
-    raises for anything the child does."""
+                 poll_s: float = 0.05, python: str | None = None,
+                 env: Mapping[str, str] | None = None) -> WorkerResult:
+    """Run ``job`` in a child process (``python``: another runtime's interpreter; ``env``:
+    environment variables set for it alone); never raises for anything the child does."""
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as scratch:
         scratch_path = Path(scratch)
         job_path = scratch_path / "job.json"
@@ -81,7 +83,7 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
             child = subprocess.Popen(
                 [python or sys.executable, "-m", "autotune.worker", str(job_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=_child_env(),
+                start_new_session=True, env=child_env(env),
             )
             _IN_FLIGHT.add(child)
             try:
@@ -121,8 +123,10 @@ def kill_in_flight() -> None:
         _kill(child)
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker: this process's, ``extra`` on top, and what makes the
+    child import this autotune and die with its parent."""
+    env = {**os.environ, **(extra or {})}
     # The child must import the same autotune as the parent, wherever the parent was started.
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -247,11 +251,7 @@ def _child_main(job_path: Path) -> int:
         state = json.loads(state_path.read_text())
     else:
         enter("start")
-        if target.is_local and hasattr(os, "sched_setaffinity"):
-            # Pin the measured process to the target's core count, so two configs measured on
-            # the same target always get the same cores (inherited across the re-executions).
-            allowed = sorted(os.sched_getaffinity(0))
-            os.sched_setaffinity(0, allowed[: target.threads])
+        _pin(target)
         state = {"stage": "quantize"}
         if job.artifact is not None:
             state = {"stage": "measure", "artifact": job.artifact}
@@ -305,8 +305,8 @@ def _child_main(job_path: Path) -> int:
         dataset = Dataset.load(Path(job.dataset_path))
         rss_before = _rss_bytes("VmRSS")
         _maybe_fault(fault, "measure")
-        measurement = backend.measure(artifact, dataset.evaluation, target,
-                                      MeasurementProtocol(**job.protocol))
+        protocol = _with_injected_slowdown(MeasurementProtocol(**job.protocol))
+        measurement = backend.measure(artifact, dataset.evaluation, target, protocol)
         peak = _rss_bytes("VmHWM")
         measured = MeasureFacts(
             load_s=measurement.load_s, first_inference_ms=measurement.first_inference_ms,
@@ -334,6 +334,60 @@ def _child_main(job_path: Path) -> int:
     return 0
 
 
+def _pin(target) -> None:
+    """Pin the measured process to the target's core count, so two configs measured on the
+    same target always get the same cores (inherited across re-executions)."""
+    if target.is_local and hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, allowed[: target.threads])
+
+
+# Inputs a serving worker cycles through: enough that no cache sees one input repeated, few
+# enough that a round does not spend its time computing outputs nobody reads.
+SERVE_INPUTS = 16
+
+
+def _serve_main(job_path: Path) -> int:
+    """Measure ``job.artifact`` once per ``measure`` line on stdin, one JSON line each.
+
+    The long-lived worker of paired measurement (autotune.paired): loaded once, it answers
+    each round with ``{"status": "ok", "latencies_ms": [...]}`` or the round's error, until
+    stdin closes. Each round loads the artifact afresh (``Backend.measure``), pinned and
+    threaded as a trial's worker is. The reply goes to the original stdout; anything a runtime
+    prints goes to stderr (the log), so it cannot corrupt a reply.
+    """
+    _die_with_parent()
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    job = Job(**json.loads(job_path.read_text()))
+    from autotune.backends import get_backend
+    from autotune.backends.base import Artifact
+    from autotune.data import Dataset
+    from autotune.measure import MeasurementProtocol
+    from autotune.target import load_target
+
+    target = load_target(job.target_path)
+    backend = get_backend(job.backend)
+    _pin(target)
+    if target.is_local:
+        for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(target.threads)
+    backend.available(target)
+    artifact = Artifact.from_json(job.artifact)
+    evaluation = Dataset.load(Path(job.dataset_path)).evaluation[:SERVE_INPUTS]
+    protocol = _with_injected_slowdown(MeasurementProtocol(**job.protocol))
+    for line in sys.stdin:
+        if line.strip() != "measure":
+            break
+        try:
+            measurement = backend.measure(artifact, evaluation, target, protocol)
+            reply = {"status": "ok", "latencies_ms": list(measurement.latencies_ms)}
+        except Exception as exc:  # noqa: BLE001 - a failed round is the comparison's result
+            reply = {"status": "runtime_error", "error": _describe(exc)}
+        replies.write(json.dumps(reply) + "\n")
+    return 0
+
+
 def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
     """Record the next stage; re-execute this worker for it (same pid, fresh memory)."""
     state["stage"] = stage
@@ -346,6 +400,10 @@ def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
 
 FAULT_ENV = "AUTOTUNE_INJECT_FAULT"
 FAULTS = ("segfault", "hang", "oom", "raise", "exit")
+# Slowdown injection for the regression benchmarks (benchmarks/paired_power.py): a fraction,
+# e.g. ``0.10``, of each timed inference's own duration that the worker busy-waits inside the
+# timed region, so the real artifact measures that much slower. Unset in normal use.
+SLOWDOWN_ENV = "AUTOTUNE_INJECT_SLOWDOWN"
 PARENT_ENV = "AUTOTUNE_WORKER_PARENT"
 _PR_SET_PDEATHSIG = 1
 
@@ -397,6 +455,20 @@ def _injected_fault(config_id: str) -> tuple[str, str] | None:
     return None
 
 
+def _with_injected_slowdown(protocol):
+    """``protocol`` with the slowdown ``AUTOTUNE_INJECT_SLOWDOWN`` asks for (if set)."""
+    text = os.environ.get(SLOWDOWN_ENV, "").strip()
+    if not text:
+        return protocol
+    try:
+        fraction = float(text)
+    except ValueError:
+        raise ValueError(f"{SLOWDOWN_ENV}={text!r}: expected a fraction such as 0.10") from None
+    if not fraction >= 0:
+        raise ValueError(f"{SLOWDOWN_ENV}={text!r}: must not be negative")
+    return replace(protocol, injected_slowdown=fraction)
+
+
 def _maybe_fault(fault: tuple[str, str] | None, phase: str) -> None:
     if fault is None or fault[1] != phase:
         return
@@ -429,4 +501,6 @@ def _describe(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--serve":
+        sys.exit(_serve_main(Path(sys.argv[2])))
     sys.exit(_child_main(Path(sys.argv[1])))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from autotune.cli.common import add_store_option, open_store, print_json, print_table
 from autotune.errors import InputError
 from autotune.regress import (
@@ -28,6 +31,16 @@ def add_parser(commands) -> None:
     parser.add_argument("baseline", metavar="BASELINE", help="run id of the baseline")
     parser.add_argument("candidate", metavar="CANDIDATE", help="run id of the candidate")
     add_threshold_options(parser)
+    parser.add_argument("--paired", nargs="?", const="all", choices=("all", "suspect"),
+                        default=None,
+                        help="measure the matched ok trials again, baseline and candidate "
+                             "alternately in the same time window (each in its own worker "
+                             "and runtime), and judge the paired rounds (autotune.paired): "
+                             "'all' (the default) every pair, 'suspect' only those whose "
+                             "samples look slower; the paired verdict replaces the samples' "
+                             "latency verdict for the pairs it measured")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="round pairs of --paired (default: 16)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_store_option(parser)
     parser.set_defaults(handler=handle)
@@ -76,11 +89,128 @@ def handle(args) -> int:
         raise InputError(f"runs {baseline.id} ({_model(baseline)}) and {candidate.id} "
                          f"({_model(candidate)}) have no comparable trial: model, config, "
                          f"backend and target must match")
+    paired = {}
+    if args.paired:
+        paired = measure_pairs(store, args.store, baseline, candidate, comparison, thresholds,
+                               args.paired, args.rounds)
     if args.json:
-        print_json(as_json(baseline, candidate, comparison, thresholds))
+        data = as_json(baseline, candidate, comparison, thresholds)
+        for entry, pair in zip(data["trials"], comparison.matched, strict=True):
+            result = paired.get(id(pair))
+            entry["paired"] = None if result is None else _paired_json(result)
+        data["regressions"] = len(_regressions(comparison, paired))
+        print_json(data)
     else:
         print_text(baseline, candidate, comparison, thresholds)
-    return 1 if comparison.regressions else 0
+        if args.paired:
+            print_paired(comparison, paired, args.paired)
+    return 1 if _regressions(comparison, paired) else 0
+
+
+def _suspect(pair: TrialComparison, threshold: float) -> bool:
+    """The samples say slower, or point that way by at least the threshold (significant or
+    not): worth measuring again side by side."""
+    latency = pair.latency
+    return latency is not None and (any(f.kind == "slower" for f in pair.findings)
+                                    or latency.ratio >= 1.0 + threshold)
+
+
+def measure_pairs(store, url: str, baseline: Run, candidate: Run, comparison: Comparison,
+                  thresholds: Thresholds, which: str, rounds: int | None) -> dict:
+    """Paired re-measurement of the matched ok pairs (``which``: all or suspect), keyed by
+    ``id(pair)``: the ``PairedResult`` of each pair measured."""
+    from autotune.cli.common import workspace_for
+    from autotune.paired import DEFAULT_ROUNDS, measure_paired
+
+    if rounds is not None and rounds < 2:
+        raise InputError(f"--rounds: at least 2 round pairs; got {rounds}")
+    workspace = workspace_for(url)
+    chosen = [pair for pair in comparison.matched
+              if pair.baseline.ok and pair.candidate.ok
+              and (which == "all" or _suspect(pair, thresholds.latency))]
+    results = {}
+    for index, pair in enumerate(chosen):
+        print(f"paired {index + 1}/{len(chosen)}: {pair.candidate.config.label}/"
+              f"{pair.candidate.backend}/{target_label(pair.candidate)}", file=sys.stderr)
+        results[id(pair)] = measure_paired(
+            _side(workspace, baseline, pair.baseline),
+            _side(workspace, candidate, pair.candidate),
+            rounds=rounds or DEFAULT_ROUNDS, threshold=thresholds.latency, alpha=thresholds.alpha)
+    return results
+
+
+def _side(workspace: Path, run: Run, trial):
+    """What measuring ``trial`` of ``run`` again needs: its model, data, target, runtime."""
+    from autotune.cli.run import _runtime_python
+    from autotune.paired import PairedSide
+    from autotune.target import load_target
+    from autotune.worker import Job
+
+    dataset = workspace / "runs" / run.id / "dataset.npz"
+    for path in (Path(run.model_path), dataset):
+        if not path.exists():
+            raise InputError(f"{path}: run {run.id}'s file is gone; --paired needs the run's "
+                             f"model and dataset")
+    targets = [load_target(name) for name in run.settings.targets]
+    target = next((t for t in targets if t.name == trial.target), None)
+    if target is None:
+        raise InputError(f"run {run.id}: target {trial.target!r} is not among its settings' "
+                         f"targets {list(run.settings.targets)}")
+    job = Job(model_path=run.model_path, config=trial.config.to_dict(), backend=trial.backend,
+              target_path=str(target.path), dataset_path=str(dataset),
+              cache_dir=str(workspace / "cache"), protocol={},
+              tuning_trials=run.settings.tuning_trials)
+    return PairedSide(job, python=_runtime_python(run.settings.runtime, workspace))
+
+
+def _regressions(comparison: Comparison, paired: dict) -> list:
+    """Every regression; for a pair measured paired, its latency verdict is the paired one."""
+    found = []
+    for pair in comparison.matched:
+        result = paired.get(id(pair))
+        for finding in pair.findings:
+            if finding.regression and not (result is not None and finding.kind == "slower"):
+                found.append((pair, finding))
+        if result is not None and (not result.ok or result.test.verdict == "slower"):
+            found.append((pair, None))  # a paired measurement that failed is a finding too
+    return found
+
+
+def _paired_json(result) -> dict:
+    return {"ok": result.ok, "error": result.error,
+            "test": None if result.test is None else result.test.to_json(),
+            "wall_s": result.wall_s}
+
+
+def print_paired(comparison: Comparison, paired: dict, which: str) -> None:
+    rows = []
+    for pair in comparison.matched:
+        result = paired.get(id(pair))
+        if result is None:
+            continue
+        test = result.test
+        today = next((f.kind for f in pair.findings if f.kind in ("slower", "faster")),
+                     "unchanged")
+        rows.append([pair.candidate.config.label, pair.candidate.backend,
+                     target_label(pair.candidate),
+                     None if test is None else test.rounds,
+                     None if test is None else f"{test.change:+.1%}",
+                     None if test is None
+                     else f"[{test.ci_low - 1:+.1%}, {test.ci_high - 1:+.1%}]",
+                     None if test is None else f"{test.p_value:.2g}", today,
+                     f"failed: {result.error}" if test is None
+                     else ("REGRESSION: slower" if test.verdict == "slower"
+                           else test.verdict or "unchanged")])
+    print(f"\npaired re-measurement ({which}): baseline and candidate alternately, "
+          "Wilcoxon signed-rank on the rounds' log ratios")
+    if not rows:
+        print("  no pair to measure")
+        return
+    print_table(["config", "backend", "target", "rounds", "change", "CI", "p", "samples rule",
+                 "paired verdict"], rows)
+    count = sum(1 for result in paired.values()
+                if not result.ok or result.test.verdict == "slower")
+    print(f"{count} paired regression(s) in {len(rows)} pairs measured")
 
 
 def _model(run: Run) -> str:

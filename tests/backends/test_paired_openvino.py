@@ -1,0 +1,55 @@
+"""Paired interleaved re-measurement end to end: real OpenVINO workers on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.openvino
+pytest.importorskip("openvino", reason="openvino is not installed")
+
+ROUNDS = 10
+
+
+@pytest.fixture(scope="module")
+def compiled_side(tmp_path_factory, tiny_model):
+    from autotune.config import FP32
+    from autotune.paired import PairedSide, compile_side
+    from autotune.target import load_target
+    from autotune.worker import Job
+    from autotune.zoo import resolve_model
+
+    folder = tmp_path_factory.mktemp("paired")
+    resolve_model(str(tiny_model)).dataset.save(folder / "dataset.npz")
+    job = Job(model_path=str(tiny_model), config=FP32.to_dict(), backend="openvino",
+              target_path=str(load_target("host-cpu").path),
+              dataset_path=str(folder / "dataset.npz"), cache_dir=str(folder / "cache"),
+              protocol={})
+    return compile_side(PairedSide(job), folder / "artifact")
+
+
+def test_a_a_is_no_regression_and_an_injected_slowdown_is_found(compiled_side):
+    from dataclasses import replace
+
+    from autotune.paired import measure_paired
+    from autotune.worker import SLOWDOWN_ENV
+
+    same = measure_paired(compiled_side, compiled_side, rounds=ROUNDS, seed=1)
+    assert same.ok, same.error
+    assert same.test.rounds == ROUNDS and same.test.verdict is None
+    assert len(same.order) == 2 * ROUNDS and len(same.baseline_rounds_ms) == ROUNDS
+
+    slowed = replace(compiled_side, env={SLOWDOWN_ENV: "0.25"})
+    found = measure_paired(compiled_side, slowed, rounds=ROUNDS, seed=2)
+    assert found.ok, found.error
+    assert found.test.verdict == "slower", found.test
+    assert 1.10 < found.test.ratio < 1.45  # wide: the 2-core VM is shared
+
+
+def test_a_side_that_fails_is_a_result_not_a_crash(compiled_side):
+    from autotune.paired import measure_paired
+
+    broken = type(compiled_side)(job=type(compiled_side.job)(
+        **{**compiled_side.job.__dict__, "artifact": None,
+           "model_path": compiled_side.job.model_path + ".missing"}))
+    result = measure_paired(compiled_side, broken, rounds=2)
+    assert not result.ok and result.error.startswith("candidate: compile:")
