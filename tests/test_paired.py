@@ -115,8 +115,10 @@ def test_injected_slowdown_slows_each_sample_by_that_fraction(fraction):
     plain = measure_session(_Sleeper, [{}], protocol)
     slowed = measure_session(_Sleeper, [{}], MeasurementProtocol(
         **{**protocol.to_dict(), "injected_slowdown": fraction}))
-    ratio = np.median(slowed.latencies_ms) / np.median(plain.latencies_ms)
-    assert ratio == pytest.approx(1 + fraction, abs=0.03)
+    # Each inference is a 2 ms busy loop: every slowed sample spins at least that fraction on
+    # top of it (bounds only: a loaded machine can stretch any sample, never shorten one).
+    assert min(slowed.latencies_ms) >= 2.0 * (1 + fraction)
+    assert min(plain.latencies_ms) < 2.0 * (1 + fraction)
 
 
 def test_injected_slowdown_comes_from_the_environment(monkeypatch):
