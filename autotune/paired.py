@@ -46,7 +46,10 @@ from autotune.worker import Job, child_env, run_isolated
 # One round: a short measurement, so that many rounds fit in the time a state lasts.
 ROUND_PROTOCOL = MeasurementProtocol(warmup_runs=5, min_repeats=20, min_time_s=0.1,
                                      max_time_s=5.0)
-DEFAULT_ROUNDS = 16  # round pairs; the signed-rank test needs 8 or more at alpha 0.01
+# Round pairs. The signed-rank test needs 8 or more at alpha 0.01; with 16 the 99% interval
+# was about +-8% wide here and found 55% of 10% slowdowns, with 32 it found 90%
+# (benchmarks/results/paired_power-2026-12-01-32rounds.json).
+DEFAULT_ROUNDS = 32
 BASELINE, CANDIDATE = "baseline", "candidate"
 
 

@@ -11,7 +11,7 @@ judges the very same samples, each side's rounds taken as its trial's passes.
 
 Target: at most 1% false positives on A/A, at least 90% of the 10% slowdowns found.
 
-    python benchmarks/paired_power.py [--comparisons 24] [--rounds 16] [--slowdown 0.10]
+    python benchmarks/paired_power.py [--comparisons 24] [--rounds 32] [--slowdown 0.10]
 
 Writes benchmarks/results/paired_power-DATE.json (date, host, versions, the table).
 """
@@ -31,6 +31,7 @@ from autotune.cli.common import print_table
 from autotune.config import FP32, QuantConfig
 from autotune.host import host_info
 from autotune.paired import (
+    DEFAULT_ROUNDS,
     ROUND_PROTOCOL,
     PairedSide,
     compile_side,
@@ -52,8 +53,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comparisons", type=int, default=24,
                         help="A/A comparisons, and as many A/B ones (default: 24)")
-    parser.add_argument("--rounds", type=int, default=16,
-                        help="round pairs per comparison (default: 16)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"round pairs per comparison (default: {DEFAULT_ROUNDS})")
     parser.add_argument("--slowdown", type=float, default=0.10,
                         help="slowdown injected on the A/B candidate (default: 0.10)")
     parser.add_argument("--model", default="digits-cnn")

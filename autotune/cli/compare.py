@@ -18,6 +18,8 @@ from autotune.store import Run
 
 
 def add_parser(commands) -> None:
+    from autotune.paired import DEFAULT_ROUNDS
+
     parser = commands.add_parser(
         "compare", help="regressions between two runs (e.g. two runtime versions)",
         description="Compare every trial of CANDIDATE with the same model, config, backend and "
@@ -40,7 +42,7 @@ def add_parser(commands) -> None:
                              "samples look slower; the paired verdict replaces the samples' "
                              "latency verdict for the pairs it measured")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
-                        help="round pairs of --paired (default: 16)")
+                        help=f"round pairs of --paired (default: {DEFAULT_ROUNDS})")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_store_option(parser)
     parser.set_defaults(handler=handle)

@@ -17,7 +17,7 @@ QUICK = ["--space", "smoke", "--backend", "openvino", "--min-repeats", "5", "--m
 
 
 def test_compare_paired_measures_both_runs_again_and_prints_its_verdict(
-        workspace, tiny_model, capsys, monkeypatch):
+        workspace, tiny_model, capsys):
     run_ids = []
     for _ in range(2):
         assert main(["run", "--model", str(tiny_model), *QUICK]) == 0
@@ -28,12 +28,6 @@ def test_compare_paired_measures_both_runs_again_and_prints_its_verdict(
     assert paired and all(entry["ok"] for entry in paired), paired
     assert all(entry["test"]["rounds"] == 8 for entry in paired)
     assert code == (1 if data["regressions"] else 0)
-
-    # The candidate's workers made 30% slower: the paired verdict finds it, exit code 1.
-    monkeypatch.setenv("AUTOTUNE_INJECT_SLOWDOWN", "0.30")  # both sides: still A/A
-    assert main(["compare", *run_ids, "--paired", "suspect", "--rounds", "8"]) in (0, 1)
-    out = capsys.readouterr().out
-    assert "paired re-measurement (suspect)" in out
 
 
 def test_paired_rounds_must_be_at_least_two(workspace, tiny_model, capsys):
