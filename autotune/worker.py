@@ -255,13 +255,8 @@ def _child_main(job_path: Path) -> int:
         state = {"stage": "quantize"}
         if job.artifact is not None:
             state = {"stage": "measure", "artifact": job.artifact}
-    if target.is_local:
-        # Runtimes size their thread pools from these when first imported (TVM's included).
-        for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
-            os.environ[name] = str(target.threads)
-    # Load the runtime before the memory baselines, so a trial's memory is the model's, not
-    # the runtime library's.
-    backend.available(target)
+    # Before the memory baselines, so a trial's memory is the model's, not the runtime's.
+    _load_runtime(target, backend)
     # Versions first: a failed trial must record the runtime it failed on, too.
     versions = {**package_versions(), **backend.versions()}
     fault = _injected_fault(config.id)
@@ -317,8 +312,7 @@ def _child_main(job_path: Path) -> int:
             # What the device found at measurement (a device-compiled artifact's op
             # precisions) can change what the backend has to say about the trial.
             seen = replace(artifact, details={**artifact.details, **measurement.details})
-            compiled = replace(compiled, notes=backend.notes(seen),
-                               details={**compiled.details, **measurement.details})
+            compiled = replace(compiled, notes=backend.notes(seen))
         save_outputs(scratch / "outputs.npz", measurement.outputs)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)
@@ -332,6 +326,15 @@ def _child_main(job_path: Path) -> int:
                             measured if status == "ok" else None, state.get("artifact"))
     (scratch / "result.json").write_text(json.dumps(outcome.to_json(), default=json_default))
     return 0
+
+
+def _load_runtime(target, backend) -> None:
+    """Size the runtimes' thread pools to the target (they read these variables when first
+    imported, TVM's included), then load the backend's runtime (``available`` imports it)."""
+    if target.is_local:
+        for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(target.threads)
+    backend.available(target)
 
 
 def _pin(target) -> None:
@@ -369,10 +372,7 @@ def _serve_main(job_path: Path) -> int:
     target = load_target(job.target_path)
     backend = get_backend(job.backend)
     _pin(target)
-    if target.is_local:
-        for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
-            os.environ[name] = str(target.threads)
-    backend.available(target)
+    _load_runtime(target, backend)
     artifact = Artifact.from_json(job.artifact)
     evaluation = Dataset.load(Path(job.dataset_path)).evaluation[:SERVE_INPUTS]
     protocol = _with_injected_slowdown(MeasurementProtocol(**job.protocol))
