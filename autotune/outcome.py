@@ -11,7 +11,7 @@ no module reads a key out of them to decide anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -279,10 +279,6 @@ class WorkerOutcome(HasStatus):
                    compiled=CompileFacts.from_json(data.get("compiled")),
                    measured=MeasureFacts.from_json(data.get("measured")),
                    artifact=data.get("artifact"))
-
-
-def notes_of(notes: Sequence[Note], role: str) -> list[Note]:
-    return [note for note in notes if note.role == role]
 
 
 def json_default(value):
