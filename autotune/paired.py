@@ -39,9 +39,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from autotune.measure import MeasurementProtocol
-from autotune.worker import Job, child_env, run_isolated
+from autotune.worker import Job, child_env, run_isolated, tree_rss
 
 # One round: a short measurement, so that many rounds fit in the time a state lasts.
 ROUND_PROTOCOL = MeasurementProtocol(warmup_runs=5, min_repeats=20, min_time_s=0.1,
@@ -51,6 +52,7 @@ ROUND_PROTOCOL = MeasurementProtocol(warmup_runs=5, min_repeats=20, min_time_s=0
 # (benchmarks/results/paired_power-2026-12-01-32rounds.json).
 DEFAULT_ROUNDS = 32
 BASELINE, CANDIDATE = "baseline", "candidate"
+MEMORY_POLL_S = 0.2  # how often a serving worker's memory is checked while it measures
 
 
 @dataclass(frozen=True)
@@ -217,8 +219,10 @@ class PairedError(RuntimeError):
 class _RoundWorker:
     """A long-lived worker measuring one side's kept artifact, one round per command."""
 
-    def __init__(self, side: PairedSide, name: str, scratch: Path, timeout_s: float):
+    def __init__(self, side: PairedSide, name: str, scratch: Path, timeout_s: float,
+                 memory_limit_bytes: int):
         self.name, self.timeout_s = name, timeout_s
+        self.memory_limit_bytes = memory_limit_bytes
         job_path = scratch / f"{name}-job.json"
         job_path.write_text(json.dumps(side.job.__dict__))
         self.log_path = scratch / f"{name}-worker.log"
@@ -229,6 +233,10 @@ class _RoundWorker:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True, env=child_env(side.env))
         self._pending = b""
+        try:
+            self._process = psutil.Process(self.child.pid)
+        except psutil.NoSuchProcess:
+            self._process = None
 
     def measure(self) -> list[float]:
         try:
@@ -241,7 +249,8 @@ class _RoundWorker:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PairedError(f"{self.name}: no round measured after {self.timeout_s:g} s")
-            ready, _, _ = select.select([self.child.stdout], [], [], left)
+            self._check_memory()
+            ready, _, _ = select.select([self.child.stdout], [], [], min(left, MEMORY_POLL_S))
             if ready:
                 chunk = os.read(self.child.stdout.fileno(), 65536)
                 if not chunk:
@@ -253,16 +262,25 @@ class _RoundWorker:
             raise PairedError(f"{self.name}: {reply['status']}: {reply.get('error', '')}")
         return [float(value) for value in reply["latencies_ms"]]
 
+    def _check_memory(self) -> None:
+        """Kill a worker (and its children) grown past the memory limit, as a trial's is."""
+        if self._process is None or tree_rss(self._process) <= self.memory_limit_bytes:
+            return
+        self.close(kill=True)
+        raise PairedError(f"{self.name}: worker exceeded the memory limit of "
+                          f"{self.memory_limit_bytes / 2**20:.0f} MiB; killed")
+
     def _died(self, when: str) -> str:
         self.child.wait(timeout=5)
         tail = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
         return (f"{self.name}: worker exited with code {self.child.returncode} {when}"
                 + (": " + " | ".join(tail) if tail else ""))
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         try:
-            self.child.stdin.close()
-            self.child.wait(timeout=10)
+            if not kill:
+                self.child.stdin.close()
+                self.child.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
         if self.child.poll() is None:
@@ -304,7 +322,7 @@ def measure_paired(baseline: PairedSide, candidate: PairedSide, rounds: int = DE
         alpha: significance level.
         round_timeout_s: a round that takes longer fails the comparison.
         compile_timeout_s: time limit of each side's compile worker.
-        memory_limit_bytes: memory limit of each side's compile worker.
+        memory_limit_bytes: memory limit of each side's workers (compiling and serving).
 
     Returns:
         The test and every round's samples; ``error`` (and no test) when a side failed.
@@ -325,7 +343,8 @@ def measure_paired(baseline: PairedSide, candidate: PairedSide, rounds: int = DE
                     raise PairedError(f"{name}: {error}") from None
                 sides[name] = replace(side, job=replace(side.job, protocol=protocol.to_dict()))
             for name, side in sides.items():
-                workers[name] = _RoundWorker(side, name, scratch_path, round_timeout_s)
+                workers[name] = _RoundWorker(side, name, scratch_path, round_timeout_s,
+                                             memory_limit_bytes)
             for pair in round_schedule(rounds, seed):
                 for name in pair:
                     samples[name].append(tuple(workers[name].measure()))

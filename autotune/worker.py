@@ -147,14 +147,15 @@ def _watch(child: subprocess.Popen, timeout_s: float, memory_limit_bytes: int,
         if time.monotonic() > deadline:
             _kill(child)
             return "timeout"
-        if process is not None and _tree_rss(process) > memory_limit_bytes:
+        if process is not None and tree_rss(process) > memory_limit_bytes:
             _kill(child)
             return "oom"
         time.sleep(poll_s)
     return None
 
 
-def _tree_rss(process) -> int:
+def tree_rss(process) -> int:
+    """Resident memory of ``process`` and all its descendants, in bytes (0 once gone)."""
     import psutil
 
     try:
@@ -400,7 +401,7 @@ def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
 
 FAULT_ENV = "AUTOTUNE_INJECT_FAULT"
 FAULTS = ("segfault", "hang", "oom", "raise", "exit")
-# Slowdown injection for the regression benchmarks (benchmarks/paired_power.py): a fraction,
+# Slowdown injection for the regression benchmarks (benchmarks/false_positives.py): a fraction,
 # e.g. ``0.10``, of each timed inference's own duration that the worker busy-waits inside the
 # timed region, so the real artifact measures that much slower. Unset in normal use.
 SLOWDOWN_ENV = "AUTOTUNE_INJECT_SLOWDOWN"

@@ -1,154 +1,202 @@
-"""A/A false positives of ``autotune compare``: how often it cries regression when nothing
-changed, and how often it still finds a real 10% slowdown.
+"""False positives and power of regression detection on this machine: paired interleaved
+re-measurement against the samples rule, on the same measurements.
 
-N real runs of one space on the same runtime versions (made here, one after the other, as a
-nightly job would make them; or taken from ``--store``) are compared pair by pair, trial by
-trial, exactly as ``autotune compare`` does. Every latency verdict between two runs of one
-setup is false. The target is at most 1 flagged comparison in 100.
+With real OpenVINO on a small model (digits-cnn by default), each config is compiled twice,
+in two separate workers (the baseline and an independent rebuild, as two nightly runs would
+build it). Then:
 
-Two columns show why runs are measured in passes: "samples only" is the verdict of the tests
-on the samples alone (what one measurement pass can know), "with run noise" adds the
-run-to-run noise that the passes show. The "10% found" column scales the candidate's samples
-by 1.10 and counts how many of those injected regressions the full test still finds: the
-price of the noise, on this machine.
+- A/A comparisons: the baseline against the rebuild. Nothing changed: every verdict is a
+  false positive.
+- A/B comparisons: the baseline against itself run with ``AUTOTUNE_INJECT_SLOWDOWN`` (the
+  worker busy-waits 10% of each timed inference inside the timed region: the real artifact
+  runs 10% slower, as a slower runtime would). Every "slower" is a slowdown found.
 
-    python benchmarks/false_positives.py [--runs 6] [--space default] [--passes 3]
-    python benchmarks/false_positives.py --save URL    # ... keeping the runs in that store
-    python benchmarks/false_positives.py --store URL   # the store's runs of one setup
+Each comparison is measured by ``autotune.paired.measure_paired`` (one long-lived worker per
+side, short rounds in a seeded ABBA order), cycling through the configs and interleaving A/A
+and A/B so both see the same spells of the machine. Two rules judge the very same samples:
+
+- paired: the Wilcoxon signed-rank test on the round pairs' log ratios (``compare --paired``);
+- samples rule: ``regress.compare_trials`` as ``compare`` without ``--paired`` judges (the
+  fastest pass, run-to-run noise from the passes), each side's rounds taken as its passes.
+
+Target: at most 1% false positives on A/A, at least 90% of the 10% slowdowns found. The
+result file is rewritten after every comparison (nothing is lost on a crash).
+
+    python benchmarks/false_positives.py [--aa 100] [--ab 40] [--rounds 32] [--slowdown 0.10]
+
+Writes benchmarks/results/false_positives-DATE.json (date, host, versions, every comparison).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
-import statistics
+import datetime
+import json
+import math
 import sys
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from autotune.cli.common import print_table
-from autotune.regress import Thresholds, compare_pair, compare_trials
-from autotune.store import Run, Store
-from autotune.trial import Trial
+from autotune.config import FP32, QuantConfig
+from autotune.host import host_info
+from autotune.paired import (
+    DEFAULT_ROUNDS,
+    ROUND_PROTOCOL,
+    PairedSide,
+    compile_side,
+    measure_paired,
+    rounds_as_passes_rule,
+)
+from autotune.runtimes import package_versions
+from autotune.target import load_target
+from autotune.worker import SLOWDOWN_ENV, Job
+from autotune.zoo import resolve_model
 
-TARGET_RATE = 0.01
-INJECTED = 1.10
+CONFIGS = (FP32.text, "w:int8:sym:per_channel a:uint8:asym cal:minmax",
+           "w:int8:sym:per_tensor a:int8:sym cal:minmax")
+MAX_FALSE_POSITIVES = 0.01
+MIN_POWER = 0.90
+RULES = ("paired", "samples rule")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--store", default=None, metavar="URL",
-                        help="compare the stored runs of one setup instead of measuring here")
-    source.add_argument("--save", default=None, metavar="URL",
-                        help="measure into this store (kept) instead of a scratch one")
-    parser.add_argument("--runs", type=int, default=6, help="runs to make (default: 6)")
+    parser.add_argument("--aa", type=int, default=100, help="A/A comparisons (default: 100)")
+    parser.add_argument("--ab", type=int, default=40,
+                        help="A/B comparisons with the injected slowdown (default: 40)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"round pairs per comparison (default: {DEFAULT_ROUNDS})")
+    parser.add_argument("--slowdown", type=float, default=0.10,
+                        help="slowdown injected on the A/B candidate (default: 0.10)")
     parser.add_argument("--model", default="digits-cnn")
-    parser.add_argument("--space", default="default")
-    parser.add_argument("--passes", type=int, default=3,
-                        help="measurement passes per trial (default: 3, as `autotune run`)")
+    parser.add_argument("--config", action="append", default=None,
+                        help="config text (repeatable; default: fp32 and two int8)")
+    parser.add_argument("--threshold", type=float, default=0.05)
+    parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    thresholds = Thresholds()
-    with tempfile.TemporaryDirectory(prefix="autotune-aa-") as scratch:
-        if args.store:
-            store = Store(args.store)
-            runs = _one_setup(store)
-        else:
-            store = Store(args.save or f"sqlite:///{scratch}/aa.db")
-            runs = _measure(store, Path(scratch), args)
-        trials = {run.id: [t for t in store.trials(run.id) if t.ok] for run in runs}
-    print(f"A/A: {len(runs)} runs of model {runs[0].model}, space {runs[0].space.splitlines()[0]}"
-          f", versions " + ", ".join(f"{k} {v}" for k, v in sorted(runs[0].versions.items())
-                                     if k != "autotune"))
-    print(f"thresholds: latency {thresholds.latency:.0%}, alpha {thresholds.alpha:g}\n")
-    rows, totals = [], [0, 0, 0, 0]
-    for first, second in itertools.combinations(runs, 2):
-        base, cand = trials[first.id], trials[second.id]
-        compared, flagged, samples_only, found, floors = _pair(base, cand, thresholds)
-        for index, value in enumerate((compared, flagged, samples_only, found)):
-            totals[index] += value
-        rows.append([first.id, second.id, compared, samples_only, flagged, f"{found}/{compared}",
-                     f"{statistics.median(floors):.1%}" if floors else "-"])
-    print_table(["baseline", "candidate", "trials", "samples only", "with run noise",
-                 f"{INJECTED - 1:.0%} found", "median noise floor"], rows)
-    compared, flagged, samples_only, found = totals
-    rate = flagged / compared if compared else 0.0
-    print(f"\nfalse positives: {flagged} of {compared} comparisons = {rate:.2%} "
-          f"(samples only: {samples_only} = {samples_only / max(compared, 1):.2%}); target at "
-          f"most {TARGET_RATE:.0%}: {'met' if rate <= TARGET_RATE else 'NOT met'}")
-    print(f"injected {INJECTED - 1:.0%} slowdowns found: {found} of {compared} = "
-          f"{found / max(compared, 1):.1%}")
-    return 0 if rate <= TARGET_RATE else 1
-
-
-def _pair(base: list[Trial], cand: list[Trial], thresholds: Thresholds):
-    """(compared, flagged, flagged on samples only, injected slowdowns found, noise floors)."""
-    comparison = compare_trials(base, cand, thresholds)
-    slowed = [_slowed(trial) for trial in cand]
-    injected = compare_trials(base, slowed, thresholds)
-    flagged = samples_only = found = 0
-    floors = []
-    for pair, slow_pair in zip(comparison.matched, injected.matched, strict=True):
-        flagged += _latency_verdict(pair)
-        plain = compare_pair(pair.baseline, pair.candidate, thresholds)  # no run noise
-        samples_only += _latency_verdict(plain)
-        found += any(f.kind == "slower" for f in slow_pair.findings)
-        if pair.latency.noise_floor is not None:
-            floors.append(pair.latency.noise_floor)
-    return len(comparison.matched), flagged, samples_only, found, floors
-
-
-def _latency_verdict(pair) -> bool:
-    return any(f.kind in ("slower", "faster") for f in pair.findings)
-
-
-def _slowed(trial: Trial) -> Trial:
-    passes = [{**entry, "median_ms": entry["median_ms"] * INJECTED} if "median_ms" in entry
-              else entry for entry in trial.details.get("passes", [])]
-    return dataclasses.replace(trial, latencies_ms=[v * INJECTED for v in trial.latencies_ms],
-                               details={**trial.details, "passes": passes})
-
-
-def _one_setup(store: Store) -> list[Run]:
-    """The store's finished runs of the newest run's model, space and package versions."""
-    def setup(run: Run) -> tuple:
-        return (run.model_hash, run.space,
-                sorted((k, v) for k, v in run.versions.items() if k != "autotune"))
-
-    runs = [run for run in store.runs() if run.status == "finished"]
-    if not runs:
-        raise SystemExit("no finished run in the store")
-    newest = max(runs, key=lambda run: run.created_at)
-    same = sorted((run for run in runs if setup(run) == setup(newest)),
-                  key=lambda run: run.created_at)
-    if len(same) < 2:
-        raise SystemExit("fewer than two runs of one model, space and versions in the store")
-    return same
-
-
-def _measure(store: Store, workspace: Path, args) -> list[Run]:
-    from autotune.driver import RunSettings, execute_run, start_run
-    from autotune.search import ExhaustiveSearch
-    from autotune.space import load_space
-    from autotune.target import load_target
-    from autotune.zoo import resolve_model
-
+    configs = [QuantConfig.from_text(text) for text in (args.config or CONFIGS)]
     model = resolve_model(args.model)
-    space, targets = load_space(args.space), [load_target("host-cpu")]
-    settings = RunSettings(backends=("openvino",), workspace=workspace, progress=False,
-                           passes=args.passes, max_spread=0.10)
-    runs = []
-    for index in range(args.runs):
-        run_id = start_run(store, model, space, targets, settings, ExhaustiveSearch())
-        outcome = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
-        failed = [t for t in outcome.trials if not t.ok]
-        if failed:
-            raise SystemExit(f"run {index + 1}: {failed[0].config.label} {failed[0].status}: "
-                             f"{failed[0].error}")
-        print(f"run {index + 1}/{args.runs} measured: {run_id}", file=sys.stderr)
-        runs.append(store.get_run(run_id))
-    return runs
+    target = load_target("host-cpu")
+    date = datetime.date.today().isoformat()
+    path = Path(args.out) / f"false_positives-{date}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    records: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="autotune-false-positives-") as scratch:
+        folder = Path(scratch)
+        model.dataset.save(folder / "dataset.npz")
+        builds: dict[str, tuple[PairedSide, PairedSide]] = {}
+        for config in configs:
+            job = Job(model_path=str(model.path), config=config.to_dict(), backend="openvino",
+                      target_path=str(target.path), dataset_path=str(folder / "dataset.npz"),
+                      cache_dir=str(folder / "cache"), protocol={})
+            builds[config.label] = (compile_side(PairedSide(job), folder / f"{config.id}-a"),
+                                    compile_side(PairedSide(job), folder / f"{config.id}-b"))
+            print(f"compiled {config.label} twice", file=sys.stderr)
+        labels = list(builds)
+        schedule = _schedule(args.aa, args.ab)
+        for index, kind in enumerate(schedule):
+            label = labels[sum(k == kind for k in schedule[:index]) % len(labels)]
+            base, rebuild = builds[label]
+            cand = rebuild if kind == "A/A" else replace(
+                base, env={SLOWDOWN_ENV: str(args.slowdown)})
+            result = measure_paired(base, cand, rounds=args.rounds, seed=index,
+                                    threshold=args.threshold, alpha=args.alpha)
+            if not result.ok:
+                raise SystemExit(f"{kind} {label}: {result.error}")
+            samples_rule = rounds_as_passes_rule(result.baseline_rounds_ms,
+                                                 result.candidate_rounds_ms,
+                                                 args.threshold, args.alpha)
+            test = result.test
+            records.append({"kind": kind, "config": label, "paired": test.verdict,
+                            "samples rule": samples_rule, "ratio": test.ratio,
+                            "ci_low": test.ci_low, "ci_high": test.ci_high,
+                            "p_value": test.p_value, "wall_s": result.wall_s,
+                            "baseline_medians_ms": test.baseline_medians_ms,
+                            "candidate_medians_ms": test.candidate_medians_ms})
+            print(f"{index + 1}/{len(schedule)} {kind} {label}: ratio {test.ratio:.3f} "
+                  f"[{test.ci_low:.3f}, {test.ci_high:.3f}] p={test.p_value:.2g} "
+                  f"paired={test.verdict} samples-rule={samples_rule} ({result.wall_s:.1f} s)",
+                  file=sys.stderr)
+            _write(path, args, labels, date, records, len(schedule),
+                   time.monotonic() - began)
+    table = _table(records, labels)
+    headers = ["config", "rule", "A/A", "false positives", "A/B", "found"]
+    print(f"\n{args.model}, OpenVINO on host-cpu, {args.rounds} round pairs of "
+          f"{ROUND_PROTOCOL.min_time_s:g} s+ per side; A/B candidate +{args.slowdown:.0%} "
+          f"injected into the real artifact; threshold {args.threshold:.0%}, alpha "
+          f"{args.alpha:g}\n")
+    print_table(headers, [[row[h] for h in headers] for row in table])
+    met = _target_met(table)
+    aa = sum(r["kind"] == "A/A" for r in records)
+    flagged = next(r["flagged"] for r in table if r["config"] == "all" and r["rule"] == "paired")
+    print(f"\npaired rule: false positives {flagged} of {aa} (95% upper bound "
+          f"{_upper_bound(flagged, aa):.1%}); target (false positives <= "
+          f"{MAX_FALSE_POSITIVES:.0%}, found >= {MIN_POWER:.0%}): {'met' if met else 'NOT met'}"
+          f"; {time.monotonic() - began:.0f} s")
+    print(f"wrote {path}")
+    return 0 if met else 1
+
+
+def _schedule(aa: int, ab: int) -> list[str]:
+    """A/A and A/B comparisons spread evenly through the run (Bresenham), so both kinds
+    meet the same spells of the machine."""
+    total = aa + ab
+    return ["A/B" if math.floor((i + 1) * ab / total) > math.floor(i * ab / total) else "A/A"
+            for i in range(total)]
+
+
+def _table(records: list[dict], labels: list[str]) -> list[dict]:
+    rows = []
+    for label in [*labels, "all"]:
+        chosen = [r for r in records if label in ("all", r["config"])]
+        same = [r for r in chosen if r["kind"] == "A/A"]
+        slowed = [r for r in chosen if r["kind"] == "A/B"]
+        for rule in RULES:
+            flagged = sum(r[rule] is not None for r in same)
+            found = sum(r[rule] == "slower" for r in slowed)
+            fp_rate = flagged / max(len(same), 1)
+            power = found / max(len(slowed), 1)
+            rows.append({"config": label, "rule": rule, "A/A": len(same),
+                         "false positives": f"{flagged} ({fp_rate:.1%})", "A/B": len(slowed),
+                         "found": f"{found} ({power:.0%})", "fp_rate": fp_rate,
+                         "power": power, "flagged": flagged, "found_count": found})
+    return rows
+
+
+def _target_met(table: list[dict]) -> bool:
+    paired = next(r for r in table if r["config"] == "all" and r["rule"] == "paired")
+    return paired["fp_rate"] <= MAX_FALSE_POSITIVES and paired["power"] >= MIN_POWER
+
+
+def _upper_bound(events: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate seen ``events`` times in ``trials``."""
+    from scipy.stats import beta
+
+    if trials == 0:
+        return 1.0
+    return 1.0 if events >= trials else float(beta.ppf(confidence, events + 1, trials - events))
+
+
+def _write(path: Path, args, labels: list[str], date: str, records: list[dict],
+           planned: int, wall_s: float) -> None:
+    host = host_info()
+    table = _table(records, labels)
+    path.write_text(json.dumps({
+        "benchmark": "false_positives", "schema": 2, "date": date,
+        "host": {"cpu_model": host["cpu_model"], "cores": host["cores"],
+                 "machine": host["machine"], "system": host["system"]},
+        "versions": package_versions(),
+        "settings": {"model": args.model, "configs": labels, "rounds": args.rounds,
+                     "aa": args.aa, "ab": args.ab, "slowdown": args.slowdown,
+                     "threshold": args.threshold, "alpha": args.alpha,
+                     "round_protocol": ROUND_PROTOCOL.to_dict()},
+        "complete": len(records) == planned, "wall_s": round(wall_s, 1),
+        "table": table, "target_met": _target_met(table), "comparisons": records}, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,3 +53,18 @@ def test_a_side_that_fails_is_a_result_not_a_crash(compiled_side):
            "model_path": compiled_side.job.model_path + ".missing"}))
     result = measure_paired(compiled_side, broken, rounds=2)
     assert not result.ok and result.error.startswith("candidate: compile:")
+
+
+def test_a_serving_worker_past_the_memory_limit_is_killed(compiled_side):
+    import psutil
+
+    from autotune.paired import measure_paired
+
+    # The side is compiled already, so the limit meets the serving workers first: a worker
+    # that loaded OpenVINO holds far more than 50 MiB, and must be killed, not trusted.
+    result = measure_paired(compiled_side, compiled_side, rounds=2, memory_limit_bytes=50 << 20)
+    assert not result.ok
+    assert "exceeded the memory limit of 50 MiB" in result.error
+    serving = [child for child in psutil.Process().children(recursive=True)
+               if "--serve" in child.cmdline()]
+    assert serving == []  # both sides' workers are gone, the killed one and the other
