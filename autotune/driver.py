@@ -31,8 +31,9 @@ from autotune.backends import get_backend
 from autotune.data import Dataset
 from autotune.errors import InputError
 from autotune.host import host_info
+from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.measure import MeasurementProtocol, latency_stats
-from autotune.outcome import PassRecord, WorkerOutcome
+from autotune.outcome import CONTENDED, FLAG, MeasureFacts, Note, PassRecord, WorkerOutcome
 from autotune.quantize import file_hash
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
@@ -69,6 +70,11 @@ class RunSettings:
     # turns it on (--max-spread, 0.10).
     max_spread: float = 0.0
     remeasures: int = 2
+    # Contention guard: a trial whose timed window saw other processes (or the hypervisor)
+    # take more of its cores than these limits is measured again in a fresh worker, within
+    # the same ``remeasures``, then flagged if it stays so (``autotune.machine_state``). A
+    # limit of 0 turns its check off.
+    contention: ContentionLimits = CONTENTION_LIMITS
     # Measurement passes per trial. Passes after the first re-measure every successful trial's
     # artifact in a fresh worker, in a shuffled order, once all trials are done: a burst on a
     # shared machine lasts seconds to minutes, so it hits one pass of a trial, not all of
@@ -126,7 +132,8 @@ def _spec_of(model: ModelSource, space: SearchSpace, targets: Sequence[Target],
                    tuning_trials=settings.tuning_trials,
                    min_repeats=settings.protocol.min_repeats,
                    min_time_s=settings.protocol.min_time_s, max_spread=settings.max_spread,
-                   passes=settings.passes)
+                   max_other_cpu=settings.contention.other_share,
+                   max_steal=settings.contention.steal_share, passes=settings.passes)
 
 
 def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence[Target],
@@ -231,7 +238,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     job = _job(run, candidate.config, candidate.backend, candidate.target, settings, run_dir)
     result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
                           python=settings.python)
-    result, spreads = _remeasure_if_noisy(job, result, settings)
+    result, spreads, remeasured = _remeasure_if_disturbed(job, result, settings)
     trial = _base_trial(run, candidate, result.status, result.error)
     trial.started_at = started
     outcome = result.outcome
@@ -265,7 +272,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     if spreads and spreads[-1] > settings.max_spread:
         trial.noisy = True
     if trial.ok:
-        _add_pass(trial, list(measured.latencies_ms))
+        _add_pass(trial, measured, settings.contention, remeasured)
         if outcome.artifact is not None:  # kept for the later passes (and their resume)
             (Path(job.artifact_dir) / "artifact.json").write_text(json.dumps(outcome.artifact))
         try:
@@ -285,21 +292,33 @@ EMULATED_PASSES = ("emulated: measured in one pass, never re-measured (its laten
                    "device's)")
 
 
-def _remeasure_if_noisy(job: Job, result: WorkerResult,
-                        settings: RunSettings) -> tuple[WorkerResult, list[float]]:
-    """Measure a trial again, in a fresh worker, while its samples are too spread out.
+def _remeasure_if_disturbed(job: Job, result: WorkerResult,
+                            settings: RunSettings) -> tuple[WorkerResult, list[float], int]:
+    """Measure a trial again, in a fresh worker, while its samples are too spread out or its
+    timed window was contended, at most ``settings.remeasures`` times.
 
-    A neighbour's burst or a frequency change during one pass widens the spread; another pass
-    usually comes out clean, and comparing two runs needs clean samples. Returns the last
-    successful pass (a failed re-measure keeps the pass before it) and every pass's spread.
+    A neighbour's burst or a frequency change during one pass widens the spread or takes the
+    trial's cores; another pass usually comes out clean, and comparing two runs needs clean
+    samples. Returns the last successful pass (a failed re-measure keeps the pass before it),
+    every pass's spread (when the spread guard is on) and how many times it measured again.
     """
     spreads: list[float] = []
-    while result.status == "ok" and settings.max_spread > 0 and not _emulated(result.outcome):
-        spreads.append(latency_stats(result.outcome.measured.latencies_ms).spread)
-        if spreads[-1] <= settings.max_spread or len(spreads) > settings.remeasures:
+    remeasured = 0
+    while result.status == "ok" and not _emulated(result.outcome):
+        measured = result.outcome.measured
+        if settings.max_spread > 0:
+            spreads.append(latency_stats(measured.latencies_ms).spread)
+        noisy = bool(spreads) and spreads[-1] > settings.max_spread
+        contended = settings.contention.exceeded(measured.machine)
+        if not (noisy or contended) or remeasured >= settings.remeasures:
             break
-        log.info("spread %.1f%% above %.1f%%: measuring again in a fresh worker",
-                 spreads[-1] * 100, settings.max_spread * 100)
+        if noisy:
+            log.info("spread %.1f%% above %.1f%%: measuring again in a fresh worker",
+                     spreads[-1] * 100, settings.max_spread * 100)
+        if contended:
+            log.info("measured under contention (%s): measuring again in a fresh worker",
+                     measured.machine.summary())
+        remeasured += 1
         again = run_isolated(replace(job, artifact=result.outcome.artifact),
                              settings.trial_timeout_s, settings.memory_limit_bytes,
                              python=settings.python)
@@ -308,7 +327,7 @@ def _remeasure_if_noisy(job: Job, result: WorkerResult,
         # A measure-only pass: the compile facts are the first pass's.
         result = replace(again, outcome=replace(result.outcome,
                                                 measured=again.outcome.measured))
-    return result, spreads
+    return result, spreads, remeasured
 
 
 def _job(run: Run, config, backend: str, target: Target, settings: RunSettings,
@@ -320,17 +339,37 @@ def _job(run: Run, config, backend: str, target: Target, settings: RunSettings,
                artifact_dir=str(run_dir / "artifacts" / f"{config.id}-{backend}-{target.name}"))
 
 
-def _add_pass(trial: Trial, latencies_ms: list[float]) -> None:
-    """Add one pass's samples to the trial's; its figures are those of all passes' samples."""
+def _add_pass(trial: Trial, measured: MeasureFacts, limits: ContentionLimits,
+              remeasured: int = 0) -> None:
+    """Add one pass's samples to the trial's; its figures are those of all passes' samples.
+    The pass keeps the machine's state during it and whether ``limits`` call it contended."""
+    latencies_ms = list(measured.latencies_ms)
     stats = latency_stats(latencies_ms)
     trial.passes.append(PassRecord(median_ms=stats.median_ms, spread=stats.spread,
-                                   samples=len(latencies_ms)))
+                                   samples=len(latencies_ms), machine=measured.machine,
+                                   contended=limits.exceeded(measured.machine),
+                                   remeasured=remeasured))
     trial.latencies_ms = [*trial.latencies_ms, *latencies_ms]
     pooled = latency_stats(trial.latencies_ms)
     trial.latency_median_ms = pooled.median_ms
     trial.latency_p90_ms = pooled.p90_ms
     trial.latency_p99_ms = pooled.p99_ms
     trial.latency_spread = pooled.spread
+    _note_contention(trial)
+
+
+def _note_contention(trial: Trial) -> None:
+    """Flag the trial while the pass it is judged by (its fastest) was contended, in figures;
+    a later, cleaner fastest pass lifts the flag."""
+    notes = tuple(note for note in trial.notes if note.kind != CONTENDED)
+    fastest = trial.fastest_pass
+    if fastest is not None and fastest.contended:
+        again = (f" (still so after {fastest.remeasured} re-measure"
+                 f"{'s' if fastest.remeasured != 1 else ''})" if fastest.remeasured else "")
+        notes += (Note(CONTENDED, f"measured under contention{again}: "
+                                  f"{fastest.machine.summary()}; its latency may be the "
+                                  f"machine's, not the config's", FLAG),)
+    trial.notes = notes
 
 
 def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: RunSettings,
@@ -379,7 +418,7 @@ def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:
     else:
         result = WorkerResult.failed("runtime_error", f"artifact gone: {artifact_file}")
     if result.status == "ok":
-        _add_pass(trial, list(result.outcome.measured.latencies_ms))
+        _add_pass(trial, result.outcome.measured, settings.contention)
     else:
         trial.passes.append(PassRecord(status=result.status, error=result.error[:500]))
 

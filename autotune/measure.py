@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autotune.outcome import DeviceFacts
+from autotune.machine_state import snapshot, window
+from autotune.outcome import DeviceFacts, MachineState
 
 Feeds = dict[str, np.ndarray]
 
@@ -54,10 +55,15 @@ class Measurement:
     outputs: list[list[np.ndarray]]
     details: dict = field(default_factory=dict)  # for display only
     device: DeviceFacts | None = None  # set where a remote device measured it
+    machine: MachineState | None = None  # during the timed warm runs, where they ran here
 
 
 class Session:
     """A loaded artifact that runs one set of inputs; backends subclass it."""
+
+    # Whether the timed code runs on this machine, so this machine's state is the one it was
+    # measured under; False where a remote device runs and times it.
+    runs_here: bool = True
 
     def set_inputs(self, feeds: Feeds) -> None:
         raise NotImplementedError
@@ -79,7 +85,10 @@ class Session:
 
 def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
                     protocol: MeasurementProtocol) -> Measurement:
-    """Load, run once cold, run every evaluation input for its outputs, then time warm runs."""
+    """Load, run once cold, run every evaluation input for its outputs, then time warm runs.
+
+    The machine's state is recorded around the timed warm runs only (``autotune.machine_state``):
+    loading and warming up are not what the samples are."""
     if not evaluation:
         raise ValueError("measurement needs at least one input")
     start = time.perf_counter()
@@ -100,6 +109,7 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         session.run()
 
     samples: list[float] = []
+    before = snapshot() if session.runs_here else None
     began = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - began
@@ -111,8 +121,9 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         if protocol.injected_slowdown:
             sample_ms += _spin(sample_ms * protocol.injected_slowdown)
         samples.append(sample_ms)
+    machine = None if before is None else window(before, snapshot())
     return Measurement(load_s=load_s, first_inference_ms=first_ms, latencies_ms=samples,
-                       outputs=outputs)
+                       outputs=outputs, machine=machine)
 
 
 def _spin(duration_ms: float) -> float:

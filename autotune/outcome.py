@@ -26,9 +26,11 @@ STATUSES = ("ok", *FAILURE_STATUSES, UNAVAILABLE)
 # reason when a quantized config is not faster than fp32; information for the trial's details.
 FLAG, CAUSE, INFO = "flag", "cause", "info"
 NOTE_ROLES = (FLAG, CAUSE, INFO)
-# The one note kind other stages act on: a quantized config whose layers (some or all) were
-# computed in float, whatever the backend's words for it (a fallback, a layer left in float).
+# The note kinds other stages act on: a quantized config whose layers (some or all) were
+# computed in float, whatever the backend's words for it (a fallback, a layer left in float);
+# a trial whose judged pass was measured under contention (``autotune.machine_state``).
 FLOAT_FALLBACK = "float_fallback"
+CONTENDED = "contended"
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,58 @@ class DeviceFacts:
 
 
 @dataclass(frozen=True)
+class MachineState:
+    """The machine during one measurement's timed window (``autotune.machine_state``): as the
+    process that timed it saw it, on a remote device the device's. None: not readable there.
+
+    Shares are fractions of the window's wall time times ``cpus`` (the CPUs the measuring
+    process may run on); ``load_1m`` and ``freq_mhz`` are the machine's as the kernel says.
+    """
+
+    wall_s: float
+    cpus: int
+    other_share: float | None = None  # other processes' CPU time on those CPUs
+    steal_share: float | None = None  # time the hypervisor gave those vCPUs to other guests
+    own_share: float | None = None  # the measuring process's own CPU time
+    load_1m: float | None = None  # one-minute load average, at the window's end
+    freq_mhz: float | None = None  # mean current frequency of those CPUs
+
+    def summary(self) -> str:
+        """The figures in words, e.g. ``other processes used 34% of 2 cores, steal 2%``."""
+        parts = []
+        if self.other_share is not None:
+            parts.append(f"other processes used {self.other_share:.0%} of "
+                         f"{self.cpus} core{'s' if self.cpus != 1 else ''}")
+        if self.steal_share is not None:
+            parts.append(f"steal {self.steal_share:.0%}")
+        if self.load_1m is not None:
+            parts.append(f"load {self.load_1m:.2f}")
+        if self.freq_mhz is not None:
+            parts.append(f"{self.freq_mhz:.0f} MHz")
+        return ", ".join(parts) or "machine state unknown"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> MachineState | None:
+        return None if not data else cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
 class PassRecord:
-    """One measurement pass of a trial: its median and sample count, or why it failed."""
+    """One measurement pass of a trial: its median and sample count, or why it failed; the
+    machine's state during its timed window, and whether the run judged it contended
+    (``autotune.machine_state.ContentionLimits``) after ``remeasured`` fresh measurements."""
 
     median_ms: float | None = None
     spread: float | None = None
     samples: int = 0
     status: str = "ok"
     error: str = ""
+    machine: MachineState | None = None
+    contended: bool = False
+    remeasured: int = 0  # measured again this many times (noise or contention) before kept
 
     @property
     def ok(self) -> bool:
@@ -120,7 +166,9 @@ class PassRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PassRecord:
-        return cls(**_known(cls, data))
+        known = _known(cls, data)
+        known["machine"] = MachineState.from_json(known.get("machine"))
+        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -218,12 +266,14 @@ class MeasureFacts:
     peak_memory_bytes: int | None = None
     memory_bytes: int | None = None
     device: DeviceFacts | None = None
+    machine: MachineState | None = None  # during the timed window
     details: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["latencies_ms"] = list(self.latencies_ms)
         data["device"] = None if self.device is None else self.device.to_json()
+        data["machine"] = None if self.machine is None else self.machine.to_json()
         return data
 
     @classmethod
@@ -233,6 +283,7 @@ class MeasureFacts:
         known = _known(cls, data)
         known["latencies_ms"] = tuple(float(v) for v in known["latencies_ms"])
         known["device"] = DeviceFacts.from_json(known.get("device"))
+        known["machine"] = MachineState.from_json(known.get("machine"))
         return cls(**known)
 
 

@@ -15,6 +15,10 @@ interval compare the two fastest passes' samples, and the spread of the fastest 
 trial's pass medians, pooled over the run (or the trial's own, where larger), is the
 run-to-run noise a change must exceed. Pooled as a mean on purpose: when the machine toggled
 under some trials, every trial of that run is suspect, and its noise says so.
+A trial whose judged (fastest) pass was measured under contention (other processes or the
+hypervisor took its cores; ``autotune.machine_state``) gets no latency verdict: the pair's
+finding says which side was contended, in figures, instead of "slower" or "faster", so a
+nightly job is not told of a regression the machine caused (nor an improvement it hid).
 Memory, artifact size and accuracy are single figures per trial and are compared against
 thresholds alone; a trial that stopped compiling or started failing is always a regression.
 Nothing here reads a store or prints: the CLI and the reports consume the results.
@@ -28,12 +32,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from autotune.outcome import CONTENDED
 from autotune.trial import Trial
 
 # Slower, larger, less accurate or broken: each is a regression. The rest are improvements.
 REGRESSION_KINDS = ("slower", "more_memory", "larger", "less_accurate", "stopped_compiling",
                     "started_failing")
 IMPROVEMENT_KINDS = ("faster", "less_memory", "smaller", "more_accurate", "fixed")
+# Neither: a latency not judged, as a side was measured under contention.
+NOT_JUDGED_KINDS = (CONTENDED,)
 COMPILE_FAILURES = ("compile_error", "unsupported")
 
 
@@ -254,7 +261,7 @@ def _fastest_log_medians(trial: Trial) -> np.ndarray:
 class Finding:
     """One change of one trial: what changed, whether it is a regression, and by how much."""
 
-    kind: str  # one of REGRESSION_KINDS or IMPROVEMENT_KINDS
+    kind: str  # one of REGRESSION_KINDS, IMPROVEMENT_KINDS or NOT_JUDGED_KINDS
     detail: str
 
     @property
@@ -351,13 +358,32 @@ def compare_pair(baseline: Trial, candidate: Trial, thresholds: Thresholds = Thr
         latency = with_run_noise(latency_test(base_ms, cand_ms, thresholds.alpha, seed=seed),
                                  baseline, candidate, *noise)
         verdict = latency.verdict(thresholds.latency)
-        if verdict:
+        contended = _contention_finding(baseline, candidate, latency, verdict)
+        if contended is not None:
+            findings.append(contended)
+        elif verdict:
             findings.append(Finding(verdict, "fastest pass median "
                                              f"{latency.baseline_median_ms:.4g} -> "
                                              f"{latency.candidate_median_ms:.4g} ms "
                                              f"({latency.change:+.1%}, p={latency.p_value:.2g})"))
     findings += _figure_findings(baseline, candidate, thresholds)
     return TrialComparison(baseline, candidate, latency, tuple(findings))
+
+
+def _contention_finding(baseline: Trial, candidate: Trial, latency: LatencyTest,
+                        verdict: str | None) -> Finding | None:
+    """The latency finding of a pair with a side judged on a contended pass: no change is
+    called, as the neighbours may have made one (or hidden one); None when neither was."""
+    sides = [(name, trial) for name, trial in (("baseline", baseline), ("candidate", candidate))
+             if trial.contended]
+    if not sides:
+        return None
+    said = ", ".join(f"{name} measured under contention ({trial.fastest_pass.machine.summary()})"
+                     for name, trial in sides)
+    return Finding(CONTENDED, f"{said}: latency not judged (fastest pass median "
+                              f"{latency.baseline_median_ms:.4g} -> "
+                              f"{latency.candidate_median_ms:.4g} ms, {latency.change:+.1%}, "
+                              f"the samples alone say {verdict or 'unchanged'})")
 
 
 def _status_finding(baseline: Trial, candidate: Trial) -> Finding | None:

@@ -45,6 +45,9 @@ class RunSpec:
     min_repeats: int = 50
     min_time_s: float = 1.0
     max_spread: float = 0.10
+    # Contention limits of a timed window (autotune.machine_state.ContentionLimits; 0: off).
+    max_other_cpu: float = 0.10
+    max_steal: float = 0.05
     passes: int = 3
     runtime: tuple[str, ...] = ()  # pip requirements the workers run against
 
@@ -54,6 +57,10 @@ class RunSpec:
                             ("--max-spread", self.max_spread)):
             if value is not None and value < 0:
                 raise InputError(f"{flag}: must not be negative; got {value}")
+        for flag, value in (("--max-other-cpu", self.max_other_cpu),
+                            ("--max-steal", self.max_steal)):
+            if not 0 <= value <= 1:
+                raise InputError(f"{flag}: must be a fraction between 0 and 1; got {value}")
         if self.passes < 1:
             raise InputError(f"--passes: must be at least 1; got {self.passes}")
         if self.min_repeats < 1:  # a trial with no sample has no latency to store

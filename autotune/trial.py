@@ -102,6 +102,20 @@ class Trial(HasStatus):
         return [entry.median_ms for entry in self.passes if entry.ok]
 
     @property
+    def fastest_pass(self) -> PassRecord | None:
+        """The successful pass with the lowest median: the one ``latency_ms`` and ``autotune
+        compare`` judge the trial by."""
+        ok = [entry for entry in self.passes if entry.ok]
+        return min(ok, key=lambda entry: entry.median_ms) if ok else None
+
+    @property
+    def contended(self) -> bool:
+        """Whether the pass the trial is judged by was measured under contention (other
+        processes or a hypervisor took the trial's cores; ``autotune.machine_state``)."""
+        fastest = self.fastest_pass
+        return fastest is not None and fastest.contended
+
+    @property
     def latency_ms(self) -> float | None:
         """The trial's latency, as every ranking, front, pick and comparison uses it: the
         median of its fastest pass, the latency this machine gives when no neighbour slows

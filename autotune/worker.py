@@ -308,7 +308,7 @@ def _child_main(job_path: Path) -> int:
             load_s=measurement.load_s, first_inference_ms=measurement.first_inference_ms,
             latencies_ms=tuple(measurement.latencies_ms), peak_memory_bytes=peak,
             memory_bytes=max(0, peak - rss_before), device=measurement.device,
-            details=measurement.details)
+            machine=measurement.machine, details=measurement.details)
         if compiled is not None and measurement.details:
             # What the device found at measurement (a device-compiled artifact's op
             # precisions) can change what the backend has to say about the trial.

@@ -45,4 +45,6 @@ def serve_measure(request_json: str) -> str:
     save_outputs(Path(workpath(request["outputs"])), measurement.outputs)
     return json.dumps({"compile_s": artifact.compile_s, "load_s": measurement.load_s,
                        "first_inference_ms": measurement.first_inference_ms,
-                       "latencies_ms": measurement.latencies_ms, "details": artifact.details})
+                       "latencies_ms": measurement.latencies_ms, "details": artifact.details,
+                       "machine": None if measurement.machine is None
+                       else measurement.machine.to_json()})

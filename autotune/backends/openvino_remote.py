@@ -19,7 +19,7 @@ import numpy as np
 
 from autotune.backends.base import Artifact
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
-from autotune.outcome import DeviceFacts
+from autotune.outcome import DeviceFacts, MachineState
 from autotune.outputs import load_outputs
 from autotune.target_spec import Target
 
@@ -58,7 +58,9 @@ def measure_on_device(artifact: Artifact, evaluation: Sequence[Feeds], target: T
                "device_compile_s": answer["compile_s"]}
     return Measurement(load_s=answer["load_s"], first_inference_ms=answer["first_inference_ms"],
                        latencies_ms=answer["latencies_ms"], outputs=outputs, details=details,
-                       device=DeviceFacts.from_json(info))
+                       device=DeviceFacts.from_json(info),
+                       # The device's machine during its timed window (None from older ones).
+                       machine=MachineState.from_json(answer.get("machine")))
 
 
 def _pack(evaluation: Sequence[Feeds]) -> bytes:

@@ -196,7 +196,7 @@ class TVMBackend:
             vm = relax.VirtualMachine(module, device)
             if target.is_local and kind == "llvm":
                 return _TVMSession(vm, device, names)
-            return _DeviceTimedSession(vm, device, names)
+            return _DeviceTimedSession(vm, device, names, runs_here=target.is_local)
 
         measurement = measure_session(load, evaluation, protocol)
         measurement.device = found.get("device")
@@ -259,8 +259,11 @@ class _DeviceTimedSession(_TVMSession):
     """A VM on a remote device or a GPU: the device times each run (the VM's time
     evaluator), so neither the RPC round trip nor an asynchronous launch is counted."""
 
-    def __init__(self, vm, device, input_names: list[str]) -> None:
+    def __init__(self, vm, device, input_names: list[str], runs_here: bool) -> None:
         super().__init__(vm, device, input_names)
+        # A remote device runs the timed code: this host's state is not what it ran under
+        # (the device reports none through plain TVM RPC).
+        self.runs_here = runs_here
         # number=1, repeat=1: one timed run per call (after one discarded run).
         self._evaluator = vm.time_evaluator("main", device, number=1, repeat=1)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from autotune.cli.common import add_store_option, open_store, print_json, print_table
 from autotune.errors import InputError
+from autotune.outcome import CONTENDED
 from autotune.regress import (
     Comparison,
     Thresholds,
@@ -28,7 +29,9 @@ def add_parser(commands) -> None:
                     "are those passes' medians). A latency regression is significant "
                     "(Mann-Whitney U and a bootstrap interval of the ratio of medians), beyond "
                     "the run-to-run noise that the runs' measurement passes show (the noise "
-                    "column), and beyond --threshold. "
+                    "column), and beyond --threshold. A pair with a side whose fastest pass "
+                    "was measured under contention (autotune run --max-other-cpu/--max-steal) "
+                    "gets the finding 'contended' instead of a latency verdict. "
                     "Exits 1 when any regression is found.")
     parser.add_argument("baseline", metavar="BASELINE", help="run id of the baseline")
     parser.add_argument("candidate", metavar="CANDIDATE", help="run id of the candidate")
@@ -39,8 +42,9 @@ def add_parser(commands) -> None:
                              "alternately in the same time window (each in its own worker "
                              "and runtime), and judge the paired rounds (autotune.paired): "
                              "'all' (the default) every pair, 'suspect' only those whose "
-                             "samples look slower; the paired verdict replaces the samples' "
-                             "latency verdict for the pairs it measured")
+                             "samples look slower or that were contended; the paired verdict "
+                             "replaces the samples' latency verdict (contended included) for "
+                             "the pairs it measured")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help=f"round pairs of --paired (default: {DEFAULT_ROUNDS})")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -111,9 +115,9 @@ def handle(args) -> int:
 
 def _suspect(pair: TrialComparison, threshold: float) -> bool:
     """The samples say slower, or point that way by at least the threshold (significant or
-    not): worth measuring again side by side."""
+    not), or a side was measured under contention: worth measuring again side by side."""
     latency = pair.latency
-    return latency is not None and (any(f.kind == "slower" for f in pair.findings)
+    return latency is not None and (any(f.kind in ("slower", CONTENDED) for f in pair.findings)
                                     or latency.ratio >= 1.0 + threshold)
 
 
@@ -191,8 +195,8 @@ def print_paired(comparison: Comparison, paired: dict, which: str) -> None:
         if result is None:
             continue
         test = result.test
-        today = next((f.kind for f in pair.findings if f.kind in ("slower", "faster")),
-                     "unchanged")
+        today = next((f.kind for f in pair.findings
+                      if f.kind in ("slower", "faster", CONTENDED)), "unchanged")
         rows.append([pair.candidate.config.label, pair.candidate.backend,
                      target_label(pair.candidate),
                      None if test is None else test.rounds,
@@ -268,6 +272,8 @@ def _pair_json(pair: TrialComparison) -> dict:
         "memory_change": pair.memory_change,
         "accuracy_change_pp": pair.accuracy_change_pp,
         "regressed": pair.regressed,
+        "contended": {"baseline": pair.baseline.contended,
+                      "candidate": pair.candidate.contended},
         "findings": [{"kind": f.kind, "regression": f.regression, "detail": f.detail}
                      for f in pair.findings],
     }
@@ -301,6 +307,13 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
     if any(test.noise_floor is None for test in tests):
         print("\nnote: a run measured in one pass does not know its run-to-run noise; those "
               "latency verdicts rest on one pass's samples (run with --passes 3)")
+    contended = [pair for pair in comparison.matched
+                 if any(f.kind == CONTENDED for f in pair.findings)]
+    if contended:
+        print(f"\nnote: {len(contended)} pair(s) measured under contention (other processes or "
+              "the hypervisor took the trial's cores): no latency verdict on them; measure "
+              "again on a quiet machine, or with --paired (both sides then share the machine's "
+              "state, and the paired verdict stands)")
     regressions = comparison.regressions
     print(f"\n{len(regressions)} regression(s) in {len(comparison.matched)} comparable trials "
           f"(latency threshold {thresholds.latency:.0%}, alpha {thresholds.alpha:g}, "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autotune.cli.common import add_store_option, open_store, workspace_for
 from autotune.errors import InputError
+from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.settings import DEFAULT_MODEL, DEFAULT_TARGET, DEFAULT_TUNING_TRIALS, RunSpec
 from autotune.store import DEFAULT_STORE_URL
 
@@ -85,6 +86,17 @@ def add_parser(commands) -> None:
                         help="measure a trial again (twice at most, each in a fresh worker) "
                              "while its latency spread (IQR / median) is above this, then "
                              "flag it noisy (default: 0.10; 0: off)")
+    parser.add_argument("--max-other-cpu", type=float, default=CONTENTION_LIMITS.other_share,
+                        metavar="FRACTION",
+                        help="measure a trial again (within the same two re-measures) while "
+                             "other processes took more than this share of its cores during "
+                             "its timed runs, then flag it contended; `autotune compare` "
+                             "calls no latency change on a contended trial (default: "
+                             f"{CONTENTION_LIMITS.other_share:g}; 0: off)")
+    parser.add_argument("--max-steal", type=float, default=CONTENTION_LIMITS.steal_share,
+                        metavar="FRACTION",
+                        help="the same for the hypervisor's steal time on its cores "
+                             f"(default: {CONTENTION_LIMITS.steal_share:g}; 0: off)")
     parser.add_argument("--passes", type=int, default=3, metavar="N",
                         help="measurement passes per trial: after all trials, each successful "
                              "one is measured again N-1 times in fresh workers, in shuffled "
@@ -143,6 +155,7 @@ def spec_from_args(args) -> RunSpec:
         budget=args.budget, seed=args.seed, trial_timeout_s=args.trial_timeout,
         trial_memory_mib=args.trial_memory, tuning_trials=args.tuning_trials,
         min_repeats=args.min_repeats, min_time_s=args.min_time, max_spread=args.max_spread,
+        max_other_cpu=args.max_other_cpu, max_steal=args.max_steal,
         passes=args.passes, runtime=tuple(args.runtime or ()))
 
 
@@ -177,7 +190,8 @@ def handle(args) -> int:
         protocol=MeasurementProtocol(min_repeats=spec.min_repeats, min_time_s=spec.min_time_s),
         workspace=workspace, progress=not args.no_progress,
         python=_runtime_python(spec.runtime, workspace),
-        max_spread=spec.max_spread, passes=spec.passes)
+        max_spread=spec.max_spread, passes=spec.passes,
+        contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
 
     if args.resume:
         run_id = args.resume

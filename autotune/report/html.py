@@ -16,7 +16,15 @@ from pathlib import Path
 from autotune.report.charts import frontier_legend, frontier_svg, roofline_svg
 from autotune.report.facts import Recommendation, Regressions, RunFacts, TargetFacts, TrialFacts
 from autotune.report.svg import anchor, e, trial_key
-from autotune.report.text import chosen_figures, limit_text, miss_text, pp_pattern
+from autotune.report.text import (
+    MACHINE_HEADER,
+    chosen_figures,
+    judged_machine,
+    limit_text,
+    machine_text,
+    miss_text,
+    pp_pattern,
+)
 from autotune.store import now
 
 ASSETS = Path(__file__).parent / "assets"
@@ -219,7 +227,8 @@ def _flags_block(target: TargetFacts) -> str:
 _COLUMNS = (("config", "text"), ("backend", "text"), ("latency ms", "num"),
             ("median ms", "num"), ("p90 ms", "num"), ("p99 ms", "num"), ("spread", "num"),
             ("speedup vs fp32", "num"), ("accuracy", "num"), ("drop pp", "num"),
-            ("memory MiB", "num"), ("size KiB", "num"), ("notes", "text"))
+            ("memory MiB", "num"), ("size KiB", "num"), (MACHINE_HEADER, "num"),
+            ("notes", "text"))
 
 
 def _trial_table(trials: Sequence[TrialFacts]) -> str:
@@ -242,7 +251,7 @@ def _trial_row(f: TrialFacts) -> str:
         _num(t.latency_p90_ms, "{:.3f}"), _num(t.latency_p99_ms, "{:.3f}"),
         _num(t.latency_spread, "{:.1%}"), _num(f.speedup, "{:.2f}x"),
         _num(t.accuracy, "{:.2%}"), _num(drop, pp_pattern(drop)),
-        _num(memory, "{:.1f}"), _num(size, "{:.0f}"),
+        _num(memory, "{:.1f}"), _num(size, "{:.0f}"), _machine_cell(t),
         f'<td class="flags">{_flag_chips(f.flags)}</td>',
     ]
     return f'<tr data-key="{trial_key(t)}">{"".join(cells)}</tr>'
@@ -255,6 +264,14 @@ def _flag_chips(notes: Sequence[str]) -> str:
         short = re.split(r" \(|;|:", note, maxsplit=1)[0]
         chips.append(f'<span class="chip flag" title="{e(note)}">{e(short)}</span>')
     return " ".join(chips)
+
+
+def _machine_cell(trial) -> str:
+    """``machine_text``, sorted by other processes' share."""
+    machine = judged_machine(trial)
+    share = "" if machine is None or machine.other_share is None else repr(machine.other_share)
+    return (f'<td class="num" data-v="{share}" title="other processes\' share of the trial\'s '
+            f'cores / steal, during its fastest pass">{e(machine_text(trial))}</td>')
 
 
 def _num(value: float | None, pattern: str) -> str:

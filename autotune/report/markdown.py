@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from autotune.report.facts import Recommendation, Regressions, RooflineFacts, RunFacts, TrialFacts
-from autotune.report.text import chosen_figures, fmt, kib, limit_text, mib, miss_text, pp
+from autotune.report.text import (
+    MACHINE_HEADER,
+    chosen_figures,
+    fmt,
+    kib,
+    limit_text,
+    machine_text,
+    mib,
+    miss_text,
+    pp,
+)
 
 
 def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
@@ -72,8 +82,8 @@ def _recommendation(rec: Recommendation) -> list[str]:
 
 def _trial_table(trials: Sequence[TrialFacts]) -> list[str]:
     lines = ["| config | backend | latency ms | median ms | p90 ms | spread | speedup vs fp32 "
-             "| accuracy | drop pp | memory MiB | size KiB | notes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"| accuracy | drop pp | memory MiB | size KiB | {MACHINE_HEADER} | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for f in trials:
         t = f.trial
         lines.append(
@@ -81,7 +91,7 @@ def _trial_table(trials: Sequence[TrialFacts]) -> list[str]:
             f"{fmt(t.latency_median_ms)} | {fmt(t.latency_p90_ms)} | "
             f"{fmt(t.latency_spread, '{:.1%}')} | {fmt(f.speedup, '{:.2f}x')} | "
             f"{fmt(t.accuracy, '{:.2%}')} | {pp(t.accuracy_drop)} | {mib(t.memory_bytes)} | "
-            f"{kib(t.artifact_size_bytes)} | {'; '.join(f.flags)} |")
+            f"{kib(t.artifact_size_bytes)} | {machine_text(t)} | {'; '.join(f.flags)} |")
     lines.append("")
     return lines
 

@@ -6,12 +6,14 @@ import csv
 from pathlib import Path
 
 from autotune.report.facts import RunFacts
+from autotune.report.text import judged_machine
 
 CSV_FIELDS = ("config_id", "config_text", "label", "backend", "target", "status",
               "latency_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms",
               "latency_spread", "samples", "speedup_vs_fp32", "accuracy", "accuracy_drop_pp",
               "top1_agreement", "sqnr_db", "cosine", "memory_bytes", "peak_memory_bytes",
               "artifact_size_bytes", "compile_s", "load_s", "first_inference_ms", "emulated",
+              "other_cpu_share", "steal_share", "load_1m", "cpu_mhz", "contended",
               "on_frontier", "flags", "notes", "error")
 
 
@@ -34,9 +36,19 @@ def write_csv(facts: RunFacts, path: Path) -> Path:
                 "memory_bytes": t.memory_bytes, "peak_memory_bytes": t.peak_memory_bytes,
                 "artifact_size_bytes": t.artifact_size_bytes, "compile_s": t.compile_s,
                 "load_s": t.load_s, "first_inference_ms": t.first_inference_ms,
-                "emulated": t.emulated, "on_frontier": f.on_front,
+                "emulated": t.emulated, **_machine_fields(t), "on_frontier": f.on_front,
                 "flags": " | ".join(f.flags),
                 "notes": " | ".join(note.text for note in t.notes),
                 "error": t.error,
             })
     return path
+
+
+def _machine_fields(trial) -> dict:
+    """The machine's state during the pass the trial is judged by (blank where unknown)."""
+    machine = judged_machine(trial)
+    known = machine is not None
+    return {"other_cpu_share": machine.other_share if known else None,
+            "steal_share": machine.steal_share if known else None,
+            "load_1m": machine.load_1m if known else None,
+            "cpu_mhz": machine.freq_mhz if known else None, "contended": trial.contended}

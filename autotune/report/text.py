@@ -3,7 +3,9 @@ chart tooltips word the same fact the same way."""
 
 from __future__ import annotations
 
+from autotune.outcome import MachineState
 from autotune.report.facts import Recommendation
+from autotune.trial import Trial
 
 
 def fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -28,6 +30,25 @@ def mib(value: float | None) -> str:
 
 def kib(value: float | None) -> str:
     return "-" if value is None else f"{value / 1024:.0f}"
+
+
+# The column header for ``machine_text``.
+MACHINE_HEADER = "others / steal"
+
+
+def judged_machine(trial: Trial) -> MachineState | None:
+    """The machine's state during the pass a trial is judged by (its fastest)."""
+    fastest = trial.fastest_pass
+    return None if fastest is None else fastest.machine
+
+
+def machine_text(trial: Trial) -> str:
+    """Other processes' and the hypervisor's (steal) shares of the trial's cores during its
+    judged pass, e.g. ``3% / 0%``; ``-`` where unknown."""
+    machine = judged_machine(trial)
+    if machine is None or machine.other_share is None:
+        return "-"
+    return f"{machine.other_share:.0%} / {fmt(machine.steal_share, '{:.0%}')}"
 
 
 def limit_text(fraction: float) -> str:
