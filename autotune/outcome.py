@@ -219,10 +219,15 @@ class MeasureFacts:
     memory_bytes: int | None = None
     device: DeviceFacts | None = None
     details: dict = field(default_factory=dict)
+    # ``first_inference_ms`` was a warm run (see ``Measurement.first_inference_warm``).
+    first_inference_warm: bool = False
+    # The CPUs of this host the worker was pinned to while timing (local targets only).
+    core_set: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["latencies_ms"] = list(self.latencies_ms)
+        data["core_set"] = list(self.core_set)
         data["device"] = None if self.device is None else self.device.to_json()
         return data
 
@@ -232,6 +237,7 @@ class MeasureFacts:
             return None
         known = _known(cls, data)
         known["latencies_ms"] = tuple(float(v) for v in known["latencies_ms"])
+        known["core_set"] = tuple(int(v) for v in known.get("core_set", ()))
         known["device"] = DeviceFacts.from_json(known.get("device"))
         return cls(**known)
 
