@@ -32,7 +32,8 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
     for part in filter(None, (piece.strip() for piece in text.split(","))):
         first, dash, last = part.partition("-")
         if not first.isdigit() or (dash and not last.isdigit()):
-            raise ValueError(f"expected CPU numbers and ranges such as \"0-3,6\", got {text!r}")
+            raise ValueError(f"expected a count or CPU numbers and ranges such as \"0-3,6\", "
+                             f"got {text!r}")
         low, high = int(first), int(last) if dash else int(first)
         if high < low:
             raise ValueError(f"range {part!r} runs backwards")

@@ -187,7 +187,7 @@ def test_core_lists_and_sets():
     assert parse_cpu_list("0-3,6") == (0, 1, 2, 3, 6)
     with pytest.raises(ValueError, match="backwards"):
         parse_cpu_list("3-1")
-    with pytest.raises(ValueError, match="expected CPU numbers"):
+    with pytest.raises(ValueError, match="expected a count or CPU numbers"):
         parse_cpu_list("a-b")
 
     def target(cores=0, cpu_list=()):
