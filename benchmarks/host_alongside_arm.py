@@ -60,23 +60,23 @@ def main() -> int:
     space = SearchSpace("host-alongside-arm", "", configs)
     kinds = {"alone": [host], "alongside": [host, board]}
     runs: list[dict] = []
+    model = resolve_model(args.model)
     with tempfile.TemporaryDirectory() as scratch:
-        workspace = Path(scratch)
-        store = Store(f"sqlite:///{workspace}/bench.db")
-        settings = RunSettings(backends=(args.backend,), workspace=workspace, progress=False)
-        model = resolve_model(args.model)
-        for number in range(args.runs):
-            for kind, targets in kinds.items():
-                run_id = start_run(store, model, space, targets, settings, ExhaustiveSearch())
-                outcome = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
-                failed = [t for t in outcome.trials if not t.ok]
-                if failed:
-                    for trial in failed:
-                        print(f"{kind} run {number + 1}: {trial.config.label} on "
-                              f"{trial.target}: {trial.status}: {trial.error}", file=sys.stderr)
-                    return 1
-                runs.append(_run_record(kind, outcome.trials))
-                print(f"{kind} run {number + 1}/{args.runs} done", file=sys.stderr)
+        # One store and one cache for every run: quantized models are made once.
+        settings = RunSettings(backends=(args.backend,), workspace=Path(scratch),
+                               progress=False)
+        store = Store(f"sqlite:///{scratch}/bench.db")
+        for number, (kind, targets) in enumerate(list(kinds.items()) * args.runs):
+            run_id = start_run(store, model, space, targets, settings, ExhaustiveSearch())
+            outcome = execute_run(store, run_id, space, targets, settings, ExhaustiveSearch())
+            for trial in outcome.trials:
+                if not trial.ok:
+                    print(f"run {number + 1} ({kind}): {trial.config.label} on {trial.target}: "
+                          f"{trial.status}: {trial.error}", file=sys.stderr)
+            if not all(trial.ok for trial in outcome.trials):
+                return 1
+            runs.append(_run_record(kind, outcome.trials))
+            print(f"run {number + 1}/{len(kinds) * args.runs} ({kind}) done", file=sys.stderr)
     table = _compare(runs, [config.label for config in configs])
     _print(table, runs, args)
     date = datetime.date.today().isoformat()
