@@ -28,9 +28,11 @@ from autotune.accuracy import (
     task_score,
 )
 from autotune.backends import get_backend
+from autotune.cores import allowed_cpus, driver_kept_off, target_cpus
 from autotune.data import Dataset
 from autotune.errors import InputError
 from autotune.host import host_info
+from autotune.hostlock import SHARED, host_lock
 from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.measure import MeasurementProtocol, latency_stats
 from autotune.outcome import CONTENDED, FLAG, MeasureFacts, Note, PassRecord, WorkerOutcome
@@ -143,10 +145,15 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     run_dir = settings.workspace / "runs" / run_id
     dataset = Dataset.load(run_dir / "dataset.npz")
     reference = np.load(run_dir / "reference.npy")
+    # Each local target's CPUs, chosen before the driver moves off them (autotune.cores).
+    allowed = allowed_cpus()
+    core_sets = {target.name: target_cpus(target, allowed) for target in targets
+                 if target.is_local}
     # Mixed-precision configs exist once the model is known (a sensitivity scan ranks layers).
     try:
-        expanded = expand_mixed(space, Path(run.model_path), dataset,
-                                settings.workspace / "cache")
+        with host_lock(SHARED, "scan layer sensitivity"):  # heavy host work: no one times
+            expanded = expand_mixed(space, Path(run.model_path), dataset,
+                                    settings.workspace / "cache")
     except KeyboardInterrupt:  # during the scan: nothing measured yet, the run resumes
         store.set_run_status(run_id, "interrupted")
         return RunOutcome(run_id, store.trials(run_id), interrupted=True)
@@ -171,36 +178,40 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     def measure(candidate: Candidate) -> Trial:
         bar.set_description(f"{candidate.config.label} on {candidate.backend}/"
                             f"{candidate.target.name}"[:60])
-        return _measure_unless_gone(run, candidate, dataset, reference, settings, run_dir, gone)
+        return _measure_unless_gone(run, candidate, dataset, reference, settings, run_dir, gone,
+                                    core_sets.get(candidate.target.name))
 
-    try:
-        while budget_left > 0:
-            batch = strategy.propose(candidates, history, budget_left)
-            if not batch:
-                break
-            # Several targets measure at once, each one trial at a time (autotune.scheduling).
-            with closing(per_target(batch[:budget_left], measure, in_flight)) as results:
-                for candidate, trial in results:
-                    attach_roofline(trial, Path(run.model_path), candidate.target, store)
-                    attach_sensitivity(trial, expanded.scans)
-                    store.add_trial(trial)
-                    in_flight.discard(candidate)
-                    history.append(trial)
-                    if trial.attempted:  # a target gone mid-run measured nothing
-                        budget_left -= 1
-                        bar.update(1)
-                    summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
-                               else trial.status)
-                    bar.set_postfix_str(summary)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    if not interrupted and settings.passes > 1:
+    # The driver keeps off the cores that local targets time on, where any are left over.
+    with driver_kept_off({cpu for cpus in core_sets.values() for cpu in cpus}):
         try:
-            measure_passes(store, run, targets, settings, run_dir)
+            while budget_left > 0:
+                batch = strategy.propose(candidates, history, budget_left)
+                if not batch:
+                    break
+                # Several targets measure at once, each one trial at a time
+                # (autotune.scheduling); autotune.hostlock keeps their timing apart.
+                with closing(per_target(batch[:budget_left], measure, in_flight)) as results:
+                    for candidate, trial in results:
+                        attach_roofline(trial, Path(run.model_path), candidate.target, store)
+                        attach_sensitivity(trial, expanded.scans)
+                        store.add_trial(trial)
+                        in_flight.discard(candidate)
+                        history.append(trial)
+                        if trial.attempted:  # a target gone mid-run measured nothing
+                            budget_left -= 1
+                            bar.update(1)
+                        summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
+                                   else trial.status)
+                        bar.set_postfix_str(summary)
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            bar.close()
+        if not interrupted and settings.passes > 1:
+            try:
+                measure_passes(store, run, targets, settings, run_dir, core_sets)
+            except KeyboardInterrupt:
+                interrupted = True
     store.set_run_status(run_id, "interrupted" if interrupted else "finished",
                          finished=not interrupted)
     trials = store.trials(run_id)
@@ -212,7 +223,8 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
 
 def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
                          reference: np.ndarray, settings: RunSettings, run_dir: Path,
-                         gone: dict[tuple[str, str], str]) -> Trial:
+                         gone: dict[tuple[str, str], str],
+                         cpus: tuple[int, ...] | None = None) -> Trial:
     """Measure ``candidate``, unless its remote target stopped answering earlier in the run.
 
     A remote trial that fails is followed by a reachability check: a device that went away
@@ -222,7 +234,7 @@ def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
     if where in gone:
         return _base_trial(run, candidate, "unavailable",
                            f"target stopped answering during the run: {gone[where]}")
-    trial = run_trial(run, candidate, dataset, reference, settings, run_dir)
+    trial = run_trial(run, candidate, dataset, reference, settings, run_dir, cpus)
     if not trial.ok and trial.status != "unsupported" and not candidate.target.is_local:
         availability = get_backend(candidate.backend).available(candidate.target)
         if not availability.ok:
@@ -232,10 +244,12 @@ def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
 
 
 def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.ndarray,
-              settings: RunSettings, run_dir: Path) -> Trial:
-    """Measure one candidate in an isolated worker and score it."""
+              settings: RunSettings, run_dir: Path, cpus: tuple[int, ...] | None = None) -> Trial:
+    """Measure one candidate in an isolated worker (pinned to ``cpus`` where the target is
+    local) and score it."""
     started = now()
-    job = _job(run, candidate.config, candidate.backend, candidate.target, settings, run_dir)
+    job = _job(run, candidate.config, candidate.backend, candidate.target, settings, run_dir,
+               cpus)
     result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
                           python=settings.python)
     result, spreads, remeasured = _remeasure_if_disturbed(job, result, settings)
@@ -256,6 +270,8 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     if measured is not None:
         trial.load_s = measured.load_s
         trial.first_inference_ms = measured.first_inference_ms
+        trial.first_inference_warm = measured.first_inference_warm
+        trial.core_set = measured.core_set
         trial.peak_memory_bytes = measured.peak_memory_bytes
         trial.memory_bytes = measured.memory_bytes
         trial.details = {**trial.details, **measured.details}
@@ -331,12 +347,13 @@ def _remeasure_if_disturbed(job: Job, result: WorkerResult,
 
 
 def _job(run: Run, config, backend: str, target: Target, settings: RunSettings,
-         run_dir: Path) -> Job:
+         run_dir: Path, cpus: tuple[int, ...] | None = None) -> Job:
     return Job(model_path=run.model_path, config=config.to_dict(), backend=backend,
                target_path=str(target.path), dataset_path=str(run_dir / "dataset.npz"),
                cache_dir=str(settings.workspace / "cache"), protocol=settings.protocol.to_dict(),
                tuning_trials=settings.tuning_trials,
-               artifact_dir=str(run_dir / "artifacts" / f"{config.id}-{backend}-{target.name}"))
+               artifact_dir=str(run_dir / "artifacts" / f"{config.id}-{backend}-{target.name}"),
+               cpus=list(cpus) if cpus else None)
 
 
 def _add_pass(trial: Trial, measured: MeasureFacts, limits: ContentionLimits,
@@ -373,7 +390,7 @@ def _note_contention(trial: Trial) -> None:
 
 
 def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: RunSettings,
-                   run_dir: Path) -> None:
+                   run_dir: Path, core_sets: dict[str, tuple[int, ...]] | None = None) -> None:
     """Passes 2..N: every successful trial's artifact measured again in a fresh worker.
 
     Each pass visits the trials in its own seeded shuffle, so a trial's passes land at
@@ -390,7 +407,7 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
             for trial in due:
                 bar.set_description(f"pass {number}/{settings.passes} {trial.config.label}"[:60])
                 job = _job(run, trial.config, trial.backend, by_name[trial.target], settings,
-                           run_dir)
+                           run_dir, (core_sets or {}).get(trial.target))
                 _measure_pass(trial, job, settings)
                 store.update_trial(trial)
                 bar.update(1)

@@ -181,8 +181,8 @@ class ContentionLimits:
     leaves cores idle); a tenth is twice ``autotune compare``'s default 5% threshold, so a
     window past it can make a change compare would call. It leaves room for what always runs
     beside a trial: the run's own watchdog (``worker.run_isolated`` polling the worker's
-    memory every 50 ms) used 6.6% of one core on the 2-core VM this was built on, 3.3% of its
-    cores, and counts as another process.
+    memory) counts as another process; polling every 50 ms it used 6.6% of one core on the
+    2-core VM this was built on, so it polls every 200 ms (a quarter of that).
     ``steal_share`` 0.05: the hypervisor ran other guests on those vCPUs a twentieth of the
     time. Steal accrues only while a vCPU wants to run, so it lands in the timed code
     directly; its limit is compare's threshold itself.

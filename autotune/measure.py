@@ -56,6 +56,9 @@ class Measurement:
     details: dict = field(default_factory=dict)  # for display only
     device: DeviceFacts | None = None  # set where a remote device measured it
     machine: MachineState | None = None  # during the timed warm runs, where they ran here
+    # The "first inference" is a warm run: the device could only time a call after an untimed
+    # one (TVM's time evaluator). Reports then never call it cold.
+    first_inference_warm: bool = False
 
 
 class Session:
@@ -75,12 +78,22 @@ class Session:
     def outputs(self) -> list[np.ndarray]:
         raise NotImplementedError
 
+    # Whether ``timed_first_run`` timed a warm call; set by a session that cannot time the
+    # first call of a freshly loaded artifact.
+    first_run_warm: bool = False
+
     def timed_run(self) -> float:
         """Run once; the latency in ms. A session whose device times itself (a remote device
         through RPC, a GPU) overrides this to report the device's time."""
         start = time.perf_counter()
         self.run()
         return (time.perf_counter() - start) * 1e3
+
+    def timed_first_run(self) -> float:
+        """The first run of the freshly loaded artifact, timed (ms): the cold start. A session
+        whose ``timed_run`` runs an untimed call first overrides this, or sets
+        ``first_run_warm``."""
+        return self.timed_run()
 
 
 def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
@@ -96,7 +109,7 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
     load_s = time.perf_counter() - start
 
     session.set_inputs(evaluation[0])
-    first_ms = session.timed_run()
+    first_ms = session.timed_first_run()
 
     outputs = []
     for feeds in evaluation:
@@ -123,7 +136,8 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         samples.append(sample_ms)
     machine = None if before is None else window(before, snapshot())
     return Measurement(load_s=load_s, first_inference_ms=first_ms, latencies_ms=samples,
-                       outputs=outputs, machine=machine)
+                       outputs=outputs, machine=machine,
+                       first_inference_warm=session.first_run_warm)
 
 
 def _spin(duration_ms: float) -> float:

@@ -268,10 +268,15 @@ class MeasureFacts:
     device: DeviceFacts | None = None
     machine: MachineState | None = None  # during the timed window
     details: dict = field(default_factory=dict)
+    # ``first_inference_ms`` was a warm run (see ``Measurement.first_inference_warm``).
+    first_inference_warm: bool = False
+    # The CPUs of this host the worker was pinned to while timing (local targets only).
+    core_set: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["latencies_ms"] = list(self.latencies_ms)
+        data["core_set"] = list(self.core_set)
         data["device"] = None if self.device is None else self.device.to_json()
         data["machine"] = None if self.machine is None else self.machine.to_json()
         return data
@@ -282,6 +287,7 @@ class MeasureFacts:
             return None
         known = _known(cls, data)
         known["latencies_ms"] = tuple(float(v) for v in known["latencies_ms"])
+        known["core_set"] = tuple(int(v) for v in known.get("core_set", ()))
         known["device"] = DeviceFacts.from_json(known.get("device"))
         known["machine"] = MachineState.from_json(known.get("machine"))
         return cls(**known)

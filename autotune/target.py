@@ -10,6 +10,7 @@ import difflib
 from pathlib import Path
 
 from autotune.backends import backend_names, get_backend
+from autotune.cores import parse_cpu_list
 from autotune.errors import InputError
 from autotune.paths import TARGETS_DIR, resolve_named_file
 from autotune.target_spec import PRECISIONS, Reach, Target
@@ -34,9 +35,7 @@ def parse_target(data: dict, path: Path) -> Target:
     description = top.get("description", str, "")
     device = top.get("device", str, choices=("cpu", "gpu"))
     arch = top.get("arch", str, choices=("x86_64", "aarch64", "cuda", "intel-gpu"))
-    cores = top.get("cores", int, 0)
-    if cores < 0:
-        raise InputError(f"{top.where('cores')}: must be 0 (all) or a positive count")
+    cores, cpu_list = _cores(top)
     emulated = top.get("emulated", bool, False)
 
     reach_table = top.table("reach")
@@ -64,9 +63,25 @@ def parse_target(data: dict, path: Path) -> Target:
         needs = " or ".join(get_backend(name).target_needs for name in backend_names())
         raise InputError(f"{path}: a target needs {needs}")
     return Target(name=path.stem, description=description, device=device, arch=arch,
-                  cores=cores, reach=reach, backend_tables=backend_tables, peak_gops=peaks,
+                  cores=cores, cpu_list=cpu_list, reach=reach, backend_tables=backend_tables,
+                  peak_gops=peaks,
                   memory_bandwidth_gbs=None if bandwidth is None else float(bandwidth),
                   emulated=emulated, path=path)
+
+
+def _cores(top: Table) -> tuple[int, tuple[int, ...]]:
+    """``cores``: a count (0: every core the run may use) or a CPU list such as "0-3"."""
+    value = top.get("cores", (int, str), 0)
+    if isinstance(value, str):
+        try:
+            cpu_list = parse_cpu_list(value)
+        except ValueError as error:
+            raise InputError(f"{top.where('cores')}: {error}") from None
+        return len(cpu_list), cpu_list
+    if value < 0:
+        raise InputError(f"{top.where('cores')}: must be 0 (all), a positive count or a CPU "
+                         f"list such as \"0-3\"")
+    return value, ()
 
 
 def _backend_tables(top: Table, data: dict) -> tuple[dict[str, dict], list[str]]:

@@ -27,7 +27,8 @@ class Reach:
 
 @dataclass(frozen=True)
 class Target:
-    """A hardware target. ``cores == 0`` means every core of the host that runs the trial.
+    """A hardware target. ``cores == 0`` means every core of the host that runs the trial;
+    ``cpu_list``, when the file names CPUs (``cores = "0-3"``), which ones (``autotune.cores``).
 
     ``backend_tables``: each backend's table of the target file (``[NAME]``) as read, checked
     by that backend when the file was loaded; only the backend reads what is inside.
@@ -38,6 +39,7 @@ class Target:
     device: str
     arch: str
     cores: int = 0
+    cpu_list: tuple[int, ...] = ()
     reach: Reach = field(default_factory=Reach)
     backend_tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     peak_gops: dict[str, float] = field(default_factory=dict)

@@ -29,7 +29,8 @@ __all__ = ["FAILURE_STATUSES", "STATUSES", "Trial"]
 
 # The typed facts kept in the store's one JSON column (``Trial.facts_json``).
 _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "passes",
-          "spreads", "noisy", "passes_skipped", "roofline", "sensitivity")
+          "spreads", "noisy", "passes_skipped", "roofline", "sensitivity",
+          "first_inference_warm", "core_set")
 
 
 @dataclass
@@ -79,6 +80,8 @@ class Trial(HasStatus):
     passes_skipped: str = ""  # why a trial got one pass only (emulated devices)
     roofline: RooflinePlacement | None = None
     sensitivity: Sensitivity | None = None
+    first_inference_warm: bool = False  # the device could time a warm first run only
+    core_set: tuple[int, ...] = ()  # the host CPUs a local trial was pinned to
 
     @property
     def failed(self) -> bool:
@@ -149,6 +152,7 @@ class Trial(HasStatus):
             data[name] = None if data[name] is None else data[name].to_json()
         data["notes"] = [note.to_json() for note in self.notes]
         data["passes"] = [entry.to_json() for entry in self.passes]
+        data["core_set"] = list(self.core_set)
         return data
 
     @staticmethod
@@ -166,6 +170,8 @@ class Trial(HasStatus):
             "passes_skipped": str(data.get("passes_skipped", "")),
             "roofline": RooflinePlacement.from_json(data.get("roofline")),
             "sensitivity": Sensitivity.from_json(data.get("sensitivity")),
+            "first_inference_warm": bool(data.get("first_inference_warm", False)),
+            "core_set": tuple(int(cpu) for cpu in data.get("core_set", ())),
         }
 
     def to_dict(self) -> dict:

@@ -17,11 +17,13 @@ import tempfile
 import time
 import traceback
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from autotune.hostlock import EXCLUSIVE, SHARED, Held, host_lock, times_on_this_host
 from autotune.outcome import CompileFacts, MeasureFacts, WorkerOutcome, json_default
 from autotune.outputs import load_outputs, save_outputs
 
@@ -47,6 +49,9 @@ class Job:
     # An artifact compiled by an earlier worker (``Artifact.to_json``): measure it again,
     # skipping quantize/compile.
     artifact: dict | None = None
+    # The CPUs a local target's worker is pinned to (``autotune.cores.target_cpus``, chosen
+    # by the driver before it moved off them); None: chosen by the worker from its own.
+    cpus: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class WorkerResult:
 
 
 def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
-                 poll_s: float = 0.05, python: str | None = None,
+                 poll_s: float = 0.2, python: str | None = None,
                  env: Mapping[str, str] | None = None) -> WorkerResult:
     """Run ``job`` in a child process (``python``: another runtime's interpreter; ``env``:
     environment variables set for it alone); never raises for anything the child does."""
@@ -87,7 +92,8 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
             )
             _IN_FLIGHT.add(child)
             try:
-                killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s)
+                killed_for = _watch(child, timeout_s, memory_limit_bytes, poll_s,
+                                    scratch_path / WAITING_FLAG)
             except BaseException:
                 _kill(child)  # Ctrl-C or SIGTERM in the run: the trial in flight dies with it
                 raise
@@ -134,8 +140,14 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# A file in the trial's scratch folder that exists while the worker waits for the host lock
+# (autotune.hostlock): waiting for another target's compile or timing is not the trial's
+# time, so the watchdog's clock stops meanwhile.
+WAITING_FLAG = "waiting-for-host-lock"
+
+
 def _watch(child: subprocess.Popen, timeout_s: float, memory_limit_bytes: int,
-           poll_s: float) -> str | None:
+           poll_s: float, waiting_flag: Path) -> str | None:
     import psutil
 
     deadline = time.monotonic() + timeout_s
@@ -143,8 +155,13 @@ def _watch(child: subprocess.Popen, timeout_s: float, memory_limit_bytes: int,
         process = psutil.Process(child.pid)
     except psutil.NoSuchProcess:
         process = None
+    last = time.monotonic()
     while child.poll() is None:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if waiting_flag.exists():
+            deadline += now - last
+        last = now
+        if now > deadline:
             _kill(child)
             return "timeout"
         if process is not None and tree_rss(process) > memory_limit_bytes:
@@ -233,6 +250,9 @@ def _child_main(job_path: Path) -> int:
     def enter(phase: str) -> None:
         phase_path.write_text(phase)
 
+    def locked(why: str):
+        return host_lock(SHARED, why, scratch / WAITING_FLAG)
+
     _die_with_parent()
     job = Job(**json.loads(job_path.read_text()))
     from autotune.backends import get_backend
@@ -252,7 +272,7 @@ def _child_main(job_path: Path) -> int:
         state = json.loads(state_path.read_text())
     else:
         enter("start")
-        _pin(target)
+        _pin(target, job.cpus)
         state = {"stage": "quantize"}
         if job.artifact is not None:
             state = {"stage": "measure", "artifact": job.artifact}
@@ -270,10 +290,12 @@ def _child_main(job_path: Path) -> int:
             enter("quantize")
             _maybe_fault(fault, "quantize")
             dataset = Dataset.load(Path(job.dataset_path))
-            start = time.perf_counter()
-            model = quantize(Path(job.model_path), config, dataset.calibration,
-                             Path(job.cache_dir))
-            state["quantize_s"] = time.perf_counter() - start
+            with locked("quantize") as held:
+                start = time.perf_counter()
+                model = quantize(Path(job.model_path), config, dataset.calibration,
+                                 Path(job.cache_dir))
+                state["quantize_s"] = time.perf_counter() - start
+            state["host_lock_wait_s"] = held.waited_s
             state["model"] = {"path": str(model.path), "precision_hint": model.precision_hint,
                               "source_hash": model.source_hash}
             _next_stage(job_path, state, "compile", reexec=model.fresh)
@@ -286,8 +308,10 @@ def _child_main(job_path: Path) -> int:
             workdir = Path(job.artifact_dir) if job.artifact_dir else scratch / "artifact"
             workdir.mkdir(parents=True, exist_ok=True)
             _maybe_fault(fault, "compile")
-            artifact = backend.compile(model, target, workdir, CompileOptions(
-                tuning_trials=job.tuning_trials, cache_dir=Path(job.cache_dir)))
+            with locked("compile") as held:
+                artifact = backend.compile(model, target, workdir, CompileOptions(
+                    tuning_trials=job.tuning_trials, cache_dir=Path(job.cache_dir)))
+            state["host_lock_wait_s"] = state.get("host_lock_wait_s", 0.0) + held.waited_s
             compiled = CompileFacts(
                 compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
                 quantize_s=state.get("quantize_s"),
@@ -302,13 +326,18 @@ def _child_main(job_path: Path) -> int:
         rss_before = _rss_bytes("VmRSS")
         _maybe_fault(fault, "measure")
         protocol = _with_injected_slowdown(MeasurementProtocol(**job.protocol))
-        measurement = backend.measure(artifact, dataset.evaluation, target, protocol)
+        with _timing_lock(target, scratch / WAITING_FLAG) as held:
+            measurement = backend.measure(artifact, dataset.evaluation, target, protocol)
         peak = _rss_bytes("VmHWM")
+        waited_s = state.get("host_lock_wait_s", 0.0) + held.waited_s
         measured = MeasureFacts(
             load_s=measurement.load_s, first_inference_ms=measurement.first_inference_ms,
             latencies_ms=tuple(measurement.latencies_ms), peak_memory_bytes=peak,
             memory_bytes=max(0, peak - rss_before), device=measurement.device,
-            machine=measurement.machine, details=measurement.details)
+            machine=measurement.machine,
+            details={**measurement.details, "host_lock_wait_s": round(waited_s, 3)},
+            first_inference_warm=measurement.first_inference_warm,
+            core_set=_core_set(target))
         if compiled is not None and measurement.details:
             # What the device found at measurement (a device-compiled artifact's op
             # precisions) can change what the backend has to say about the trial.
@@ -338,12 +367,30 @@ def _load_runtime(target, backend) -> None:
     backend.available(target)
 
 
-def _pin(target) -> None:
-    """Pin the measured process to the target's core count, so two configs measured on the
-    same target always get the same cores (inherited across re-executions)."""
+def _pin(target, cpus: list[int] | None) -> None:
+    """Pin the worker to the target's core set (``cpus``, or chosen here when the job names
+    none), so every config measured on the target gets the same cores (inherited across
+    re-executions). Remote targets' workers stay where the driver runs."""
     if target.is_local and hasattr(os, "sched_setaffinity"):
-        allowed = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, allowed[: target.threads])
+        from autotune.cores import allowed_cpus, pin_process, target_cpus
+
+        pin_process(cpus if cpus else target_cpus(target, allowed_cpus()))
+
+
+def _core_set(target) -> tuple[int, ...]:
+    """The CPUs this worker measured on (a local target's; a remote device's are its own)."""
+    if not target.is_local or not hasattr(os, "sched_getaffinity"):
+        return ()
+    return tuple(sorted(os.sched_getaffinity(0)))
+
+
+def _timing_lock(target, waiting_flag: Path | None = None):
+    """The host lock a measurement (load, warm-up and timed runs) holds: exclusive where it
+    times on this host's cores; none for a device elsewhere, whose timing nothing here
+    disturbs."""
+    if times_on_this_host(target):
+        return host_lock(EXCLUSIVE, f"time on {target.name}", waiting_flag)
+    return nullcontext(Held("none"))
 
 
 # Inputs a serving worker cycles through: enough that no cache sees one input repeated, few
@@ -372,7 +419,7 @@ def _serve_main(job_path: Path) -> int:
 
     target = load_target(job.target_path)
     backend = get_backend(job.backend)
-    _pin(target)
+    _pin(target, job.cpus)
     _load_runtime(target, backend)
     artifact = Artifact.from_json(job.artifact)
     evaluation = Dataset.load(Path(job.dataset_path)).evaluation[:SERVE_INPUTS]
@@ -381,7 +428,8 @@ def _serve_main(job_path: Path) -> int:
         if line.strip() != "measure":
             break
         try:
-            measurement = backend.measure(artifact, evaluation, target, protocol)
+            with _timing_lock(target):
+                measurement = backend.measure(artifact, evaluation, target, protocol)
             reply = {"status": "ok", "latencies_ms": list(measurement.latencies_ms)}
         except Exception as exc:  # noqa: BLE001 - a failed round is the comparison's result
             reply = {"status": "runtime_error", "error": _describe(exc)}

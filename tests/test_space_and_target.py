@@ -98,7 +98,7 @@ def test_space_typos_name_file_and_key(tmp_path, text, expected):
 
 @pytest.mark.parametrize("text, expected", [
     ("device = 'cpu'\narch = 'x86_64'\ncores = 'two'\n[openvino]\ndevice = 'CPU'\n",
-     "cores: expected an integer"),
+     "cores: expected a count or CPU numbers"),
     ("device = 'cpu'\narch = 'x86_64'\n[openvino]\ndevcie = 'CPU'\n", "openvino.devcie: unknown"),
     ("device = 'tpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n", "device: must be one of"),
     ("device = 'cpu'\narch = 'x86_64'\n", "needs an [openvino] device or a [tvm] target"),

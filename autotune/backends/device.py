@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 
 # Set by whoever starts a worker under an emulator (scripts/arm-emulator does): latencies
 # measured there are not the device's and are stored flagged ``emulated``.
 EMULATED_ENV = "AUTOTUNE_EMULATED"  # or `autotune worker --emulated WHY`
+# The device's clock around one call: how the host times a freshly loaded module's first
+# (cold) run, which TVM's time evaluator cannot (it always runs once untimed first).
+TIME_CALL_FUNCTION = "autotune.time_call"
 
 
 def _describe_device() -> str:
@@ -31,10 +35,23 @@ def _describe_device() -> str:
     })
 
 
+def _time_call(module, name: str, device_type: int, device_id: int, *args) -> float:
+    """Run ``module[name](*args)`` once and wait for the device; the wall time in ms."""
+    import tvm
+
+    function = module[name]
+    device = tvm.runtime.device(device_type, device_id)
+    start = time.perf_counter()
+    function(*args)
+    device.sync()
+    return (time.perf_counter() - start) * 1e3
+
+
 def _register_device_functions() -> None:
     import tvm
 
     tvm.register_global_func("autotune.device_info", _describe_device, override=True)
+    tvm.register_global_func(TIME_CALL_FUNCTION, _time_call, override=True)
     try:
         import openvino  # noqa: F401
     except ImportError:

@@ -31,12 +31,17 @@ _INTEGER_PRECISIONS = ("u8", "i8", "i4", "u4")
 
 
 def _compile_config(target: Target, precision_hint: str) -> dict[str, str]:
-    return {
+    config = {
         "INFERENCE_PRECISION_HINT": _HINTS[precision_hint],
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": str(target.threads),
     }
+    if openvino_device(target) == "CPU":
+        # One thread per core of the worker's core set (it is pinned to it), each kept on its
+        # core, so a trial's threads do not wander onto the cores the driver was moved to.
+        config["ENABLE_CPU_PINNING"] = "YES"
+    return config
 
 
 def openvino_device(target: Target) -> str | None:

@@ -196,7 +196,8 @@ class TVMBackend:
             vm = relax.VirtualMachine(module, device)
             if target.is_local and kind == "llvm":
                 return _TVMSession(vm, device, names)
-            return _DeviceTimedSession(vm, device, names, runs_here=target.is_local)
+            return _DeviceTimedSession(vm, device, names, target.is_local,
+                                       getattr(module, "_autotune_session", None))
 
         measurement = measure_session(load, evaluation, protocol)
         measurement.device = found.get("device")
@@ -257,18 +258,41 @@ class _TVMSession(Session):
 
 class _DeviceTimedSession(_TVMSession):
     """A VM on a remote device or a GPU: the device times each run (the VM's time
-    evaluator), so neither the RPC round trip nor an asynchronous launch is counted."""
+    evaluator), so neither the RPC round trip nor an asynchronous launch is counted.
 
-    def __init__(self, vm, device, input_names: list[str], runs_here: bool) -> None:
+    The time evaluator always runs the function once untimed before it times (TVM's
+    ``WrapTimeEvaluator``, whatever ``number``, ``repeat`` or ``f_preproc``), so it cannot
+    time a cold start. The first run is timed by a clock on the device instead: a local GPU's
+    is this process's (around the call and a device sync); a remote device's is
+    ``autotune.time_call``, served by ``autotune worker``. A plain TVM RPC server has no such
+    function: the first run is then the evaluator's, and labelled warm.
+    """
+
+    def __init__(self, vm, device, input_names: list[str], runs_here: bool,
+                 rpc_session=None) -> None:
         super().__init__(vm, device, input_names)
         # A remote device runs the timed code: this host's state is not what it ran under
         # (the device reports none through plain TVM RPC).
         self.runs_here = runs_here
         # number=1, repeat=1: one timed run per call (after one discarded run).
         self._evaluator = vm.time_evaluator("main", device, number=1, repeat=1)
+        self._rpc = rpc_session  # None: a local GPU
 
     def timed_run(self) -> float:
         return float(self._evaluator(*self._args).results[0]) * 1e3
+
+    def timed_first_run(self) -> float:
+        if self._rpc is None:
+            return Session.timed_run(self)  # this host's clock around the call and a sync
+        from autotune.backends.device import TIME_CALL_FUNCTION
+
+        try:
+            time_call = self._rpc.get_function(TIME_CALL_FUNCTION)
+        except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing function
+            self.first_run_warm = True
+            return self.timed_run()
+        return float(time_call(self._vm.module, "main", self._device.dlpack_device_type(),
+                               self._device.index, *self._args))
 
 
 def _cuda_availability(tvm) -> Availability:

@@ -12,7 +12,8 @@ CSV_FIELDS = ("config_id", "config_text", "label", "backend", "target", "status"
               "latency_ms", "latency_median_ms", "latency_p90_ms", "latency_p99_ms",
               "latency_spread", "samples", "speedup_vs_fp32", "accuracy", "accuracy_drop_pp",
               "top1_agreement", "sqnr_db", "cosine", "memory_bytes", "peak_memory_bytes",
-              "artifact_size_bytes", "compile_s", "load_s", "first_inference_ms", "emulated",
+              "artifact_size_bytes", "compile_s", "load_s", "first_inference_ms",
+              "first_inference_warm", "emulated",
               "other_cpu_share", "steal_share", "load_1m", "cpu_mhz", "contended",
               "on_frontier", "flags", "notes", "error")
 
@@ -36,6 +37,8 @@ def write_csv(facts: RunFacts, path: Path) -> Path:
                 "memory_bytes": t.memory_bytes, "peak_memory_bytes": t.peak_memory_bytes,
                 "artifact_size_bytes": t.artifact_size_bytes, "compile_s": t.compile_s,
                 "load_s": t.load_s, "first_inference_ms": t.first_inference_ms,
+                # The device could time a warm first run only: never read it as a cold start.
+                "first_inference_warm": t.first_inference_warm,
                 "emulated": t.emulated, **_machine_fields(t), "on_frontier": f.on_front,
                 "flags": " | ".join(f.flags),
                 "notes": " | ".join(note.text for note in t.notes),

@@ -30,19 +30,22 @@ class LocalWorker:
     """A real tracker and `autotune worker` on this host, under a key of this test's own.
 
     ``emulated``: started with ``--emulated WHY`` (its device answers that it is emulated).
+    ``plain_tvm``: TVM's own RPC server instead, without the suite's device functions.
     """
 
-    def __init__(self, emulated: str | None = None) -> None:
+    def __init__(self, emulated: str | None = None, plain_tvm: bool = False) -> None:
         from tvm.rpc.tracker import Tracker
 
         from autotune.backends.remote import tracker_state
 
         self.tracker = Tracker("127.0.0.1", port=free_port(), port_end=65535, silent=True)
         self.port, self.key = self.tracker.port, f"test-{os.getpid()}"
+        server = ["tvm.exec.rpc_server"] if plain_tvm else ["autotune", "worker"]
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "autotune", "worker", "--tracker",
+            [sys.executable, "-m", *server, "--tracker",
              f"127.0.0.1:{self.port}", "--key", self.key, "--host", "127.0.0.1",
-             "--port", str(free_port()),
+             "--port", str(port := free_port()),
+             *(["--port-end", str(port + 100)] if plain_tvm else []),
              *(["--emulated", emulated] if emulated else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (

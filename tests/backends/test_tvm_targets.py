@@ -165,8 +165,30 @@ def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tm
     assert there.device.served_by == "autotune worker"
     # The worker was started without --emulated: its device says so, and the trial is real.
     assert there.device.emulated is False and there.device.emulator == ""
+    # The first run was timed cold, by the device's clock (`autotune.time_call`), not by the
+    # time evaluator, which runs once untimed before it times.
+    assert there.first_inference_warm is False and there.first_inference_ms > 0
     np.testing.assert_allclose(first_outputs(there.outputs), first_outputs(here.outputs),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_plain_tvm_server_times_a_warm_first_run_and_says_so(tiny, tmp_path):
+    """Without `autotune worker`'s device clock, only TVM's time evaluator times on the
+    device, and it runs the call once untimed first: the figure is labelled warm."""
+    from autotune.backends import get_backend
+    from autotune.target import load_target
+    from autotune.testing.remote import LocalWorker
+
+    worker = LocalWorker(plain_tvm=True)
+    try:
+        remote = load_target(str(worker.target_toml(tmp_path / "plain.toml")))
+        backend = get_backend("tvm")
+        artifact = backend.compile(tiny[0], remote, tmp_path)
+        there = backend.measure(artifact, tiny[1].evaluation, remote, QUICK)
+    finally:
+        worker.stop()
+    assert there.device.served_by == "tvm.exec.rpc_server"
+    assert there.first_inference_warm is True and there.first_inference_ms > 0
 
 
 def test_the_device_says_whether_it_is_emulated_and_the_stored_trials_keep_it(
