@@ -176,7 +176,9 @@ class RooflinePlacement:
     """Where a trial sits against its target's roofline (``autotune.roofline``).
 
     ``ops`` and ``bytes`` are always known for a successful trial; the bound and its parts
-    only where the target has peaks (measured or from its TOML).
+    only where the target has peaks (measured or from its TOML). The memory time is
+    cache-aware: each layer at the bandwidth of the level its working set fits in
+    (``layer_levels``); ``memory_level`` is the level with the most memory time.
     """
 
     ops: int
@@ -190,7 +192,12 @@ class RooflinePlacement:
     peaks_measured_at: str = ""
     peak_gops: dict[str, float] = field(default_factory=dict)
     memory_bandwidth_gbs: float | None = None
-    attained_fraction: float | None = None
+    attained_fraction: float | None = None  # bound / latency: above 1, a peak is too low
+    memory_level: str = ""  # "L1", "L2", "L3" or "DRAM"
+    memory_ms_by_level: dict[str, float] = field(default_factory=dict)
+    layer_levels: dict[str, str] = field(default_factory=dict)  # layer name -> its level
+    level_bandwidth_gbs: dict[str, float] = field(default_factory=dict)  # the level roofs
+    estimated_levels: list[str] = field(default_factory=list)  # roofs not measured
 
     @property
     def intensity(self) -> float:
@@ -205,8 +212,9 @@ class RooflinePlacement:
         if not data:
             return None
         known = _known(cls, data)
-        if not isinstance(known.get("peak_gops"), dict):
-            known.pop("peak_gops", None)
+        for name in ("peak_gops", "memory_ms_by_level", "layer_levels", "level_bandwidth_gbs"):
+            if not isinstance(known.get(name), dict):
+                known.pop(name, None)
         return cls(**known)
 
 

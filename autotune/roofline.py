@@ -1,21 +1,26 @@
-"""Roofline: a target's peak compute per precision and memory bandwidth, and where trials sit.
+"""Roofline: a target's peak compute per precision and bandwidth per memory level, and
+where trials sit.
 
-A config's roofline-bound latency is ``max(compute time, memory time)``: the compute time
-sums each layer's operations over the peak of the precision it runs in, the memory time is
-all bytes moved over the bandwidth. A trial's attained fraction is that bound over its
-measured median latency (1.0 would be running at the roof).
+Cache-aware (Ilic, Pratas & Sousa, "Cache-aware Roofline model", IEEE CAL 2014; Intel
+Advisor's hierarchical roofline): each layer's bytes move at the bandwidth of the smallest
+level its working set (weights plus activations, at their precision) fits in: L1, L2, L3
+or DRAM. A config's roofline-bound latency is ``max(compute time, memory time)``: the
+compute time sums each layer's operations over the peak of the precision it runs in, the
+memory time each layer's bytes over its level's bandwidth. A trial's attained fraction is
+that bound over its measured latency; above 1 the trial beat its bound, so a peak is too
+low, and ``beaten_roof`` says which.
 
-Peaks come from micro-benchmarks run through a backend (``measure_peaks``: a large MatMul
-compiled at fp32, with the bf16 hint and as int8 QDQ; a large elementwise model and a numpy
-copy for bandwidth), stored with the date and host, or else from the target TOML's
-``[roofline]`` table.
+Peaks come from micro-benchmarks run on the target in an isolated worker
+(``measure_peaks``: a large MatMul compiled at fp32, with the bf16 hint and as int8 QDQ; a
+numpy kernel streaming a level-sized buffer per level, on the device itself; a large
+elementwise model for DRAM), stored with the date and the measured device, or else from the
+target TOML's ``[roofline]`` table. Peaks measured on an emulated device are never a roof.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +29,9 @@ import numpy as np
 
 from autotune.graph import ConfigCost, analyze, config_cost
 from autotune.onnx_files import save_model
-from autotune.outcome import FLOAT_FALLBACK, RooflinePlacement
+from autotune.outcome import FLOAT_FALLBACK, DeviceFacts, RooflinePlacement
 from autotune.target import Target
+from autotune.target_spec import DRAM
 from autotune.trial import Trial
 
 log = logging.getLogger("autotune")
@@ -34,26 +40,53 @@ MEASURED_PRECISIONS = ("fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
+class LevelRoof:
+    """One memory level's roof: the working sets it holds and the bandwidth it serves."""
+
+    name: str
+    capacity_bytes: int | None  # the whole target's (a private level: size x cores); None: DRAM
+    bandwidth_gbs: float
+    source: str  # "measured" or "estimate" (the target TOML's)
+
+
+@dataclass(frozen=True)
 class Peaks:
-    """Peak GOPS per precision and memory bandwidth, and where those figures come from."""
+    """Peak GOPS per precision, bandwidth per memory level, and where those figures come from.
+
+    ``bandwidth_gbs`` is DRAM's (the classic single-roof figure, which the cost model reads).
+    """
 
     gops: dict[str, float]
     bandwidth_gbs: float | None
     source: str  # "measured" (with the date and host) or "target" (the TOML's estimate)
     measured_at: str | None = None
     hostname: str | None = None
+    levels: tuple[LevelRoof, ...] = ()  # smallest first, DRAM last
 
     def peak(self, precision: str) -> float | None:
         """The peak of ``precision``; a precision with no figure of its own runs at fp32's."""
         return self.gops.get(precision) or self.gops.get("fp32")
 
+    def level_for(self, working_set_bytes: float) -> LevelRoof | None:
+        """The smallest level that holds ``working_set_bytes``; None without any bandwidth."""
+        for level in self.levels:
+            if level.capacity_bytes is None or working_set_bytes <= level.capacity_bytes:
+                return level
+        if self.bandwidth_gbs:
+            return LevelRoof(DRAM, None, self.bandwidth_gbs, self.source)
+        return None
+
 
 @dataclass(frozen=True)
 class Bound:
-    """The roofline-bound latency of one config and which roof sets it."""
+    """The roofline-bound latency of one config, which roof sets it, and which memory level
+    takes the most of its memory time."""
 
     compute_ms: float
     memory_ms: float
+    memory_level: str = ""
+    memory_ms_by_level: dict[str, float] = field(default_factory=dict)
+    layer_levels: dict[str, str] = field(default_factory=dict)  # layer name -> its level
 
     @property
     def bound_ms(self) -> float:
@@ -64,35 +97,83 @@ class Bound:
         return "memory" if self.memory_ms > self.compute_ms else "compute"
 
 
+def level_roofs(target: Target, measured: dict[str, float] | None = None
+                ) -> tuple[LevelRoof, ...]:
+    """The target's levels with their measured bandwidth where ``measured`` has one, else the
+    TOML's estimate. A level is never slower than the one below it (a working set that fits
+    L2 fits L3 too): where a figure says so, the one below counts for it as well."""
+    measured = measured or {}
+    roofs = []
+    for level in target.memory_levels:
+        capacity = (None if level.size_bytes is None
+                    else level.size_bytes * (target.threads if level.private else 1))
+        figure = measured.get(level.name)
+        roofs.append(LevelRoof(level.name, capacity, figure or level.bandwidth_gbs,
+                               "measured" if figure else "estimate"))
+    for index in range(len(roofs) - 2, -1, -1):
+        below = roofs[index + 1]
+        if below.bandwidth_gbs > roofs[index].bandwidth_gbs:
+            roofs[index] = dataclasses.replace(roofs[index], bandwidth_gbs=below.bandwidth_gbs,
+                                               source=below.source)
+    return tuple(roofs)
+
+
 def target_peaks(target: Target) -> Peaks | None:
     """The estimates in the target TOML, or None when it has no [roofline] table."""
     if not target.peak_gops:
         return None
-    return Peaks(dict(target.peak_gops), target.memory_bandwidth_gbs, "target")
+    return Peaks(dict(target.peak_gops), target.memory_bandwidth_gbs, "target",
+                 levels=level_roofs(target))
 
 
 def peaks_for(target: Target, store=None, cpu_model: str | None = None,
               cores: int | None = None) -> Peaks | None:
-    """Measured peaks for ``target`` (on that CPU and core count) if stored, else the TOML's."""
+    """Measured peaks for ``target`` (on that CPU and core count) if stored, else the TOML's.
+    The store never answers with peaks measured on an emulated device."""
     if store is not None:
         record = store.latest_roofline(target.name, cpu_model, cores)
         if record is not None:
-            return Peaks(dict(record.peak_gops), record.memory_bandwidth_gbs, "measured",
-                         record.measured_at, record.hostname)
+            measured = {**record.level_bandwidth_gbs}
+            if record.memory_bandwidth_gbs:
+                measured.setdefault(DRAM, record.memory_bandwidth_gbs)
+            return Peaks(dict(record.peak_gops), measured.get(DRAM), "measured",
+                         record.measured_at, record.hostname, level_roofs(target, measured))
     return target_peaks(target)
 
 
 def roofline_bound(ops_by_precision: dict[str, float], bytes_moved: float,
                    peaks: Peaks) -> Bound:
-    """The bound of ``ops_by_precision`` operations and ``bytes_moved`` bytes under ``peaks``."""
+    """The bound of ``ops_by_precision`` operations and ``bytes_moved`` bytes, every byte
+    from DRAM: the classic single-roof bound (the cost model's feature)."""
+    memory_s = bytes_moved / (peaks.bandwidth_gbs * 1e9) if peaks.bandwidth_gbs else 0.0
+    return Bound(_compute_s(ops_by_precision, peaks) * 1e3, memory_s * 1e3)
+
+
+def _compute_s(ops_by_precision: dict[str, float], peaks: Peaks) -> float:
     compute_s = 0.0
     for precision, ops in ops_by_precision.items():
         peak = peaks.peak(precision)
         if not peak:
             raise ValueError(f"no peak for {precision} (nor fp32) in the roofline")
         compute_s += ops / (peak * 1e9)
-    memory_s = bytes_moved / (peaks.bandwidth_gbs * 1e9) if peaks.bandwidth_gbs else 0.0
-    return Bound(compute_s * 1e3, memory_s * 1e3)
+    return compute_s
+
+
+def cache_aware_bound(cost: ConfigCost, peaks: Peaks) -> Bound:
+    """The bound of ``cost`` with each layer's bytes at the bandwidth of the smallest level
+    its working set fits in; the level with the most memory time is the trial's."""
+    by_level: dict[str, float] = {}
+    layer_levels: dict[str, str] = {}
+    for layer in cost.layers:
+        level = peaks.level_for(layer.bytes)
+        if level is None:
+            continue
+        layer_levels[layer.name] = level.name
+        by_level[level.name] = (by_level.get(level.name, 0.0)
+                                + layer.bytes / (level.bandwidth_gbs * 1e9) * 1e3)
+    dominant = max(by_level, key=by_level.get) if by_level else ""
+    return Bound(_compute_s(cost.ops_by_precision, peaks) * 1e3, sum(by_level.values()),
+                 dominant, by_level, layer_levels)
 
 
 def layerwise_bound_ms(cost: ConfigCost, peaks: Peaks) -> float:
@@ -109,13 +190,33 @@ def placement(cost: ConfigCost, peaks: Peaks | None,
                                precision=cost.precision)
     if peaks is None:
         return counts
-    bound = roofline_bound(cost.ops_by_precision, cost.bytes, peaks)
+    bound = cache_aware_bound(cost, peaks)
     return dataclasses.replace(
         counts, bound_ms=bound.bound_ms, compute_ms=bound.compute_ms,
         memory_ms=bound.memory_ms, bound=bound.bound, peaks_source=peaks.source,
         peak_gops=dict(peaks.gops), memory_bandwidth_gbs=peaks.bandwidth_gbs,
         peaks_measured_at=peaks.measured_at or "",
-        attained_fraction=bound.bound_ms / latency_ms if latency_ms else None)
+        attained_fraction=bound.bound_ms / latency_ms if latency_ms else None,
+        memory_level=bound.memory_level, memory_ms_by_level=dict(bound.memory_ms_by_level),
+        layer_levels=dict(bound.layer_levels),
+        level_bandwidth_gbs={level.name: level.bandwidth_gbs for level in peaks.levels},
+        estimated_levels=[level.name for level in peaks.levels if level.source == "estimate"])
+
+
+def beaten_roof(place: RooflinePlacement, latency_ms: float | None) -> str:
+    """Empty while ``latency_ms`` respects the bound; else which peak must be wrong, in
+    words (a bound that is beaten is not a bound: its attained fraction is never shown)."""
+    if not place.bound_ms or not latency_ms or place.bound_ms <= latency_ms:
+        return ""
+    level = place.memory_level or DRAM
+    wrong = []
+    if place.memory_ms and place.memory_ms > latency_ms:
+        wrong.append(f"the {level} bandwidth")
+    if place.compute_ms and place.compute_ms > latency_ms:
+        wrong.append(f"the {place.precision} peak")
+    roof = f"the {level} bound" if place.bound == "memory" else \
+        f"the {place.precision} compute bound"
+    return f"measured faster than {roof}: {' or '.join(wrong)} is too low"
 
 
 def attach_roofline(trial: Trial, model_path: Path, target: Target, store=None) -> None:
@@ -136,11 +237,29 @@ def attach_roofline(trial: Trial, model_path: Path, target: Target, store=None) 
 
 @dataclass
 class PeakMeasurement:
-    """What ``measure_peaks`` found, with the per-benchmark figures behind it."""
+    """What ``measure_peaks`` found, with the per-benchmark figures behind it.
+
+    ``level_bandwidth_gbs`` holds the levels measured trustworthily (DRAM's figure is also
+    ``memory_bandwidth_gbs``); ``device`` is the remote device that ran them (None: this
+    machine), whose CPU model keys the stored record.
+    """
 
     peak_gops: dict[str, float]
     memory_bandwidth_gbs: float | None
     details: dict = field(default_factory=dict)
+    level_bandwidth_gbs: dict[str, float] = field(default_factory=dict)
+    device: DeviceFacts | None = None
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["device"] = None if self.device is None else self.device.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> PeakMeasurement:
+        return cls(dict(data["peak_gops"]), data["memory_bandwidth_gbs"],
+                   dict(data.get("details") or {}), dict(data.get("level_bandwidth_gbs") or {}),
+                   DeviceFacts.from_json(data.get("device")))
 
 
 def matmul_model(path: Path, size: int, seed: int = 0) -> Path:
@@ -172,11 +291,15 @@ def elementwise_model(path: Path, elements: int) -> Path:
 def measure_peaks(target: Target, backend_name: str, workdir: Path, matmul_size: int = 1024,
                   copy_bytes: int = 256 << 20, min_time_s: float = 2.0,
                   precisions: Sequence[str] = MEASURED_PRECISIONS) -> PeakMeasurement:
-    """Time compute and bandwidth micro-benchmarks on ``target`` through a backend.
+    """Time compute and per-level bandwidth micro-benchmarks on ``target`` itself: through a
+    backend (on a remote target, its device through the tracker) and, for the cache levels,
+    a numpy kernel on the same machine. Call it in an isolated worker
+    (``autotune.worker.run_roofline_isolated``), pinned as trials are.
 
-    Each peak is operations over the fastest sample (the least disturbed one on a shared
-    machine). A precision the target cannot run, or an int8 model whose MatMul fell back to
-    float, gets no peak: a wrong roof is worse than none.
+    Each peak is operations (bytes) over the fastest sample, the least disturbed one on a
+    shared machine. A precision the target cannot run, or an int8 model whose MatMul fell back
+    to float, gets no peak, and a level whose kernel is not trustworthy gets no bandwidth:
+    a wrong roof is worse than the estimate.
     """
     from autotune.backends import get_backend
 
@@ -193,18 +316,27 @@ def measure_peaks(target: Target, backend_name: str, workdir: Path, matmul_size:
     found = PeakMeasurement({}, None, {"matmul_size": matmul_size, "ops": ops,
                                        "backend": backend_name, "precisions": {}})
     for precision in precisions:
-        record = _time_matmul(backend, target, path, precision, inputs, workdir, min_time_s)
+        record, device = _time_matmul(backend, target, path, precision, inputs, workdir,
+                                      min_time_s)
+        found.device = found.device or device
         found.details["precisions"][precision] = record
         if "best_ms" in record:
             found.peak_gops[precision] = ops / (record["best_ms"] / 1e3) / 1e9
-    found.details["bandwidth"] = _bandwidths(backend, target, workdir, copy_bytes, min_time_s)
-    figures = [v for v in found.details["bandwidth"].values() if isinstance(v, float)]
-    found.memory_bandwidth_gbs = max(figures) if figures else None
+    dram, device = _elementwise_gbs(backend, target, workdir, copy_bytes, min_time_s)
+    found.device = found.device or device
+    levels = _level_figures(target, copy_bytes, min_time_s)
+    found.details["levels"] = levels
+    found.details["dram_elementwise_gbs"] = dram
+    for figure in levels.get("figures", []):
+        if figure["bandwidth_gbs"]:
+            found.level_bandwidth_gbs[figure["name"]] = figure["bandwidth_gbs"]
+    found.level_bandwidth_gbs[DRAM] = max(dram, found.level_bandwidth_gbs.get(DRAM, 0.0))
+    found.memory_bandwidth_gbs = found.level_bandwidth_gbs.get(DRAM)
     return found
 
 
 def _time_matmul(backend, target: Target, path: Path, precision: str, inputs: list,
-                 workdir: Path, min_time_s: float) -> dict:
+                 workdir: Path, min_time_s: float) -> tuple[dict, DeviceFacts | None]:
     from autotune.config import QuantConfig
     from autotune.errors import UnsupportedConfig
     from autotune.measure import MeasurementProtocol
@@ -220,48 +352,65 @@ def _time_matmul(backend, target: Target, path: Path, precision: str, inputs: li
     try:
         artifact = backend.compile(model, target, _fresh(workdir / precision))
     except UnsupportedConfig as error:
-        return {"skipped": str(error)}
+        return {"skipped": str(error)}, None
     fallback = [note.text for note in backend.notes(artifact) if note.kind == FLOAT_FALLBACK]
     if precision == "int8" and fallback:
-        return {"skipped": f"the int8 MatMul ran in float ({'; '.join(fallback)})"}
+        return {"skipped": f"the int8 MatMul ran in float ({'; '.join(fallback)})"}, None
     protocol = MeasurementProtocol(warmup_runs=3, min_repeats=10, min_time_s=min_time_s)
-    samples = backend.measure(artifact, inputs, target, protocol).latencies_ms
-    return {"best_ms": float(min(samples)), "median_ms": float(np.median(samples)),
-            "samples": len(samples)}
+    measurement = backend.measure(artifact, inputs, target, protocol)
+    samples = measurement.latencies_ms
+    return ({"best_ms": float(min(samples)), "median_ms": float(np.median(samples)),
+             "samples": len(samples)}, measurement.device)
 
 
-def _bandwidths(backend, target: Target, workdir: Path, copy_bytes: int,
-                min_time_s: float) -> dict:
-    """Bandwidth from a numpy copy (one thread) and the backend's elementwise model (all of
-    the target's threads); the larger is the roof."""
+def _elementwise_gbs(backend, target: Target, workdir: Path, copy_bytes: int,
+                     min_time_s: float) -> tuple[float, DeviceFacts | None]:
+    """DRAM bandwidth as the backend streams it (all of the target's threads, on the
+    target's device): a Relu over ``copy_bytes``, one read and one write per element."""
     from autotune.config import QuantConfig
     from autotune.measure import MeasurementProtocol
     from autotune.quantize import QuantizedModel, file_hash
 
     elements = copy_bytes // 4
     source = np.random.default_rng(2).random(elements, dtype=np.float32) - 0.5
-    found: dict = {"bytes_per_pass": 2 * copy_bytes}
-    found["numpy_copy_gbs"] = 2 * copy_bytes / _best_copy_s(source, min_time_s) / 1e9
     path = elementwise_model(workdir / "relu.onnx", elements)
     model = QuantizedModel(path, QuantConfig(), "fp32", file_hash(path))
     artifact = backend.compile(model, target, _fresh(workdir / "relu"))
     protocol = MeasurementProtocol(warmup_runs=2, min_repeats=5, min_time_s=min_time_s)
-    samples = backend.measure(artifact, [{"x": source}], target, protocol).latencies_ms
-    found[f"{backend.name}_elementwise_gbs"] = 2 * copy_bytes / (min(samples) / 1e3) / 1e9
-    return found
+    measurement = backend.measure(artifact, [{"x": source}], target, protocol)
+    return 2 * copy_bytes / (min(measurement.latencies_ms) / 1e3) / 1e9, measurement.device
 
 
-def _best_copy_s(source: np.ndarray, min_time_s: float) -> float:
-    target = np.empty_like(source)
-    best = float("inf")
-    began = time.perf_counter()
-    runs = 0
-    while runs < 5 or time.perf_counter() - began < min_time_s:
-        start = time.perf_counter()
-        np.copyto(target, source)
-        best = min(best, time.perf_counter() - start)
-        runs += 1
-    return best
+def _level_figures(target: Target, dram_bytes: int, min_time_s: float) -> dict:
+    """Each memory level's bandwidth from the numpy kernel (``autotune.bandwidth``), run
+    where the target is: here for a local CPU, on the device through the tracker for a
+    remote one; a GPU's caches are not measured (they need a kernel on the GPU)."""
+    from autotune.bandwidth import LevelSpec
+
+    if not target.memory_levels:
+        return {"skipped": "the target TOML describes no memory levels"}
+    if target.device != "cpu":
+        return {"skipped": f"a {target.device}'s cache levels need a kernel on the device; "
+                           "the TOML's estimates are kept (DRAM from the elementwise model)"}
+    specs = [LevelSpec(level.name, level.size_bytes, level.private)
+             for level in target.memory_levels]
+    if target.is_local:
+        from autotune.bandwidth import measure_levels
+
+        figures = [f.to_json() for f in measure_levels(specs, target.threads, min_time_s,
+                                                       dram_bytes)]
+        return {"where": "local", "figures": figures}
+    from autotune.backends.remote import connect, device_memory_levels
+
+    reach = target.reach
+    session = connect(reach.host, reach.port, reach.key)
+    try:
+        figures = device_memory_levels(session, {
+            "levels": [dataclasses.asdict(spec) for spec in specs], "threads": target.threads,
+            "min_time_s": min_time_s, "dram_bytes": dram_bytes})
+    except LookupError as error:
+        return {"skipped": f"{error}; the TOML's estimates are kept"}
+    return {"where": f"device {reach.key}", "figures": figures}
 
 
 def _fresh(path: Path) -> Path:

@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -166,7 +166,13 @@ class Prediction:
 
 @dataclass
 class RooflinePeaks:
-    """Peaks measured on one host for one target (``autotune roofline``)."""
+    """Peaks measured on one device for one target (``autotune roofline``).
+
+    ``cpu_model`` is the measured device's (a remote target's, not the host's);
+    ``level_bandwidth_gbs`` the cache and DRAM bandwidths measured there; ``emulator`` says
+    how the device was emulated ("" on real hardware): such peaks are kept for the record and
+    never used as a roof.
+    """
 
     target: str
     measured_at: str
@@ -177,6 +183,13 @@ class RooflinePeaks:
     memory_bandwidth_gbs: float | None
     versions: dict
     details: dict
+    level_bandwidth_gbs: dict[str, float] = field(default_factory=dict)
+    emulator: str = ""
+
+
+# The typed fields of ``RooflinePeaks`` that ride in its details column (schema 3 has no
+# column of their own; a record stored before them reads back without them).
+_ROOFLINE_TYPED = ("level_bandwidth_gbs", "emulator")
 
 
 def now() -> str:
@@ -346,11 +359,16 @@ class Store:
                 peaks_json=json.dumps(peaks.peak_gops),
                 memory_bandwidth_gbs=peaks.memory_bandwidth_gbs,
                 versions_json=json.dumps(peaks.versions),
-                details_json=json.dumps(peaks.details, default=json_default)))
+                details_json=json.dumps({**peaks.details,
+                                         **{name: getattr(peaks, name)
+                                            for name in _ROOFLINE_TYPED}},
+                                        default=json_default)))
 
     def latest_roofline(self, target: str, cpu_model: str | None = None,
-                        cores: int | None = None) -> RooflinePeaks | None:
-        """The newest peaks measured for ``target`` (on that CPU and core count, if given)."""
+                        cores: int | None = None,
+                        emulated: bool = False) -> RooflinePeaks | None:
+        """The newest peaks measured for ``target`` (on that CPU and core count, if given);
+        peaks measured on an emulated device only when ``emulated``."""
         query = sa.select(roofline_table).where(roofline_table.c.target == target)
         if cpu_model is not None:
             query = query.where(roofline_table.c.cpu_model == cpu_model)
@@ -358,15 +376,11 @@ class Store:
             query = query.where(roofline_table.c.cores == cores)
         query = query.order_by(roofline_table.c.measured_at.desc(), roofline_table.c.id.desc())
         with self.engine.connect() as connection:
-            row = connection.execute(query.limit(1)).mappings().first()
-        if row is None:
-            return None
-        return RooflinePeaks(target=row["target"], measured_at=row["measured_at"],
-                             hostname=row["hostname"], cpu_model=row["cpu_model"],
-                             cores=row["cores"], peak_gops=json.loads(row["peaks_json"]),
-                             memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
-                             versions=json.loads(row["versions_json"]),
-                             details=json.loads(row["details_json"]))
+            for row in connection.execute(query).mappings():
+                peaks = _roofline_from_row(row)
+                if emulated or not peaks.emulator:
+                    return peaks
+        return None
 
     def finished_keys(self, run_id: str) -> set[tuple[str, str, str]]:
         with self.engine.connect() as connection:
@@ -374,6 +388,16 @@ class Store:
                                                 trials_table.c.target)
                                       .where(trials_table.c.run_id == run_id)).all()
         return {tuple(row) for row in rows}
+
+
+def _roofline_from_row(row) -> RooflinePeaks:
+    details = json.loads(row["details_json"])
+    typed = {name: details.pop(name) for name in _ROOFLINE_TYPED if name in details}
+    return RooflinePeaks(target=row["target"], measured_at=row["measured_at"],
+                         hostname=row["hostname"], cpu_model=row["cpu_model"],
+                         cores=row["cores"], peak_gops=json.loads(row["peaks_json"]),
+                         memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
+                         versions=json.loads(row["versions_json"]), details=details, **typed)
 
 
 def _add_prediction_and_roofline_tables(connection) -> None:

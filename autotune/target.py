@@ -13,10 +13,11 @@ from autotune.backends import backend_names, get_backend
 from autotune.cores import parse_cpu_list
 from autotune.errors import InputError
 from autotune.paths import TARGETS_DIR, resolve_named_file
-from autotune.target_spec import PRECISIONS, Reach, Target
+from autotune.target_spec import CACHE_LEVELS, DRAM, PRECISIONS, MemoryLevel, Reach, Target
 from autotune.tomlfile import Table, read_toml
 
-__all__ = ["PRECISIONS", "Reach", "Target", "builtin_targets", "load_target", "parse_target"]
+__all__ = ["PRECISIONS", "MemoryLevel", "Reach", "Target", "builtin_targets", "load_target",
+           "parse_target"]
 
 _TABLES = ("reach", "roofline")  # the tables every target file may have, whatever its backends
 
@@ -56,6 +57,7 @@ def parse_target(data: dict, path: Path) -> Target:
         if value is not None:
             peaks[precision] = float(value)
     bandwidth = roofline.get("memory_bandwidth_gbs", (int, float), None)
+    levels = _memory_levels(roofline, bandwidth)
     roofline.finish()
     _no_unknown_tables(top, data)
     top.finish()
@@ -66,7 +68,42 @@ def parse_target(data: dict, path: Path) -> Target:
                   cores=cores, cpu_list=cpu_list, reach=reach, backend_tables=backend_tables,
                   peak_gops=peaks,
                   memory_bandwidth_gbs=None if bandwidth is None else float(bandwidth),
-                  emulated=emulated, path=path)
+                  emulated=emulated, path=path, memory_levels=levels)
+
+
+def _memory_levels(roofline: Table, dram_gbs: float | None) -> tuple[MemoryLevel, ...]:
+    """The caches the ``[roofline]`` table describes (``l1_kib`` and ``l1_bandwidth_gbs``
+    ...; L1 and L2 per core, L3 shared), then DRAM at ``memory_bandwidth_gbs``.
+
+    ``cache_sizes = "sysfs"``: the sizes are this machine's (Linux sysfs), the file's
+    ``lN_kib`` only where sysfs says nothing. A level is known once it has a bandwidth.
+    """
+    from autotune.bandwidth import sysfs_cache_sizes
+
+    source = roofline.get("cache_sizes", str, "target", choices=("target", "sysfs"))
+    found = sysfs_cache_sizes() if source == "sysfs" else {}
+    levels = []
+    for name in CACHE_LEVELS:
+        key = name.lower()
+        kib = roofline.get(f"{key}_kib", int, None)
+        level_gbs = roofline.get(f"{key}_bandwidth_gbs", (int, float), None)
+        size = found.get(key) or (kib << 10 if kib is not None else None)
+        if level_gbs is None:
+            if kib is not None:
+                raise InputError(f"{roofline.where(key + '_kib')}: a cache level needs its "
+                                 f"bandwidth too ({key}_bandwidth_gbs)")
+            continue
+        if size is None:
+            raise InputError(f"{roofline.where(key + '_bandwidth_gbs')}: a cache level needs "
+                             f"its size ({key}_kib{' or sysfs' if source == 'sysfs' else ''})")
+        levels.append(MemoryLevel(name, size, float(level_gbs), private=name != "L3",
+                                  size_source="sysfs" if key in found else "target"))
+    if levels and dram_gbs is None:
+        raise InputError(f"{roofline.where('memory_bandwidth_gbs')}: cache levels need the "
+                         "DRAM bandwidth below them")
+    if dram_gbs is not None:
+        levels.append(MemoryLevel(DRAM, None, float(dram_gbs)))
+    return tuple(levels)
 
 
 def _cores(top: Table) -> tuple[int, tuple[int, ...]]:

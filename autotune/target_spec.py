@@ -13,6 +13,25 @@ from pathlib import Path
 from typing import Any
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
+# The cache levels a target file may describe, smallest first; DRAM is the level below them.
+CACHE_LEVELS = ("L1", "L2", "L3")
+DRAM = "DRAM"
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """One level of the target's memory hierarchy with its estimated bandwidth.
+
+    ``size_bytes``: per core when ``private`` (L1 and L2: every core has its own), for the
+    whole target otherwise; None for DRAM, the level every working set fits. The bandwidth
+    is the whole target's (all its cores), an estimate until ``autotune roofline`` measures it.
+    """
+
+    name: str
+    size_bytes: int | None
+    bandwidth_gbs: float
+    private: bool = False
+    size_source: str = "target"  # "target" (the file's figure) or "sysfs" (this machine's)
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,7 @@ class Target:
     memory_bandwidth_gbs: float | None = None
     emulated: bool = False
     path: Path | None = None
+    memory_levels: tuple[MemoryLevel, ...] = ()  # caches, smallest first, then DRAM
 
     def backend_table(self, backend: str) -> Mapping[str, Any]:
         """The target file's ``[backend]`` table; empty when the file has none."""

@@ -17,7 +17,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -79,14 +79,53 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
                  env: Mapping[str, str] | None = None) -> WorkerResult:
     """Run ``job`` in a child process (``python``: another runtime's interpreter; ``env``:
     environment variables set for it alone); never raises for anything the child does."""
+    with _child(job.__dict__, [], timeout_s, memory_limit_bytes, poll_s, python,
+                env) as (scratch_path, failure):
+        if failure is not None:
+            return WorkerResult.failed(*failure)
+        outcome = WorkerOutcome.from_json(json.loads((scratch_path / "result.json").read_text()))
+        outputs = None
+        if (scratch_path / "outputs.npz").exists():
+            outputs = load_outputs(scratch_path / "outputs.npz")
+        return WorkerResult(outcome, outputs)
+
+
+@dataclass(frozen=True)
+class RooflineJob:
+    """The roofline micro-benchmarks of one target (``autotune.roofline.measure_peaks``)."""
+
+    target_path: str
+    backend: str
+    min_time_s: float
+    matmul_size: int = 1024
+    copy_bytes: int = 256 << 20
+
+
+def run_roofline_isolated(job: RooflineJob, timeout_s: float,
+                          memory_limit_bytes: int) -> tuple[dict | None, str]:
+    """Run the micro-benchmarks in a child process pinned and threaded as a trial's worker
+    is: (``PeakMeasurement.to_json()``, "") or (None, why it failed)."""
+    with _child(job.__dict__, ["--roofline"], timeout_s, memory_limit_bytes, 0.2, None,
+                None) as (scratch_path, failure):
+        if failure is not None:
+            return None, failure[1]
+        result = json.loads((scratch_path / "result.json").read_text())
+        return result.get("found"), result.get("error", "")
+
+
+@contextmanager
+def _child(job: dict, mode: list[str], timeout_s: float, memory_limit_bytes: int,
+           poll_s: float, python: str | None, env: Mapping[str, str] | None):
+    """Run ``python -m autotune.worker [MODE] JOB`` watched for time and memory; yields its
+    scratch folder and (status, error) when it died or left no ``result.json``."""
     with tempfile.TemporaryDirectory(prefix="autotune-trial-") as scratch:
         scratch_path = Path(scratch)
         job_path = scratch_path / "job.json"
-        job_path.write_text(json.dumps(job.__dict__))
+        job_path.write_text(json.dumps(job))
         log_path = scratch_path / "worker.log"
         with open(log_path, "wb") as log:
             child = subprocess.Popen(
-                [python or sys.executable, "-m", "autotune.worker", str(job_path)],
+                [python or sys.executable, "-m", "autotune.worker", *mode, str(job_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=child_env(env),
             )
@@ -100,23 +139,18 @@ def run_isolated(job: Job, timeout_s: float, memory_limit_bytes: int,
             finally:
                 _IN_FLIGHT.discard(child)
         phase = _read(scratch_path / "phase") or "start"
-        log_tail = _tail(log_path)
         if killed_for == "timeout":
-            return WorkerResult.failed("timeout", f"no result after {timeout_s:g} s (in "
-                                                  f"{phase}); worker killed")
-        if killed_for == "oom":
-            return WorkerResult.failed("oom", f"worker exceeded the memory limit of "
-                                              f"{memory_limit_bytes / 2**20:.0f} MiB (in "
-                                              f"{phase}); killed")
-        result_path = scratch_path / "result.json"
-        if child.returncode != 0 or not result_path.exists():
-            return WorkerResult.failed(_PHASE_STATUS[phase],
-                                       _death_message(child.returncode, phase, log_tail))
-        outcome = WorkerOutcome.from_json(json.loads(result_path.read_text()))
-        outputs = None
-        if (scratch_path / "outputs.npz").exists():
-            outputs = load_outputs(scratch_path / "outputs.npz")
-        return WorkerResult(outcome, outputs)
+            yield scratch_path, ("timeout", f"no result after {timeout_s:g} s (in {phase}); "
+                                            "worker killed")
+        elif killed_for == "oom":
+            yield scratch_path, ("oom", f"worker exceeded the memory limit of "
+                                        f"{memory_limit_bytes / 2**20:.0f} MiB (in {phase}); "
+                                        "killed")
+        elif child.returncode != 0 or not (scratch_path / "result.json").exists():
+            yield scratch_path, (_PHASE_STATUS[phase],
+                                 _death_message(child.returncode, phase, _tail(log_path)))
+        else:
+            yield scratch_path, None
 
 
 # Workers running now, from any thread (autotune.scheduling measures targets in parallel).
@@ -437,6 +471,33 @@ def _serve_main(job_path: Path) -> int:
     return 0
 
 
+def _roofline_main(job_path: Path) -> int:
+    """Time the roofline micro-benchmarks of ``RooflineJob`` (pinned and threaded as a
+    trial's worker is, so the peaks are the ones trials can reach); writes ``result.json``."""
+    _die_with_parent()
+    job = RooflineJob(**json.loads(job_path.read_text()))
+    from autotune.backends import get_backend
+    from autotune.roofline import measure_peaks
+    from autotune.target import load_target
+
+    target = load_target(job.target_path)
+    backend = get_backend(job.backend)
+    (job_path.parent / "phase").write_text("measure")
+    _pin(target, None)
+    _load_runtime(target, backend)
+    try:
+        # Timing, like a trial's: nothing else of autotune's runs on these cores meanwhile.
+        with (_timing_lock(target, job_path.parent / WAITING_FLAG),
+              tempfile.TemporaryDirectory(prefix="autotune-roofline-") as workdir):
+            found = measure_peaks(target, job.backend, Path(workdir), job.matmul_size,
+                                  job.copy_bytes, job.min_time_s)
+        result = {"found": found.to_json()}
+    except Exception as exc:  # noqa: BLE001 - the command reports it as the target's result
+        result = {"found": None, "error": _describe(exc)}
+    (job_path.parent / "result.json").write_text(json.dumps(result, default=json_default))
+    return 0
+
+
 def _next_stage(job_path: Path, state: dict, stage: str, reexec: bool) -> None:
     """Record the next stage; re-execute this worker for it (same pid, fresh memory)."""
     state["stage"] = stage
@@ -552,4 +613,6 @@ def _describe(exc: BaseException) -> str:
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":
         sys.exit(_serve_main(Path(sys.argv[2])))
+    if sys.argv[1] == "--roofline":
+        sys.exit(_roofline_main(Path(sys.argv[2])))
     sys.exit(_child_main(Path(sys.argv[1])))

@@ -197,6 +197,30 @@ def test_roofline_places_trials_against_the_peaks_they_carry():
     assert "int8 1536 GOPS, memory 20 GB/s (from targets/host-cpu.toml)" in page_text(roofline)
 
 
+def test_roofline_shows_each_level_and_a_beaten_bound_as_the_peak_that_is_wrong():
+    trials = sample_trials()
+    levels = dict(level_bandwidth_gbs={"L1": 500.0, "L2": 200.0, "DRAM": 20.0},
+                  estimated_levels=["L1"])
+    # fp32 at 2.0 ms within its 1.0 ms bound (50%); int8 at 0.8 ms under its 2.0 ms L2 bound.
+    trials[0].roofline = RooflinePlacement(
+        ops=int(1e8), bytes=int(2e5), precision="fp32", bound_ms=1.0, compute_ms=0.3,
+        memory_ms=1.0, bound="memory", memory_level="DRAM", **HOST_PEAKS, **levels)
+    trials[1].roofline = RooflinePlacement(
+        ops=int(2e8), bytes=int(4e6), precision="int8", bound_ms=2.0, compute_ms=0.1,
+        memory_ms=2.0, bound="memory", memory_level="L2", **HOST_PEAKS, **levels)
+    facts = gather(make_run(), trials)
+    page = render_html(facts)
+    roofline = page.split("<h3>Roofline</h3>")[1].split("<h3>")[0]
+    assert roofline.count('<polyline class="level-roof"') == 3
+    assert 'data-level="L2"' in roofline and 'data-level="DRAM"' in roofline
+    assert "L1 500 GB/s (estimate)" in page_text(roofline)
+    wrong = "measured faster than the L2 bound: the L2 bandwidth is too low"
+    assert wrong in page_text(roofline) and "50.0%" in page_text(roofline)
+    markdown = render_markdown(facts)
+    assert wrong in markdown and "| L2 | memory |" in markdown
+    assert "250.0%" not in markdown + page and "250%" not in markdown + page
+
+
 def test_roofline_says_when_there_is_no_data_or_no_peaks():
     text = page_text(page_of(make_run(), sample_trials()))
     assert "No roofline data: no trial carries operation and byte counts" in text

@@ -6,19 +6,25 @@ import json
 
 import pytest
 
+from autotune.bandwidth import LevelSpec, measure_levels, sysfs_cache_sizes, working_set_bytes
 from autotune.cli import main
 from autotune.config import QuantConfig
-from autotune.graph import analyze, config_cost
+from autotune.errors import InputError
+from autotune.graph import ConfigCost, LayerCost, analyze, config_cost
 from autotune.roofline import (
+    LevelRoof,
     Peaks,
     attach_roofline,
+    beaten_roof,
+    cache_aware_bound,
     layerwise_bound_ms,
+    level_roofs,
     peaks_for,
     placement,
     roofline_bound,
 )
 from autotune.store import RooflinePeaks, Store, now
-from autotune.target import Target, load_target
+from autotune.target import MemoryLevel, Target, load_target, parse_target
 from autotune.trial import Trial
 
 PEAKS = Peaks({"fp32": 100.0, "int8": 400.0}, 10.0, "target")
@@ -41,10 +47,96 @@ def test_each_precision_runs_against_its_own_peak():
     assert roofline_bound({"fp32": 1e9}, 1e12, no_bandwidth).bound == "compute"
 
 
+LEVELS = Peaks({"fp32": 100.0, "int8": 400.0}, 10.0, "target", levels=(
+    LevelRoof("L1", 1_000, 100.0, "measured"), LevelRoof("L2", 100_000, 50.0, "estimate"),
+    LevelRoof("DRAM", None, 10.0, "measured")))
+
+
+def test_each_layer_moves_its_bytes_at_the_smallest_level_that_holds_it():
+    cost = ConfigCost((LayerCost("small", "fp32", 10**6, 400.0, 600.0),  # 1 kB: L1
+                       LayerCost("middle", "int8", 4 * 10**6, 4e4, 1e4),  # 50 kB: L2
+                       LayerCost("large", "fp32", 0, 2e6, 0.0)))  # 2 MB: DRAM
+    bound = cache_aware_bound(cost, LEVELS)
+    assert bound.layer_levels == {"small": "L1", "middle": "L2", "large": "DRAM"}
+    # 1e3 B at 100 GB/s = 1e-5 ms; 5e4 B at 50 GB/s = 1e-3 ms; 2e6 B at 10 GB/s = 0.2 ms.
+    assert bound.memory_ms_by_level == pytest.approx({"L1": 1e-5, "L2": 1e-3, "DRAM": 0.2})
+    assert bound.memory_level == "DRAM" and bound.memory_ms == pytest.approx(0.20101)
+    # 1e6 fp32 ops at 100 GOPS + 4e6 int8 ops at 400 GOPS = 0.02 ms.
+    assert bound.compute_ms == pytest.approx(0.02) and bound.bound == "memory"
+    # The classic bound puts every byte in DRAM: never below the cache-aware one.
+    assert roofline_bound(cost.ops_by_precision, cost.bytes, LEVELS).memory_ms >= bound.memory_ms
+    no_levels = Peaks({"fp32": 100.0}, 10.0, "target")
+    assert cache_aware_bound(cost, no_levels).layer_levels["small"] == "DRAM"
+
+
+def test_level_roofs_scale_private_caches_take_measured_figures_and_never_slow_down():
+    target = Target(name="t", description="", device="cpu", arch="x86_64", cores=4,
+                    memory_levels=(MemoryLevel("L1", 32 << 10, 500.0, private=True),
+                                   MemoryLevel("L2", 512 << 10, 200.0, private=True),
+                                   MemoryLevel("L3", 8 << 20, 100.0),
+                                   MemoryLevel("DRAM", None, 20.0)))
+    roofs = level_roofs(target, {"L2": 60.0, "L3": 80.0})
+    assert [r.capacity_bytes for r in roofs] == [128 << 10, 2 << 20, 8 << 20, None]
+    # A measured L2 slower than the measured L3 below it is too low: L3's figure counts.
+    assert [(r.bandwidth_gbs, r.source) for r in roofs] == [
+        (500.0, "estimate"), (80.0, "measured"), (80.0, "measured"), (20.0, "estimate")]
+
+
+def test_a_beaten_bound_names_the_peak_that_is_too_low():
+    # 4e4 int8 ops at 400 GOPS = 1e-4 ms; 5e4 bytes in L2 at 50 GB/s = 1e-3 ms.
+    cost = ConfigCost((LayerCost("conv", "int8", 4 * 10**4, 4e4, 1e4),))
+    placed = placement(cost, LEVELS, latency_ms=5e-4)
+    assert placed.memory_level == "L2" and placed.attained_fraction == pytest.approx(2.0)
+    assert beaten_roof(placed, 5e-4) == ("measured faster than the L2 bound: the L2 "
+                                         "bandwidth is too low")
+    assert beaten_roof(placed, 5e-5) == ("measured faster than the L2 bound: the L2 "
+                                         "bandwidth or the int8 peak is too low")
+    assert beaten_roof(placed, 2e-3) == ""
+    assert placed.layer_levels == {"conv": "L2"}
+    assert placed.level_bandwidth_gbs == {"L1": 100.0, "L2": 50.0, "DRAM": 10.0}
+    assert placed.estimated_levels == ["L2"]
+
+
+def test_target_files_describe_their_levels(tmp_path):
+    host = load_target("host-cpu")
+    assert [level.name for level in host.memory_levels] == ["L1", "L2", "L3", "DRAM"]
+    found = sysfs_cache_sizes()
+    for level in host.memory_levels[:3]:
+        assert level.size_bytes == found.get(level.name.lower(), level.size_bytes)
+        assert level.size_source == ("sysfs" if level.name.lower() in found else "target")
+    arm = load_target("arm-cortex-a76")
+    assert [(lv.name, lv.size_bytes, lv.private) for lv in arm.memory_levels] == [
+        ("L1", 64 << 10, True), ("L2", 512 << 10, True), ("L3", 2 << 20, False),
+        ("DRAM", None, False)]
+    assert arm.memory_levels[-1].bandwidth_gbs == arm.memory_bandwidth_gbs
+    data = {"device": "cpu", "arch": "x86_64", "openvino": {"device": "CPU"},
+            "roofline": {"fp32_gops": 1.0, "memory_bandwidth_gbs": 1.0, "l2_kib": 512}}
+    with pytest.raises(InputError, match=r"roofline.l2_kib: a cache level needs its bandwidth"):
+        parse_target(data, tmp_path / "t.toml")
+
+
+def test_working_sets_fit_their_level_and_overflow_the_one_above():
+    levels = [LevelSpec("L1", 32 << 10, True), LevelSpec("L2", 512 << 10, True),
+              LevelSpec("L3", 32 << 20), LevelSpec("DRAM", None)]
+    sizes = [working_set_bytes(levels, i, 64 << 20) for i in range(4)]
+    assert sizes == [16 << 10, 128 << 10, 4 << 20, 128 << 20]
+
+
+def test_the_level_kernel_measures_every_level_or_says_why():
+    levels = [LevelSpec("L1", 32 << 10, True), LevelSpec("DRAM", None)]
+    figures = measure_levels(levels, 2, min_time_s=0.01, dram_bytes=16 << 20)
+    assert [f.name for f in figures] == ["L1", "DRAM"]
+    for figure in figures:
+        assert (figure.bandwidth_gbs is None) == bool(figure.reason)
+        assert figure.best_call_ms > 0 and figure.single_thread_gbs > 0
+    # The fastest sample of one call streams hundreds of MiB: far above the call overhead.
+    assert figures[0].best_call_ms > 20 * figures[0].overhead_ms
+
+
 def test_placement_carries_the_report_facts_and_the_attained_fraction(tiny_model):
     cost = config_cost(analyze(tiny_model), QuantConfig())
     placed = placement(cost, PEAKS, latency_ms=0.5)
-    bound = roofline_bound(cost.ops_by_precision, cost.bytes, PEAKS)
+    bound = cache_aware_bound(cost, PEAKS)
     assert placed.ops == cost.ops and placed.bytes == round(cost.bytes)
     assert placed.precision == "fp32" and placed.bound == bound.bound
     assert placed.bound_ms == pytest.approx(bound.bound_ms)
@@ -76,6 +168,17 @@ def test_measured_peaks_win_over_the_toml_on_the_same_host(tmp_path, tiny_model)
     assert failed.roofline is None
 
 
+def test_peaks_of_an_emulated_device_are_never_the_roof(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/r.db")
+    arm = load_target("arm-cortex-a76")
+    store.add_roofline(RooflinePeaks("arm-cortex-a76", now(), "device", "Cortex-A76", 4,
+                                     {"fp32": 1.0}, 0.5, {}, {}, {"L1": 2.0, "DRAM": 0.5},
+                                     emulator="qemu-aarch64"))
+    peaks = peaks_for(arm, store, "Cortex-A76", 4)
+    assert peaks.source == "target" and peaks.gops == arm.peak_gops
+    assert {level.source for level in peaks.levels} == {"estimate"}
+
+
 def test_a_target_without_peaks_still_gets_counts(tiny_model):
     bare = Target(name="bare", description="", device="cpu", arch="x86_64")
     trial = _trial()
@@ -105,3 +208,33 @@ def test_micro_benchmarks_measure_every_precision_or_say_why(tmp_path):
     for precision, record in found.details["precisions"].items():
         assert (precision in found.peak_gops) == ("best_ms" in record)
         assert "best_ms" in record or record["skipped"]
+
+
+@pytest.mark.openvino
+def test_roofline_command_measures_and_stores_every_level_in_a_worker(tmp_path, capsys):
+    pytest.importorskip("openvino")
+    from autotune.host import cpu_model
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    assert main(["roofline", "--target", "host-cpu", "--backend", "openvino", "--min-time",
+                 "0.01", "--json", "--store", url]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["measured"]
+    record = Store(url).latest_roofline("host-cpu", cpu_model())
+    levels = [level.name for level in load_target("host-cpu").memory_levels]
+    assert set(record.level_bandwidth_gbs) | {
+        f["name"] for f in record.details["levels"]["figures"] if f["reason"]} == set(levels)
+    assert record.memory_bandwidth_gbs == record.level_bandwidth_gbs["DRAM"] > 0
+    assert record.emulator == "" and record.peak_gops["fp32"] > 0
+    shown = {level["level"]: level for level in row["levels"]}
+    for name, gbs in record.level_bandwidth_gbs.items():
+        assert shown[name]["source"] == "measured" and shown[name]["bandwidth_gbs"] >= gbs
+
+
+def test_the_device_function_answers_a_json_request_with_every_level():
+    from autotune.backends.device import _measure_memory_levels
+
+    answer = json.loads(_measure_memory_levels(json.dumps({
+        "levels": [{"name": "L1", "size_bytes": 32 << 10, "private": True}], "threads": 1,
+        "min_time_s": 0.01, "dram_bytes": 1 << 20})))
+    assert [level["name"] for level in answer] == ["L1"] and answer[0]["single_thread_gbs"] > 0

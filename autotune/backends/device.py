@@ -1,12 +1,13 @@
 """Remote devices through TVM's RPC tracker, the device side: ``autotune worker``.
 
 A device runs ``autotune worker --tracker HOST:PORT --key KEY``: a TVM RPC server registered
-on the tracker under KEY, plus the suite's own device functions (``autotune.device_info``: what the
-device is, and whether it is emulated; ``autotune.openvino_measure`` where OpenVINO is
-installed: compile and measure OpenVINO IR on the device), so the TVM and OpenVINO backends
-reach a device through the same tracker. Only numpy and TVM must be installed on
-the device; this module imports nothing heavier at module level. The host side is
-``autotune.backends.remote``.
+on the tracker under KEY, plus the suite's own device functions (``autotune.device_info``:
+what the device is, and whether it is emulated; ``autotune.memory_levels``: the roofline's
+cache and DRAM bandwidths, measured on the device; ``autotune.openvino_measure`` where
+OpenVINO is installed: compile and measure OpenVINO IR on the device), so the TVM and
+OpenVINO backends reach a device through the same tracker. Only numpy and TVM must be
+installed on the device; this module imports nothing heavier at module level. The host side
+is ``autotune.backends.remote``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EMULATED_ENV = "AUTOTUNE_EMULATED"  # or `autotune worker --emulated WHY`
 # The device's clock around one call: how the host times a freshly loaded module's first
 # (cold) run, which TVM's time evaluator cannot (it always runs once untimed first).
 TIME_CALL_FUNCTION = "autotune.time_call"
+MEMORY_LEVELS_FUNCTION = "autotune.memory_levels"
 
 
 def _describe_device() -> str:
@@ -47,11 +49,24 @@ def _time_call(module, name: str, device_type: int, device_id: int, *args) -> fl
     return (time.perf_counter() - start) * 1e3
 
 
+def _measure_memory_levels(request: str) -> str:
+    """``autotune.memory_levels``: the roofline's cache and DRAM bandwidths, measured here on
+    the device (``autotune.bandwidth``, numpy only) with the device's own threads."""
+    from autotune.bandwidth import LevelSpec, measure_levels
+
+    asked = json.loads(request)
+    figures = measure_levels([LevelSpec(**level) for level in asked["levels"]],
+                             int(asked["threads"]), float(asked["min_time_s"]),
+                             int(asked["dram_bytes"]))
+    return json.dumps([figure.to_json() for figure in figures])
+
+
 def _register_device_functions() -> None:
     import tvm
 
     tvm.register_global_func("autotune.device_info", _describe_device, override=True)
     tvm.register_global_func(TIME_CALL_FUNCTION, _time_call, override=True)
+    tvm.register_global_func(MEMORY_LEVELS_FUNCTION, _measure_memory_levels, override=True)
     try:
         import openvino  # noqa: F401
     except ImportError:

@@ -86,3 +86,16 @@ def device_info(session) -> dict:
     except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing function
         return {"served_by": "tvm.exec.rpc_server", "emulated": ""}
     return json.loads(describe())
+
+
+def device_memory_levels(session, request: dict) -> list[dict]:
+    """The device's own cache and DRAM bandwidths (``autotune.memory_levels``, measured
+    there); ``LookupError`` when the device does not serve that function."""
+    from autotune.backends.device import MEMORY_LEVELS_FUNCTION
+
+    try:
+        measure = session.get_function(MEMORY_LEVELS_FUNCTION)
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing function
+        raise LookupError(f"the device does not serve {MEMORY_LEVELS_FUNCTION} (a plain TVM "
+                          "RPC server, or an older `autotune worker`)") from None
+    return json.loads(measure(json.dumps(request)))

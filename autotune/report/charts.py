@@ -11,6 +11,7 @@ from autotune.report.svg import (
     FONT_PX,
     HEIGHT,
     LEFT,
+    LEVEL_COLORS,
     PRECISION_COLORS,
     RIGHT,
     TOP,
@@ -150,46 +151,86 @@ def frontier_legend(facts: RunFacts, target: TargetFacts) -> str:
     return f'<div class="legend">{"".join(items)}</div>'
 
 
+def _level_roofs(roofline: RooflineFacts) -> dict[str, float]:
+    """The memory roofs to draw: each level's, or DRAM's alone for placements without."""
+    if roofline.level_bandwidth_gbs:
+        return dict(roofline.level_bandwidth_gbs)
+    return {"DRAM": roofline.memory_bandwidth_gbs} if roofline.memory_bandwidth_gbs else {}
+
+
 def roofline_svg(facts: RunFacts, roofline: RooflineFacts) -> str:
-    peaks, bandwidth = roofline.peak_gops, roofline.memory_bandwidth_gbs
+    """The hierarchical roofline: a diagonal roof per memory level, a flat roof per
+    precision, each trial coloured by the level that bounds its memory time and outlined in
+    its backend's colour."""
+    peaks, levels = roofline.peak_gops, _level_roofs(roofline)
     intensities = [p.intensity for p in roofline.points]
     throughputs = [p.gops for p in roofline.points]
-    if bandwidth:
-        intensities += [peak / bandwidth for peak in peaks.values()]
+    intensities += [peak / gbs for peak in peaks.values() for gbs in levels.values()]
     x = Scale(*log_range(intensities), LEFT, WIDTH - RIGHT - 90, log=True)
     x = Scale(x.low, x.high * 4, LEFT, WIDTH - RIGHT, log=True)  # room for roof labels
     y = Scale(*log_range(throughputs + list(peaks.values())), HEIGHT - BOTTOM, TOP, log=True)
     y = Scale(y.low, y.high * 1.6, HEIGHT - BOTTOM, TOP, log=True)  # room above the top roof
     parts = axes(x, y, "arithmetic intensity (operations per byte, log scale)",
                  "throughput (GOPS, log scale)")
+    fastest = max(levels.values(), default=None)
     for precision, peak in sorted(peaks.items(), key=lambda item: item[1]):
-        parts += _roof(x, y, precision, peak, bandwidth)
+        parts += _roof(x, y, precision, peak, fastest)
+    top = max(peaks.values(), default=None)
+    for name, gbs in levels.items():
+        parts += _level_roof(x, y, name, gbs, top)
     for point in roofline.points:
         t = point.trial.trial
         title = (f"{t.config.label} on {t.backend}\n{t.config.text}\n"
                  f"{point.intensity:.3g} ops/byte, {point.gops:.3g} GOPS at "
                  f"{t.latency_ms:.3f} ms")
-        if point.roof_share is not None:
+        if point.memory_level:
+            title += f"\nmemory level {point.memory_level}"
+        if point.beaten:
+            title += f"\n{point.beaten}"
+        elif point.roof_share is not None and point.roof_share <= 1:
             title += (f"\n{point.roof_share:.0%} of the {point.precision} roof "
                       f"({point.roof_bound}-bound)")
-        parts.append(f'<circle class="point" data-key="{trial_key(t)}" '
-                     f'cx="{x(point.intensity):.1f}" cy="{y(point.gops):.1f}" r="6" '
-                     f'fill="{color_of(t.backend, facts.backends)}" fill-opacity="0.85" '
-                     f'stroke="#fff"><title>{e(title)}</title></circle>')
+        fill = LEVEL_COLORS.get(point.memory_level, "#718096")
+        parts.append(f'<circle class="point" data-level="{e(point.memory_level)}" '
+                     f'data-key="{trial_key(t)}" cx="{x(point.intensity):.1f}" '
+                     f'cy="{y(point.gops):.1f}" r="6" fill="{fill}" fill-opacity="0.85" '
+                     f'stroke="{color_of(t.backend, facts.backends)}" stroke-width="2">'
+                     f"<title>{e(title)}</title></circle>")
     return svg(parts, "roofline")
 
 
+def roofline_legend(facts: RunFacts, roofline: RooflineFacts) -> str:
+    """Marker fill = memory level (matching its roof), outline = backend."""
+    items = [f"<span>{swatch(LEVEL_COLORS.get(name, '#718096'))} {e(name)} "
+             f"{gbs:.4g} GB/s{' (estimate)' if name in roofline.estimated_levels else ''}"
+             "</span>" for name, gbs in _level_roofs(roofline).items()]
+    backends = sorted({p.trial.trial.backend for p in roofline.points})
+    items += [f'<span><svg width="16" height="16"><circle cx="8" cy="8" r="6" fill="#fff" '
+              f'stroke="{color_of(b, facts.backends)}" stroke-width="2"/></svg> {e(b)}</span>'
+              for b in backends]
+    return f'<div class="legend">{"".join(items)}</div>'
+
+
 def _roof(x: Scale, y: Scale, precision: str, peak: float, bandwidth: float | None) -> list[str]:
+    """A precision's flat roof, from where the fastest level's diagonal meets it."""
     color = PRECISION_COLORS.get(precision, "#4a5568")
-    if bandwidth:
-        start = max(x.low, y.low / bandwidth)
-        ridge = min(max(peak / bandwidth, start), x.high)
-        coords = [(start, min(bandwidth * start, peak)), (ridge, min(bandwidth * ridge, peak)),
-                  (x.high, peak)]
-    else:
-        coords = [(x.low, peak), (x.high, peak)]
-    points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in coords)
+    start = min(max(peak / bandwidth, x.low), x.high) if bandwidth else x.low
+    points = f"{x(start):.1f},{y(peak):.1f} {x(x.high):.1f},{y(peak):.1f}"
     return [f'<polyline class="roof" points="{points}" fill="none" stroke="{color}" '
             'stroke-width="2"/>',
             f'<text x="{WIDTH - RIGHT - 6}" y="{y(peak) - 6:.1f}" text-anchor="end" '
             f'font-size="{FONT_PX}" fill="{color}">{e(precision)} {peak:g} GOPS</text>']
+
+
+def _level_roof(x: Scale, y: Scale, name: str, gbs: float, top: float | None) -> list[str]:
+    """A memory level's diagonal roof (bandwidth x intensity), up to the highest flat roof."""
+    color = LEVEL_COLORS.get(name, "#4a5568")
+    start = max(x.low, y.low / gbs)
+    end = min(x.high, (top or y.high) / gbs)
+    if end <= start:
+        return []
+    points = f"{x(start):.1f},{y(gbs * start):.1f} {x(end):.1f},{y(gbs * end):.1f}"
+    return [f'<polyline class="level-roof" points="{points}" fill="none" stroke="{color}" '
+            'stroke-width="1.5" stroke-dasharray="5 3"/>',
+            f'<text x="{x(start) + 4:.1f}" y="{y(gbs * start) - 5:.1f}" font-size="{FONT_PX}" '
+            f'fill="{color}">{e(name)} {gbs:.4g} GB/s</text>']

@@ -56,9 +56,11 @@ class RooflinePoint:
     precision: str
     bound_ms: float | None  # the placement's own bound (against the peaks it carries)
     bound: str  # "compute" or "memory" (the placement's)
-    attained: float | None  # bound_ms / latency_ms
-    roof_share: float | None  # achieved / the drawn roof of its precision at its intensity
+    attained: float | None  # bound_ms / latency_ms; None when the bound was beaten
+    roof_share: float | None  # achieved / the drawn roof of its precision and level
     roof_bound: str  # which part of the drawn roof caps it ("" without peaks)
+    memory_level: str = ""  # the level with the most of its memory time (L1 ... DRAM)
+    beaten: str = ""  # the trial beat its bound: which peak is too low (``beaten_roof``)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class RooflineFacts:
     peak_gops: dict[str, float] = field(default_factory=dict)  # empty: no trial carries peaks
     memory_bandwidth_gbs: float | None = None
     sources: tuple[str, ...] = ()  # where the peaks came from (measured, the TOML)
+    level_bandwidth_gbs: dict[str, float] = field(default_factory=dict)  # the level roofs
+    estimated_levels: tuple[str, ...] = ()  # level roofs that are the TOML's estimates
 
 
 @dataclass(frozen=True)
@@ -234,28 +238,36 @@ def reproduce_command(run: Run, trial: Trial) -> str:
 
 
 def _roofline(ok: Sequence[TrialFacts]) -> RooflineFacts:
+    from autotune.roofline import beaten_roof
+
     placed = [f for f in ok if f.trial.roofline is not None and f.trial.roofline.ops > 0
               and f.trial.roofline.bytes > 0 and f.trial.latency_ms]
     carried = [f.trial.roofline for f in placed if f.trial.roofline.peak_gops]
     # The roofs the trials were judged against (measured ones, where stored); the last wins.
-    peaks = dict(carried[-1].peak_gops) if carried else {}
-    bandwidth = carried[-1].memory_bandwidth_gbs if carried else None
+    last = carried[-1] if carried else None
+    peaks = dict(last.peak_gops) if last else {}
+    bandwidth = last.memory_bandwidth_gbs if last else None
+    levels = dict(last.level_bandwidth_gbs) if last else {}
     points = []
     for f in placed:
         roof, latency_ms = f.trial.roofline, f.trial.latency_ms
         gops = roof.ops / (latency_ms / 1000) / 1e9
         peak = peaks.get(roof.precision)
+        level_gbs = levels.get(roof.memory_level) or bandwidth
         share, regime = None, ""
         if peak is not None:
-            limit = min(peak, bandwidth * roof.intensity) if bandwidth else peak
-            regime = "memory" if bandwidth and bandwidth * roof.intensity < peak else "compute"
+            limit = min(peak, level_gbs * roof.intensity) if level_gbs else peak
+            regime = "memory" if level_gbs and level_gbs * roof.intensity < peak else "compute"
             share = gops / limit
+        beaten = beaten_roof(roof, latency_ms)
+        attained = roof.bound_ms / latency_ms if roof.bound_ms and not beaten else None
         points.append(RooflinePoint(
-            f, roof.intensity, gops, roof.precision, roof.bound_ms, roof.bound,
-            roof.bound_ms / latency_ms if roof.bound_ms else None, share, regime))
+            f, roof.intensity, gops, roof.precision, roof.bound_ms, roof.bound, attained,
+            share, regime, roof.memory_level, beaten))
     sources = tuple(sorted({f.trial.roofline.peaks_source for f in placed
                             if f.trial.roofline.peaks_source}))
-    return RooflineFacts(tuple(points), peaks, bandwidth, sources)
+    return RooflineFacts(tuple(points), peaks, bandwidth, sources, levels,
+                         tuple(last.estimated_levels) if last else ())
 
 
 def _predicted(target: str, predictions: Sequence[Prediction],

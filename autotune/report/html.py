@@ -13,7 +13,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from autotune.report.charts import frontier_legend, frontier_svg, roofline_svg
+from autotune.report.charts import (
+    frontier_legend,
+    frontier_svg,
+    roofline_legend,
+    roofline_svg,
+)
 from autotune.report.facts import Recommendation, Regressions, RunFacts, TargetFacts, TrialFacts
 from autotune.report.svg import anchor, e, trial_key
 from autotune.report.text import (
@@ -294,12 +299,39 @@ def _roofline_block(facts: RunFacts, target: TargetFacts) -> str:
     if not roofline.points:
         return (head + '<p class="note roofline-missing">No roofline data: no trial carries '
                 "operation and byte counts (<code>Trial.roofline</code>).</p>")
+    judged = e(roof) if roof else "no trial carries peaks, so no roof"
     caption = ("Each marker is a trial at its arithmetic intensity (operations per byte moved) "
-               "and the throughput its latency gives; the lines are the roofs the trials were "
-               f"judged against ({e(roof) if roof else 'no trial carries peaks, so no roof'}"
-               "). Hover a marker for its config.")
-    return f"{head}<figure>{roofline_svg(facts, roofline)}<figcaption>{caption}</figcaption>" \
-           "</figure>"
+               "and the throughput its latency gives, filled in the colour of the memory level "
+               "that takes most of its memory time (each layer's bytes move at the bandwidth "
+               "of the smallest level its working set fits in) and outlined in its backend's; "
+               "the dashed lines are the level roofs, the flat ones the compute roofs the "
+               f"trials were judged against ({judged}). Hover a marker for its config.")
+    return (f"{head}<figure>{roofline_svg(facts, roofline)}{roofline_legend(facts, roofline)}"
+            f"<figcaption>{caption}</figcaption></figure>{_roofline_table(roofline)}")
+
+
+def _roofline_table(roofline) -> str:
+    """Each placed trial's level, bound and attained fraction; a beaten bound says which
+    peak is wrong instead of a fraction above 100%."""
+    placed = [p for p in roofline.points if p.bound_ms]
+    if not placed:
+        return ""
+    rows = []
+    for p in placed:
+        t = p.trial.trial
+        attained = (f'<td class="status-bad">{e(p.beaten)}</td>' if p.beaten
+                    else _num(p.attained, "{:.1%}"))
+        rows.append(f'<tr data-key="{trial_key(t)}"><td class="config">{e(t.config.label)}'
+                    f"</td><td>{e(t.backend)}</td><td>{e(p.precision)}</td>"
+                    f"<td>{e(p.memory_level or '-')}</td><td>{e(p.bound)}</td>"
+                    f"{_num(p.bound_ms, '{:.4f}')}{_num(t.latency_ms, '{:.3f}')}{attained}</tr>")
+    return ('<div class="table-wrap"><table class="sortable roofline"><thead><tr>'
+            '<th data-type="text">config</th><th data-type="text">backend</th>'
+            '<th data-type="text">precision</th><th data-type="text">memory level</th>'
+            '<th data-type="text">bound by</th><th data-type="num" class="num">bound ms</th>'
+            '<th data-type="num" class="num">latency ms</th>'
+            '<th data-type="num" class="num">attained</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def _sensitivity_block(target: TargetFacts) -> str:

@@ -97,21 +97,29 @@ def _trial_table(trials: Sequence[TrialFacts]) -> list[str]:
 
 
 def _roofline_table(roofline: RooflineFacts) -> list[str]:
-    """Where each config sits against the roofline its placement was judged on."""
+    """Where each config sits against the roofline its placement was judged on; a bound that
+    was beaten shows which peak is wrong instead of a fraction above 100%."""
     placed = [p for p in roofline.points if p.bound_ms]
     if not placed:
         return []
     sources = ", ".join(roofline.sources) or "?"
+    levels = ", ".join(f"{name} {gbs:.4g} GB/s" for name, gbs in
+                       roofline.level_bandwidth_gbs.items())
+    estimated = (f" ({', '.join(roofline.estimated_levels)}: TOML estimates)"
+                 if roofline.estimated_levels else "")
     lines = ["### Roofline", "",
-             f"Bound = max(operations / peak of their precision, bytes moved / bandwidth), "
-             f"peaks from: {sources}; attained = bound / latency.", "",
-             "| config | backend | precision | ops/byte | bound by | bound ms | latency ms | "
-             "attained |", "|---|---|---|---:|---|---:|---:|---:|"]
+             "Bound = max(operations / peak of their precision, each layer's bytes / the "
+             "bandwidth of the smallest memory level its working set fits in), peaks from: "
+             f"{sources}; levels: {levels or '-'}{estimated}; attained = bound / latency; "
+             "level = the level with the most memory time.", "",
+             "| config | backend | precision | ops/byte | level | bound by | bound ms | "
+             "latency ms | attained |", "|---|---|---|---:|---|---|---:|---:|---:|"]
     for p in placed:
         t = p.trial.trial
+        attained = p.beaten or fmt(p.attained, "{:.1%}")
         lines.append(f"| {t.config.label} | {t.backend} | {p.precision} | "
-                     f"{p.intensity:.1f} | {p.bound} | {p.bound_ms:.4f} | {t.latency_ms:.3f} | "
-                     f"{fmt(p.attained, '{:.1%}')} |")
+                     f"{p.intensity:.1f} | {p.memory_level or '-'} | {p.bound} | "
+                     f"{p.bound_ms:.4f} | {t.latency_ms:.3f} | {attained} |")
     lines.append("")
     return lines
 

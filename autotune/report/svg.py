@@ -20,6 +20,8 @@ FONT_PX = 12
 # Backends are coloured by their position among the run's sorted backend names: stable for
 # a given set of backends, and no backend is named here.
 PALETTE = ("#2b6cb0", "#dd6b20", "#6b46c1", "#2f855a", "#b83280", "#4a5568")
+# Memory levels, hottest to coldest: a point's fill and its level's roof share the colour.
+LEVEL_COLORS = {"L1": "#2f855a", "L2": "#2b6cb0", "L3": "#b7791f", "DRAM": "#c53030"}
 PRECISION_COLORS = {"fp32": "#4a5568", "fp16": "#805ad5", "bf16": "#6b46c1",
                     "int8": "#2c7a7b", "int4": "#975a16"}
 

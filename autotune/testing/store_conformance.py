@@ -278,6 +278,18 @@ class StoreConformance:
         assert store.latest_roofline("arm-board").peak_gops == {"fp32": 5.0, "int8": 20.0}
         assert store.latest_roofline("nowhere") is None
 
+    def test_level_bandwidths_round_trip_and_emulated_peaks_are_never_the_roof(self, store):
+        real = sample_peaks(measured_at="2026-01-01T00:00:00+00:00", fp32=100.0)
+        real.level_bandwidth_gbs = {"L1": 250.0, "L2": 160.0, "DRAM": 8.0}
+        emulated = sample_peaks(measured_at="2026-02-01T00:00:00+00:00", fp32=1.0)
+        emulated.emulator = "qemu-aarch64"
+        store.add_roofline(real)
+        store.add_roofline(emulated)
+        assert store.latest_roofline("host-cpu") == real  # the newer one is emulated
+        assert store.latest_roofline("host-cpu", cpu_model="Xeon", cores=2) == real
+        assert store.latest_roofline("host-cpu", emulated=True) == emulated
+        assert store.latest_roofline("host-cpu").details == real.details
+
     # The store itself
 
     def test_reopening_keeps_everything(self, store, store_url):
