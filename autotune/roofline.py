@@ -62,6 +62,7 @@ class Peaks:
     measured_at: str | None = None
     hostname: str | None = None
     levels: tuple[LevelRoof, ...] = ()  # smallest first, DRAM last
+    measured_gops: dict[str, float] = field(default_factory=dict)  # the micro-benchmarks'
 
     def peak(self, precision: str) -> float | None:
         """The peak of ``precision``; a precision with no figure of its own runs at fp32's."""
@@ -99,17 +100,19 @@ class Bound:
 
 def level_roofs(target: Target, measured: dict[str, float] | None = None
                 ) -> tuple[LevelRoof, ...]:
-    """The target's levels with their measured bandwidth where ``measured`` has one, else the
-    TOML's estimate. A level is never slower than the one below it (a working set that fits
-    L2 fits L3 too): where a figure says so, the one below counts for it as well."""
+    """The target's levels, each at the larger of its measured bandwidth (``measured``) and
+    the TOML's estimate: a measurement shows what the level did at least, on a shared
+    machine often far less than it can, and a roof set too low is beaten. A level is never
+    slower than the one below it (a working set that fits L2 fits L3 too): where a figure
+    says so, the one below counts for it as well."""
     measured = measured or {}
     roofs = []
     for level in target.memory_levels:
         capacity = (None if level.size_bytes is None
                     else level.size_bytes * (target.threads if level.private else 1))
-        figure = measured.get(level.name)
-        roofs.append(LevelRoof(level.name, capacity, figure or level.bandwidth_gbs,
-                               "measured" if figure else "estimate"))
+        figure = measured.get(level.name) or 0.0
+        roofs.append(LevelRoof(level.name, capacity, max(figure, level.bandwidth_gbs),
+                               "measured" if figure > level.bandwidth_gbs else "estimate"))
     for index in range(len(roofs) - 2, -1, -1):
         below = roofs[index + 1]
         if below.bandwidth_gbs > roofs[index].bandwidth_gbs:
@@ -136,9 +139,21 @@ def peaks_for(target: Target, store=None, cpu_model: str | None = None,
             measured = {**record.level_bandwidth_gbs}
             if record.memory_bandwidth_gbs:
                 measured.setdefault(DRAM, record.memory_bandwidth_gbs)
-            return Peaks(dict(record.peak_gops), measured.get(DRAM), "measured",
-                         record.measured_at, record.hostname, level_roofs(target, measured))
+            levels = level_roofs(target, measured)
+            dram = next((level.bandwidth_gbs for level in levels if level.name == DRAM),
+                        measured.get(DRAM))
+            return Peaks(roof_gops(record.peak_gops, target.peak_gops), dram, "measured",
+                         record.measured_at, record.hostname, levels,
+                         dict(record.peak_gops))
     return target_peaks(target)
+
+
+def roof_gops(measured: dict[str, float], estimated: dict[str, float]) -> dict[str, float]:
+    """Each precision's roof: the larger of the micro-benchmark's figure (a lower bound on
+    what the hardware does) and the target's theoretical peak (an upper bound, where the TOML
+    or ``compute = "isa"`` gives one); a trial can beat a measured figure, not the hardware."""
+    return {precision: max(measured.get(precision) or 0.0, estimated.get(precision) or 0.0)
+            for precision in {*measured, *estimated}}
 
 
 def roofline_bound(ops_by_precision: dict[str, float], bytes_moved: float,

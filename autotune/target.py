@@ -7,6 +7,7 @@ backend) is checked by that backend (``Backend.check_target_table``) and kept as
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 from autotune.backends import backend_names, get_backend
@@ -51,7 +52,7 @@ def parse_target(data: dict, path: Path) -> Target:
     backend_tables, usable = _backend_tables(top, data)
 
     roofline = top.table("roofline")
-    peaks = {}
+    peaks, derivation = _isa_peaks(roofline, cores, cpu_list)
     for precision in PRECISIONS:
         value = roofline.get(f"{precision}_gops", (int, float), None)
         if value is not None:
@@ -66,9 +67,22 @@ def parse_target(data: dict, path: Path) -> Target:
         raise InputError(f"{path}: a target needs {needs}")
     return Target(name=path.stem, description=description, device=device, arch=arch,
                   cores=cores, cpu_list=cpu_list, reach=reach, backend_tables=backend_tables,
-                  peak_gops=peaks,
+                  peak_gops=peaks, peaks_derivation=derivation,
                   memory_bandwidth_gbs=None if bandwidth is None else float(bandwidth),
                   emulated=emulated, path=path, memory_levels=levels)
+
+
+def _isa_peaks(roofline: Table, cores: int, cpu_list: tuple[int, ...]
+               ) -> tuple[dict[str, float], str]:
+    """``compute = "isa"``: the theoretical peaks of this machine's CPU for the target's
+    cores (``autotune.cpu_peaks``); ``lN_gops`` figures in the table override them."""
+    if roofline.get("compute", str, "table", choices=("table", "isa")) != "isa":
+        return {}, ""
+    from autotune.cpu_peaks import host_peaks
+
+    count = cores or len(cpu_list) or (len(os.sched_getaffinity(0))
+                                       if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    return host_peaks(count)
 
 
 def _memory_levels(roofline: Table, dram_gbs: float | None) -> tuple[MemoryLevel, ...]:

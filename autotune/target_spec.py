@@ -62,6 +62,9 @@ class Target:
     reach: Reach = field(default_factory=Reach)
     backend_tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     peak_gops: dict[str, float] = field(default_factory=dict)
+    # How ``peak_gops`` was derived when the file asks for this CPU's theoretical peaks
+    # (``compute = "isa"``, ``autotune.cpu_peaks``); empty when they are the file's figures.
+    peaks_derivation: str = ""
     memory_bandwidth_gbs: float | None = None
     emulated: bool = False
     path: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -69,17 +70,19 @@ def test_each_layer_moves_its_bytes_at_the_smallest_level_that_holds_it():
     assert cache_aware_bound(cost, no_levels).layer_levels["small"] == "DRAM"
 
 
-def test_level_roofs_scale_private_caches_take_measured_figures_and_never_slow_down():
+def test_level_roofs_scale_private_caches_take_the_larger_figure_and_never_slow_down():
     target = Target(name="t", description="", device="cpu", arch="x86_64", cores=4,
                     memory_levels=(MemoryLevel("L1", 32 << 10, 500.0, private=True),
                                    MemoryLevel("L2", 512 << 10, 200.0, private=True),
                                    MemoryLevel("L3", 8 << 20, 100.0),
                                    MemoryLevel("DRAM", None, 20.0)))
-    roofs = level_roofs(target, {"L2": 60.0, "L3": 80.0})
+    roofs = level_roofs(target, {"L1": 900.0, "L2": 60.0, "L3": 250.0, "DRAM": 10.0})
     assert [r.capacity_bytes for r in roofs] == [128 << 10, 2 << 20, 8 << 20, None]
-    # A measured L2 slower than the measured L3 below it is too low: L3's figure counts.
+    # A measurement shows what a level did at least: above the estimate it is the roof (L1,
+    # L3), below it (L2 under load, DRAM) the estimate stays; and the estimated L2, slower
+    # than the measured L3 below it, is too low: L3's figure counts for it.
     assert [(r.bandwidth_gbs, r.source) for r in roofs] == [
-        (500.0, "estimate"), (80.0, "measured"), (80.0, "measured"), (20.0, "estimate")]
+        (900.0, "measured"), (250.0, "measured"), (250.0, "measured"), (20.0, "estimate")]
 
 
 def test_a_beaten_bound_names_the_peak_that_is_too_low():
@@ -152,13 +155,17 @@ def _trial(status: str = "ok", latency: float | None = 2.0) -> Trial:
                  latency_median_ms=latency, cpu_model="cpu-a", cores=2)
 
 
-def test_measured_peaks_win_over_the_toml_on_the_same_host(tmp_path, tiny_model):
+def test_measured_peaks_raise_the_toml_roofs_on_the_same_host(tmp_path, tiny_model):
     store = Store(f"sqlite:///{tmp_path}/r.db")
-    target = load_target("host-cpu")
+    target = replace(load_target("host-cpu"), peak_gops={"fp32": 100.0, "int8": 400.0})
     assert peaks_for(target, store).source == "target"
-    store.add_roofline(RooflinePeaks("host-cpu", now(), "box", "cpu-a", 2, {"fp32": 50.0},
-                                     5.0, {}, {}))
-    assert peaks_for(target, store, "cpu-a", 2).gops == {"fp32": 50.0}
+    store.add_roofline(RooflinePeaks("host-cpu", now(), "box", "cpu-a", 2,
+                                     {"fp32": 150.0, "int8": 50.0}, 5.0, {}, {}))
+    measured = peaks_for(target, store, "cpu-a", 2)
+    # fp32 measured above the theoretical figure: the figure was wrong, the measurement is
+    # the roof; int8 measured below it (a MatMul is not every kernel): the theoretical stays.
+    assert measured.gops == {"fp32": 150.0, "int8": 400.0}
+    assert measured.measured_gops == {"fp32": 150.0, "int8": 50.0}
     assert peaks_for(target, store, "cpu-b", 2).source == "target"  # another CPU: TOML
     trial = _trial()
     attach_roofline(trial, tiny_model, target, store)
@@ -228,7 +235,11 @@ def test_roofline_command_measures_and_stores_every_level_in_a_worker(tmp_path, 
     assert record.emulator == "" and record.peak_gops["fp32"] > 0
     shown = {level["level"]: level for level in row["levels"]}
     for name, gbs in record.level_bandwidth_gbs.items():
-        assert shown[name]["source"] == "measured" and shown[name]["bandwidth_gbs"] >= gbs
+        # Each level's roof is the larger of its measurement and its estimate.
+        assert shown[name]["bandwidth_gbs"] >= max(gbs, shown[name]["toml_bandwidth_gbs"])
+        assert (shown[name]["source"] == "measured") == (gbs > shown[name]["toml_bandwidth_gbs"])
+    assert row["measured_gops"]["fp32"] == record.peak_gops["fp32"]
+    assert row["peak_gops"]["fp32"] >= record.peak_gops["fp32"]
 
 
 def test_the_device_function_answers_a_json_request_with_every_level():
@@ -238,3 +249,41 @@ def test_the_device_function_answers_a_json_request_with_every_level():
         "levels": [{"name": "L1", "size_bytes": 32 << 10, "private": True}], "threads": 1,
         "min_time_s": 0.01, "dram_bytes": 1 << 20})))
     assert [level["name"] for level in answer] == ["L1"] and answer[0]["single_thread_gbs"] > 0
+
+
+def test_theoretical_peaks_follow_the_instruction_set():
+    from autotune.cpu_peaks import isa_peaks
+
+    # 2 cores x 16 lanes x 2 FMA pipes x 2 ops x 3 GHz = 384 GOPS fp32; VNNI int8 4x that.
+    avx512 = isa_peaks({"avx512f", "avx2", "fma", "avx512_vnni"}, 2, 3.0)
+    assert avx512 == pytest.approx({"fp32": 384.0, "fp16": 384.0, "bf16": 384.0,
+                                    "int8": 1536.0})
+    avx2 = isa_peaks({"avx2", "fma"}, 2, 3.0)
+    assert avx2["fp32"] == pytest.approx(192.0) and avx2["int8"] == pytest.approx(768.0)
+    assert avx2["bf16"] == avx2["fp32"]  # no native bf16: the runtime computes in fp32
+    assert isa_peaks({"avx512f", "avx512_bf16"}, 1, 1.0)["bf16"] == pytest.approx(128.0)
+    amx = isa_peaks({"avx512f", "amx_int8", "amx_bf16"}, 1, 1.0)
+    assert amx["int8"] == pytest.approx(2048.0) and amx["bf16"] == pytest.approx(1024.0)
+
+
+def test_the_clock_is_the_highest_the_cores_may_reach(tmp_path):
+    from autotune.cpu_peaks import TURBO_ALLOWANCE, max_clock_ghz
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu MHz\t\t: 2000.000\nflags\t\t: fpu avx2\n")
+    cpufreq = tmp_path / "cpuinfo_max_freq"
+    cpufreq.write_text("3500000\n")
+    assert max_clock_ghz(cpuinfo, cpufreq) == (3.5, "cpufreq cpuinfo_max_freq")
+    clock, source = max_clock_ghz(cpuinfo, tmp_path / "missing")
+    assert clock == pytest.approx(2.0 * TURBO_ALLOWANCE) and "turbo allowance" in source
+    assert max_clock_ghz(tmp_path / "missing", tmp_path / "missing")[0] is None
+
+
+def test_host_cpu_derives_its_peaks_from_this_machine():
+    from autotune.cpu_peaks import cpu_flags
+
+    target = load_target("host-cpu")
+    if not cpu_flags():
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    assert target.peaks_derivation.startswith(f"{target.threads} cores x ")
+    assert target.peak_gops["int8"] == pytest.approx(4 * target.peak_gops["fp32"])

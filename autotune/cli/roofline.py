@@ -55,10 +55,15 @@ def handle(args) -> int:
         return 0
     for row in rows:
         print(f"target {row['target']}: {row['source']}")
-        print_table(["precision", "peak GOPS", "TOML estimate", "ridge ops/byte (DRAM)"],
-                    [[p, f"{g:.1f}", _fmt(row["toml_gops"].get(p)), _ridge(g, row)]
-                     for p, g in row["peak_gops"].items()])
-        print_table(["level", "capacity (all cores)", "GB/s", "from", "TOML estimate GB/s"],
+        if row["peaks_derivation"]:
+            print(f"theoretical peaks: {row['peaks_derivation']}")
+        print_table(["precision", "roof GOPS", "measured", "theoretical (TOML)",
+                     "measured / theoretical", "ridge ops/byte (DRAM)"],
+                    [[p, f"{g:.1f}", _fmt(row["measured_gops"].get(p)),
+                      _fmt(row["toml_gops"].get(p)),
+                      _share(row["measured_gops"].get(p), row["toml_gops"].get(p)),
+                      _ridge(g, row)] for p, g in sorted(row["peak_gops"].items())])
+        print_table(["level", "capacity (all cores)", "roof GB/s", "from", "TOML estimate GB/s"],
                     [[level["level"], _size(level["capacity_bytes"]),
                       f"{level['bandwidth_gbs']:.1f}", level["source"],
                       _fmt(level["toml_bandwidth_gbs"])] for level in row["levels"]])
@@ -153,7 +158,8 @@ def _row(store, target) -> dict:
                         "bandwidth_gbs": level.bandwidth_gbs, "source": level.source,
                         "toml_bandwidth_gbs": toml.get(level.name)}
                        for level in (peaks.levels if peaks else ())],
-            "toml_gops": dict(target.peak_gops),
+            "measured_gops": dict(peaks.measured_gops) if peaks else {},
+            "toml_gops": dict(target.peak_gops), "peaks_derivation": target.peaks_derivation,
             "toml_bandwidth_gbs": target.memory_bandwidth_gbs}
 
 
@@ -161,6 +167,12 @@ def _size(capacity: int | None) -> str:
     if capacity is None:
         return "-"
     return f"{capacity / 2**20:g} MiB" if capacity >= 2**20 else f"{capacity / 2**10:g} KiB"
+
+
+def _share(measured: float | None, theoretical: float | None) -> str:
+    """What a micro-benchmark reached of the theoretical peak (the Empirical Roofline
+    Toolkit's reach 70-97% on their micro-kernels)."""
+    return f"{measured / theoretical:.0%}" if measured and theoretical else "-"
 
 
 def _ridge(gops: float, row: dict) -> str:
