@@ -52,7 +52,6 @@ ROUND_PROTOCOL = MeasurementProtocol(warmup_runs=5, min_repeats=20, min_time_s=0
 # (benchmarks/results/paired_power-2026-12-01-32rounds.json).
 DEFAULT_ROUNDS = 32
 BASELINE, CANDIDATE = "baseline", "candidate"
-MEMORY_POLL_S = 0.2  # how often a serving worker's memory is checked while it measures
 
 
 @dataclass(frozen=True)
@@ -249,21 +248,25 @@ class _RoundWorker:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PairedError(f"{self.name}: no round measured after {self.timeout_s:g} s")
-            self._check_memory()
-            ready, _, _ = select.select([self.child.stdout], [], [], min(left, MEMORY_POLL_S))
+            ready, _, _ = select.select([self.child.stdout], [], [], left)
             if ready:
                 chunk = os.read(self.child.stdout.fileno(), 65536)
                 if not chunk:
                     raise PairedError(self._died("during a round"))
                 self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
+        self._check_memory()
         reply = json.loads(line)
         if reply["status"] != "ok":
             raise PairedError(f"{self.name}: {reply['status']}: {reply.get('error', '')}")
         return [float(value) for value in reply["latencies_ms"]]
 
     def _check_memory(self) -> None:
-        """Kill a worker (and its children) grown past the memory limit, as a trial's is."""
+        """Kill a worker (and its children) grown past the memory limit, as a trial's is.
+        Checked after each round, not while it runs: reading every process's memory from
+        /proc during the timed runs would take a core from them (on a 2-vCPU machine the
+        kernel's second thread). A round is short: a worker that keeps growing is caught at
+        the end of the round that grew it."""
         if self._process is None or tree_rss(self._process) <= self.memory_limit_bytes:
             return
         self.close(kill=True)

@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--slowdown", type=float, default=0.10,
                         help="slowdown injected on the A/B candidate (default: 0.10)")
     parser.add_argument("--model", default="digits-cnn")
+    parser.add_argument("--target", default="host-cpu", help="target name or TOML file")
     parser.add_argument("--config", action="append", default=None,
                         help="config text (repeatable; default: fp32 and two int8)")
     parser.add_argument("--threshold", type=float, default=0.05)
@@ -80,7 +81,7 @@ def main() -> int:
     args = parser.parse_args()
     configs = [QuantConfig.from_text(text) for text in (args.config or CONFIGS)]
     model = resolve_model(args.model)
-    target = load_target("host-cpu")
+    target = load_target(args.target)
     date = datetime.date.today().isoformat()
     path = Path(args.out) / f"false_positives-{date}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,8 @@ def main() -> int:
                    time.monotonic() - began)
     table = _table(records, labels)
     headers = ["config", "rule", "A/A", "false positives", "A/B", "found"]
-    print(f"\n{args.model}, OpenVINO on host-cpu, {args.rounds} round pairs of "
+    print(f"\n{args.model}, OpenVINO on {target.name} ({target.threads} cores), "
+          f"{args.rounds} round pairs of "
           f"{ROUND_PROTOCOL.min_time_s:g} s+ per side; A/B candidate +{args.slowdown:.0%} "
           f"injected into the real artifact; threshold {args.threshold:.0%}, alpha "
           f"{args.alpha:g}\n")
@@ -191,7 +193,8 @@ def _write(path: Path, args, labels: list[str], date: str, records: list[dict],
         "host": {"cpu_model": host["cpu_model"], "cores": host["cores"],
                  "machine": host["machine"], "system": host["system"]},
         "versions": package_versions(),
-        "settings": {"model": args.model, "configs": labels, "rounds": args.rounds,
+        "settings": {"model": args.model, "target": args.target, "configs": labels,
+                     "rounds": args.rounds,
                      "aa": args.aa, "ab": args.ab, "slowdown": args.slowdown,
                      "threshold": args.threshold, "alpha": args.alpha,
                      "round_protocol": ROUND_PROTOCOL.to_dict()},
