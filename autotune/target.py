@@ -38,6 +38,7 @@ def parse_target(data: dict, path: Path) -> Target:
     device = top.get("device", str, choices=("cpu", "gpu"))
     arch = top.get("arch", str, choices=("x86_64", "aarch64", "cuda", "intel-gpu"))
     cores, cpu_list = _cores(top)
+    cores = _spare_cores(top, cores, cpu_list)
     emulated = top.get("emulated", bool, False)
 
     reach_table = top.table("reach")
@@ -133,6 +134,21 @@ def _cores(top: Table) -> tuple[int, tuple[int, ...]]:
         raise InputError(f"{top.where('cores')}: must be 0 (all), a positive count or a CPU "
                          f"list such as \"0-3\"")
     return value, ()
+
+
+def _spare_cores(top: Table, cores: int, cpu_list: tuple[int, ...]) -> int:
+    """``spare_cores = N`` with ``cores = 0``: every CPU the run may use but N (at least one
+    left to time on), so the driver, the run's watchdog and the system do not share the
+    timing cores: a 2-thread kernel on a 2-vCPU machine waits for its stalled half whenever
+    anything else runs (docs/toggling.md). Resolved here, to the count ``cores`` means."""
+    spare = top.get("spare_cores", int, 0)
+    if spare < 0:
+        raise InputError(f"{top.where('spare_cores')}: must be 0 or a positive count")
+    if not spare or cores or cpu_list:
+        return cores
+    from autotune.cores import allowed_cpus
+
+    return max(1, len(allowed_cpus()) - spare)
 
 
 def _backend_tables(top: Table, data: dict) -> tuple[dict[str, dict], list[str]]:

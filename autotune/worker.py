@@ -300,7 +300,7 @@ def _child_main(job_path: Path) -> int:
     from autotune.target import load_target
 
     config = QuantConfig.from_dict(job.config)
-    target = load_target(job.target_path)
+    target = _on_cpus(load_target(job.target_path), job.cpus)
     backend = get_backend(job.backend)
     if state_path.exists():
         state = json.loads(state_path.read_text())
@@ -401,6 +401,15 @@ def _load_runtime(target, backend) -> None:
     backend.available(target)
 
 
+def _on_cpus(target, cpus: list[int] | None):
+    """``target`` with its core count set to the CPUs the driver chose for it, where it chose
+    any: a re-executed worker is already pinned, and counting its own affinity again (as
+    ``cores = 0`` and ``spare_cores`` do) would give a smaller set."""
+    if not cpus or not target.is_local:
+        return target
+    return replace(target, cores=len(cpus), cpu_list=tuple(cpus))
+
+
 def _pin(target, cpus: list[int] | None) -> None:
     """Pin the worker to the target's core set (``cpus``, or chosen here when the job names
     none), so every config measured on the target gets the same cores (inherited across
@@ -451,7 +460,7 @@ def _serve_main(job_path: Path) -> int:
     from autotune.measure import MeasurementProtocol
     from autotune.target import load_target
 
-    target = load_target(job.target_path)
+    target = _on_cpus(load_target(job.target_path), job.cpus)
     backend = get_backend(job.backend)
     _pin(target, job.cpus)
     _load_runtime(target, backend)

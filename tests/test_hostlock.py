@@ -218,6 +218,25 @@ def test_cores_in_a_target_file_may_be_a_count_or_a_cpu_list(tmp_path):
         load_target(str(path))
 
 
+def test_spare_cores_leave_cores_to_the_driver_only_when_the_count_is_not_given(tmp_path):
+    from autotune.cores import allowed_cpus
+    from autotune.errors import InputError
+    from autotune.target import load_target
+
+    host = (REPO / "targets" / "host-cpu.toml").read_text()
+    assert "spare_cores = 1" in host
+    allowed = len(allowed_cpus())
+    assert load_target("host-cpu").cores == max(1, allowed - 1)
+    path = tmp_path / "spare.toml"
+    path.write_text(host.replace("spare_cores = 1", f"spare_cores = {allowed + 3}"))
+    assert load_target(str(path)).cores == 1  # always one left to time on
+    path.write_text(host.replace("cores = 0", "cores = 3"))
+    assert load_target(str(path)).cores == 3  # a count given wins
+    path.write_text(host.replace("spare_cores = 1", "spare_cores = -1"))
+    with pytest.raises(InputError, match=r"spare.toml.*spare_cores"):
+        load_target(str(path))
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
 def test_the_driver_moves_off_the_timing_cores_and_back():
     from autotune.cores import allowed_cpus, driver_kept_off
@@ -239,10 +258,11 @@ def test_the_driver_moves_off_the_timing_cores_and_back():
 
 
 @pytest.mark.openvino
-@pytest.mark.parametrize("pinned", [False, True], ids=["host-cpu", "one-core"])
-def test_a_host_cpu_trial_records_its_core_set_and_runs_on_it(workspace, pinned):
-    """A real digits-cnn OpenVINO trial: host-cpu's worker runs on every CPU the run may use,
-    a one-core copy's on the last one only (pinning is not a no-op), and the trial says so."""
+@pytest.mark.parametrize("every_core", [False, True], ids=["host-cpu", "every-core"])
+def test_a_host_cpu_trial_records_its_core_set_and_runs_on_it(workspace, every_core):
+    """A real digits-cnn OpenVINO trial: host-cpu's worker runs on every CPU the run may use
+    but one (``spare_cores = 1``: the last ones; pinning is not a no-op), a copy without a
+    spare core on all of them, and the trial says so."""
     pytest.importorskip("openvino")
     from autotune.cli import main
     from autotune.cores import allowed_cpus
@@ -250,12 +270,12 @@ def test_a_host_cpu_trial_records_its_core_set_and_runs_on_it(workspace, pinned)
 
     before = allowed_cpus()
     target = "host-cpu"
-    if pinned:
-        if len(before) < 2:
-            pytest.skip("one CPU: a one-core target is host-cpu")
-        target = str(workspace / "one-core.toml")
+    expected = before[1:] if len(before) > 1 else before
+    if every_core:
+        target = str(workspace / "every-core.toml")
         Path(target).write_text((REPO / "targets" / "host-cpu.toml").read_text()
-                                .replace("cores = 0", "cores = 1"))
+                                .replace("spare_cores = 1", "spare_cores = 0"))
+        expected = before
     store_url = f"sqlite:///{workspace}/results/autotune.db"
     code = main(["run", "--model", "digits-cnn", "--space", "smoke", "--target", target,
                  "--backend", "openvino", "--budget", "1", "--no-progress", "--passes", "1",
@@ -266,6 +286,6 @@ def test_a_host_cpu_trial_records_its_core_set_and_runs_on_it(workspace, pinned)
     [trial] = store.trials(store.runs()[0].id)
     assert trial.ok, trial.error
     # core_set is the worker's own affinity while it timed (os.sched_getaffinity there).
-    assert trial.core_set == (before[-1:] if pinned else before)
+    assert trial.core_set == expected
     assert "host_lock_wait_s" in trial.details
     assert allowed_cpus() == before  # the driver is back on every CPU

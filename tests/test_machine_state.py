@@ -248,10 +248,11 @@ def _busy_loops(cpus: list[int]) -> list[subprocess.Popen]:
 @pytest.mark.skipif(not LINUX, reason="reads Linux /proc")
 def test_a_contended_trial_is_measured_again_then_flagged_and_compare_calls_no_change(
         workspace):
+    from autotune.cores import allowed_cpus, target_cpus
     from autotune.report.facts import gather
     from autotune.target import load_target
 
-    cores = sorted(os.sched_getaffinity(0))[:load_target("host-cpu").threads]
+    cores = target_cpus(load_target("host-cpu"), allowed_cpus())  # the CPUs its trials time on
     loops = _busy_loops(cores)
     try:
         store, run_id, trial = _run(workspace, CONTENTION_LIMITS)
