@@ -106,7 +106,8 @@ def test_calibration_data_that_does_not_fit_the_model(workspace, tiny_model, cap
 
 @pytest.mark.parametrize("option, make, message", [
     ("--target", lambda ws: _target_toml(ws, "cores = 0", 'cores = "two"'),
-     "target.toml: cores: expected an integer, got str 'two'"),
+     "target.toml: cores: expected a count or CPU numbers and ranges such as \"0-3,6\", "
+     "got 'two'"),
     ("--target", lambda ws: _target_toml(ws, 'device = "cpu"', 'devcie = "cpu"'),
      "target.toml: devcie: unknown key (did you mean 'device'?)"),
     ("--space", lambda ws: _write(ws / "space.toml", SPACE.format(weights='"int8"', extra="")),
