@@ -17,13 +17,11 @@ import os
 import platform
 import time
 
+from autotune.backends.remote import MEMORY_LEVELS_FUNCTION, TIME_CALL_FUNCTION
+
 # Set by whoever starts a worker under an emulator (scripts/arm-emulator does): latencies
 # measured there are not the device's and are stored flagged ``emulated``.
 EMULATED_ENV = "AUTOTUNE_EMULATED"  # or `autotune worker --emulated WHY`
-# The device's clock around one call: how the host times a freshly loaded module's first
-# (cold) run, which TVM's time evaluator cannot (it always runs once untimed first).
-TIME_CALL_FUNCTION = "autotune.time_call"
-MEMORY_LEVELS_FUNCTION = "autotune.memory_levels"
 
 
 def _describe_device() -> str:

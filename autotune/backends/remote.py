@@ -12,6 +12,12 @@ import json
 import socket
 from dataclasses import dataclass
 
+# Functions `autotune worker` serves on a device (autotune.backends.device registers them).
+# The device's clock around one call: how the host times a freshly loaded module's first
+# (cold) run, which TVM's time evaluator cannot (it always runs once untimed first).
+TIME_CALL_FUNCTION = "autotune.time_call"
+MEMORY_LEVELS_FUNCTION = "autotune.memory_levels"  # the roofline's level bandwidths, there
+
 PROBE_TIMEOUT_S = 3.0
 
 
@@ -91,7 +97,6 @@ def device_info(session) -> dict:
 def device_memory_levels(session, request: dict) -> list[dict]:
     """The device's own cache and DRAM bandwidths (``autotune.memory_levels``, measured
     there); ``LookupError`` when the device does not serve that function."""
-    from autotune.backends.device import MEMORY_LEVELS_FUNCTION
 
     try:
         measure = session.get_function(MEMORY_LEVELS_FUNCTION)

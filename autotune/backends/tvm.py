@@ -284,7 +284,7 @@ class _DeviceTimedSession(_TVMSession):
     def timed_first_run(self) -> float:
         if self._rpc is None:
             return Session.timed_run(self)  # this host's clock around the call and a sync
-        from autotune.backends.device import TIME_CALL_FUNCTION
+        from autotune.backends.remote import TIME_CALL_FUNCTION
 
         try:
             time_call = self._rpc.get_function(TIME_CALL_FUNCTION)
