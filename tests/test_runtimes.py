@@ -86,6 +86,7 @@ def traced_python(tmp_path) -> tuple[Path, Path]:
 def test_workers_run_under_the_given_interpreter(workspace, tiny_model, traced_python,
                                                  monkeypatch):
     from autotune.driver import RunSettings, execute_run, start_run
+    from autotune.machine_state import ContentionLimits
     from autotune.measure import MeasurementProtocol
     from autotune.search import ExhaustiveSearch
     from autotune.space import load_space
@@ -96,9 +97,10 @@ def test_workers_run_under_the_given_interpreter(workspace, tiny_model, traced_p
     python, log = traced_python
     store = Store(f"sqlite:///{workspace}/results/autotune.db")
     space, targets = load_space("smoke"), [load_target("host-cpu")]
+    # Contention checks off: a re-measure on a busy machine would start a third worker.
     settings = RunSettings(backends=("openvino",), progress=False, python=str(python),
                            protocol=MeasurementProtocol(2, 5, 0.05),
-                           workspace=workspace / "results")
+                           workspace=workspace / "results", contention=ContentionLimits(0, 0))
     # The int8 trial fails: its versions must still be those of the interpreter it ran in.
     monkeypatch.setenv("AUTOTUNE_INJECT_FAULT", "raise@compile:e0c77a5341")
     run_id = start_run(store, resolve_model(str(tiny_model)), space, targets, settings,
