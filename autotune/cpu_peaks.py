@@ -66,9 +66,10 @@ def max_clock_ghz(cpuinfo: Path = CPUINFO, cpufreq_max: Path = CPUFREQ_MAX
         return int(cpufreq_max.read_text()) / 1e6, "cpufreq cpuinfo_max_freq"
     except (OSError, ValueError):
         pass
+    from autotune.machine_state import cpuinfo_mhz
+
     try:
-        megahertz = max(float(line.partition(":")[2]) for line in
-                        cpuinfo.read_text().splitlines() if line.startswith("cpu MHz"))
+        megahertz = max(cpuinfo_mhz(cpuinfo.read_text()).values())
     except (OSError, ValueError):
         return None, "no clock readable"
     return (megahertz / 1e3 * TURBO_ALLOWANCE,
