@@ -201,29 +201,45 @@ def new_run_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed (messages, hints, logs): its password replaced by ``***``.
+
+    A team store's URL may carry a password; it must not end up in a terminal, a CI log or a
+    report.
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:  # unparsable: hide whatever stands before the last '@'
+        scheme, separator, rest = url.partition("://")
+        return f"{scheme}{separator}***@{rest.rpartition('@')[2]}" if "@" in rest else url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
 class Store:
     """Runs and trials behind a SQLAlchemy engine."""
 
     def __init__(self, url: str = DEFAULT_STORE_URL) -> None:
         self.url = url
+        self.shown_url = shown_url(url)  # what messages print
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             if str(path) != ":memory:":
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
-                    raise InputError(f"--store {url}: cannot create {path.parent}: "
+                    raise InputError(f"--store {self.shown_url}: cannot create {path.parent}: "
                                      f"{error.strerror}") from None
         try:
             self.engine = sa.create_engine(url, connect_args=_connect_args(url))
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
-            raise InputError(f"--store {url}: cannot open store ({error})") from None
+            raise InputError(f"--store {self.shown_url}: cannot open store "
+                             f"({str(error).replace(url, self.shown_url)})") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._migrate()
         except sa.exc.DatabaseError as error:  # OperationalError, or a file that is no database
-            raise InputError(f"--store {url}: cannot open store "
+            raise InputError(f"--store {self.shown_url}: cannot open store "
                              f"({str(error.orig).splitlines()[0]})") from None
 
     def _migrate(self) -> None:
@@ -243,7 +259,7 @@ class Store:
                 connection.execute(meta_table.insert().values(key="schema_version",
                                                               value=str(SCHEMA_VERSION)))
             elif int(row.value) > SCHEMA_VERSION:
-                raise InputError(f"--store {self.url}: schema version {row.value} is newer "
+                raise InputError(f"--store {self.shown_url}: schema version {row.value} is newer "
                                  f"than this autotune ({SCHEMA_VERSION}); upgrade autotune")
             elif int(row.value) < SCHEMA_VERSION:
                 for version in range(int(row.value), SCHEMA_VERSION):
@@ -281,8 +297,9 @@ class Store:
         with self.engine.connect() as connection:
             row = connection.execute(query.limit(1)).mappings().first()
         if row is None:
-            raise InputError(f"no run {run_id!r} in {self.url}" if run_id
-                             else f"no runs in {self.url} yet; start one with `autotune run`")
+            raise InputError(f"no run {run_id!r} in {self.shown_url}" if run_id
+                             else f"no runs in {self.shown_url} yet; start one with `autotune "
+                                  f"run`")
         return Run(id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"],
                    status=row["status"], model=row["model"], model_path=row["model_path"],
                    model_hash=row["model_hash"], space=row["space"], metric=row["metric"],

@@ -7,7 +7,8 @@ entry of level error, and every request that is not the report file itself (the 
 need no network) is collected while the page loads.
 
 Used by ``tests/test_report_html.py`` and ``benchmarks/report_render.py``; needs the
-``websocket-client`` package (the ``test`` extra) and Debian's ``chromium``.
+``websocket-client`` package (the ``test`` extra) and Debian's ``chromium`` (found by
+``autotune.doctor.find_chromium``, which `autotune doctor` reports).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -24,24 +23,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+from autotune.doctor import find_chromium  # noqa: F401 - tests and benchmarks import it here
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--no-default-browser-check",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--disable-extensions", "--mute-audio",
                   "--remote-debugging-port=0")
-
-
-def find_chromium() -> str | None:
-    """The path of a Chromium binary (``$CHROMIUM`` first), or None when there is none."""
-    explicit = os.environ.get("CHROMIUM")
-    if explicit:
-        return explicit if Path(explicit).exists() else None
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @dataclass

@@ -23,6 +23,32 @@ class Availability:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """One thing a backend needs on this machine to run on a target, as found here.
+
+    ``autotune doctor`` lists them; a backend's ``available`` is the first one missing.
+    """
+
+    what: str  # "C/C++ compiler", "OpenVINO device CPU", "tracker 127.0.0.1:9190 key K"
+    ok: bool
+    found: str  # what is there (a path, a version), or why it is missing
+    fix: str = ""  # a command or package that provides it, when missing
+
+    @property
+    def reason(self) -> str:
+        """Why a backend is unavailable when this is missing, with the fix."""
+        return f"{self.found} ({self.fix})" if self.fix else self.found
+
+
+def availability_of(requirements: Sequence[Requirement]) -> Availability:
+    """Available when every requirement is met; else the first one missing says why."""
+    for requirement in requirements:
+        if not requirement.ok:
+            return Availability(False, requirement.reason)
+    return Availability(True)
+
+
+@dataclass(frozen=True)
 class CompileOptions:
     """How hard a backend may work at compile time, and where it keeps what it learns."""
 
@@ -87,8 +113,16 @@ class Backend(Protocol):
         caller then rejects any key left unread. True when the table says enough for this
         backend to compile for the target."""
 
+    def requirements(self, target: Target) -> list[Requirement]:
+        """What compiling for and measuring on ``target`` needs here (runtime package,
+        compiler, device, tracker), each checked (cheap; no compile; a tracker is asked with
+        a short timeout). A target without this backend's table needs nothing more."""
+
     def available(self, target: Target) -> Availability:
-        """Whether ``target`` can be compiled for and measured here (cheap; no compile)."""
+        """Whether ``target`` can be compiled for and measured here: the first of its
+        ``requirements`` that is missing says why not. Backends subclass this protocol to
+        inherit it."""
+        return availability_of(self.requirements(target))
 
     def versions(self) -> dict[str, str]:
         """The versions of the runtime packages that make this backend's results."""

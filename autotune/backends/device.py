@@ -75,7 +75,7 @@ def _register_device_functions() -> None:
     tvm.register_global_func(DEVICE_FUNCTION, serve_measure, override=True)
 
 
-def serve(tracker_host: str, tracker_port: int, key: str, host: str = "0.0.0.0",
+def serve(tracker_host: str, tracker_port: int, key: str, host: str = "127.0.0.1",
           port: int = 9091, port_end: int | None = None, emulated: str | None = None) -> None:
     """Serve TVM RPC and the suite's device functions under ``key`` until killed.
 
@@ -83,6 +83,8 @@ def serve(tracker_host: str, tracker_port: int, key: str, host: str = "0.0.0.0",
     this process instead (sessions still fork), which also works where a new process cannot
     be started as a plain executable (an aarch64 interpreter under qemu user-mode emulation).
     ``emulated``: why this device is not the real one (its trials are flagged ``emulated``).
+    ``host``: the address it listens on; loopback unless asked, since TVM RPC runs whatever
+    library a client uploads: whoever reaches the port runs code here.
     """
     from tvm.rpc import server
 
@@ -125,8 +127,11 @@ def add_worker_arguments(parser) -> None:
     parser.add_argument("--tracker", required=True, metavar="HOST:PORT",
                         help="the TVM RPC tracker to register on")
     parser.add_argument("--key", required=True, help="the device key (a target's [reach] key)")
-    parser.add_argument("--host", default="0.0.0.0",
-                        help="address the RPC server listens on (default: all)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address the RPC server listens on (default: 127.0.0.1, this "
+                             "machine only; TVM RPC loads and runs any library a client "
+                             "uploads, so listen elsewhere, e.g. 0.0.0.0, only on a trusted "
+                             "network)")
     parser.add_argument("--port", type=int, default=9091,
                         help="first port to try for the RPC server (default: 9091)")
     parser.add_argument("--emulated", default=None, metavar="WHY",

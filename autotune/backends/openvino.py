@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
-from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
+from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Backend, CompileOptions, Requirement
 from autotune.backends.registry import register
 from autotune.errors import UnsupportedConfig
 from autotune.host import installed_versions
@@ -50,7 +50,7 @@ def openvino_device(target: Target) -> str | None:
 
 
 @register
-class OpenVINOBackend:
+class OpenVINOBackend(Backend):  # available(): the first missing requirement
     name = "openvino"
     packages = ("openvino", "nncf")  # nncf: the weight compression (int4) of compress_weights
     worker_packages = ("openvino",)
@@ -59,26 +59,32 @@ class OpenVINOBackend:
     def check_target_table(self, table: Table) -> bool:
         return table.get("device", str, None) is not None
 
-    def available(self, target: Target) -> Availability:
-        if openvino_device(target) is None:
-            return Availability(False, f"target {target.name} has no [openvino] device")
+    def requirements(self, target: Target) -> list[Requirement]:
+        device = openvino_device(target)
+        if device is None:
+            return [Requirement("[openvino] device", False,
+                                f"target {target.name} has no [openvino] device")]
         try:
             import openvino
         except ImportError as error:
-            return Availability(False, f"openvino is not installed ({error})")
+            return [Requirement("openvino", False, f"openvino is not installed ({error})",
+                                "pip install openvino")]
+        found = [Requirement("openvino", True, openvino.__version__)]
         if not target.is_local:
             # Compiled and measured on the device by `autotune worker` (it says at measure
             # time when it has no OpenVINO).
-            from autotune.backends.remote import tracker_state
+            from autotune.backends.remote import tracker_requirement
 
-            state = tracker_state(target.reach.host, target.reach.port, target.reach.key)
-            return Availability(state.ok, state.reason)
+            return [*found, tracker_requirement(target.reach.host, target.reach.port,
+                                                target.reach.key)]
         devices = openvino.Core().available_devices
-        wanted = openvino_device(target).split(".")[0]
-        if not any(device.split(".")[0] == wanted for device in devices):
-            return Availability(False, f"OpenVINO device {openvino_device(target)} not present "
-                                       f"here (found: {', '.join(devices) or 'none'})")
-        return Availability(True)
+        present = any(name.split(".")[0] == device.split(".")[0] for name in devices)
+        return [*found, Requirement(
+            f"OpenVINO device {device}", present,
+            f"found: {', '.join(devices) or 'none'}" if present else
+            f"OpenVINO device {device} not present here (found: {', '.join(devices) or 'none'})",
+            "" if present else "Intel's GPU driver, Debian: apt-get install intel-opencl-icd"
+            if device.startswith("GPU") else f"a machine with an OpenVINO {device} device")]
 
     def versions(self) -> dict[str, str]:
         return installed_versions(self.packages)

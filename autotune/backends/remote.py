@@ -65,6 +65,20 @@ def tracker_state(host: str, port: int, key: str,
     return TrackerState(True, "", int(queue[key].get("free", 0)))
 
 
+def tracker_requirement(host: str, port: int, key: str):
+    """The device behind a tracker, as a backend's ``Requirement`` (asked with a short
+    timeout)."""
+    from autotune.backends.base import Requirement  # not at module level: the device lacks onnx
+
+    state = tracker_state(host, port, key)
+    return Requirement(f"tracker {host}:{port} key {key}", state.ok,
+                       f"{state.free} free server(s)" if state.ok else state.reason,
+                       "" if state.ok else f"a tracker on {host}:{port} (python -m "
+                                           f"tvm.exec.rpc_tracker --port {port}) and on the "
+                                           f"device: autotune worker --tracker {host}:{port} "
+                                           f"--key {key}")
+
+
 def tracker_summary(host: str, port: int, key: str) -> tuple[bool, str]:
     """One line for scripts: whether ``key`` is served on the tracker."""
     state = tracker_state(host, port, key)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Availability, CompileOptions
+from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Backend, CompileOptions, Requirement
 from autotune.backends.registry import register
 from autotune.errors import InputError, UnsupportedConfig
 from autotune.host import installed_versions
@@ -53,7 +53,7 @@ def tvm_target_dict(target: Target) -> dict | None:
 
 
 @register
-class TVMBackend:
+class TVMBackend(Backend):  # available(): the first missing requirement
     name = "tvm"
     packages = ("apache-tvm", "apache-tvm-ffi")
     worker_packages = ()  # a --runtime environment swaps OpenVINO only; TVM is this one's
@@ -66,35 +66,39 @@ class TVMBackend:
                              f"(e.g. {{kind = \"llvm\"}})")
         return spec is not None
 
-    def available(self, target: Target) -> Availability:
-        if tvm_target_dict(target) is None:
-            return Availability(False, f"target {target.name} has no [tvm] target")
+    def requirements(self, target: Target) -> list[Requirement]:
+        spec = tvm_target_dict(target)
+        if spec is None:
+            return [Requirement("[tvm] target", False, f"target {target.name} has no [tvm] "
+                                                       f"target")]
         try:
             import tvm
         except ImportError as error:
-            return Availability(False, f"apache-tvm is not installed ({error})")
-        spec = tvm_target_dict(target)
+            return [Requirement("apache-tvm", False, f"apache-tvm is not installed ({error})",
+                                "pip install apache-tvm")]
+        found = [Requirement("apache-tvm", True, tvm.__version__)]
         kind = spec["kind"]
         if kind not in ("llvm", "cuda"):
-            return Availability(False, f"TVM target kind {kind!r} is not supported here")
-        if kind == "llvm":
-            triple = spec.get("mtriple")
-            host_triple = tvm.target.codegen.llvm_get_system_triple()
-            if triple and triple.split("-")[0] != host_triple.split("-")[0]:
-                if target.is_local:
-                    return Availability(False, f"{triple} code cannot run on this {host_triple} "
-                                               f"host; reach the device through an RPC tracker")
-                if shutil.which(cross_compiler(target)) is None:
-                    return Availability(False, f"cross compiler {cross_compiler(target)} not "
-                                               f"found (Debian: gcc-aarch64-linux-gnu)")
+            return [*found, Requirement(f"TVM target kind {kind}", False,
+                                        f"TVM target kind {kind!r} is not supported here")]
+        triple = spec.get("mtriple")
+        host_triple = tvm.target.codegen.llvm_get_system_triple()
+        if kind == "llvm" and triple and triple.split("-")[0] != host_triple.split("-")[0]:
+            if target.is_local:
+                return [*found, Requirement(
+                    f"a {triple} CPU", False, f"{triple} code cannot run on this {host_triple} "
+                                              f"host; reach the device through an RPC tracker")]
+            found.append(_cross_compiler_requirement(cross_compiler(target)))
+        else:
+            found.append(host_compiler_requirement())
         if not target.is_local:
-            from autotune.backends.remote import tracker_state
+            from autotune.backends.remote import tracker_requirement
 
-            state = tracker_state(target.reach.host, target.reach.port, target.reach.key)
-            return Availability(state.ok, state.reason)
-        if kind == "cuda":
-            return _cuda_availability(tvm)
-        return Availability(True)
+            found.append(tracker_requirement(target.reach.host, target.reach.port,
+                                             target.reach.key))
+        elif kind == "cuda":
+            found.append(_cuda_requirement(tvm))
+        return found
 
     def versions(self) -> dict[str, str]:
         return installed_versions(self.packages)
@@ -295,14 +299,44 @@ class _DeviceTimedSession(_TVMSession):
                                self._device.index, *self._args))
 
 
-def _cuda_availability(tvm) -> Availability:
+def _cuda_requirement(tvm) -> Requirement:
     if tvm.cuda(0).exist:
-        return Availability(True)
+        return Requirement("CUDA device", True, tvm.cuda(0).device_name)
     import ctypes.util
 
     if shutil.which("nvidia-smi") is None and ctypes.util.find_library("cuda") is None:
-        return Availability(False, "no CUDA device: nvidia-smi/libcuda not found")
-    return Availability(False, "no CUDA device: the driver is installed but TVM sees no GPU")
+        return Requirement("CUDA device", False, "no CUDA device: nvidia-smi/libcuda not found",
+                           "a machine with an NVIDIA GPU and its driver")
+    return Requirement("CUDA device", False,
+                       "no CUDA device: the driver is installed but TVM sees no GPU",
+                       "check nvidia-smi, and that apache-tvm is built with CUDA")
+
+
+def host_compiler_requirement() -> Requirement:
+    """The compiler that links TVM's libraries here (``export_library``), found as TVM finds
+    it (``tvm.support.cc.get_cc``: ``$CXX``, else ``$CC``, else g++, gcc, clang++, clang,
+    c++ or cc on PATH). Without one every TVM compile fails at its last step."""
+    from tvm.support.cc import get_cc
+
+    compiler = get_cc()
+    what = "C/C++ compiler (links TVM's libraries)"
+    if compiler is None:
+        return Requirement(what, False, "no C/C++ compiler: $CXX and $CC are unset and none of "
+                                        "g++, gcc, clang++, clang, c++, cc is on PATH",
+                           "apt-get install g++, or set CXX to a compiler")
+    path = shutil.which(compiler)
+    if path is None:
+        return Requirement(what, False, f"the C/C++ compiler {compiler!r} (from $CXX or $CC) "
+                                        f"is not an executable", "set CXX to a compiler")
+    return Requirement(what, True, path)
+
+
+def _cross_compiler_requirement(compiler: str) -> Requirement:
+    path = shutil.which(compiler)
+    return Requirement(f"cross compiler {compiler}", path is not None,
+                       path or f"cross compiler {compiler} not found",
+                       "" if path else f"Debian: apt-get install "
+                                       f"gcc-{compiler.removesuffix('-gcc')}")
 
 
 def cross_compiler(target: Target) -> str | None:

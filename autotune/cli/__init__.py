@@ -16,6 +16,7 @@ from autotune.errors import InputError
 def build_parser() -> argparse.ArgumentParser:
     from autotune.cli import (
         compare,
+        doctor,
         history,
         listing,
         pick,
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "them with OpenVINO and TVM, measure, and report Pareto frontiers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (run, report, pick, compare, history, listing, roofline, sensitivity,
-                   worker):
+                   worker, doctor):
         module.add_parser(commands)
     return parser
 

@@ -74,7 +74,7 @@ def select(store: Store, model: str | None, config: str | None, target: str | No
     """The matching trials of every run, grouped by comparable key, oldest run first."""
     everything = [(run, trial) for run in store.runs() for trial in store.trials(run.id)]
     if not everything:
-        raise InputError(f"no trials in {store.url} yet; start one with `autotune run`")
+        raise InputError(f"no trials in {store.shown_url} yet; start one with `autotune run`")
     for option, value, field in (("--model", model, lambda t: {t.model}),
                                  ("--config", config,
                                   lambda t: {t.config.id, t.config.text, t.config.label}),

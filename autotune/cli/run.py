@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -14,7 +15,7 @@ from autotune.cli.common import add_store_option, open_store, workspace_for
 from autotune.errors import InputError
 from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.settings import DEFAULT_MODEL, DEFAULT_TARGET, DEFAULT_TUNING_TRIALS, RunSpec
-from autotune.store import DEFAULT_STORE_URL
+from autotune.store import DEFAULT_STORE_URL, Store
 
 log = logging.getLogger("autotune")
 
@@ -221,12 +222,18 @@ def handle(args) -> int:
                  if outcome.in_flight else "between trials")
         stored_count = len(outcome.trials)
         print(f"interrupted {where}; {stored_count} trial{'' if stored_count == 1 else 's'} "
-              f"stored; resume with: "
-              f"autotune run --resume {run_id}"
-              + ("" if args.store == DEFAULT_STORE_URL else f" --store {args.store}"),
-              file=sys.stderr)
+              f"stored; resume with: {resume_command(run_id, store)}", file=sys.stderr)
         return 130
     return 0 if outcome.succeeded else 1
+
+
+def resume_command(run_id: str, store: Store) -> str:
+    """The shell command that finishes an interrupted run, quoted, with the store's password
+    hidden (it is asked for again; better, kept out of the URL: PGPASSWORD or ~/.pgpass)."""
+    parts = ["autotune", "run", "--resume", run_id]
+    if store.url != DEFAULT_STORE_URL:
+        parts += ["--store", store.shown_url]
+    return shlex.join(parts)
 
 
 @contextmanager

@@ -94,6 +94,16 @@ class BackendConformance:
         availability = backend.available(nowhere)
         assert not availability.ok and availability.reason
 
+    def test_requirements_decide_availability(self, backend):
+        """``available`` is the first missing requirement; each one says what it found."""
+        from autotune.backends.base import availability_of
+        from autotune.target import builtin_targets
+
+        for target in builtin_targets():
+            requirements = backend.requirements(target)
+            assert requirements and all(requirement.found for requirement in requirements)
+            assert backend.available(target) == availability_of(requirements)
+
     def test_versions_name_the_runtime(self, backend):
         assert backend.versions()
 

@@ -31,9 +31,11 @@ class LocalWorker:
 
     ``emulated``: started with ``--emulated WHY`` (its device answers that it is emulated).
     ``plain_tvm``: TVM's own RPC server instead, without the suite's device functions.
+    ``host``: the worker's ``--host``; None starts it without one (its default address).
     """
 
-    def __init__(self, emulated: str | None = None, plain_tvm: bool = False) -> None:
+    def __init__(self, emulated: str | None = None, plain_tvm: bool = False,
+                 host: str | None = "127.0.0.1") -> None:
         from tvm.rpc.tracker import Tracker
 
         from autotune.backends.remote import tracker_state
@@ -43,7 +45,7 @@ class LocalWorker:
         server = ["tvm.exec.rpc_server"] if plain_tvm else ["autotune", "worker"]
         self.worker = subprocess.Popen(
             [sys.executable, "-m", *server, "--tracker",
-             f"127.0.0.1:{self.port}", "--key", self.key, "--host", "127.0.0.1",
+             f"127.0.0.1:{self.port}", "--key", self.key, *(["--host", host] if host else []),
              "--port", str(port := free_port()),
              *(["--port-end", str(port + 100)] if plain_tvm else []),
              *(["--emulated", emulated] if emulated else [])],

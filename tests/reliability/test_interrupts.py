@@ -6,11 +6,15 @@ the fp32 trial before it is already stored.
 """
 
 import os
+import shlex
 import signal
 import time
 
 import psutil
 import pytest
+
+# The throwaway PostgreSQL cluster (skips without its binaries) and a fresh database on it.
+from test_postgres import cluster, pg_url  # noqa: F401 - fixtures
 
 from autotune.config import FP32
 from autotune.store import Store
@@ -112,3 +116,23 @@ def test_an_interrupt_says_what_was_in_flight_and_how_to_resume(
     trials = check_store(run_id, finished=True, count=2)
     assert trials[0].started_at == stored[0].started_at
     assert all(t.ok for t in trials)
+
+
+@pytest.mark.postgres
+def test_an_interrupted_run_on_a_team_store_prints_no_password(workspace, tiny_model,
+                                                               autotune_cli, pg_url):  # noqa: F811
+    """The resume hint names the store with its password hidden, quoted for the shell;
+    nothing else the run prints or writes carries the password either."""
+    secret = "s3cr3t-pw"  # the throwaway cluster trusts local connections: any password works
+    url = pg_url.replace("://postgres@", f"://postgres:{secret}@")
+    run, run_id, worker = _start_and_wait_for_the_hanging_worker(autotune_cli, tiny_model, url)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert f"resume with: autotune run --resume {run_id} --store " in err
+    hint = err.split("resume with: ")[1].splitlines()[0]
+    assert shlex.split(hint)[-1] == url.replace(secret, "***"), err
+    written = "".join(path.read_text(errors="replace")
+                      for path in (workspace / "reports").rglob("*") if path.is_file())
+    assert secret not in out + err + written
+    assert _gone(worker, within_s=10)

@@ -1,0 +1,49 @@
+"""``autotune worker`` is safe by default: TVM RPC runs whatever library a client uploads, so
+the worker listens on loopback unless ``--host`` says otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import psutil
+import pytest
+
+from autotune.testing.remote import LocalWorker
+
+pytestmark = pytest.mark.tvm
+pytest.importorskip("tvm", reason="apache-tvm is not installed")
+
+
+def _other_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback, or None when it has none."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not ipaddress.ip_address(
+                    address.address).is_loopback:
+                return address.address
+    return None
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_worker_without_host_listens_on_loopback_only():
+    other = _other_address()
+    if other is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    worker = LocalWorker(host=None)
+    try:
+        listening = [c.laddr for c in psutil.Process(worker.worker.pid).net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN]
+        assert listening and all(address.ip == "127.0.0.1" for address in listening)
+        port = listening[0].port
+        assert _reachable("127.0.0.1", port)
+        assert not _reachable(other, port), f"the worker answered on {other}:{port}"
+    finally:
+        worker.stop()
