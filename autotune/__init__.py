@@ -1,3 +1,21 @@
-"""autotune: a compiler-based autotuning benchmark suite for model quantization."""
+"""autotune: a compiler-based autotuning benchmark suite for model quantization.
+
+The Python API (``autotune.api``: ``open_store``, ``run_benchmark``) is imported on first
+use, so ``import autotune`` loads neither pandas nor a compiler.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("open_store", "run_benchmark", "ResultStore")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from autotune import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'autotune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

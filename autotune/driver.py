@@ -85,6 +85,29 @@ class RunSettings:
     # run-to-run noise it must see before calling a change.
     passes: int = 1
 
+    @classmethod
+    def from_spec(cls, spec: RunSpec, workspace: Path, progress: bool = False,
+                  python: str | None = None) -> RunSettings:
+        """The settings a run asked for (``RunSpec``, with ``autotune run``'s defaults) as
+        the driver takes them; ``workspace`` holds run data and caches."""
+        return cls(
+            backends=tuple(spec.backends), budget=spec.budget, trial_timeout_s=spec.timeout_s,
+            memory_limit_bytes=(default_memory_limit_bytes() if spec.trial_memory_mib is None
+                                else spec.trial_memory_mib << 20),
+            tuning_trials=spec.tuning_trials,
+            protocol=MeasurementProtocol(min_repeats=spec.min_repeats,
+                                         min_time_s=spec.min_time_s),
+            workspace=workspace, progress=progress, python=python,
+            max_spread=spec.max_spread, passes=spec.passes,
+            contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
+
+
+def default_memory_limit_bytes() -> int:
+    """A trial worker's memory limit when none is given: 60% of RAM, at most 8 GiB."""
+    import psutil
+
+    return min(int(psutil.virtual_memory().total * 0.6), 8 << 30)
+
 
 @dataclass
 class RunOutcome:

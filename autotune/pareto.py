@@ -22,9 +22,18 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices of the non-dominated points (all objectives minimized), in input order."""
-    return [index for index, point in enumerate(points)
-            if not any(dominates(other, point) for other in points)]
+    """Indices of the non-dominated points (all objectives minimized), in input order.
+
+    A point's dominators sort before it (lexicographically), and whoever dominates a
+    dominated point dominates it too: so each point, in sorted order, is checked against
+    the front found so far only (about n x front size comparisons, not n squared).
+    """
+    order = sorted(range(len(points)), key=lambda index: tuple(points[index]))
+    front: list[int] = []
+    for index in order:
+        if not any(dominates(points[kept], points[index]) for kept in front):
+            front.append(index)
+    return sorted(front)
 
 
 def trial_objectives(trial: Trial) -> tuple[float, float, float]:

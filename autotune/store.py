@@ -320,17 +320,15 @@ class Store:
     def add_trial(self, trial: Trial) -> None:
         """Commit one finished trial; a trial already stored under its key is replaced."""
         row = _trial_row(trial)
-        key = _trial_key(trial)
         with self.engine.begin() as connection:
-            connection.execute(trials_table.delete().where(key))
-            connection.execute(trials_table.insert().values(**row))
+            connection.execute(_DELETE_TRIAL, _key_params(trial))
+            connection.execute(trials_table.insert(), row)
 
     def update_trial(self, trial: Trial) -> None:
         """Store a stored trial's new figures (a later measurement pass) in place."""
         row = _trial_row(trial)
-        key = _trial_key(trial)
         with self.engine.begin() as connection:
-            if connection.execute(trials_table.update().where(key).values(**row)).rowcount != 1:
+            if connection.execute(_UPDATE_TRIAL, {**row, **_key_params(trial)}).rowcount != 1:
                 raise KeyError(f"no stored trial {trial.key} in run {trial.run_id}")
 
     def trials(self, run_id: str) -> list[Trial]:
@@ -502,11 +500,19 @@ _JSON_FIELDS = {"versions": "versions_json", "latencies_ms": "latencies_ms_json"
                 "details": "details_json", "facts": "facts_json"}
 
 
-def _trial_key(trial: Trial):
-    """The WHERE clause that finds ``trial``'s row: one per run and key."""
-    return ((trials_table.c.run_id == trial.run_id)
-            & (trials_table.c.config_id == trial.config.id)
-            & (trials_table.c.backend == trial.backend) & (trials_table.c.target == trial.target))
+# The WHERE clause that finds a trial's row (one per run and key), with bound parameters:
+# built once, so storing a trial compiles no statement (``_key_params`` fills it in).
+_TRIAL_KEY = ((trials_table.c.run_id == sa.bindparam("key_run_id"))
+              & (trials_table.c.config_id == sa.bindparam("key_config_id"))
+              & (trials_table.c.backend == sa.bindparam("key_backend"))
+              & (trials_table.c.target == sa.bindparam("key_target")))
+_DELETE_TRIAL = trials_table.delete().where(_TRIAL_KEY)
+_UPDATE_TRIAL = trials_table.update().where(_TRIAL_KEY)
+
+
+def _key_params(trial: Trial) -> dict:
+    return {"key_run_id": trial.run_id, "key_config_id": trial.config.id,
+            "key_backend": trial.backend, "key_target": trial.target}
 
 
 def _trial_row(trial: Trial) -> dict:

@@ -7,8 +7,9 @@ display (op precisions, packed convolutions, weight compression), read by no mod
 
 from __future__ import annotations
 
+import copy
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from autotune.accuracy import fidelity_error
 from autotune.config import QuantConfig
@@ -175,7 +176,10 @@ class Trial(HasStatus):
         }
 
     def to_dict(self) -> dict:
-        data = {name: value for name, value in asdict(self).items() if name not in _FACTS}
+        # Copies of the plain fields only: ``asdict`` would also deep-copy every fact,
+        # to be thrown away (it was most of the cost of storing a trial).
+        data = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if f.name not in _FACTS and f.name != "config"}
         data["config"] = self.config.to_dict()
         data["config_id"] = self.config.id
         data["config_text"] = self.config.text

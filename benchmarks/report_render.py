@@ -1,9 +1,10 @@
 """How heavy the HTML report is: its size and how long headless Chromium takes to load it.
 
-The run is SYNTHETIC: its trials are made up here (seeded), not measured, because this
-benchmark measures the report, not a compiler. They are stored with the real ``Store`` and
-rendered with the real ``write_report``; then Debian's ``chromium`` loads ``index.html``
-(``load`` = navigation start to the end of the load event, median of a few loads).
+The run is SYNTHETIC: its trials are made up (seeded, ``autotune.testing.synthetic``), not
+measured, because this benchmark measures the report, not a compiler. They are stored with
+the real ``Store`` and rendered with the real ``write_report``; then Debian's ``chromium``
+loads ``index.html`` (``load`` = navigation start to the end of the load event, median of a
+few loads).
 
     python benchmarks/report_render.py [--trials 100] [--trials 1000] [--loads 5]
 """
@@ -11,21 +12,16 @@ rendered with the real ``write_report``; then Debian's ``chromium`` loads ``inde
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from autotune.config import FP32
-from autotune.outcome import Note, RooflinePlacement
 from autotune.report import gather_from_store, write_report
 from autotune.report.html import write_html
-from autotune.settings import RunSpec
-from autotune.space import load_space
-from autotune.store import Run, Store, now
-from autotune.trial import Trial
+from autotune.store import Store
+from autotune.testing.synthetic import synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the DevTools client the report tests use
@@ -34,57 +30,6 @@ from browser import Chromium, find_chromium  # noqa: E402
 
 LIMIT_BYTES = 5 * 2**20
 LIMIT_LOAD_MS = 2000
-
-
-def synthetic_run(store: Store, count: int, seed: int = 0) -> str:
-    """Store a made-up run of ``count`` trials (figures are seeded random, not measured)."""
-    rng = random.Random(seed)
-    run_id = f"synthetic-{count}"
-    store.create_run(Run(
-        id=run_id, created_at=now(), finished_at=now(), status="finished",
-        model="synthetic (rendering benchmark, not measured)", model_path="-",
-        model_hash="0" * 64, space="full", metric="top1", synthetic_data=False,
-        reference_accuracy=0.95,
-        settings=RunSpec(model="synthetic", targets=("host-cpu",), budget=count),
-        host={"cpu_model": "synthetic", "cores": 2, "system": "-"}, versions={"autotune": "-"}))
-    configs = [c for c in load_space("full").configs if c != FP32]
-    backends = ("openvino", "tvm")
-    pairs = [(FP32, b) for b in backends] + [(c, b) for c in configs for b in backends]
-    for index in range(count):
-        config, backend = pairs[index % len(pairs)]
-        target = f"host-cpu{index // len(pairs) or ''}"  # more trials than pairs: more targets
-        store.add_trial(_trial(rng, run_id, config, backend, target))
-    return run_id
-
-
-def _trial(rng: random.Random, run_id: str, config, backend: str, target: str) -> Trial:
-    common = dict(run_id=run_id, model="synthetic", model_hash="0" * 64, config=config,
-                  backend=backend, target=target, versions={"autotune": "-"},
-                  cpu_model="synthetic", cores=2)
-    if config != FP32 and rng.random() < 0.06:
-        return Trial(**common, status="compile_error",
-                     error="synthetic failure\n" + "  at some frame\n" * 20)
-    base_ms = 2.0 if backend == "openvino" else 2.6
-    median = base_ms if config == FP32 else base_ms * rng.uniform(0.35, 1.15)
-    samples = sorted(median * rng.uniform(0.95, 1.1) for _ in range(50))
-    drop = 0.0 if config == FP32 else rng.uniform(-0.002, 0.03)
-    roofline = RooflinePlacement(int(2.4e8), int(rng.uniform(2e6, 2e7)), config.weight_dtype,
-                                 peak_gops={"fp32": 384.0, "int8": 1536.0},
-                                 memory_bandwidth_gbs=20.0, peaks_source="synthetic")
-    details, notes = {}, ()
-    if config.is_quantized:
-        details["op_precisions"] = [{"name": f"conv{i}", "kernel": "jit_avx512_int8",
-                                     "integer": True} for i in range(6)]
-        if rng.random() < 0.2:
-            notes = (Note("float_fallback", "int8 requested but 1 of 6 heavy ops ran in float "
-                                            "(conv5)"),)
-    return Trial(**common, status="ok", latencies_ms=samples, latency_median_ms=median,
-                 latency_p90_ms=samples[44], latency_p99_ms=samples[49],
-                 latency_spread=rng.uniform(0.01, 0.08), memory_bytes=rng.randint(4, 40) << 20,
-                 peak_memory_bytes=rng.randint(80, 120) << 20,
-                 artifact_size_bytes=rng.randint(200, 900) << 10, accuracy=0.95 - drop,
-                 accuracy_drop=drop, details=details, notes=notes, roofline=roofline,
-                 started_at=now(), finished_at=now())
 
 
 def measure(count: int, loads: int, browser: Chromium, scratch: Path) -> dict:

@@ -57,3 +57,17 @@ def test_pick_never_answers_with_nothing():
     assert choice.chosen is None
     assert [t.config.calibration for t, _ in choice.nearest] == ["percentile", "minmax"]
     assert abs(choice.nearest[0][1] - 0.01) < 1e-12
+
+
+def test_front_equals_the_all_pairs_definition_with_ties_and_duplicates():
+    import random
+
+    rng = random.Random(3)
+    for dimensions in (2, 3):
+        # Coarse values: many ties and exact duplicates, which dominate nothing of each other.
+        points = [tuple(rng.randint(0, 6) for _ in range(dimensions)) for _ in range(300)]
+        expected = [i for i, p in enumerate(points)
+                    if not any(dominates(other, p) for other in points)]
+        assert pareto_front(points) == expected
+    assert pareto_front([(1, 2), (1, 2), (0, 3)]) == [0, 1, 2]
+    assert pareto_front([]) == []
