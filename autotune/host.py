@@ -11,6 +11,7 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
+from autotune import __version__
 from autotune.paths import ROOT
 
 
@@ -26,20 +27,27 @@ def installed_versions(packages) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def autotune_commit() -> str:
-    """The git commit of this checkout (with ``+dirty`` for local changes), or the version."""
+def checkout_commit() -> str | None:
+    """The git commit of the checkout autotune runs from (``+dirty`` for local changes), or
+    None for an installed package: git asked about site-packages would name whatever
+    repository happens to hold the virtual environment."""
+    if not (ROOT / ".git").exists():
+        return None
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
                                 capture_output=True, text=True, timeout=5, check=True).stdout
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
                                 "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout
-        return commit.strip() + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        try:
-            return version("autotune")
-        except PackageNotFoundError:
-            return "unknown"
+        return None
+    return commit.strip() + ("+dirty" if dirty.strip() else "")
+
+
+def autotune_commit() -> str:
+    """What a trial records as autotune's version: the checkout's commit, else the
+    package version."""
+    return checkout_commit() or __version__
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,10 +1,11 @@
 """Runtime environments: run the trial workers against another runtime version, side by side.
 
 ``autotune run --runtime PACKAGE==VERSION`` (a backend's ``worker_packages``, or a common
-one) builds (once) a virtual environment under ``results/envs/<normalized spec>/`` holding
+one) builds (once) a virtual environment under ``envs/<normalized spec>/`` of the user cache
+(``autotune.paths.user_cache_dir``) holding
 that requirement plus what the worker imports, and the driver starts
 ``python -m autotune.worker`` with that environment's interpreter (the worker finds this
-checkout through PYTHONPATH). Packages the spec does not name are
+autotune through PYTHONPATH, ``autotune.paths.import_root``). Packages the spec does not name are
 pinned to the versions installed here, so that only the named runtime differs between the
 two runs; when the named runtime cannot live with them, pip picks versions within
 autotune's declared ranges, and the trial records whatever was really used.
@@ -28,7 +29,7 @@ from pathlib import Path
 from autotune.backends import backend_names, get_backend
 from autotune.errors import InputError
 from autotune.host import autotune_commit, installed_versions
-from autotune.paths import ROOT
+from autotune.paths import import_root
 
 log = logging.getLogger("autotune")
 
@@ -246,10 +247,10 @@ def _check_imports(path: Path, specs: list[str]) -> None:
 
 
 def _checkout_env() -> dict[str, str]:
-    """The environment of a child that must import autotune from this checkout."""
+    """The environment of a child that must import this autotune (and only it from here)."""
     pythonpath = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + pythonpath if pythonpath
-                                                     else "")}
+    return {**os.environ, "PYTHONPATH": str(import_root()) + (os.pathsep + pythonpath
+                                                               if pythonpath else "")}
 
 
 def _pip_error(output: str) -> str:

@@ -17,7 +17,7 @@ from autotune.config import (
     QuantConfig,
 )
 from autotune.errors import InputError
-from autotune.paths import SPACES_DIR, resolve_named_file
+from autotune.paths import SPACES, named_files, resolve_named_file
 from autotune.tomlfile import Table, read_toml
 
 INTEGER_WEIGHT_DTYPES = ("int8", "uint8", "int4")
@@ -59,12 +59,13 @@ class SearchSpace:
 
 
 def load_space(name_or_path: str) -> SearchSpace:
-    path = resolve_named_file(name_or_path, SPACES_DIR, "search space")
+    path = resolve_named_file(name_or_path, SPACES)
     return parse_space(read_toml(path), path)
 
 
-def builtin_spaces() -> list[SearchSpace]:
-    return [load_space(str(path)) for path in sorted(SPACES_DIR.glob("*.toml"))]
+def known_spaces() -> list[SearchSpace]:
+    """Every search space a NAME finds: the user's folders first, then the built-in ones."""
+    return [load_space(str(file.path)) for file in named_files(SPACES).values()]
 
 
 def parse_space(data: dict, path: Path) -> SearchSpace:

@@ -13,23 +13,24 @@ from pathlib import Path
 from autotune.backends import backend_names, get_backend
 from autotune.cores import parse_cpu_list
 from autotune.errors import InputError
-from autotune.paths import TARGETS_DIR, resolve_named_file
+from autotune.paths import TARGETS, named_files, resolve_named_file
 from autotune.target_spec import CACHE_LEVELS, DRAM, PRECISIONS, MemoryLevel, Reach, Target
 from autotune.tomlfile import Table, read_toml
 
-__all__ = ["PRECISIONS", "MemoryLevel", "Reach", "Target", "builtin_targets", "load_target",
+__all__ = ["PRECISIONS", "MemoryLevel", "Reach", "Target", "known_targets", "load_target",
            "parse_target"]
 
 _TABLES = ("reach", "roofline")  # the tables every target file may have, whatever its backends
 
 
 def load_target(name_or_path: str) -> Target:
-    path = resolve_named_file(name_or_path, TARGETS_DIR, "target")
+    path = resolve_named_file(name_or_path, TARGETS)
     return parse_target(read_toml(path), path)
 
 
-def builtin_targets() -> list[Target]:
-    return [load_target(str(path)) for path in sorted(TARGETS_DIR.glob("*.toml"))]
+def known_targets() -> list[Target]:
+    """Every target a NAME finds: the user's folders first, then the built-in ones."""
+    return [load_target(str(file.path)) for file in named_files(TARGETS).values()]
 
 
 def parse_target(data: dict, path: Path) -> Target:

@@ -26,6 +26,7 @@ import numpy as np
 from autotune.hostlock import EXCLUSIVE, SHARED, Held, host_lock, times_on_this_host
 from autotune.outcome import CompileFacts, MeasureFacts, WorkerOutcome, json_default
 from autotune.outputs import load_outputs, save_outputs
+from autotune.paths import import_root
 
 PHASES = ("start", "quantize", "compile", "measure", "done")
 _PHASE_STATUS = {"start": "compile_error", "quantize": "compile_error",
@@ -168,7 +169,7 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     child import this autotune and die with its parent."""
     env = {**os.environ, **(extra or {})}
     # The child must import the same autotune as the parent, wherever the parent was started.
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(import_root())
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env[PARENT_ENV] = str(os.getpid())
     return env

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from autotune.hostlock import EXCLUSIVE, SHARED
+from autotune.paths import TARGETS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -207,7 +208,7 @@ def test_cores_in_a_target_file_may_be_a_count_or_a_cpu_list(tmp_path):
     from autotune.errors import InputError
     from autotune.target import load_target
 
-    host = (REPO / "targets" / "host-cpu.toml").read_text()
+    host = (TARGETS.builtin / "host-cpu.toml").read_text()
     for text, expected in (('"0-1"', (2, (0, 1))), ("3", (3, ()))):
         path = tmp_path / "pinned.toml"
         path.write_text(host.replace("cores = 0", f"cores = {text}"))
@@ -223,7 +224,7 @@ def test_spare_cores_leave_cores_to_the_driver_only_when_the_count_is_not_given(
     from autotune.errors import InputError
     from autotune.target import load_target
 
-    host = (REPO / "targets" / "host-cpu.toml").read_text()
+    host = (TARGETS.builtin / "host-cpu.toml").read_text()
     assert "spare_cores = 1" in host
     allowed = len(allowed_cpus())
     assert load_target("host-cpu").cores == max(1, allowed - 1)
@@ -273,7 +274,7 @@ def test_a_host_cpu_trial_records_its_core_set_and_runs_on_it(workspace, every_c
     expected = before[1:] if len(before) > 1 else before
     if every_core:
         target = str(workspace / "every-core.toml")
-        Path(target).write_text((REPO / "targets" / "host-cpu.toml").read_text()
+        Path(target).write_text((TARGETS.builtin / "host-cpu.toml").read_text()
                                 .replace("spare_cores = 1", "spare_cores = 0"))
         expected = before
     store_url = f"sqlite:///{workspace}/results/autotune.db"

@@ -118,8 +118,9 @@ def test_workers_run_under_the_given_interpreter(workspace, tiny_model, traced_p
 @pytest.mark.slow
 @pytest.mark.openvino
 def test_a_run_against_another_openvino_release(workspace, tiny_model, capsys):
-    """Downloads OpenVINO 2025.4.0 (and what it needs) into results/envs/ once."""
+    """Downloads OpenVINO 2025.4.0 (and what it needs) into the user cache's envs/ once."""
     from autotune.cli import main
+    from autotune.paths import user_cache_dir
     from autotune.store import Store
 
     code = main(["run", "--model", str(tiny_model), "--space", "smoke",
@@ -127,7 +128,7 @@ def test_a_run_against_another_openvino_release(workspace, tiny_model, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     run_id = out.out.split()[1]
-    env = workspace / "results" / "envs" / "openvino-2025.4.0"
+    env = user_cache_dir() / "envs" / "openvino-2025.4.0"
     assert (env / "autotune-env.json").exists()
     store = Store(f"sqlite:///{workspace}/results/autotune.db")
     assert store.get_run(run_id).versions["openvino"] == "2025.4.0"

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from autotune.errors import InputError
+from autotune.paths import user_folders
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +32,44 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autotune",
         description="Quantization autotuning benchmarks: search quantization configs, compile "
                     "them with OpenVINO and TVM, measure, and report Pareto frontiers.")
+    parser.add_argument("--version", action=_PrintVersion, nargs=0,
+                        help="print the version (and the commit of a git checkout) and exit")
+    _add_folder_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (run, report, pick, compare, history, listing, roofline, sensitivity,
                    worker, doctor):
         module.add_parser(commands)
+    for command in commands.choices.values():
+        _add_folder_options(command)
     return parser
+
+
+def _add_folder_options(parser: argparse.ArgumentParser) -> None:
+    """The user's own folders of target and space files, before and after the command
+    (``autotune --targets-dir D run`` or ``autotune run --targets-dir D``)."""
+    parser.add_argument("--targets-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="your target files (NAME.toml); found before AUTOTUNE_HOME's, "
+                             "./targets and the built-in ones (sets AUTOTUNE_TARGETS_DIR)")
+    parser.add_argument("--spaces-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="your search space files; found before AUTOTUNE_HOME's, "
+                             "./search_spaces and the built-in ones (sets AUTOTUNE_SPACES_DIR)")
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``, asking git only when it is given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """The package version, and the commit when running from a git checkout."""
+    from autotune import __version__
+    from autotune.host import checkout_commit
+
+    commit = checkout_commit()
+    return f"autotune {__version__}" + (f" (commit {commit})" if commit else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with user_folders(getattr(args, "targets_dir", None), getattr(args, "spaces_dir", None)):
+            return args.handler(args)
     except InputError as error:
         print(f"autotune: error: {error}", file=sys.stderr)
         return 2

@@ -7,8 +7,8 @@ from autotune.cli.common import print_json, print_table
 
 def add_parser(commands) -> None:
     for name, handler, help_text in (
-        ("targets", _targets, "list targets and whether each is reachable here"),
-        ("spaces", _spaces, "list the built-in search spaces"),
+        ("targets", _targets, "list targets (built-in and your own) and whether each is reachable"),
+        ("spaces", _spaces, "list the search spaces (built-in and your own)"),
         ("zoo", _zoo, "list the built-in models"),
     ):
         parser = commands.add_parser(name, help=help_text, description=help_text)
@@ -18,36 +18,43 @@ def add_parser(commands) -> None:
 
 def _targets(args) -> int:
     from autotune.backends import backend_names, get_backend
-    from autotune.target import builtin_targets
+    from autotune.paths import TARGETS, named_files
+    from autotune.target import load_target
 
     rows = []
-    for target in builtin_targets():
+    for file in named_files(TARGETS).values():
+        target = load_target(str(file.path))
         reach = "local" if target.is_local else (
             f"tracker {target.reach.host}:{target.reach.port} key {target.reach.key}")
         for name in backend_names():
             availability = get_backend(name).available(target)
             rows.append({"target": target.name, "backend": name, "device": target.device,
                          "reach": reach, "reachable": availability.ok,
-                         "reason": availability.reason, "description": target.description})
+                         "reason": availability.reason, "description": target.description,
+                         "from": file.origin, "path": str(file.path)})
     if args.json:
         print_json(rows)
     else:
-        print_table(["target", "backend", "reach", "reachable", "why not"],
+        print_table(["target", "backend", "reach", "reachable", "why not", "from"],
                     [[r["target"], r["backend"], r["reach"], "yes" if r["reachable"] else "no",
-                      r["reason"]] for r in rows])
+                      r["reason"], r["from"]] for r in rows])
     return 0
 
 
 def _spaces(args) -> int:
-    from autotune.space import builtin_spaces
+    from autotune.paths import SPACES, named_files
+    from autotune.space import load_space
 
-    spaces = builtin_spaces()
+    files = named_files(SPACES).values()
+    spaces = [(load_space(str(file.path)), file) for file in files]
     if args.json:
         print_json([{"name": s.name, "configs": len(s.configs), "description": s.description,
-                     "config_texts": [c.text for c in s.configs]} for s in spaces])
+                     "config_texts": [c.text for c in s.configs], "from": file.origin,
+                     "path": str(file.path)} for s, file in spaces])
     else:
-        print_table(["space", "configs", "description"],
-                    [[s.name, len(s.configs), s.description] for s in spaces])
+        print_table(["space", "configs", "from", "description"],
+                    [[s.name, len(s.configs), file.origin, s.description]
+                     for s, file in spaces])
     return 0
 
 

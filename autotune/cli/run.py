@@ -108,7 +108,7 @@ def add_parser(commands) -> None:
                         help="run the trial workers against this runtime version, a pip "
                              "requirement such as onnxruntime==1.20.1 (repeatable; a backend's "
                              "runtime too), in a virtual environment built once under "
-                             "results/envs/")
+                             "envs/ of the user cache (~/.cache/autotune; AUTOTUNE_CACHE_DIR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=handle)
 
@@ -121,12 +121,13 @@ def _memory_limit_bytes(mib: int | None) -> int:
     return min(int(psutil.virtual_memory().total * 0.6), 8 << 30)
 
 
-def _runtime_python(specs: Sequence[str], workspace: Path) -> str | None:
+def _runtime_python(specs: Sequence[str]) -> str | None:
     if not specs:
         return None
+    from autotune.paths import user_cache_dir
     from autotune.runtimes import ensure_env
 
-    env = ensure_env(list(specs), workspace / "envs")
+    env = ensure_env(list(specs), user_cache_dir() / "envs")
     print(f"runtime {' '.join(env.specs)}: "
           + ", ".join(f"{name} {value}" for name, value in env.versions.items()),
           file=sys.stderr)
@@ -190,7 +191,7 @@ def handle(args) -> int:
         tuning_trials=spec.tuning_trials,
         protocol=MeasurementProtocol(min_repeats=spec.min_repeats, min_time_s=spec.min_time_s),
         workspace=workspace, progress=not args.no_progress,
-        python=_runtime_python(spec.runtime, workspace),
+        python=_runtime_python(spec.runtime),
         max_spread=spec.max_spread, passes=spec.passes,
         contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
 

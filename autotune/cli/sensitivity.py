@@ -15,7 +15,7 @@ def add_parser(commands) -> None:
         description="Quantize each compute layer alone (the others kept in fp32), run it with "
                     "onnxruntime on the evaluation inputs and rank the layers by how far the "
                     "outputs move from fp32's: the layers a mixed-precision config keeps in "
-                    "float (search_spaces/mixed.toml builds its configs from this ranking).")
+                    "float (the mixed search space builds its configs from this ranking).")
     parser.add_argument("--model", default=None, help="zoo name or ONNX file "
                         "(default: digits-cnn)")
     parser.add_argument("--data", default=None, type=Path,

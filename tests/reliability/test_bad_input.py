@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from autotune.cli import main
-from autotune.paths import TARGETS_DIR, ZOO_MODELS_DIR
+from autotune.paths import TARGETS, ZOO_MODELS_DIR
 
 pytestmark = [pytest.mark.openvino, pytest.mark.reliability]
 QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05", "--no-progress",
@@ -30,7 +30,7 @@ def _error_line(capsys) -> str:
 
 
 def _target_toml(workspace, replace: str, by: str):
-    text = (TARGETS_DIR / "host-cpu.toml").read_text()
+    text = (TARGETS.builtin / "host-cpu.toml").read_text()
     assert replace in text
     path = workspace / "target.toml"
     path.write_text(text.replace(replace, by, 1))
