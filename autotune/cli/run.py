@@ -222,7 +222,7 @@ def handle(args) -> int:
         contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
 
     if args.resume:
-        run_id = args.resume
+        run_id = run.id  # latest and previous name a run too
         strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
             Path(run.model_path), store, model_dir=settings.workspace / "costmodels"))
     else:

@@ -145,6 +145,23 @@ class StoreConformance:
         with pytest.raises(InputError, match="no run 'zzz'"):
             store.get_run("zzz")
 
+    def test_latest_and_previous_name_runs(self, store):
+        store.create_run(sample_run("first", "2026-01-01T00:00:00+00:00"))
+        assert store.get_run("latest").id == "first"
+        with pytest.raises(InputError, match="no previous run"):
+            store.get_run("previous")
+        store.create_run(sample_run("second", "2026-01-02T00:00:00+00:00"))
+        assert (store.get_run("latest").id, store.get_run("previous").id) == ("second", "first")
+
+    def test_trial_counts_by_run_and_status(self, store):
+        for run_id in ("r1", "r2"):
+            store.create_run(sample_run(run_id))
+        store.add_trial(full_trial("r1"))
+        store.add_trial(failed_trial("r1"))
+        store.add_trial(failed_trial("r2", status="timeout"))
+        assert store.trial_counts() == {"r1": {"ok": 1, "compile_error": 1},
+                                        "r2": {"timeout": 1}}
+
     # Trials
 
     def test_every_trial_field_round_trips(self, store):
