@@ -222,6 +222,15 @@ def test_an_internal_error_exits_3_with_the_traceback_in_a_log(store_url, tmp_pa
     assert "ZeroDivisionError" in err and str(tmp_path / "cache" / "autotune" / "logs") in err
 
 
+def test_an_interruption_outside_a_run_exits_130(store_url, monkeypatch, capsys):
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "trial_counts", interrupted)
+    assert main(["runs"]) == 130
+    assert capsys.readouterr().err.strip() == "autotune: interrupted"
+
+
 # End to end: real OpenVINO trials, fp32 only, each night judged on the fastest of three
 # passes. On the shared 2-core VM this was written on, other processes took 12-77% of the
 # measured core: nights without a change differed by up to 44% (digits-cnn, 40-60 ms) and 42%
