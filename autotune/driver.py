@@ -11,7 +11,6 @@ import json
 import logging
 import random
 import shutil
-import sys
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from autotune.hostlock import SHARED, host_lock
 from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.measure import MeasurementProtocol, latency_stats
 from autotune.outcome import CONTENDED, FLAG, MeasureFacts, Note, PassRecord, WorkerOutcome
+from autotune.progress import TrialProgress, pass_result
 from autotune.quantize import file_hash
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
@@ -194,13 +194,13 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     store.set_run_status(run_id, "running")
     planned = len(remaining(candidates, history))
     total = min(planned, max(budget_left, 0))
-    bar = _progress(total, settings.progress)
+    progress = TrialProgress(total, settings.progress)
     interrupted, in_flight = False, set()
     gone: dict[tuple[str, str], str] = {}  # (target, backend) that stopped answering: why
 
     def measure(candidate: Candidate) -> Trial:
-        bar.set_description(f"{candidate.config.label} on {candidate.backend}/"
-                            f"{candidate.target.name}"[:60])
+        progress.started(f"{candidate.config.label} on {candidate.backend}/"
+                         f"{candidate.target.name}")
         return _measure_unless_gone(run, candidate, dataset, reference, settings, run_dir, gone,
                                     core_sets.get(candidate.target.name))
 
@@ -222,14 +222,11 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
                         history.append(trial)
                         if trial.attempted:  # a target gone mid-run measured nothing
                             budget_left -= 1
-                            bar.update(1)
-                        summary = (f"{trial.latency_median_ms:.2f} ms" if trial.ok
-                                   else trial.status)
-                        bar.set_postfix_str(summary)
+                        progress.finished(trial, counted=trial.attempted)
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            bar.close()
+            progress.close()
         if not interrupted and settings.passes > 1:
             try:
                 measure_passes(store, run, targets, settings, run_dir, core_sets)
@@ -425,17 +422,17 @@ def measure_passes(store: Store, run: Run, targets: Sequence[Target], settings: 
         due = [trial for trial in store.trials(run.id)
                if _pass_due(trial, number) and trial.target in by_name]
         random.Random(f"{run.id}/{number}").shuffle(due)
-        bar = _progress(len(due), settings.progress)
+        progress = TrialProgress(len(due), settings.progress, f"pass {number}/{settings.passes}")
         try:
             for trial in due:
-                bar.set_description(f"pass {number}/{settings.passes} {trial.config.label}"[:60])
+                progress.started(f"{trial.config.label} on {trial.backend}/{trial.target}")
                 job = _job(run, trial.config, trial.backend, by_name[trial.target], settings,
                            run_dir, (core_sets or {}).get(trial.target))
                 _measure_pass(trial, job, settings)
                 store.update_trial(trial)
-                bar.update(1)
+                progress.finished(trial, result=pass_result(trial))
         finally:
-            bar.close()
+            progress.close()
     if not any(_pass_due(trial, settings.passes) for trial in store.trials(run.id)):
         shutil.rmtree(run_dir / "artifacts", ignore_errors=True)
 
@@ -484,7 +481,7 @@ def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Tria
                  target=candidate.target.name, status=status, error=error,
                  versions=dict(run.versions), cpu_model=run.host.get("cpu_model", ""),
                  cores=candidate.target.threads, emulated=candidate.target.emulated,
-                 started_at=now(), finished_at=now())
+                 tuning_trials=run.settings.tuning_trials, started_at=now(), finished_at=now())
 
 
 def _candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequence[str]):
@@ -511,10 +508,3 @@ def reference_outputs(model_path: Path, dataset: Dataset) -> np.ndarray:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise InputError(f"{model_path}: onnxruntime cannot run the fp32 model to make the "
                          f"reference outputs: {first_line}") from None
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="trial", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=True)

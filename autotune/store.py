@@ -27,6 +27,8 @@ from autotune.trial import Trial
 # 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts
 SCHEMA_VERSION = 3
 DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
+# Names that stand for a run id wherever one is taken: the newest run, and the one before it.
+RUN_ALIASES = ("latest", "previous")
 
 metadata = sa.MetaData()
 
@@ -288,18 +290,23 @@ class Store:
                                .values(**values))
 
     def get_run(self, run_id: str | None = None) -> Run:
-        """A run by id, or the latest run when ``run_id`` is None."""
+        """A run by id; ``latest`` (or None) is the newest run, ``previous`` the one before."""
         query = sa.select(runs_table)
-        if run_id is None:
-            query = query.order_by(runs_table.c.created_at.desc(), runs_table.c.id.desc())
+        if run_id in (None, *RUN_ALIASES):
+            skip = 1 if run_id == "previous" else 0
+            query = query.order_by(runs_table.c.created_at.desc(),
+                                   runs_table.c.id.desc()).offset(skip)
         else:
             query = query.where(runs_table.c.id == run_id)
         with self.engine.connect() as connection:
             row = connection.execute(query.limit(1)).mappings().first()
         if row is None:
-            raise InputError(f"no run {run_id!r} in {self.shown_url}" if run_id
-                             else f"no runs in {self.shown_url} yet; start one with `autotune "
-                                  f"run`")
+            if run_id == "previous":
+                raise InputError(f"no previous run in {self.shown_url}: it holds fewer than "
+                                 f"two runs")
+            raise InputError(f"no run {run_id!r} in {self.shown_url}"
+                             if run_id not in (None, *RUN_ALIASES)
+                             else f"no runs in {self.shown_url} yet; start one with `autotune run`")
         return Run(id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"],
                    status=row["status"], model=row["model"], model_path=row["model_path"],
                    model_hash=row["model_hash"], space=row["space"], metric=row["metric"],
@@ -336,7 +343,21 @@ class Store:
             rows = connection.execute(sa.select(trials_table)
                                       .where(trials_table.c.run_id == run_id)
                                       .order_by(trials_table.c.id)).mappings().all()
-        return [_trial_from_row(row) for row in rows]
+            settings = connection.execute(sa.select(runs_table.c.settings_json)
+                                          .where(runs_table.c.id == run_id)).scalar()
+        # Trials stored before they carried their tuning budget take their run's.
+        tuning_trials = RunSpec.from_json(json.loads(settings or "{}")).tuning_trials
+        return [_trial_from_row(row, tuning_trials) for row in rows]
+
+    def trial_counts(self) -> dict[str, dict[str, int]]:
+        """How many trials of each status every run holds (run id -> status -> count)."""
+        query = (sa.select(trials_table.c.run_id, trials_table.c.status, sa.func.count())
+                 .group_by(trials_table.c.run_id, trials_table.c.status))
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            for run_id, status, count in connection.execute(query):
+                counts.setdefault(run_id, {})[status] = count
+        return counts
 
     # Predictions and roofline peaks
 
@@ -526,7 +547,7 @@ def _trial_row(trial: Trial) -> dict:
     return data
 
 
-def _trial_from_row(row) -> Trial:
+def _trial_from_row(row, tuning_trials: int) -> Trial:
     data = {column.name: row[column.name] for column in trials_table.columns}
     for name, column in _JSON_FIELDS.items():
         data[name] = json.loads(data.pop(column))
@@ -535,4 +556,6 @@ def _trial_from_row(row) -> Trial:
         data.pop(name)
     data["emulated"] = bool(data["emulated"])
     facts = Trial.facts_from_json(data.pop("facts"))
+    if facts["tuning_trials"] is None:
+        facts["tuning_trials"] = tuning_trials
     return Trial(**data, **facts)

@@ -31,7 +31,7 @@ __all__ = ["FAILURE_STATUSES", "STATUSES", "Trial"]
 # The typed facts kept in the store's one JSON column (``Trial.facts_json``).
 _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "passes",
           "spreads", "noisy", "passes_skipped", "roofline", "sensitivity",
-          "first_inference_warm", "core_set")
+          "first_inference_warm", "core_set", "tuning_trials")
 
 
 @dataclass
@@ -83,6 +83,9 @@ class Trial(HasStatus):
     sensitivity: Sensitivity | None = None
     first_inference_warm: bool = False  # the device could time a warm first run only
     core_set: tuple[int, ...] = ()  # the host CPUs a local trial was pinned to
+    # The run's compiler tuning budget (--tuning-trials): part of what a trial is compared
+    # by, as a tuned kernel and an untuned one are different programs.
+    tuning_trials: int = 0
 
     @property
     def failed(self) -> bool:
@@ -173,6 +176,7 @@ class Trial(HasStatus):
             "sensitivity": Sensitivity.from_json(data.get("sensitivity")),
             "first_inference_warm": bool(data.get("first_inference_warm", False)),
             "core_set": tuple(int(cpu) for cpu in data.get("core_set", ())),
+            "tuning_trials": data.get("tuning_trials"),  # None: stored before it was kept
         }
 
     def to_dict(self) -> dict:

@@ -1,17 +1,26 @@
 """The command line: ``autotune COMMAND``. Names are resolved here and nowhere else.
 
-Exit codes: 0 success; 1 a regression found or a run with no successful trial (or a pick
-with no qualifying config); 2 bad input, reported as one line with no traceback.
+Exit codes, decided here for every command: 0 success; 1 a regression found (``compare``, a
+gated ``run``), a run with no successful trial, or a ``pick`` with no qualifying config; 2 bad
+input, one line and no traceback; 3 an internal error, one line naming a log file that holds
+the traceback; 130 interrupted. So a CI job can tell a crash from a regression.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
 
 from autotune.errors import InputError
-from autotune.paths import user_folders
+from autotune.paths import user_cache_dir, user_folders
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(commands)
     for command in commands.choices.values():
         _add_folder_options(command)
+        loudness = command.add_mutually_exclusive_group()
+        loudness.add_argument("-v", "--verbose", action="store_true",
+                              help="say more: why trials are measured again, and the like")
+        loudness.add_argument("-q", "--quiet", action="store_true",
+                              help="errors only, and no progress")
     return parser
 
 
@@ -76,12 +90,56 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="autotune: %(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.getLogger("autotune").setLevel(
+        logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING)
     try:
         with user_folders(getattr(args, "targets_dir", None), getattr(args, "spaces_dir", None)):
             return args.handler(args)
     except InputError as error:
         print(f"autotune: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("autotune: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - a bug: one line here, the traceback in a log
+        log = write_crash_log(args, argv)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"autotune: internal error: {type(error).__name__}"
+              + (f": {first}" if first else "") + f" (traceback in {log})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def write_crash_log(args: argparse.Namespace, argv: list[str] | None) -> Path:
+    """Write the traceback being handled to a new log file; returns its path.
+
+    The log goes next to the command's SQLite store (``results/logs/``, kept with the results
+    a CI job uploads), else to the user's cache (``$XDG_CACHE_HOME/autotune/logs``), else to
+    the temporary folder."""
+    from autotune import __version__
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    text = (f"autotune {__version__}, {stamp} UTC, pid {os.getpid()}\n"
+            f"argv: {sys.argv[:1] + list(sys.argv[1:] if argv is None else argv)}\n\n"
+            + traceback.format_exc())
+    for folder in _log_folders(getattr(args, "store", None)):
+        path = folder / f"crash-{stamp}-{os.getpid()}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError:
+            continue
+        return path.resolve()
+    return Path("(no writable log folder)")
+
+
+def _log_folders(store_url: str | None) -> list[Path]:
+    from autotune.cli.common import workspace_for
+
+    folders = []
+    if store_url and store_url.startswith("sqlite:///") and store_url != "sqlite:///:memory:":
+        folders.append(workspace_for(store_url) / "logs")
+    folders += [user_cache_dir() / "logs", Path(tempfile.gettempdir()) / "autotune-logs"]
+    return folders
 
 
 if __name__ == "__main__":

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from autotune.store import DEFAULT_STORE_URL, Store
 
+# A CI job sets its store once for every command; --store still wins.
+STORE_ENV = "AUTOTUNE_STORE"
+
 
 def add_store_option(parser) -> None:
-    parser.add_argument("--store", default=DEFAULT_STORE_URL, metavar="URL",
-                        help=f"result store URL (default: {DEFAULT_STORE_URL})")
+    parser.add_argument("--store", default=os.environ.get(STORE_ENV) or DEFAULT_STORE_URL,
+                        metavar="URL",
+                        help=f"result store URL (default: ${STORE_ENV}, else "
+                             f"{DEFAULT_STORE_URL})")
 
 
 def open_store(url: str) -> Store:
@@ -24,6 +30,21 @@ def workspace_for(url: str) -> Path:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url.removeprefix("sqlite:///")).parent
     return Path("results")
+
+
+def runtime_python(specs: Sequence[str]) -> str | None:
+    """The workers' interpreter for ``--runtime`` SPECS (built once, in the user cache's
+    envs/); None: this one."""
+    if not specs:
+        return None
+    from autotune.paths import user_cache_dir
+    from autotune.runtimes import ensure_env
+
+    env = ensure_env(list(specs), user_cache_dir() / "envs")
+    print(f"runtime {' '.join(env.specs)}: "
+          + ", ".join(f"{name} {value}" for name, value in env.versions.items()),
+          file=sys.stderr)
+    return str(env.python)
 
 
 def print_json(data) -> None:
@@ -40,3 +61,15 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
               .rstrip())
         if index == 0:
             print("  ".join("-" * width for width in widths))
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """The same table as ``print_table``, as GitHub-flavoured Markdown (a PR comment, a CI
+    job summary)."""
+    def cell(value: object) -> str:
+        return "-" if value is None else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from autotune.cli.common import add_store_option, open_store, print_json, print_table
+from autotune.cli.common import (
+    add_store_option,
+    markdown_table,
+    open_store,
+    print_json,
+    print_table,
+    runtime_python,
+)
+from autotune.cli.junit import Case, write_junit
 from autotune.errors import InputError
 from autotune.outcome import CONTENDED
 from autotune.regress import (
@@ -33,8 +42,10 @@ def add_parser(commands) -> None:
                     "was measured under contention (autotune run --max-other-cpu/--max-steal) "
                     "gets the finding 'contended' instead of a latency verdict. "
                     "Exits 1 when any regression is found.")
-    parser.add_argument("baseline", metavar="BASELINE", help="run id of the baseline")
-    parser.add_argument("candidate", metavar="CANDIDATE", help="run id of the candidate")
+    parser.add_argument("baseline", metavar="BASELINE",
+                        help="run id of the baseline (or previous: the run before the latest)")
+    parser.add_argument("candidate", metavar="CANDIDATE",
+                        help="run id of the candidate (or latest)")
     add_threshold_options(parser)
     parser.add_argument("--paired", nargs="?", const="all", choices=("all", "suspect"),
                         default=None,
@@ -47,9 +58,22 @@ def add_parser(commands) -> None:
                              "the pairs it measured")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help=f"round pairs of --paired (default: {DEFAULT_ROUNDS})")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--format", choices=FORMATS, default="text",
+                        help="text (default), json, or markdown (a table for a pull-request "
+                             "comment or a CI job summary)")
+    parser.add_argument("--json", action="store_true", help="print JSON (--format json)")
+    add_junit_option(parser)
     add_store_option(parser)
     parser.set_defaults(handler=handle)
+
+
+FORMATS = ("text", "json", "markdown")
+
+
+def add_junit_option(parser) -> None:
+    parser.add_argument("--junit", type=Path, default=None, metavar="FILE",
+                        help="also write JUnit XML: one test case per compared trial, a "
+                             "failure per regression")
 
 
 def add_threshold_options(parser) -> None:
@@ -85,32 +109,119 @@ def thresholds_from(args) -> Thresholds:
                       alpha=args.alpha)
 
 
-def handle(args) -> int:
-    thresholds = thresholds_from(args)
-    store = open_store(args.store)
-    baseline, candidate = store.get_run(args.baseline), store.get_run(args.candidate)
+@dataclass(frozen=True)
+class Verdict:
+    """Two runs compared, as every output reports them: the samples' findings and, for the
+    pairs measured again side by side (``--paired``), the paired result (by ``id(pair)``)."""
+
+    baseline: Run
+    candidate: Run
+    comparison: Comparison
+    thresholds: Thresholds
+    paired: dict = field(default_factory=dict)
+    paired_mode: str | None = None
+
+    @property
+    def regressions(self) -> list:
+        return _regressions(self.comparison, self.paired)
+
+
+def judge(store, url: str, baseline: Run, candidate: Run, thresholds: Thresholds,
+          paired: str | None = None, rounds: int | None = None) -> Verdict:
+    """Compare ``candidate`` with ``baseline`` (``autotune compare``, and a gated ``autotune
+    run``). Two runs with trials and none comparable are bad input."""
     base_trials, cand_trials = store.trials(baseline.id), store.trials(candidate.id)
     comparison = compare_trials(base_trials, cand_trials, thresholds)
     if not comparison.matched and base_trials and cand_trials:
         raise InputError(f"runs {baseline.id} ({_model(baseline)}) and {candidate.id} "
                          f"({_model(candidate)}) have no comparable trial: model, config, "
-                         f"backend and target must match")
-    paired = {}
-    if args.paired:
-        paired = measure_pairs(store, args.store, baseline, candidate, comparison, thresholds,
-                               args.paired, args.rounds)
-    if args.json:
-        data = as_json(baseline, candidate, comparison, thresholds)
-        for entry, pair in zip(data["trials"], comparison.matched, strict=True):
-            result = paired.get(id(pair))
-            entry["paired"] = None if result is None else _paired_json(result)
-        data["regressions"] = len(_regressions(comparison, paired))
-        print_json(data)
+                         f"backend, target, tuning budget and emulation must match")
+    results = {}
+    if paired:
+        results = measure_pairs(store, url, baseline, candidate, comparison, thresholds,
+                                paired, rounds)
+    return Verdict(baseline, candidate, comparison, thresholds, results, paired)
+
+
+def handle(args) -> int:
+    thresholds = thresholds_from(args)
+    store = open_store(args.store)
+    verdict = judge(store, args.store, store.get_run(args.baseline),
+                    store.get_run(args.candidate), thresholds, args.paired, args.rounds)
+    output = "json" if args.json else args.format
+    if output == "json":
+        print_json(verdict_json(verdict))
+    elif output == "markdown":
+        print(markdown(verdict))
     else:
-        print_text(baseline, candidate, comparison, thresholds)
-        if args.paired:
-            print_paired(comparison, paired, args.paired)
-    return 1 if _regressions(comparison, paired) else 0
+        print_verdict(verdict)
+    if args.junit is not None:
+        write_verdict_junit(args.junit, verdict)
+    return 1 if verdict.regressions else 0
+
+
+def print_verdict(verdict: Verdict) -> None:
+    print_text(verdict.baseline, verdict.candidate, verdict.comparison, verdict.thresholds)
+    if verdict.paired_mode:
+        print_paired(verdict.comparison, verdict.paired, verdict.paired_mode)
+
+
+def verdict_json(verdict: Verdict) -> dict:
+    data = as_json(verdict.baseline, verdict.candidate, verdict.comparison, verdict.thresholds)
+    for entry, pair in zip(data["trials"], verdict.comparison.matched, strict=True):
+        result = verdict.paired.get(id(pair))
+        entry["paired"] = None if result is None else _paired_json(result)
+    data["regressions"] = len(verdict.regressions)
+    return data
+
+
+def markdown(verdict: Verdict) -> str:
+    """The comparison as Markdown: the runs, the table ``print_text`` prints, the
+    regressions."""
+    baseline, candidate = verdict.baseline, verdict.candidate
+    changes = _changes(baseline, candidate)
+    regressions = verdict.regressions
+    lines = [f"### autotune: {len(regressions)} regression(s) in "
+             f"{len(verdict.comparison.matched)} comparable trials",
+             "", f"baseline `{baseline.id}` ({_model(baseline)}), candidate `{candidate.id}` "
+             f"({_model(candidate)}); versions: "
+             + (", ".join(f"{name} {old or '-'} → {new or '-'}"
+                          for name, (old, new) in changes.items()) or "identical"),
+             "", markdown_table(*_table(verdict.comparison, verdict.thresholds))]
+    if regressions:
+        lines += ["", "**Regressions:**", ""]
+        lines += [f"- `{_pair_name(pair)}`: " + (f"{finding.kind}: {finding.detail}" if finding
+                                                 else "paired re-measurement: slower or failed")
+                  for pair, finding in regressions]
+    return "\n".join(lines)
+
+
+def write_verdict_junit(path: Path, verdict: Verdict) -> Path:
+    """One test case per compared trial, failed by its regressions; trials of one run only
+    are skipped cases."""
+    found: dict[int, list[str]] = {}
+    for pair, finding in verdict.regressions:
+        found.setdefault(id(pair), []).append(
+            f"{finding.kind}: {finding.detail}" if finding
+            else "paired re-measurement: slower or failed")
+    classname = f"autotune.{verdict.candidate.model}"
+    cases = [Case(_pair_name(pair), classname,
+                  failure="\n".join(found[id(pair)]) if id(pair) in found else None,
+                  output=", ".join(f"{f.kind}: {f.detail}" for f in pair.findings))
+             for pair in verdict.comparison.matched]
+    for title, trials in (("only in baseline", verdict.comparison.only_baseline),
+                          ("only in candidate", verdict.comparison.only_candidate)):
+        cases += [Case(_trial_name(trial), classname, skipped=f"{title} ({trial.status})")
+                  for trial in trials]
+    return write_junit(path, f"compare {verdict.baseline.id} {verdict.candidate.id}", cases)
+
+
+def _pair_name(pair: TrialComparison) -> str:
+    return _trial_name(pair.candidate)
+
+
+def _trial_name(trial) -> str:
+    return f"{trial.config.label} ({trial.config.id}) {trial.backend}/{target_label(trial)}"
 
 
 def _suspect(pair: TrialComparison, threshold: float) -> bool:
@@ -147,7 +258,6 @@ def measure_pairs(store, url: str, baseline: Run, candidate: Run, comparison: Co
 
 def _side(workspace: Path, run: Run, trial):
     """What measuring ``trial`` of ``run`` again needs: its model, data, target, runtime."""
-    from autotune.cli.run import _runtime_python
     from autotune.paired import PairedSide
     from autotune.target import load_target
     from autotune.worker import Job
@@ -166,7 +276,7 @@ def _side(workspace: Path, run: Run, trial):
               target_path=str(target.path), dataset_path=str(dataset),
               cache_dir=str(workspace / "cache"), protocol={},
               tuning_trials=run.settings.tuning_trials)
-    return PairedSide(job, python=_runtime_python(run.settings.runtime, workspace))
+    return PairedSide(job, python=runtime_python(run.settings.runtime))
 
 
 def _regressions(comparison: Comparison, paired: dict) -> list:
@@ -294,10 +404,7 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
     if baseline.host.get("cpu_model") != candidate.host.get("cpu_model"):
         print("note: the runs were measured on different CPUs")
     print()
-    print_table(["config", "backend", "target", "base ms", "cand ms", "change",
-                 f"{1 - thresholds.alpha:.0%} CI", "p", "noise", "memory", "accuracy pp",
-                 "status", "verdict"],
-                [_row(pair) for pair in comparison.matched])
+    print_table(*_table(comparison, thresholds))
     for title, trials in (("only in baseline", comparison.only_baseline),
                           ("only in candidate", comparison.only_candidate)):
         if trials:
@@ -321,6 +428,13 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
     for pair, finding in regressions:
         print(f"  {pair.candidate.config.label}/{pair.candidate.backend}/"
               f"{target_label(pair.candidate)}: {finding.kind}: {finding.detail}")
+
+
+def _table(comparison: Comparison, thresholds: Thresholds) -> tuple[list[str], list[list]]:
+    """Headers and rows of the comparison table, one row per compared trial."""
+    return (["config", "backend", "target", "base ms", "cand ms", "change",
+             f"{1 - thresholds.alpha:.0%} CI", "p", "noise", "memory", "accuracy pp", "status",
+             "verdict"], [_row(pair) for pair in comparison.matched])
 
 
 def _row(pair: TrialComparison) -> list:

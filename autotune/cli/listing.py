@@ -1,8 +1,12 @@
-"""``autotune targets``, ``autotune spaces`` and ``autotune zoo``: what is available here."""
+"""``autotune targets``, ``spaces`` and ``zoo``: what is available here; ``autotune runs``:
+what a store holds."""
 
 from __future__ import annotations
 
-from autotune.cli.common import print_json, print_table
+from datetime import UTC, datetime
+
+from autotune.cli.common import add_store_option, open_store, print_json, print_table
+from autotune.errors import InputError
 
 
 def add_parser(commands) -> None:
@@ -10,10 +14,22 @@ def add_parser(commands) -> None:
         ("targets", _targets, "list targets (built-in and your own) and whether each is reachable"),
         ("spaces", _spaces, "list the search spaces (built-in and your own)"),
         ("zoo", _zoo, "list the built-in models"),
+        ("runs", _runs, "list the runs in a store, oldest first (run ids for report, "
+                        "compare, pick; `latest` and `previous` work there too)"),
     ):
         parser = commands.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=handler)
+        if name == "runs":
+            parser.add_argument("--model", default=None, help="only runs of this model")
+            parser.add_argument("--target", default=None, help="only runs on this target")
+            parser.add_argument("--status", default=None,
+                                help="only runs with this status (finished, interrupted, "
+                                     "running)")
+            parser.add_argument("--since", default=None, metavar="DATE",
+                                help="only runs created on or after this date (YYYY-MM-DD, "
+                                     "UTC, or an ISO date and time)")
+            add_store_option(parser)
 
 
 def _targets(args) -> int:
@@ -87,3 +103,56 @@ def _zoo_row(entry) -> dict:
     return {"name": entry.name, "metric": entry.metric, "size_bytes": size_bytes, "size": size,
             "path": None if path is None else str(path), "description": entry.description,
             "weights": entry.source}
+
+
+def _runs(args) -> int:
+    store = open_store(args.store)
+    since = _since(args.since)
+    counts = store.trial_counts()
+    rows = []
+    for run in store.runs():
+        if (args.model is not None and args.model not in (run.model, run.settings.model)
+                or args.target is not None and args.target not in run.settings.targets
+                or args.status is not None and run.status != args.status
+                or since is not None and _moment(run.created_at) < since):
+            continue
+        statuses = counts.get(run.id, {})
+        rows.append({"id": run.id, "created_at": run.created_at,
+                     "finished_at": run.finished_at, "status": run.status, "model": run.model,
+                     "model_hash": run.model_hash, "space": run.space,
+                     "targets": list(run.settings.targets),
+                     "backends": list(run.settings.backends),
+                     "tuning_trials": run.settings.tuning_trials,
+                     "trials": sum(statuses.values()), "ok": statuses.get("ok", 0),
+                     "versions": run.versions})
+    if args.json:
+        print_json(rows)
+    elif not rows:
+        print(f"no runs in {store.url}" + (" match" if _filtered(args) else ""))
+    else:
+        print_table(["run", "created", "status", "model", "targets", "backends", "tuning",
+                     "ok/trials"],
+                    [[r["id"], r["created_at"][:16], r["status"], r["model"],
+                      ",".join(r["targets"]), ",".join(r["backends"]), r["tuning_trials"],
+                      f"{r['ok']}/{r['trials']}"] for r in rows])
+    return 0
+
+
+def _filtered(args) -> bool:
+    return any(value is not None for value in (args.model, args.target, args.status,
+                                                args.since))
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return _moment(text)
+    except ValueError:
+        raise InputError(f"--since {text!r}: not a date (YYYY-MM-DD)") from None
+
+
+def _moment(text: str) -> datetime:
+    """An ISO date or time; one without a zone is UTC (as the store's are)."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -11,11 +11,26 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from autotune.cli.common import add_store_option, open_store, workspace_for
+from autotune.cli.common import (
+    add_store_option,
+    open_store,
+    print_json,
+    runtime_python,
+    workspace_for,
+)
+from autotune.cli.compare import (
+    add_junit_option,
+    add_threshold_options,
+    judge,
+    print_verdict,
+    thresholds_from,
+    verdict_json,
+    write_verdict_junit,
+)
 from autotune.errors import InputError
 from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.settings import DEFAULT_MODEL, DEFAULT_TARGET, DEFAULT_TUNING_TRIALS, RunSpec
-from autotune.store import DEFAULT_STORE_URL, Store
+from autotune.store import DEFAULT_STORE_URL, RUN_ALIASES, Store
 
 log = logging.getLogger("autotune")
 
@@ -109,7 +124,26 @@ def add_parser(commands) -> None:
                              "requirement such as onnxruntime==1.20.1 (repeatable; a backend's "
                              "runtime too), in a virtual environment built once under "
                              "envs/ of the user cache (~/.cache/autotune; AUTOTUNE_CACHE_DIR)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress (default: a bar on a terminal, else one line per "
+                             "finished trial)")
+    gate = parser.add_argument_group(
+        "gate", "compare the finished run with a baseline, as `autotune compare` does: the "
+                "nightly job in one command")
+    gate.add_argument("--baseline", metavar="previous|latest|RUN_ID", default=None,
+                      help="previous (or latest, the same here): the latest finished run "
+                           "before this one with a comparable trial (same model, config, "
+                           "backend, target, tuning budget, emulation); when there is none "
+                           "(the first night) it says so and exits 0; or a run id")
+    gate.add_argument("--fail-on", choices=("regression",), default=None,
+                      help="exit 1 when the comparison finds a regression (default: report "
+                           "it only)")
+    add_threshold_options(gate)
+    add_junit_option(gate)
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document on stdout at the end (run id, report "
+                             "paths, trial counts, the gate's comparison); the rest goes to "
+                             "stderr")
     parser.set_defaults(handler=handle)
 
 
@@ -119,19 +153,6 @@ def _memory_limit_bytes(mib: int | None) -> int:
     import psutil
 
     return min(int(psutil.virtual_memory().total * 0.6), 8 << 30)
-
-
-def _runtime_python(specs: Sequence[str]) -> str | None:
-    if not specs:
-        return None
-    from autotune.paths import user_cache_dir
-    from autotune.runtimes import ensure_env
-
-    env = ensure_env(list(specs), user_cache_dir() / "envs")
-    print(f"runtime {' '.join(env.specs)}: "
-          + ", ".join(f"{name} {value}" for name, value in env.versions.items()),
-          file=sys.stderr)
-    return str(env.python)
 
 
 def configs_space(texts: Sequence[str]):
@@ -171,7 +192,13 @@ def handle(args) -> int:
     from autotune.target import load_target
     from autotune.zoo import resolve_model
 
+    thresholds = thresholds_from(args)
+    if (args.fail_on or args.junit) and not args.baseline:
+        raise InputError(f"{'--fail-on' if args.fail_on else '--junit'} needs --baseline "
+                         f"(previous, latest or a run id)")
     store = open_store(args.store)
+    if args.baseline not in (None, *RUN_ALIASES):
+        store.get_run(args.baseline)  # a typo fails now, not after the run
     if args.resume:
         run = store.get_run(args.resume)
         spec = run.settings
@@ -190,13 +217,13 @@ def handle(args) -> int:
         memory_limit_bytes=_memory_limit_bytes(spec.trial_memory_mib),
         tuning_trials=spec.tuning_trials,
         protocol=MeasurementProtocol(min_repeats=spec.min_repeats, min_time_s=spec.min_time_s),
-        workspace=workspace, progress=not args.no_progress,
-        python=_runtime_python(spec.runtime),
+        workspace=workspace, progress=not (args.no_progress or args.quiet),
+        python=runtime_python(spec.runtime),
         max_spread=spec.max_spread, passes=spec.passes,
         contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
 
     if args.resume:
-        run_id = args.resume
+        run_id = run.id  # latest and previous name a run too
         strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
             Path(run.model_path), store, model_dir=settings.workspace / "costmodels"))
     else:
@@ -211,21 +238,74 @@ def handle(args) -> int:
                          for t in targets)
         spec = replace(spec, targets=recorded, backends=tuple(backends))
         run_id = start_run(store, model, space, targets, settings, strategy, spec)
-    print(f"run {run_id}", flush=True)
+    # With --json, stdout holds the JSON document only; what people read goes to stderr.
+    say = sys.stderr if args.json else sys.stdout
+    print(f"run {run_id}", file=say, flush=True)
     with _sigterm_as_interrupt():
         outcome = execute_run(store, run_id, space, targets, settings, strategy)
     report = write_report(store, run_id, args.report_dir)
     failed = [trial for trial in outcome.trials if not trial.ok]
     print(f"{outcome.succeeded} successful trials, {len(failed)} failed or skipped; "
-          f"report: {report / 'summary.md'}")
+          f"report: {report / 'summary.md'}", file=say)
+    summary = {"run_id": run_id, "status": store.get_run(run_id).status,
+               "report": {"dir": str(report), "summary": str(report / "summary.md")},
+               "trials": _counts(outcome.trials), "gate": None}
     if outcome.interrupted:
         where = (f"during trial {outcome.in_flight} (not stored; it runs again on resume)"
                  if outcome.in_flight else "between trials")
         stored_count = len(outcome.trials)
         print(f"interrupted {where}; {stored_count} trial{'' if stored_count == 1 else 's'} "
               f"stored; resume with: {resume_command(run_id, store)}", file=sys.stderr)
-        return 130
-    return 0 if outcome.succeeded else 1
+        code = 130
+    else:
+        code = 0 if outcome.succeeded else 1
+        if args.baseline:
+            gate = _gate(store, args, store.get_run(run_id), thresholds, say)
+            summary["gate"] = gate
+            if args.fail_on == "regression" and gate["regressions"]:
+                code = 1
+    if args.json:
+        print_json({**summary, "exit_code": code})
+    return code
+
+
+def _counts(trials) -> dict:
+    by_status: dict[str, int] = {}
+    for trial in trials:
+        by_status[trial.status] = by_status.get(trial.status, 0) + 1
+    return {"total": len(trials), "ok": by_status.get("ok", 0), "by_status": by_status}
+
+
+def _gate(store, args, run, thresholds, say) -> dict:
+    """Compare the finished ``run`` with its baseline (``--baseline``), print the comparison
+    (JSON callers get it in the summary) and write ``--junit``; returns the gate's summary."""
+    from autotune.cli.junit import Case, write_junit
+    from autotune.gate import previous_comparable_run
+
+    if args.baseline in RUN_ALIASES:
+        baseline = previous_comparable_run(store, run, store.trials(run.id))
+    else:
+        baseline = store.get_run(args.baseline)
+    if baseline is None:
+        message = (f"no baseline: no finished run before {run.id} in {store.url} has a trial "
+                   f"comparable with this run's (same model, config, backend, target, tuning "
+                   f"budget, emulation); nothing to compare, so no regression")
+        print(message, file=say)
+        if args.junit is not None:
+            write_junit(args.junit, f"compare - {run.id}",
+                        [Case("baseline", f"autotune.{run.model}", skipped=message)])
+        return {"baseline": None, "message": message, "regressions": 0, "comparison": None}
+    verdict = judge(store, args.store, baseline, run, thresholds)
+    if not args.json:
+        print(f"\ngate: {run.id} against baseline {baseline.id}")
+        print_verdict(verdict)
+    if args.junit is not None:
+        write_verdict_junit(args.junit, verdict)
+    count = len(verdict.regressions)
+    message = f"{count} regression(s) against baseline {baseline.id}"
+    print(message, file=say)
+    return {"baseline": baseline.id, "message": message, "regressions": count,
+            "comparison": verdict_json(verdict)}
 
 
 def resume_command(run_id: str, store: Store) -> str:

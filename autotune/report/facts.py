@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotune.config import FP32, QuantConfig
+from autotune.gate import previous_comparable_run
 from autotune.outcome import CAUSE, FLAG
 from autotune.pareto import frontier, latency_accuracy_front, pick
-from autotune.regress import comparable_key, compare_trials, version_changes
+from autotune.regress import compare_trials, version_changes
 from autotune.store import Prediction, Run, Store
 from autotune.trial import STATUSES, Trial
 
@@ -285,20 +286,13 @@ def _predicted(target: str, predictions: Sequence[Prediction],
 
 
 def find_regressions(store: Store, run: Run, trials: Sequence[Trial]) -> Regressions:
-    """Regressions against the previous comparable run, as ``autotune.regress`` judges them:
-    the latest earlier run sharing a ``comparable_key`` with this one."""
-    keys = {comparable_key(t) for t in trials}
-    for earlier in reversed(store.runs()):
-        if (earlier.created_at, earlier.id) >= (run.created_at, run.id):
-            continue
-        if earlier.model_hash != run.model_hash:
-            continue  # cheap filter: the model hash is part of every comparable key
-        baseline_trials = store.trials(earlier.id)
-        if not keys & {comparable_key(t) for t in baseline_trials}:
-            continue
-        comparison = compare_trials(baseline_trials, trials)
-        rows = tuple((pair.candidate, finding.kind, finding.detail)
-                     for pair, finding in comparison.regressions)
-        return Regressions(earlier, len(comparison.matched),
-                           version_changes(earlier.versions, run.versions), rows)
-    return Regressions(None)
+    """Regressions against the previous comparable run (``autotune.gate``), as
+    ``autotune.regress`` judges them."""
+    earlier = previous_comparable_run(store, run, trials)
+    if earlier is None:
+        return Regressions(None)
+    comparison = compare_trials(store.trials(earlier.id), trials)
+    rows = tuple((pair.candidate, finding.kind, finding.detail)
+                 for pair, finding in comparison.regressions)
+    return Regressions(earlier, len(comparison.matched),
+                       version_changes(earlier.versions, run.versions), rows)

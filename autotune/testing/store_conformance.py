@@ -72,7 +72,7 @@ def full_trial(run_id: str, config: QuantConfig = INT8, backend: str = "openvino
         roofline=RooflinePlacement(10**12, 10**9, "int8", 0.5, 0.4, 0.5, "memory", "measured",
                                    "2026-01-01T00:00:00+00:00", {"int8": 1536.0}, 20.0, 0.3),
         sensitivity=Sensitivity("top1", {"conv1": 0.01, "fc": -0.002}),
-        first_inference_warm=True, core_set=(2, 3))
+        first_inference_warm=True, core_set=(2, 3), tuning_trials=64)
 
 
 def failed_trial(run_id: str, config: QuantConfig = FP32, status: str = "compile_error",
@@ -144,6 +144,23 @@ class StoreConformance:
         assert sorted(run.id for run in runs[1:]) == ["a", "b"]
         with pytest.raises(InputError, match="no run 'zzz'"):
             store.get_run("zzz")
+
+    def test_latest_and_previous_name_runs(self, store):
+        store.create_run(sample_run("first", "2026-01-01T00:00:00+00:00"))
+        assert store.get_run("latest").id == "first"
+        with pytest.raises(InputError, match="no previous run"):
+            store.get_run("previous")
+        store.create_run(sample_run("second", "2026-01-02T00:00:00+00:00"))
+        assert (store.get_run("latest").id, store.get_run("previous").id) == ("second", "first")
+
+    def test_trial_counts_by_run_and_status(self, store):
+        for run_id in ("r1", "r2"):
+            store.create_run(sample_run(run_id))
+        store.add_trial(full_trial("r1"))
+        store.add_trial(failed_trial("r1"))
+        store.add_trial(failed_trial("r2", status="timeout"))
+        assert store.trial_counts() == {"r1": {"ok": 1, "compile_error": 1},
+                                        "r2": {"timeout": 1}}
 
     # Trials
 
