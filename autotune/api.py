@@ -56,7 +56,8 @@ def open_store(url: str = DEFAULT_STORE_URL) -> ResultStore:
 
 
 class ResultStore:
-    """Runs and trials of one store as DataFrames; ``run`` is a run id or ``"latest"``."""
+    """Runs and trials of one store as DataFrames; ``run`` is a run id, ``"latest"`` or
+    ``"previous"`` (the run before the latest)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -67,7 +68,7 @@ class ResultStore:
 
     def run(self, run: str = LATEST) -> Run:
         """The run's record (``InputError`` when the store has no such run)."""
-        return self.store.get_run(None if run in (None, LATEST) else run)
+        return self.store.get_run(run)
 
     def facts(self, run: str = LATEST) -> RunFacts:
         """The run's facts as the report judges them (fronts, picks, flags, speedups), without
