@@ -4,7 +4,7 @@ The Python API (``autotune.api``: ``open_store``, ``run_benchmark``) is imported
 use, so ``import autotune`` loads neither pandas nor a compiler.
 """
 
-__version__ = "0.1.0"
+from autotune.version import __version__ as __version__
 
 _API = ("open_store", "run_benchmark", "ResultStore")
 

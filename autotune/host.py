@@ -11,8 +11,8 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
-from autotune import __version__
 from autotune.paths import ROOT
+from autotune.version import __version__
 
 
 def installed_versions(packages) -> dict[str, str]:

@@ -79,8 +79,8 @@ class _PrintVersion(argparse.Action):
 
 def version_text() -> str:
     """The package version, and the commit when running from a git checkout."""
-    from autotune import __version__
     from autotune.host import checkout_commit
+    from autotune.version import __version__
 
     commit = checkout_commit()
     return f"autotune {__version__}" + (f" (commit {commit})" if commit else "")
@@ -115,7 +115,7 @@ def write_crash_log(args: argparse.Namespace, argv: list[str] | None) -> Path:
     The log goes next to the command's SQLite store (``results/logs/``, kept with the results
     a CI job uploads), else to the user's cache (``$XDG_CACHE_HOME/autotune/logs``), else to
     the temporary folder."""
-    from autotune import __version__
+    from autotune.version import __version__
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     text = (f"autotune {__version__}, {stamp} UTC, pid {os.getpid()}\n"
