@@ -19,10 +19,10 @@ def handle(args) -> int:
     from autotune.cli.run import default_backends
     from autotune.doctor import backend_checks, default_run_ready, host_checks
     from autotune.settings import DEFAULT_TARGET
-    from autotune.target import builtin_targets
+    from autotune.target import known_targets
 
     needed_backends = default_backends()
-    checks = host_checks() + backend_checks(builtin_targets(), backend_names(), DEFAULT_TARGET,
+    checks = host_checks() + backend_checks(known_targets(), backend_names(), DEFAULT_TARGET,
                                             needed_backends)
     ready = default_run_ready(checks)
     if args.json:

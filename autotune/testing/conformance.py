@@ -97,9 +97,9 @@ class BackendConformance:
     def test_requirements_decide_availability(self, backend):
         """``available`` is the first missing requirement; each one says what it found."""
         from autotune.backends.base import availability_of
-        from autotune.target import builtin_targets
+        from autotune.target import known_targets
 
-        for target in builtin_targets():
+        for target in known_targets():
             requirements = backend.requirements(target)
             assert requirements and all(requirement.found for requirement in requirements)
             assert backend.available(target) == availability_of(requirements)
