@@ -11,7 +11,10 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -229,6 +232,20 @@ def test_an_interruption_outside_a_run_exits_130(store_url, monkeypatch, capsys)
     monkeypatch.setattr(Store, "trial_counts", interrupted)
     assert main(["runs"]) == 130
     assert capsys.readouterr().err.strip() == "autotune: interrupted"
+
+
+def test_a_reader_that_leaves_early_is_not_an_internal_error(tmp_path):
+    """`autotune spaces --json | head -1`: the pipe closes before the command writes."""
+    import autotune
+
+    env = {**os.environ, "PYTHONPATH": str(Path(autotune.__file__).parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "autotune", "spaces", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                               env=env)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert "internal error" not in err and "Traceback" not in err, err
 
 
 # End to end: real OpenVINO trials, fp32 only, each night judged on the fastest of three

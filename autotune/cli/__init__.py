@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autotune: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `autotune runs | head`: the reader left; not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as error:  # noqa: BLE001 - a bug: one line here, the traceback in a log
         log = write_crash_log(args, argv)
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
