@@ -89,9 +89,13 @@ class RunSettings:
     def from_spec(cls, spec: RunSpec, workspace: Path, progress: bool = False,
                   python: str | None = None) -> RunSettings:
         """The settings a run asked for (``RunSpec``, with ``autotune run``'s defaults) as
-        the driver takes them; ``workspace`` holds run data and caches."""
+        the driver takes them (no backends named: every registered one); ``workspace`` holds
+        run data and caches."""
+        from autotune.backends import backend_names
+
         return cls(
-            backends=tuple(spec.backends), budget=spec.budget, trial_timeout_s=spec.timeout_s,
+            backends=tuple(spec.backends or backend_names()), budget=spec.budget,
+            trial_timeout_s=spec.timeout_s,
             memory_limit_bytes=(default_memory_limit_bytes() if spec.trial_memory_mib is None
                                 else spec.trial_memory_mib << 20),
             tuning_trials=spec.tuning_trials,

@@ -28,7 +28,7 @@ from autotune.cli.compare import (
     write_verdict_junit,
 )
 from autotune.errors import InputError
-from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
+from autotune.machine_state import CONTENTION_LIMITS
 from autotune.settings import DEFAULT_MODEL, DEFAULT_TARGET, DEFAULT_TUNING_TRIALS, RunSpec
 from autotune.store import DEFAULT_STORE_URL, RUN_ALIASES, Store
 
@@ -147,14 +147,6 @@ def add_parser(commands) -> None:
     parser.set_defaults(handler=handle)
 
 
-def _memory_limit_bytes(mib: int | None) -> int:
-    if mib is not None:
-        return mib << 20
-    import psutil
-
-    return min(int(psutil.virtual_memory().total * 0.6), 8 << 30)
-
-
 def configs_space(texts: Sequence[str]):
     from autotune.config import FP32, ConfigError, QuantConfig
     from autotune.space import SearchSpace
@@ -185,7 +177,6 @@ def spec_from_args(args) -> RunSpec:
 def handle(args) -> int:
     from autotune.backends import get_backend
     from autotune.driver import RunSettings, execute_run, start_run
-    from autotune.measure import MeasurementProtocol
     from autotune.report import write_report
     from autotune.search import StrategyContext, make_strategy
     from autotune.space import load_space
@@ -208,19 +199,12 @@ def handle(args) -> int:
     spec.validate()
     space = configs_space(spec.configs) if spec.configs else load_space(spec.space)
     targets = [load_target(name) for name in spec.targets]
-    backends = spec.backends or default_backends()
-    for name in backends:
-        get_backend(name)
     workspace = workspace_for(args.store)
-    settings = RunSettings(
-        backends=tuple(backends), budget=spec.budget, trial_timeout_s=spec.timeout_s,
-        memory_limit_bytes=_memory_limit_bytes(spec.trial_memory_mib),
-        tuning_trials=spec.tuning_trials,
-        protocol=MeasurementProtocol(min_repeats=spec.min_repeats, min_time_s=spec.min_time_s),
-        workspace=workspace, progress=not (args.no_progress or args.quiet),
-        python=runtime_python(spec.runtime),
-        max_spread=spec.max_spread, passes=spec.passes,
-        contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
+    settings = RunSettings.from_spec(spec, workspace,
+                                     progress=not (args.no_progress or args.quiet),
+                                     python=runtime_python(spec.runtime))
+    for name in settings.backends:
+        get_backend(name)
 
     if args.resume:
         run_id = run.id  # latest and previous name a run too
@@ -236,7 +220,7 @@ def handle(args) -> int:
         # Targets from the built-in folder by name, others by their file.
         recorded = tuple(t.name if t.path and t.path.parent.name == "targets" else str(t.path)
                          for t in targets)
-        spec = replace(spec, targets=recorded, backends=tuple(backends))
+        spec = replace(spec, targets=recorded, backends=settings.backends)
         run_id = start_run(store, model, space, targets, settings, strategy, spec)
     # With --json, stdout holds the JSON document only; what people read goes to stderr.
     say = sys.stderr if args.json else sys.stdout
