@@ -28,8 +28,8 @@ from autotune.store import DEFAULT_STORE_URL, Run, Store
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["LATEST", "PASS_COLUMNS", "PICK_COLUMNS", "RUN_COLUMNS", "SAMPLE_COLUMNS",
-           "TRIAL_COLUMNS", "ResultStore", "open_store", "run_benchmark"]
+__all__ = ["CHANGE_POINT_COLUMNS", "LATEST", "PASS_COLUMNS", "PICK_COLUMNS", "RUN_COLUMNS",
+           "SAMPLE_COLUMNS", "TRIAL_COLUMNS", "ResultStore", "open_store", "run_benchmark"]
 
 LATEST = "latest"  # wherever a run is asked for: the newest run of the store
 
@@ -44,6 +44,9 @@ PASS_COLUMNS = (*TRIAL_KEY, "pass", "status", "median_ms", "spread", "samples", 
                 "remeasured", "other_cpu_share", "steal_share", "own_share", "load_1m",
                 "cpu_mhz", "error")
 PICK_COLUMNS = (*TRIAL_COLUMNS, "pick", "misses_accuracy_drop_by")
+CHANGE_POINT_COLUMNS = ("model", "config_id", "backend", "target", "metric", "kind", "run_id",
+                        "first_run_id", "before", "after", "change", "p_value", "noise_floor",
+                        "cause")
 
 
 def open_store(url: str = DEFAULT_STORE_URL) -> ResultStore:
@@ -150,6 +153,25 @@ class ResultStore:
                 rows.append(_pick_record(of[id(answer.chosen)], "chosen", None))
             rows.extend(_pick_record(of[id(t)], "nearest", miss) for t, miss in answer.nearest)
         return _frame(rows, PICK_COLUMNS)
+
+
+    def change_points(self, model: str | None = None, config: str | None = None,
+                      target: str | None = None,
+                      backend: str | None = None) -> pd.DataFrame:
+        """The confirmed change points (steps and drifts of latency and memory) of every
+        series of the store that matches, with the environment change that came with each
+        (``autotune.changepoints``, as ``autotune history`` shows them), oldest run first
+        per series (``CHANGE_POINT_COLUMNS``)."""
+        from autotune.changepoints import change_points, points_of, series_in
+
+        rows = []
+        for pairs in series_in(self.store, model, config, target, backend).values():
+            first = pairs[0][1]
+            rows.extend({"model": first.model, "config_id": first.config.id,
+                         "backend": first.backend, "target": first.target,
+                         **{name: found.to_json()[name] for name in CHANGE_POINT_COLUMNS[4:]}}
+                        for found in change_points(points_of(pairs)))
+        return _frame(rows, CHANGE_POINT_COLUMNS)
 
 
 def run_benchmark(model: str | Path = DEFAULT_MODEL, *, space: str = "default",

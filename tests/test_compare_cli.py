@@ -153,3 +153,40 @@ def test_history_table_and_plot_mark_the_regression(store_url, tmp_path, capsys)
 
     assert main(["history", "--config", "nope", "--store", store_url]) == 2
     assert "--config nope: no stored trial matches" in capsys.readouterr().err
+
+
+def test_history_finds_the_change_point_and_the_version_that_caused_it(store_url, tmp_path,
+                                                                         capsys):
+    store = Store(store_url)
+    rng = np.random.default_rng(5)
+    for index in range(1, 9):  # 4 nightly runs on one OpenVINO release, 4 on the next
+        openvino, scale = ("2025.4.0", 1.0) if index <= 4 else ("2026.0.0", 1.18)
+        add_run(store, f"run-0{index}", openvino,
+                [(FP32, "ok", draw(index, 2.0, rng.lognormal(0.0, 0.01))),
+                 (INT8, "ok", draw(20 + index, 1.0, scale * rng.lognormal(0.0, 0.01)))])
+    report_dir = tmp_path / "reports"
+    assert main(["history", "--model", "tiny", "--store", store_url,
+                 "--report-dir", str(report_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("change points: none") == 1  # fp32 did not move
+    [line] = [line for line in out.splitlines() if line.startswith("  latency")]
+    assert line.endswith("at run run-05: openvino 2025.4.0 -> 2026.0.0")
+    assert line.startswith("  latency +1")
+
+    assert main(["history", "--config", INT8.id, "--json", "--store", store_url,
+                 "--report-dir", str(report_dir)]) == 0
+    [series] = json.loads(capsys.readouterr().out)["series"]
+    [found] = series["change_points"]
+    assert (found["metric"], found["kind"], found["run_id"]) == ("latency", "step", "run-05")
+    assert found["before_run_ids"] == ["run-01", "run-02", "run-03", "run-04"]
+    assert found["change"] == pytest.approx(0.18, abs=0.03) and found["regression"]
+    assert found["environment_changes"] == [
+        {"name": "openvino", "before": "2025.4.0", "after": "2026.0.0"}]
+    assert list((report_dir / "history").glob("*.png"))
+    # The Python API gives the same change point, one row per change.
+    import autotune
+
+    frame = autotune.open_store(store_url).change_points(model="tiny")
+    assert frame[["config_id", "metric", "kind", "run_id"]].values.tolist() == [
+        [INT8.id, "latency", "step", "run-05"]]
+    assert frame.cause.tolist() == ["openvino 2025.4.0 -> 2026.0.0"]

@@ -2,7 +2,8 @@
 
 Each trial is compared with the previous comparable trial (same model, config, backend and
 target) by ``autotune.regress``, so a step that a runtime upgrade caused is marked where it
-happened.
+happened; ``autotune.changepoints`` segments each whole series, so a drift or a step among
+noisy runs is found too, and names what changed in the environment with it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autotune.changepoints import (
+    MIN_SEGMENT,
+    ChangePoint,
+    change_points,
+    points_of,
+    series_in,
+)
 from autotune.cli.common import add_store_option, open_store, print_json, print_table
 from autotune.cli.compare import add_threshold_options, target_label, thresholds_from
-from autotune.errors import InputError
-from autotune.regress import TrialComparison, comparable_key, history_changes
-from autotune.store import Run, Store
+from autotune.regress import TrialComparison, history_changes
+from autotune.store import Run
 from autotune.trial import Trial
 
 # Versions shown for every point: the series' backend's runtime (its first package) and the
@@ -32,12 +39,19 @@ class Point:
     change: TrialComparison | None  # against the previous trial of the series
 
 
+@dataclass(frozen=True)
+class Series:
+    points: list[Point]
+    change_points: list[ChangePoint]
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "history", help="one config's figures across runs and runtime versions",
         description="Every stored trial of the selected config(s), oldest first, each compared "
-                    "with the previous comparable run; writes a plot under "
-                    "REPORT_DIR/history/.")
+                    "with the previous comparable run, and the change points of each series "
+                    "(steps and drifts of latency and memory) with the environment change "
+                    "that came with each; writes a plot under REPORT_DIR/history/.")
     parser.add_argument("--model", default=None, help="model name (as in the run)")
     parser.add_argument("--config", default=None, metavar="ID",
                         help="config id, canonical text or label")
@@ -54,44 +68,19 @@ def add_parser(commands) -> None:
 def handle(args) -> int:
     thresholds = thresholds_from(args)
     store = open_store(args.store)
-    selected = select(store, args.model, args.config, args.target, args.backend)
-    series = {key: [Point(run, trial, change) for (run, trial), change
-                    in zip(points, history_changes([t for _, t in points], thresholds),
-                           strict=True)]
-              for key, points in selected.items()}
+    selected = series_in(store, args.model, args.config, args.target, args.backend)
+    series = [Series([Point(run, trial, change) for (run, trial), change
+                      in zip(pairs, history_changes([t for _, t in pairs], thresholds),
+                             strict=True)],
+                     change_points(points_of(pairs), thresholds))
+              for pairs in selected.values()]
     plot = write_plot(series, args.report_dir / "history" / _plot_name(args))
     if args.json:
-        print_json({"plot": str(plot), "series": [_series_json(points)
-                                                  for points in series.values()]})
+        print_json({"plot": str(plot), "series": [_series_json(s) for s in series]})
     else:
         print_series(series)
         print(f"\nplot: {plot}")
     return 0
-
-
-def select(store: Store, model: str | None, config: str | None, target: str | None,
-           backend: str | None) -> dict[tuple, list[tuple[Run, Trial]]]:
-    """The matching trials of every run, grouped by comparable key, oldest run first."""
-    everything = [(run, trial) for run in store.runs() for trial in store.trials(run.id)]
-    if not everything:
-        raise InputError(f"no trials in {store.shown_url} yet; start one with `autotune run`")
-    for option, value, field in (("--model", model, lambda t: {t.model}),
-                                 ("--config", config,
-                                  lambda t: {t.config.id, t.config.text, t.config.label}),
-                                 ("--target", target, lambda t: {t.target}),
-                                 ("--backend", backend, lambda t: {t.backend})):
-        if value is None:
-            continue
-        kept = [(run, trial) for run, trial in everything if value in field(trial)]
-        if not kept:
-            known = sorted({min(field(trial), key=len) for _, trial in everything})
-            raise InputError(f"{option} {value}: no stored trial matches (known: "
-                             f"{', '.join(known[:20])}{' ...' if len(known) > 20 else ''})")
-        everything = kept
-    grouped: dict[tuple, list[tuple[Run, Trial]]] = {}
-    for run, trial in everything:
-        grouped.setdefault(comparable_key(trial), []).append((run, trial))
-    return grouped
 
 
 def _varying_versions(points: Sequence[Point]) -> list[str]:
@@ -109,8 +98,9 @@ def shown_versions(backend: str) -> list[str]:
     return [*runtime, *REFERENCE_PACKAGES]
 
 
-def print_series(series: dict[tuple, list[Point]]) -> None:
-    for points in series.values():
+def print_series(series: Sequence[Series]) -> None:
+    for one in series:
+        points = one.points
         first = points[0].trial
         print(f"{first.model} {first.config.label} ({first.config.id}) on "
               f"{first.backend}/{target_label(first)}: {len(points)} run(s)")
@@ -118,6 +108,13 @@ def print_series(series: dict[tuple, list[Point]]) -> None:
         print_table(["run", "created", *versions, "status", "latency ms", "p90 ms",
                      "memory MiB", "accuracy/cos", "vs previous", "verdict"],
                     [_row(point, versions) for point in points])
+        if not one.change_points:
+            print("change points: none" + (" (a step needs two runs on each side)"
+                                           if len(points) < 2 * MIN_SEGMENT else ""))
+        else:
+            print("change points:")
+        for found in one.change_points:
+            print(f"  {found.summary}")
         print()
 
 
@@ -138,7 +135,8 @@ def _row(point: Point, versions: Sequence[str]) -> list:
             None if latency is None else f"{latency.change:+.1%}", verdict]
 
 
-def _series_json(points: Sequence[Point]) -> dict:
+def _series_json(series: Series) -> dict:
+    points = series.points
     first = points[0].trial
     return {
         "model": first.model, "model_hash": first.model_hash, "config_id": first.config.id,
@@ -156,6 +154,7 @@ def _series_json(points: Sequence[Point]) -> dict:
                 {"kind": f.kind, "regression": f.regression, "detail": f.detail}
                 for f in p.change.findings],
         } for p in points],
+        "change_points": [found.to_json() for found in series.change_points],
     }
 
 
@@ -165,22 +164,24 @@ def _plot_name(args) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)) + ".png"
 
 
-def write_plot(series: dict[tuple, list[Point]], path: Path) -> Path:
-    """Median latency (p90 as the upper whisker) per run, regressions marked in red."""
+def write_plot(series: Sequence[Series], path: Path) -> Path:
+    """Median latency (p90 as the upper whisker) per run, regressions marked in red, latency
+    change points as dashed lines between the runs on either side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted({p.run.id: p.run for points in series.values() for p in points}.values(),
+    runs = sorted({p.run.id: p.run for one in series for p in one.points}.values(),
                   key=lambda run: (run.created_at, run.id))
     position = {run.id: index for index, run in enumerate(runs)}
     figure, axis = plt.subplots(figsize=(max(7.0, 1.1 * len(runs) + 3), 5.5))
-    plotted = list(series.values())[:MAX_PLOTTED_SERIES]
-    for points in plotted:
-        _plot_series(axis, points, position)
-    packages = list(dict.fromkeys(name for points in plotted
-                                  for name in shown_versions(points[0].trial.backend)))
+    plotted = list(series)[:MAX_PLOTTED_SERIES]
+    for one in plotted:
+        color = _plot_series(axis, one.points, position)
+        _plot_change_points(axis, one.change_points, position, color)
+    packages = list(dict.fromkeys(name for one in plotted
+                                  for name in shown_versions(one.points[0].trial.backend)))
     axis.set_xticks(range(len(runs)))
     axis.set_xticklabels([_tick(run, packages) for run in runs], fontsize=7, rotation=30,
                          ha="right")
@@ -196,7 +197,8 @@ def write_plot(series: dict[tuple, list[Point]], path: Path) -> Path:
     return path
 
 
-def _plot_series(axis, points: Sequence[Point], position: dict[str, int]) -> None:
+def _plot_series(axis, points: Sequence[Point], position: dict[str, int]):
+    """Draws one series; returns its colour."""
     first = points[0].trial
     ok = [p for p in points if p.trial.ok and p.trial.latency_ms is not None]
     xs = [position[p.run.id] for p in ok]
@@ -219,6 +221,23 @@ def _plot_series(axis, points: Sequence[Point], position: dict[str, int]) -> Non
             kinds = ", ".join(f.kind for f in point.change.findings if f.regression)
             axis.annotate(kinds, (x, point.trial.latency_ms), color="crimson",
                           fontsize=7, xytext=(6, 6), textcoords="offset points")
+    return color
+
+
+def _plot_change_points(axis, found: Sequence[ChangePoint], position: dict[str, int],
+                        color) -> None:
+    """A dashed line where each latency change point (a drift: its first and last step)
+    falls, labelled with its change and most likely cause."""
+    for change in found:
+        if change.metric != "latency":
+            continue
+        steps = sorted({position[change.first_run_id], position[change.run_id]})
+        for x in steps:
+            axis.axvline(x - 0.5, color=color, linestyle="--", linewidth=1.2, alpha=0.8)
+        cause = change.environment[0].text if change.environment else "no environment change"
+        axis.annotate(f"{change.change:+.1%} {change.kind}: {cause}", (steps[-1] - 0.45, 0.98),
+                      xycoords=("data", "axes fraction"), color=color, fontsize=7,
+                      rotation=90, va="top", ha="left")
 
 
 def _tick(run: Run, packages: Sequence[str]) -> str:
