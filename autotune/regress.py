@@ -39,8 +39,11 @@ from autotune.trial import Trial
 REGRESSION_KINDS = ("slower", "more_memory", "larger", "less_accurate", "stopped_compiling",
                     "started_failing")
 IMPROVEMENT_KINDS = ("faster", "less_memory", "smaller", "more_accurate", "fixed")
-# Neither: a latency not judged, as a side was measured under contention.
-NOT_JUDGED_KINDS = (CONTENDED,)
+# Neither: a latency not judged, as a side was measured under contention; a side whose
+# backend could not run at all (its runtime missing from the workers' environment, its target
+# unreachable), which says nothing about the runtime under comparison.
+UNAVAILABLE_KIND = "unavailable"
+NOT_JUDGED_KINDS = (CONTENDED, UNAVAILABLE_KIND)
 COMPILE_FAILURES = ("compile_error", "unsupported")
 
 
@@ -320,8 +323,9 @@ def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
                    thresholds: Thresholds = Thresholds(), seed: int = 0) -> Comparison:
     """Pair the two runs' trials by ``comparable_key`` and compare each pair.
 
-    A trial that was never attempted (``unavailable``, e.g. a backend missing on one machine)
-    is not compared: its counterpart, if attempted, is listed as measured in one run only.
+    A pair with one side never attempted (``unavailable``: its backend missing from that
+    run's workers' environment, its target unreachable) gets the finding ``unavailable``,
+    reported and never a regression; a trial attempted in neither run is not listed.
     """
     base = {comparable_key(t): t for t in baseline}
     cand = {comparable_key(t): t for t in candidate}
@@ -330,7 +334,8 @@ def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],
     def attempted(trials: dict, key: tuple) -> bool:
         return key in trials and trials[key].attempted
 
-    both = [key for key in base if attempted(base, key) and attempted(cand, key)]
+    both = [key for key in base if key in cand and (attempted(base, key)
+                                                    or attempted(cand, key))]
     return Comparison(
         matched=tuple(compare_pair(base[key], cand[key], thresholds, seed,
                                    (base_noise.get(base[key].target),
@@ -387,6 +392,12 @@ def _contention_finding(baseline: Trial, candidate: Trial, latency: LatencyTest,
 
 
 def _status_finding(baseline: Trial, candidate: Trial) -> Finding | None:
+    sides = [(name, trial) for name, trial in (("baseline", baseline), ("candidate", candidate))
+             if trial.backend_unavailable]
+    if sides:
+        return Finding(UNAVAILABLE_KIND, "; ".join(
+            f"{trial.backend} could not run in the {name}: {_first_line(trial.error)}"
+            for name, trial in sides))
     if baseline.ok and not candidate.ok:
         kind = ("stopped_compiling" if candidate.status in COMPILE_FAILURES
                 else "started_failing")

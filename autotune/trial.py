@@ -99,6 +99,15 @@ class Trial(HasStatus):
         return self.status != UNAVAILABLE
 
     @property
+    def backend_unavailable(self) -> bool:
+        """The backend could not run at all, so the trial says nothing about the config:
+        never attempted, or (a trial stored before workers said ``unavailable`` for it)
+        failed on a module missing from the workers' environment: "No module named 'tvm'",
+        or nncf's for a weight-only config."""
+        return not self.attempted or (self.failed and "No module named '" in self.error
+                                      and "No module named 'autotune" not in self.error)
+
+    @property
     def key(self) -> tuple[str, str, str]:
         """What makes a trial unique within a run (and comparable across runs)."""
         return (self.config.id, self.backend, self.target)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from autotune.hostlock import EXCLUSIVE, SHARED, Held, host_lock, times_on_this_host
-from autotune.outcome import CompileFacts, MeasureFacts, WorkerOutcome, json_default
+from autotune.outcome import UNAVAILABLE, CompileFacts, MeasureFacts, WorkerOutcome, json_default
 from autotune.outputs import load_outputs, save_outputs
 from autotune.paths import import_root
 
@@ -312,7 +312,7 @@ def _child_main(job_path: Path) -> int:
         if job.artifact is not None:
             state = {"stage": "measure", "artifact": job.artifact}
     # Before the memory baselines, so a trial's memory is the model's, not the runtime's.
-    _load_runtime(target, backend)
+    missing = _load_runtime(target, backend)
     # Versions first: a failed trial must record the runtime it failed on, too.
     versions = {**package_versions(), **backend.versions()}
     fault = _injected_fault(config.id)
@@ -321,6 +321,8 @@ def _child_main(job_path: Path) -> int:
     measured = None
     phase = state["stage"]
     try:
+        if missing is not None:
+            raise _Unavailable(missing)
         if phase == "quantize":
             enter("quantize")
             _maybe_fault(fault, "quantize")
@@ -381,6 +383,15 @@ def _child_main(job_path: Path) -> int:
         save_outputs(scratch / "outputs.npz", measurement.outputs)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)
+    except _Unavailable as exc:
+        status, error = UNAVAILABLE, str(exc)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "autotune").split(".")[0] == "autotune":
+            status, error = "runtime_error" if phase == "measure" else "compile_error", \
+                _describe(exc)
+        else:  # a module this interpreter's environment lacks: no verdict on the backend
+            status, error = UNAVAILABLE, f"{_describe(exc)}, in the workers' environment " \
+                                         f"{sys.prefix}"
     except MemoryError:
         status, error = "oom", f"MemoryError during {phase}"
     except Exception as exc:  # noqa: BLE001 - any backend failure is this trial's result
@@ -393,13 +404,22 @@ def _child_main(job_path: Path) -> int:
     return 0
 
 
-def _load_runtime(target, backend) -> None:
+class _Unavailable(Exception):
+    """The backend cannot run in this interpreter at all (its runtime is not installed)."""
+
+
+def _load_runtime(target, backend) -> str | None:
     """Size the runtimes' thread pools to the target (they read these variables when first
-    imported, TVM's included), then load the backend's runtime (``available`` imports it)."""
+    imported, TVM's included), then load the backend's runtime (its ``requirements`` import
+    it). Returns why the backend cannot run here when one of its own packages is missing (a
+    ``--runtime`` environment without it), else None: the rest a trial finds out itself."""
     if target.is_local:
         for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
             os.environ[name] = str(target.threads)
-    backend.available(target)
+    for requirement in backend.requirements(target):
+        if not requirement.ok and requirement.what in backend.packages:
+            return f"{requirement.found}, in the workers' environment {sys.prefix}"
+    return None
 
 
 def _on_cpus(target, cpus: list[int] | None):

@@ -149,6 +149,34 @@ def test_compare_trials_pairs_by_model_config_backend_and_target():
     assert [t.config.text for t in comparison.only_candidate] == ["bf16"]
 
 
+def test_a_backend_that_could_not_run_is_reported_never_a_regression():
+    """A runtime environment without TVM (or a trial stored before workers said so: a compile
+    error "No module named 'tvm'") is the environment's failure, not the runtime's."""
+    missing = trial("b", status="unavailable")
+    missing.error = "apache-tvm is not installed (No module named 'tvm'), in the workers' " \
+                    "environment /cache/envs/openvino-2025.4.0-0123456789ab"
+    legacy = trial("b", INT8, status="compile_error")
+    legacy.error = "ModuleNotFoundError: No module named 'tvm' (at tvm.py:108)"
+    no_nncf = trial("b", QuantConfig.from_text("w:int4:sym:per_group:32 a:fp32"),
+                    status="unsupported")
+    no_nncf.error = "weight-only quantization on OpenVINO needs nncf (No module named 'nncf')"
+    ours = trial("b", QuantConfig.from_text("fp16"), status="compile_error")
+    ours.error = "ModuleNotFoundError: No module named 'autotune.backends.gone' (at x.py:1)"
+    comparison = compare_trials(
+        [trial("a"), trial("a", INT8), trial("a", no_nncf.config),
+         trial("a", QuantConfig.from_text("fp16"))],
+        [missing, legacy, no_nncf, ours])
+    assert [[f.kind for f in pair.findings] for pair in comparison.matched] == \
+        [["unavailable"], ["unavailable"], ["unavailable"], ["stopped_compiling"]]
+    assert [f.kind for _, f in comparison.regressions] == ["stopped_compiling"]
+    detail = comparison.matched[0].findings[0].detail
+    assert detail.startswith("openvino could not run in the candidate: apache-tvm is not")
+    # The other way round too: the baseline could not run it; nothing is "fixed".
+    back = compare_trials([missing], [trial("c")])
+    assert [f.kind for f in back.matched[0].findings] == ["unavailable"]
+    assert not back.regressions and "in the baseline" in back.matched[0].findings[0].detail
+
+
 def test_another_model_hash_is_not_comparable():
     other = trial("b")
     other.model_hash = "h2"

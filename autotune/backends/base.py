@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
 from autotune.outcome import Note, TuningFacts
 from autotune.quantize import QuantizedModel
 from autotune.target_spec import Target
 from autotune.tomlfile import Table
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,11 @@ class Backend(Protocol):
 
     Class attributes: ``name`` (the registry's, the CLI's and the target file's table name);
     ``packages``, the distributions whose versions make this backend's results (recorded with
-    every trial); ``worker_packages``, those a ``--runtime`` environment installs for a worker
-    to run this backend (and may swap for another version); ``target_needs``, what a target
-    file must give for this backend, in words (for the error when it gives no backend's).
+    every trial); ``worker_packages``, every distribution a worker imports to run this backend
+    (its ``packages`` and what they need at run time but do not declare), which a
+    ``--runtime`` environment installs, pinned as here unless a spec swaps one;
+    ``target_needs``, what a target file must give for this backend, in words (for the error
+    when it gives no backend's).
     """
 
     name: str
@@ -126,6 +131,14 @@ class Backend(Protocol):
 
     def versions(self) -> dict[str, str]:
         """The versions of the runtime packages that make this backend's results."""
+
+    def runtime_companions(self, swapped: Mapping[str, SpecifierSet]) -> list[str]:
+        """Requirements for those of this backend's ``worker_packages`` that must change
+        with the packages a ``--runtime`` spec swaps (``swapped``: canonical name -> the
+        spec's version specifier); the others stay pinned as installed here. Raise
+        InputError when the companion cannot be told. None must change, unless a backend
+        says so."""
+        return []
 
     def compile(self, model: QuantizedModel, target: Target, workdir: Path,
                 options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:

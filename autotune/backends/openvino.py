@@ -17,7 +17,7 @@ from pathlib import Path
 
 from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Backend, CompileOptions, Requirement
 from autotune.backends.registry import register
-from autotune.errors import UnsupportedConfig
+from autotune.errors import InputError, UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
 from autotune.outcome import CAUSE, FLOAT_FALLBACK, Note
@@ -26,6 +26,12 @@ from autotune.target_spec import Target
 from autotune.tomlfile import Table
 
 _HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+# The nncf release made for each OpenVINO release (NNCF's table of corresponding versions),
+# each pair checked here with a weight compression. nncf reads OpenVINO's internals: nncf
+# 3.4.0 does not even import with openvino 2025.4.0 (no Type.u2), so a --runtime that swaps
+# OpenVINO swaps nncf with it.
+NNCF_FOR_OPENVINO = {"2025.4": "2.19.0", "2026.0": "3.0.0", "2026.1": "3.1.0",
+                     "2026.2": "3.2.0", "2026.3": "3.3.0", "2026.4": "3.4.0"}
 HEAVY_OPS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul")
 _INTEGER_PRECISIONS = ("u8", "i8", "i4", "u4")
 
@@ -53,7 +59,7 @@ def openvino_device(target: Target) -> str | None:
 class OpenVINOBackend(Backend):  # available(): the first missing requirement
     name = "openvino"
     packages = ("openvino", "nncf")  # nncf: the weight compression (int4) of compress_weights
-    worker_packages = ("openvino",)
+    worker_packages = ("openvino", "nncf")
     target_needs = "an [openvino] device"
 
     def check_target_table(self, table: Table) -> bool:
@@ -88,6 +94,20 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
 
     def versions(self) -> dict[str, str]:
         return installed_versions(self.packages)
+
+    def runtime_companions(self, swapped) -> list[str]:
+        """The nncf release made for the OpenVINO release a spec asks for (the newest of
+        them a range allows), unless the spec names nncf too."""
+        if "openvino" not in swapped or "nncf" in swapped:
+            return []
+        specifier = swapped["openvino"]
+        for release in sorted(NNCF_FOR_OPENVINO, key=lambda r: tuple(map(int, r.split("."))),
+                              reverse=True):
+            if any(specifier.contains(f"{release}.{patch}") for patch in range(10)):
+                return [f"nncf=={NNCF_FOR_OPENVINO[release]}"]
+        raise InputError(f"--runtime openvino{specifier}: no nncf release is known to go with "
+                         f"it (known: OpenVINO {', '.join(NNCF_FOR_OPENVINO)}); name one too, "
+                         f"e.g. --runtime nncf==VERSION")
 
     def compile(self, model: QuantizedModel, target: Target, workdir: Path,
                 options: CompileOptions = DEFAULT_OPTIONS) -> Artifact:

@@ -56,7 +56,11 @@ def tvm_target_dict(target: Target) -> dict | None:
 class TVMBackend(Backend):  # available(): the first missing requirement
     name = "tvm"
     packages = ("apache-tvm", "apache-tvm-ffi")
-    worker_packages = ()  # a --runtime environment swaps OpenVINO only; TVM is this one's
+    # What a worker imports to compile and tune: TVM and its FFI (pinned together: 0.27.0.post1
+    # segfaults with apache-tvm-ffi 0.1.15.post2), MetaSchedule's cost model (xgboost, from
+    # xgboost-cpu) and process pool (cloudpickle, psutil), and the RPC tracker's tornado.
+    worker_packages = ("apache-tvm", "apache-tvm-ffi", "xgboost-cpu", "cloudpickle", "psutil",
+                       "tornado")
     target_needs = "a [tvm] target"
 
     def check_target_table(self, table: Table) -> bool:

@@ -32,15 +32,16 @@ def workspace_for(url: str) -> Path:
     return Path("results")
 
 
-def runtime_python(specs: Sequence[str]) -> str | None:
-    """The workers' interpreter for ``--runtime`` SPECS (built once, in the user cache's
-    envs/); None: this one."""
+def runtime_python(specs: Sequence[str], backends: Sequence[str] = ()) -> str | None:
+    """The workers' interpreter for ``--runtime`` SPECS, with what the workers of
+    ``backends`` (none named: every backend) import (built once, in the user cache's envs/);
+    None: this one."""
     if not specs:
         return None
     from autotune.paths import user_cache_dir
     from autotune.runtimes import ensure_env
 
-    env = ensure_env(list(specs), user_cache_dir() / "envs")
+    env = ensure_env(list(specs), user_cache_dir() / "envs", backends)
     print(f"runtime {' '.join(env.specs)}: "
           + ", ".join(f"{name} {value}" for name, value in env.versions.items()),
           file=sys.stderr)

@@ -18,6 +18,7 @@ from autotune.cli.junit import Case, write_junit
 from autotune.errors import InputError
 from autotune.outcome import CONTENDED
 from autotune.regress import (
+    UNAVAILABLE_KIND,
     Comparison,
     Thresholds,
     TrialComparison,
@@ -193,7 +194,18 @@ def markdown(verdict: Verdict) -> str:
         lines += [f"- `{_pair_name(pair)}`: " + (f"{finding.kind}: {finding.detail}" if finding
                                                  else "paired re-measurement: slower or failed")
                   for pair, finding in regressions]
+    unavailable = unavailable_pairs(verdict.comparison)
+    if unavailable:
+        lines += ["", "**Not compared, a backend could not run (not regressions):**", ""]
+        lines += [f"- `{_pair_name(pair)}`: {finding.detail}" for pair, finding in unavailable]
     return "\n".join(lines)
+
+
+def unavailable_pairs(comparison: Comparison) -> list:
+    """The pairs with a side whose backend could not run (``unavailable``), with the
+    finding that says which side and why."""
+    return [(pair, finding) for pair in comparison.matched for finding in pair.findings
+            if finding.kind == UNAVAILABLE_KIND]
 
 
 def write_verdict_junit(path: Path, verdict: Verdict) -> Path:
@@ -276,7 +288,7 @@ def _side(workspace: Path, run: Run, trial):
               target_path=str(target.path), dataset_path=str(dataset),
               cache_dir=str(workspace / "cache"), protocol={},
               tuning_trials=run.settings.tuning_trials)
-    return PairedSide(job, python=runtime_python(run.settings.runtime))
+    return PairedSide(job, python=runtime_python(run.settings.runtime, run.settings.backends))
 
 
 def _regressions(comparison: Comparison, paired: dict) -> list:
@@ -342,6 +354,7 @@ def as_json(baseline: Run, candidate: Run, comparison: Comparison,
                             for name, (old, new) in _changes(baseline, candidate).items()},
         "thresholds": vars(thresholds),
         "regressions": len(comparison.regressions),
+        "unavailable": len(unavailable_pairs(comparison)),
         "trials": [_pair_json(pair) for pair in comparison.matched],
         "only_in_baseline": [_trial_json(t) for t in comparison.only_baseline],
         "only_in_candidate": [_trial_json(t) for t in comparison.only_candidate],
@@ -421,6 +434,14 @@ def print_text(baseline: Run, candidate: Run, comparison: Comparison,
               "the hypervisor took the trial's cores): no latency verdict on them; measure "
               "again on a quiet machine, or with --paired (both sides then share the machine's "
               "state, and the paired verdict stands)")
+    unavailable = unavailable_pairs(comparison)
+    if unavailable:
+        print(f"\nnote: {len(unavailable)} pair(s) with a side whose backend could not run (not "
+              "installed in that run's workers' environment, or its target unreachable): "
+              "reported, not regressions")
+        for pair, finding in unavailable:
+            print(f"  {pair.candidate.config.label}/{pair.candidate.backend}/"
+                  f"{target_label(pair.candidate)}: {finding.detail}")
     regressions = comparison.regressions
     print(f"\n{len(regressions)} regression(s) in {len(comparison.matched)} comparable trials "
           f"(latency threshold {thresholds.latency:.0%}, alpha {thresholds.alpha:g}, "

@@ -121,9 +121,10 @@ def add_parser(commands) -> None:
                              "spread between pass medians (default: 3; 1: one pass)")
     parser.add_argument("--runtime", action="append", default=None, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
-                             "requirement such as onnxruntime==1.20.1 (repeatable; a backend's "
-                             "runtime too), in a virtual environment built once under "
-                             "envs/ of the user cache (~/.cache/autotune; AUTOTUNE_CACHE_DIR)")
+                             "requirement such as onnxruntime==1.22.1 or a backend's runtime "
+                             "(repeatable), in a virtual environment built once under envs/ "
+                             "of the user cache (~/.cache/autotune; AUTOTUNE_CACHE_DIR) with "
+                             "what the run's backends need, the rest pinned as installed here")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress (default: a bar on a terminal, else one line per "
                              "finished trial)")
@@ -202,7 +203,7 @@ def handle(args) -> int:
     workspace = workspace_for(args.store)
     settings = RunSettings.from_spec(spec, workspace,
                                      progress=not (args.no_progress or args.quiet),
-                                     python=runtime_python(spec.runtime))
+                                     python=runtime_python(spec.runtime, spec.backends))
     for name in settings.backends:
         get_backend(name)
 
