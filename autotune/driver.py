@@ -35,8 +35,9 @@ from autotune.hostlock import SHARED, host_lock
 from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.measure import MeasurementProtocol, latency_stats
 from autotune.outcome import CONTENDED, FLAG, MeasureFacts, Note, PassRecord, WorkerOutcome
+from autotune.outputs import RECORDED_COUNT, recorded_outputs_path, save_outputs
 from autotune.progress import TrialProgress, pass_result
-from autotune.quantize import file_hash
+from autotune.quantize import file_hash, sha256_file
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
 from autotune.scheduling import per_target
@@ -315,12 +316,23 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
         _add_pass(trial, measured, settings.contention, remeasured)
         if outcome.artifact is not None:  # kept for the later passes (and their resume)
             (Path(job.artifact_dir) / "artifact.json").write_text(json.dumps(outcome.artifact))
+            trial.artifact_sha256 = sha256_file(Path(outcome.artifact["path"]))
+        if result.outputs:
+            _record_outputs(result.outputs, run_dir, trial)
         try:
             _score(trial, first_outputs(result.outputs), reference, dataset, run)
         except ValueError as error:
             trial.status, trial.error = "runtime_error", f"outputs cannot be scored: {error}"
     trial.finished_at = now()
     return trial
+
+
+def _record_outputs(outputs: list[list[np.ndarray]], run_dir: Path, trial: Trial) -> None:
+    """Keep the outputs of the first evaluation inputs: what an export of this trial must
+    still give (``autotune verify``)."""
+    path = recorded_outputs_path(run_dir, trial.config.id, trial.backend, trial.target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_outputs(path, outputs[:RECORDED_COUNT])
 
 
 def _emulated(outcome: WorkerOutcome) -> bool:
@@ -448,6 +460,22 @@ def _pass_due(trial: Trial, number: int) -> bool:
     if not trial.ok or not trial.passes:  # runs from before passes: none
         return False
     return not trial.emulated and len(trial.passes) < number
+
+
+def measure_artifact_pass(trial: Trial, job: Job, settings: RunSettings) -> WorkerResult:
+    """One pass of a compiled artifact (``job.artifact``) in a fresh worker, measured again
+    while disturbed as a trial's first pass is, and added to ``trial``'s passes (a failed
+    pass is recorded as such). ``autotune verify`` measures an export this way."""
+    result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
+                          python=settings.python)
+    result, _, remeasured = _remeasure_if_disturbed(job, result, settings)
+    if result.status == "ok":
+        _add_pass(trial, result.outcome.measured, settings.contention, remeasured)
+        trial.memory_bytes = result.outcome.measured.memory_bytes
+        trial.peak_memory_bytes = result.outcome.measured.peak_memory_bytes
+    else:
+        trial.passes.append(PassRecord(status=result.status, error=result.error[:500]))
+    return result
 
 
 def _measure_pass(trial: Trial, job: Job, settings: RunSettings) -> None:

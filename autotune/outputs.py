@@ -1,10 +1,20 @@
-"""Model outputs on disk: what a worker or a remote device hands back, one ``.npz`` file."""
+"""Model outputs on disk: what a worker or a remote device hands back, one ``.npz`` file;
+and the outputs a run records per trial, which ``autotune verify`` compares an export with."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+# A trial's recorded outputs: those of the first evaluation inputs, few enough to keep for
+# every trial and to ship with an export, and enough that a changed kernel shows.
+RECORDED_COUNT = 16
+
+
+def recorded_outputs_path(run_dir: Path, config_id: str, backend: str, target: str) -> Path:
+    """Where a run keeps the outputs a trial's measurement gave (``RECORDED_COUNT`` inputs)."""
+    return Path(run_dir) / "outputs" / f"{config_id}-{backend}-{target}.npz"
 
 
 def load_outputs(file) -> list[list[np.ndarray]]:

@@ -92,11 +92,17 @@ def weight_compression(config: QuantConfig) -> WeightCompression | None:
 
 
 def file_hash(path: Path) -> str:
+    """The short hash that keys caches and names a model in the store."""
+    return sha256_file(path)[:16]
+
+
+def sha256_file(path: Path) -> str:
+    """The full sha256 of a file (hex), read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def feeds_hash(samples: Sequence[Feeds]) -> str:

@@ -31,7 +31,7 @@ __all__ = ["FAILURE_STATUSES", "STATUSES", "Trial"]
 # The typed facts kept in the store's one JSON column (``Trial.facts_json``).
 _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "passes",
           "spreads", "noisy", "passes_skipped", "roofline", "sensitivity",
-          "first_inference_warm", "core_set", "tuning_trials")
+          "first_inference_warm", "core_set", "tuning_trials", "artifact_sha256")
 
 
 @dataclass
@@ -86,6 +86,9 @@ class Trial(HasStatus):
     # The run's compiler tuning budget (--tuning-trials): part of what a trial is compared
     # by, as a tuned kernel and an untuned one are different programs.
     tuning_trials: int = 0
+    # sha256 of the artifact file that was measured: an export re-created from the cached
+    # quantized model is checked against it (``autotune.export``).
+    artifact_sha256: str = ""
 
     @property
     def failed(self) -> bool:
@@ -186,6 +189,7 @@ class Trial(HasStatus):
             "first_inference_warm": bool(data.get("first_inference_warm", False)),
             "core_set": tuple(int(cpu) for cpu in data.get("core_set", ())),
             "tuning_trials": data.get("tuning_trials"),  # None: stored before it was kept
+            "artifact_sha256": str(data.get("artifact_sha256", "")),
         }
 
     def to_dict(self) -> dict:

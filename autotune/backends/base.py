@@ -95,6 +95,18 @@ class Artifact:
                    tuning=TuningFacts.from_json(data.get("tuning")))
 
 
+@dataclass(frozen=True)
+class Exported:
+    """What a backend wrote into an export folder (``autotune export``): file names inside
+    it, the one that ``measure`` loads (the artifact that was measured), and what a program
+    of the user's needs to load it (device, runtime settings, input names, compiler target),
+    as the manifest shows it."""
+
+    files: tuple[str, ...]
+    measured: str
+    loader: dict
+
+
 class Backend(Protocol):
     """One compiler/runtime. Implementations import their runtime lazily, inside methods.
 
@@ -148,6 +160,12 @@ class Backend(Protocol):
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
         """Load and run ``artifact`` under ``protocol``; outputs of every evaluation input."""
+
+    def export(self, artifact: Artifact, model: QuantizedModel, target: Target,
+               folder: Path) -> Exported:
+        """Write what deploys ``artifact`` (compiled from ``model`` for ``target``) into
+        ``folder``: the measured artifact itself, and the backend's portable form of the
+        model where it has one; the quantized ONNX is written by the caller."""
 
     def notes(self, artifact: Artifact) -> tuple[Note, ...]:
         """What a user should know about a trial of ``artifact`` (float fallback, untuned,

@@ -9,13 +9,21 @@ back to float is caught.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
-from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Backend, CompileOptions, Requirement
+from autotune.backends.base import (
+    DEFAULT_OPTIONS,
+    Artifact,
+    Backend,
+    CompileOptions,
+    Exported,
+    Requirement,
+)
 from autotune.backends.registry import register
 from autotune.errors import InputError, UnsupportedConfig
 from autotune.host import installed_versions
@@ -141,6 +149,31 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
             size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
             return Artifact(self.name, path, size, read_s, state, details)
         return compile_here(core, network, target, state, details, Path(workdir), read_s)
+
+    def export(self, artifact: Artifact, model: QuantizedModel, target: Target,
+               folder: Path) -> Exported:
+        """OpenVINO IR (``model.xml``/``.bin``, what any OpenVINO release and device can
+        compile) and, where it was compiled here, the measured compiled blob, which only this
+        OpenVINO release imports on this kind of device."""
+        import openvino
+
+        folder = Path(folder)
+        loader = {"device": openvino_device(target),
+                  "config": _compile_config(target, artifact.state["precision_hint"]),
+                  "ir": "model.xml"}
+        if artifact.path.suffix == ".xml":  # compiled on the device: the IR was measured
+            shutil.copyfile(artifact.path, folder / "model.xml")
+            shutil.copyfile(artifact.path.with_suffix(".bin"), folder / "model.bin")
+            return Exported(("model.xml", "model.bin"), "model.xml", loader)
+        # The IR of the model the blob was compiled from, saved with the settings compile
+        # uses for a device's IR (weights as they are, no fp16 compression).
+        network = openvino.Core().read_model(str(model.path))
+        if model.weight_compression is not None:
+            network, _ = compress_weights(network, model.weight_compression)
+        openvino.save_model(network, str(folder / "model.xml"), compress_to_fp16=False)
+        shutil.copyfile(artifact.path, folder / "model.blob")
+        loader["blob"] = "model.blob"
+        return Exported(("model.xml", "model.bin", "model.blob"), "model.blob", loader)
 
     def notes(self, artifact: Artifact) -> tuple[Note, ...]:
         # A device-compiled artifact's op precisions arrive with its measurement.

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.backends.base import DEFAULT_OPTIONS, Artifact, Backend, CompileOptions, Requirement
+from autotune.backends.base import (
+    DEFAULT_OPTIONS,
+    Artifact,
+    Backend,
+    CompileOptions,
+    Exported,
+    Requirement,
+)
 from autotune.backends.registry import register
 from autotune.errors import InputError, UnsupportedConfig
 from autotune.host import installed_versions
@@ -170,6 +177,21 @@ class TVMBackend(Backend):  # available(): the first missing requirement
         compile_s = time.perf_counter() - start
         return Artifact(self.name, path, path.stat().st_size, compile_s, state, details,
                         tuning=_tuning_facts(tuning))
+
+    def export(self, artifact: Artifact, model: QuantizedModel, target: Target,
+               folder: Path) -> Exported:
+        """The compiled library that was measured (``model.so``): loaded by the same TVM
+        release into a Relax VM, whose ``main`` takes the inputs in ``input_names`` order."""
+        shutil.copyfile(artifact.path, Path(folder) / "model.so")
+        kind = tvm_target_dict(target)["kind"]
+        loader = {"library": "model.so", "entry": "main",
+                  "device": "cuda" if kind == "cuda" else "cpu",
+                  "input_names": list(artifact.state["input_names"]),
+                  "target": artifact.details.get("tvm_target", ""),
+                  "threads": target.threads}
+        if "cross_compiler" in artifact.details:
+            loader["cross_compiler"] = artifact.details["cross_compiler"]
+        return Exported(("model.so",), "model.so", loader)
 
     def notes(self, artifact: Artifact) -> tuple[Note, ...]:
         notes = []

@@ -1,7 +1,8 @@
 """The command line: ``autotune COMMAND``. Names are resolved here and nowhere else.
 
 Exit codes, decided here for every command: 0 success; 1 a regression found (``compare``, a
-gated ``run``), a run with no successful trial, or a ``pick`` with no qualifying config; 2 bad
+gated ``run``), a run with no successful trial, a ``pick`` with no qualifying config, or an
+``export``/``verify`` whose check fails; 2 bad
 input, one line and no traceback; 3 an internal error, one line naming a log file that holds
 the traceback; 130 interrupted. So a CI job can tell a crash from a regression.
 """
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     from autotune.cli import (
         compare,
         doctor,
+        export,
         history,
         listing,
         pick,
@@ -45,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version (and the commit of a git checkout) and exit")
     _add_folder_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, report, pick, compare, history, listing, roofline, sensitivity,
-                   worker, doctor):
+    for module in (run, report, pick, export, compare, history, listing, roofline,
+                   sensitivity, worker, doctor):
         module.add_parser(commands)
     for command in commands.choices.values():
         _add_folder_options(command)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from autotune.cli.common import add_store_option, open_store, print_json, print_table
+from autotune.cli.export import add_force_option, export_and_report
 from autotune.errors import InputError
 from autotune.pareto import OBJECTIVES, pick
 from autotune.report import reproduce_command
@@ -22,6 +25,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--objective", default="latency", choices=sorted(OBJECTIVES))
     parser.add_argument("--target", default=None, help="only this target")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--export", type=Path, default=None, metavar="DIR",
+                        help="export the pick to DIR, as `autotune export` does (one target: "
+                             "give --target when the run has several)")
+    add_force_option(parser)
     add_store_option(parser)
     parser.set_defaults(handler=handle)
 
@@ -38,11 +45,15 @@ def handle(args) -> int:
             raise InputError(f"--target {args.target}: run {run.id} has no trials on it "
                              f"(it has: {', '.join(targets)})")
         targets = [args.target]
+    if args.export is not None and len(targets) > 1:
+        raise InputError(f"--export: run {run.id} has trials on {', '.join(targets)}; say "
+                         f"which with --target")
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**20)
-    answers = []
+    answers, chosen = [], None
     for target in targets:
         choice = pick([t for t in trials if t.target == target], args.max_accuracy_drop / 100,
                       args.objective, max_memory)
+        chosen = choice.chosen
         answers.append({
             "target": target,
             "met": choice.chosen is not None,
@@ -78,7 +89,11 @@ def handle(args) -> int:
                 else:
                     print("no successful trial on this target to compare with")
             print()
-    return 0 if all(answer["met"] for answer in answers) else 1
+    if not all(answer["met"] for answer in answers):
+        return 1
+    if args.export is not None:
+        return export_and_report(run, chosen, trials, args.store, args.export, args.force)
+    return 0
 
 
 def _describe(trial, run) -> dict:

@@ -72,7 +72,8 @@ def full_trial(run_id: str, config: QuantConfig = INT8, backend: str = "openvino
         roofline=RooflinePlacement(10**12, 10**9, "int8", 0.5, 0.4, 0.5, "memory", "measured",
                                    "2026-01-01T00:00:00+00:00", {"int8": 1536.0}, 20.0, 0.3),
         sensitivity=Sensitivity("top1", {"conv1": 0.01, "fc": -0.002}),
-        first_inference_warm=True, core_set=(2, 3), tuning_trials=64)
+        first_inference_warm=True, core_set=(2, 3), tuning_trials=64,
+        artifact_sha256="9f" * 32)
 
 
 def failed_trial(run_id: str, config: QuantConfig = FP32, status: str = "compile_error",
