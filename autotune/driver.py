@@ -104,7 +104,8 @@ class RunSettings:
                                          min_time_s=spec.min_time_s),
             workspace=workspace, progress=progress, python=python,
             max_spread=spec.max_spread, passes=spec.passes,
-            contention=ContentionLimits(spec.max_other_cpu, spec.max_steal))
+            contention=ContentionLimits(spec.max_other_cpu, spec.max_steal,
+                                        spec.max_canary_slowdown))
 
 
 def default_memory_limit_bytes() -> int:
@@ -163,7 +164,9 @@ def _spec_of(model: ModelSource, space: SearchSpace, targets: Sequence[Target],
                    min_repeats=settings.protocol.min_repeats,
                    min_time_s=settings.protocol.min_time_s, max_spread=settings.max_spread,
                    max_other_cpu=settings.contention.other_share,
-                   max_steal=settings.contention.steal_share, passes=settings.passes)
+                   max_steal=settings.contention.steal_share,
+                   max_canary_slowdown=settings.contention.canary_slowdown,
+                   passes=settings.passes)
 
 
 def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence[Target],

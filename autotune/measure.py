@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from autotune import canary
 from autotune.machine_state import snapshot, window
 from autotune.outcome import DeviceFacts, MachineState
 
@@ -101,7 +102,8 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
     """Load, run once cold, run every evaluation input for its outputs, then time warm runs.
 
     The machine's state is recorded around the timed warm runs only (``autotune.machine_state``):
-    loading and warming up are not what the samples are."""
+    loading and warming up are not what the samples are. Where the timed code runs here, the
+    reference kernel (``autotune.canary``) is timed just before and after them."""
     if not evaluation:
         raise ValueError("measurement needs at least one input")
     start = time.perf_counter()
@@ -122,6 +124,7 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         session.run()
 
     samples: list[float] = []
+    canary_before = canary.time_canary() if session.runs_here else None
     before = snapshot() if session.runs_here else None
     began = time.perf_counter()
     while True:
@@ -135,6 +138,10 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
             sample_ms += _spin(sample_ms * protocol.injected_slowdown)
         samples.append(sample_ms)
     machine = None if before is None else window(before, snapshot())
+    if machine is not None:  # the slower reading: a shared core may start or end mid-window
+        canary_ms = max(canary_before, canary.time_canary())
+        machine = replace(machine, canary_ms=round(canary_ms, 4),
+                          canary_ratio=round(canary.judge(canary_ms, before.cpus), 4))
     return Measurement(load_s=load_s, first_inference_ms=first_ms, latencies_ms=samples,
                        outputs=outputs, machine=machine,
                        first_inference_warm=session.first_run_warm)

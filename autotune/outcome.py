@@ -119,6 +119,10 @@ class MachineState:
     own_share: float | None = None  # the measuring process's own CPU time
     load_1m: float | None = None  # one-minute load average, at the window's end
     freq_mhz: float | None = None  # mean current frequency of those CPUs
+    # The reference kernel (autotune.canary) around the window: its slower reading in ms, and
+    # that over the fastest reading on those CPUs (1.0: as fast as ever seen here).
+    canary_ms: float | None = None
+    canary_ratio: float | None = None
 
     def summary(self) -> str:
         """The figures in words, e.g. ``other processes used 34% of 2 cores, steal 2%``."""
@@ -132,6 +136,8 @@ class MachineState:
             parts.append(f"load {self.load_1m:.2f}")
         if self.freq_mhz is not None:
             parts.append(f"{self.freq_mhz:.0f} MHz")
+        if self.canary_ratio is not None:
+            parts.append(f"reference kernel {self.canary_ratio:.2f}x its fastest")
         return ", ".join(parts) or "machine state unknown"
 
     def to_json(self) -> dict:

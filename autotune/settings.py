@@ -48,6 +48,7 @@ class RunSpec:
     # Contention limits of a timed window (autotune.machine_state.ContentionLimits; 0: off).
     max_other_cpu: float = 0.10
     max_steal: float = 0.05
+    max_canary_slowdown: float = 0.10
     passes: int = 3
     runtime: tuple[str, ...] = ()  # pip requirements the workers run against
 
@@ -58,7 +59,8 @@ class RunSpec:
             if value is not None and value < 0:
                 raise InputError(f"{flag}: must not be negative; got {value}")
         for flag, value in (("--max-other-cpu", self.max_other_cpu),
-                            ("--max-steal", self.max_steal)):
+                            ("--max-steal", self.max_steal),
+                            ("--max-canary-slowdown", self.max_canary_slowdown)):
             if not 0 <= value <= 1:
                 raise InputError(f"{flag}: must be a fraction between 0 and 1; got {value}")
         if self.passes < 1:

@@ -29,7 +29,7 @@ INT8 = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax")
 # (the rule itself is compare's, tested in test_regress.py); a manifest that claims a 10x
 # faster latency must still fail it.
 QUICK = ["--min-repeats", "5", "--min-time", "0.05", "--passes", "1", "--no-progress",
-         "--max-other-cpu", "0", "--max-steal", "0"]
+         "--max-other-cpu", "0", "--max-steal", "0", "--max-canary-slowdown", "0"]
 LOOSE = ("--threshold", "2.0")
 
 

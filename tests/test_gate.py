@@ -258,6 +258,7 @@ def test_a_reader_that_leaves_early_is_not_an_internal_error(tmp_path):
 # withhold every verdict.
 QUICK = ["--config", "fp32", "--backend", "openvino", "--min-repeats", "50", "--min-time",
          "0.2", "--passes", "3", "--max-spread", "0", "--max-other-cpu", "0", "--max-steal", "0",
+         "--max-canary-slowdown", "0",
          "--threshold", "0.6"]
 
 

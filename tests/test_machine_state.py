@@ -131,6 +131,27 @@ def test_contention_limits_judge_either_share_and_zero_turns_a_check_off():
         ContentionLimits(other_share=1.5)
 
 
+def test_a_slow_reference_kernel_is_contention_and_its_reference_is_the_fastest(tmp_path):
+    from autotune.canary import KEPT_READINGS, judge, reference_path
+
+    shared_core = MachineState(1.0, 1, other_share=0.0, steal_share=0.0, canary_ratio=1.4)
+    assert CONTENTION_LIMITS.exceeded(shared_core)
+    assert not CONTENTION_LIMITS.exceeded(dataclasses.replace(shared_core, canary_ratio=1.05))
+    assert not ContentionLimits(0.10, 0.05, 0).exceeded(shared_core)
+    assert "reference kernel 1.40x its fastest" in shared_core.summary()
+
+    cpus = (1,)
+    assert judge(8.0, cpus, tmp_path) == 1.0  # the first reading is the reference
+    assert judge(12.0, cpus, tmp_path) == 1.5
+    assert judge(6.0, cpus, tmp_path) == 1.0 and judge(9.0, cpus, tmp_path) == 1.5
+    assert judge(9.0, (0,), tmp_path) == 1.0  # per CPU set
+    reference_path(cpus, tmp_path).write_text("{cut short")  # a crash mid-write: start again
+    assert judge(7.0, cpus, tmp_path) == 1.0
+    for _ in range(KEPT_READINGS):  # the reference follows the latest readings only
+        judge(10.0, cpus, tmp_path)
+    assert judge(10.0, cpus, tmp_path) == 1.0
+
+
 def test_pass_records_carry_machine_state_through_json_and_old_records_still_load():
     record = PassRecord(1.5, 0.02, 50, machine=MachineState(1.1, 2, 0.34, 0.02, 0.45, 3.2,
                                                             2445.4),
@@ -225,7 +246,7 @@ def _run(workspace: Path, contention: ContentionLimits):
 @pytest.mark.openvino
 @pytest.mark.skipif(not LINUX, reason="reads Linux /proc")
 def test_a_real_trial_records_the_machine_state_of_its_timed_window(workspace):
-    _, _, trial = _run(workspace, ContentionLimits(0, 0))  # judged never: one measurement
+    _, _, trial = _run(workspace, ContentionLimits(0, 0, 0))  # judged never: one measurement
     (record,) = trial.passes
     machine = record.machine
     assert machine is not None and record.remeasured == 0 and not record.contended
@@ -234,6 +255,7 @@ def test_a_real_trial_records_the_machine_state_of_its_timed_window(workspace):
     assert 0 < machine.own_share <= 1 and 0 <= machine.other_share <= 1
     assert 0 <= machine.steal_share <= 1 and machine.load_1m >= 0
     assert machine.freq_mhz is None or machine.freq_mhz > 100
+    assert machine.canary_ms > 0 and machine.canary_ratio >= 1.0  # timed here, judged
     assert not any(note.kind == CONTENDED for note in trial.notes)
 
 

@@ -113,6 +113,12 @@ def add_parser(commands) -> None:
                         metavar="FRACTION",
                         help="the same for the hypervisor's steal time on its cores "
                              f"(default: {CONTENTION_LIMITS.steal_share:g}; 0: off)")
+    parser.add_argument("--max-canary-slowdown", type=float,
+                        default=CONTENTION_LIMITS.canary_slowdown, metavar="FRACTION",
+                        help="the same when the reference kernel timed around the timed runs "
+                             "ran this much slower than its fastest on these cores: a core "
+                             "shared out of the guest's sight (default: "
+                             f"{CONTENTION_LIMITS.canary_slowdown:g}; 0: off)")
     parser.add_argument("--passes", type=int, default=3, metavar="N",
                         help="measurement passes per trial: after all trials, each successful "
                              "one is measured again N-1 times in fresh workers, in shuffled "
@@ -172,7 +178,8 @@ def spec_from_args(args) -> RunSpec:
         trial_memory_mib=args.trial_memory, tuning_trials=args.tuning_trials,
         min_repeats=args.min_repeats, min_time_s=args.min_time, max_spread=args.max_spread,
         max_other_cpu=args.max_other_cpu, max_steal=args.max_steal,
-        passes=args.passes, runtime=tuple(args.runtime or ()))
+        max_canary_slowdown=args.max_canary_slowdown, passes=args.passes,
+        runtime=tuple(args.runtime or ()))
 
 
 def handle(args) -> int:

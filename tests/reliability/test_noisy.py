@@ -37,7 +37,7 @@ def test_a_steady_trial_is_measured_once(workspace, tiny_model, capsys, check_st
     # The contention guard off too: on a shared machine it may measure again for its own
     # reason (tests/test_machine_state.py), which is not what this test is about.
     assert main(["run", "--model", str(tiny_model), *QUICK, "--max-spread", "10",
-                 "--max-other-cpu", "0", "--max-steal", "0"]) == 0
+                 "--max-other-cpu", "0", "--max-steal", "0", "--max-canary-slowdown", "0"]) == 0
     run_id = capsys.readouterr().out.split()[1]
     (trial,) = check_store(run_id, finished=True, count=1)
     assert trial.ok and trial.spreads == [] and trial.noisy is False
