@@ -12,17 +12,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from autotune.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, write_crash_log
 from autotune.cli.common import markdown_table, print_json
+from autotune.cli.exits import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, write_crash_log
 from autotune.cli.junit import Case, Suite, write_suites
-from autotune.cli.run import RunResult, given_settings, load_names, run_one
+from autotune.cli.one_run import RunResult, load_names, run_one
 from autotune.errors import InputError
 from autotune.runfile import Cell, apply_flags, cells, load_run_file
 from autotune.store import Store, new_campaign_id
 
 
-def run_campaign(args, store: Store, thresholds, say) -> int:
-    run_file = apply_flags(load_run_file(args.file), given_settings(args))
+def run_campaign(args, store: Store, flags: dict, thresholds, say) -> int:
+    """Run every cell of ``args.file`` with the ``flags`` given (``RunSpec`` field -> value)
+    in force; returns the exit code."""
+    run_file = apply_flags(load_run_file(args.file), flags)
     planned = cells(run_file)
     for cell in planned:  # a typo in a name fails now, not hours into the night
         load_names(cell.spec)
