@@ -23,7 +23,6 @@ from autotune.tomlfile import Table, read_toml
 # A runtime entry that means "the packages installed here" (no --runtime).
 INSTALLED = "installed"
 METRICS = ("top1", "cosine", "mse", "spearman")
-STRATEGIES = ("exhaustive", "random", "guided")
 
 # File keys that set one RunSpec field for every cell: key -> (field, accepted types).
 # The keys are the flags' names (``--tuning-trials`` is ``tuning_trials``).
@@ -87,6 +86,8 @@ def load_run_file(path: Path) -> RunFile:
     if not models:
         raise InputError(f"{top.where('models')}: list at least one model")
     spaces = tuple(_file_or_name(name, folder) for name in _strings(top, "spaces", ["default"]))
+    if not spaces:
+        raise InputError(f"{top.where('spaces')}: list at least one space (or give configs)")
     configs = tuple(_strings(top, "configs", []))
     if "spaces" in top.keys() and configs:
         raise InputError(f"{top.where('configs')}: give spaces or configs, not both")
@@ -99,8 +100,10 @@ def load_run_file(path: Path) -> RunFile:
                     for name in _strings(top, "targets", [DEFAULT_TARGET]))
     backends = tuple(_strings(top, "backends", []))
     values: dict[str, Any] = {}
+    from autotune.search import strategy_names
+
     for key, (name, kinds) in SCALAR_KEYS.items():
-        choices = STRATEGIES if key == "strategy" else None
+        choices = tuple(strategy_names()) if key == "strategy" else None
         value = top.get(key, kinds, None, choices=choices)
         if value is not None:
             values[name] = float(value) if float in kinds else value

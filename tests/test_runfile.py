@@ -89,6 +89,7 @@ metric = "cosine"
      "models[0].metrik: unknown key (did you mean 'metric'?)"),
     ('[[models]]\ndata = "d.npz"', "models[0].model: required key is missing"),
     ("models = [3]", "models[0]: expected a table or a string, got int 3"),
+    ("spaces = []", "spaces: list at least one space (or give configs)"),
     ("budget = ", "not valid TOML"),
 ])
 def test_a_bad_run_file_names_file_and_key(tmp_path, text, message):
