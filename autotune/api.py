@@ -38,7 +38,7 @@ TRIAL_KEY = ("run_id", "config_id", "backend", "target")
 RUN_COLUMNS = ("run_id", "created_at", "finished_at", "status", "model", "model_path",
                "model_hash", "space", "metric", "synthetic_data", "reference_accuracy",
                "strategy", "budget", "passes", "tuning_trials", "targets", "backends",
-               "hostname", "cpu_model", "cores", "versions")
+               "hostname", "cpu_model", "cores", "versions", "campaign")
 SAMPLE_COLUMNS = (*TRIAL_KEY, "pass", "sample", "latency_ms")
 PASS_COLUMNS = (*TRIAL_KEY, "pass", "status", "median_ms", "spread", "samples", "contended",
                 "remeasured", "other_cpu_share", "steal_share", "own_share", "load_1m",
@@ -267,4 +267,5 @@ def _run_record(run: Run) -> dict:
             "hostname": run.host.get("hostname"), "cpu_model": run.host.get("cpu_model"),
             "cores": run.host.get("cores"),
             "versions": ", ".join(f"{name} {version}"
-                                  for name, version in sorted(run.versions.items()))}
+                                  for name, version in sorted(run.versions.items())),
+            "campaign": run.campaign}

@@ -129,11 +129,12 @@ class RunOutcome:
 
 def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Sequence[Target],
               settings: RunSettings, strategy: SearchStrategy,
-              spec: RunSpec | None = None) -> str:
+              spec: RunSpec | None = None, campaign: str | None = None) -> str:
     """Create the run record and its data files; returns the run id.
 
     ``spec`` is what the run was asked to do, stored with it (``--resume`` reads it back);
-    callers that build ``settings`` themselves (benchmarks) may leave it out."""
+    callers that build ``settings`` themselves (benchmarks) may leave it out. ``campaign``:
+    the run file invocation the run is a cell of."""
     run_id = new_run_id()
     reference = reference_outputs(model.path, model.dataset)  # a bad model leaves no files
     run_dir = settings.workspace / "runs" / run_id
@@ -149,7 +150,7 @@ def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Seq
         metric=model.dataset.metric, synthetic_data=model.dataset.synthetic,
         reference_accuracy=reference_accuracy, host=host_info(),
         settings=spec if spec is not None else _spec_of(model, space, targets, settings),
-        versions=versions_for(settings.python)))
+        versions=versions_for(settings.python), campaign=campaign))
     return run_id
 
 

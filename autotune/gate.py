@@ -5,6 +5,10 @@ A run's baseline is the latest finished run before it that shares a comparable t
 emulation all match). The report's regressions section and ``autotune run --baseline
 previous`` ask this module, so the two never name different baselines. An interrupted or
 running run is never a baseline: its trials are a part of what it set out to measure.
+
+A run of a campaign (a run file's cell) is judged against the same cell of an earlier night:
+a run with the same runtime requirements and space (or configs), outside its own campaign.
+Without that, tonight's second runtime version would be judged against tonight's first.
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ def previous_comparable_run(store: Store, run: Run, trials: Sequence[Trial]) -> 
             continue
         if earlier.status != BASELINE_STATUS or earlier.model_hash != run.model_hash:
             continue  # the model hash is part of every comparable key: a cheap filter
+        if run.campaign is not None and not same_cell(earlier, run):
+            continue
         if keys & {comparable_key(trial) for trial in store.trials(earlier.id)}:
             return earlier
     return None
+
+
+def same_cell(earlier: Run, run: Run) -> bool:
+    """Whether ``earlier`` measured what the campaign cell ``run`` measures, on another
+    night: the same runtime requirements and space or configs, in another campaign (or
+    none)."""
+    mine, theirs = run.settings, earlier.settings
+    return (earlier.campaign != run.campaign and theirs.runtime == mine.runtime
+            and theirs.configs == mine.configs
+            and (bool(mine.configs) or theirs.space == mine.space))

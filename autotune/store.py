@@ -24,8 +24,9 @@ from autotune.outcome import Note, json_default
 from autotune.settings import RunSpec
 from autotune.trial import Trial
 
-# 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts
-SCHEMA_VERSION = 3
+# 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts;
+# 4: a run's campaign (the runs of one run file)
+SCHEMA_VERSION = 4
 DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
 # Names that stand for a run id wherever one is taken: the newest run, and the one before it.
 RUN_ALIASES = ("latest", "previous")
@@ -55,6 +56,7 @@ runs_table = sa.Table(
     sa.Column("host_json", sa.Text, nullable=False),
     sa.Column("versions_json", sa.Text, nullable=False),
     sa.Column("settings_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("campaign", sa.String(64), index=True),  # None: a run of its own
 )
 
 trials_table = sa.Table(
@@ -147,6 +149,7 @@ class Run:
     settings: RunSpec
     host: dict
     versions: dict
+    campaign: str | None = None  # the run file invocation it belongs to (``new_campaign_id``)
 
 
 @dataclass
@@ -201,6 +204,13 @@ def now() -> str:
 def new_run_id() -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def new_campaign_id(name: str) -> str:
+    """A campaign's id: the run file's name (so a listing says which matrix), then a run
+    id's date stamp and random part."""
+    readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:24]
+    return f"{readable or 'campaign'}-{new_run_id()}"
 
 
 def shown_url(url: str) -> str:
@@ -279,7 +289,8 @@ class Store:
                 model_hash=run.model_hash, space=run.space, metric=run.metric,
                 synthetic_data=run.synthetic_data, reference_accuracy=run.reference_accuracy,
                 args_json="{}", settings_json=json.dumps(run.settings.to_json()),
-                host_json=json.dumps(run.host), versions_json=json.dumps(run.versions)))
+                host_json=json.dumps(run.host), versions_json=json.dumps(run.versions),
+                campaign=run.campaign))
 
     def set_run_status(self, run_id: str, status: str, finished: bool = False) -> None:
         values = {"status": status}
@@ -314,13 +325,23 @@ class Store:
                    reference_accuracy=row["reference_accuracy"],
                    settings=RunSpec.from_json(json.loads(row["settings_json"])),
                    host=json.loads(row["host_json"]),
-                   versions=json.loads(row["versions_json"]))
+                   versions=json.loads(row["versions_json"]), campaign=row["campaign"])
 
-    def runs(self) -> list[Run]:
+    def runs(self, campaign: str | None = None) -> list[Run]:
+        """Every run, oldest first; only those of ``campaign`` when it is given."""
+        query = sa.select(runs_table.c.id).order_by(runs_table.c.created_at, runs_table.c.id)
+        if campaign is not None:
+            query = query.where(runs_table.c.campaign == campaign)
         with self.engine.connect() as connection:
-            ids = connection.execute(sa.select(runs_table.c.id)
-                                     .order_by(runs_table.c.created_at)).scalars().all()
+            ids = connection.execute(query).scalars().all()
         return [self.get_run(run_id) for run_id in ids]
+
+    def latest_campaign(self) -> str | None:
+        """The campaign of the newest run that belongs to one; None when no run does."""
+        query = (sa.select(runs_table.c.campaign).where(runs_table.c.campaign.is_not(None))
+                 .order_by(runs_table.c.created_at.desc(), runs_table.c.id.desc()).limit(1))
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
 
     # Trials
 
@@ -491,8 +512,18 @@ def _backend_notes(backend: str, details: dict) -> tuple[Note, ...]:
     return get_backend(backend).notes(Artifact(backend, Path(), 0, 0.0, details=details))
 
 
+def _add_campaign(connection) -> None:
+    """Schema 3 -> 4: a run may belong to a campaign (the runs of one run file); older runs
+    belong to none."""
+    if "campaign" not in {c["name"] for c in sa.inspect(connection).get_columns("runs")}:
+        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN campaign VARCHAR(64)"))
+    (index,) = (index for index in runs_table.indexes if index.name == "ix_runs_campaign")
+    index.create(connection, checkfirst=True)
+
+
 # Upgrade steps: _UPGRADES[n] takes a store from schema version n to n + 1.
-_UPGRADES = {1: _add_prediction_and_roofline_tables, 2: _type_settings_and_facts}
+_UPGRADES = {1: _add_prediction_and_roofline_tables, 2: _type_settings_and_facts,
+             3: _add_campaign}
 
 
 def _connect_args(url: str) -> dict:

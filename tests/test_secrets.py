@@ -44,7 +44,7 @@ def test_a_failed_command_prints_no_password(workspace, url, command):
 
 
 def test_the_resume_command_hides_the_password_and_is_quoted():
-    from autotune.cli.run import resume_command
+    from autotune.cli.one_run import resume_command
     from autotune.store import DEFAULT_STORE_URL
 
     class Opened:  # what resume_command reads of a store (opening one needs a server)

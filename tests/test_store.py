@@ -71,6 +71,7 @@ def test_an_old_store_opens_with_typed_settings_facts_and_backend_notes(tmp_path
     assert run.settings == RunSpec(model="digits-cnn", space="default", targets=("host-cpu",),
                                    backends=("openvino", "tvm"), trial_timeout_s=920.0,
                                    tuning_trials=64, passes=3, max_spread=0.1)
+    assert run.campaign is None  # schema 4: runs before campaigns belong to none
     fp32, int8, tvm = store.trials("old-run")
     # Passes, roofline and the worker's figures moved out of details into typed fields.
     assert [p.median_ms for p in int8.passes] == [1.0, 0.9, 1.1] and int8.latency_ms == 0.9

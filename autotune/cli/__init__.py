@@ -13,15 +13,16 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
-import traceback
-from datetime import UTC, datetime
-from pathlib import Path
 
+from autotune.cli.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    write_crash_log,
+)
 from autotune.errors import InputError
-from autotune.paths import user_cache_dir, user_folders
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from autotune.paths import user_folders
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,39 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autotune: internal error: {type(error).__name__}"
               + (f": {first}" if first else "") + f" (traceback in {log})", file=sys.stderr)
         return EXIT_INTERNAL
-
-
-def write_crash_log(args: argparse.Namespace, argv: list[str] | None) -> Path:
-    """Write the traceback being handled to a new log file; returns its path.
-
-    The log goes next to the command's SQLite store (``results/logs/``, kept with the results
-    a CI job uploads), else to the user's cache (``$XDG_CACHE_HOME/autotune/logs``), else to
-    the temporary folder."""
-    from autotune.version import __version__
-
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    text = (f"autotune {__version__}, {stamp} UTC, pid {os.getpid()}\n"
-            f"argv: {sys.argv[:1] + list(sys.argv[1:] if argv is None else argv)}\n\n"
-            + traceback.format_exc())
-    for folder in _log_folders(getattr(args, "store", None)):
-        path = folder / f"crash-{stamp}-{os.getpid()}.log"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        except OSError:
-            continue
-        return path.resolve()
-    return Path("(no writable log folder)")
-
-
-def _log_folders(store_url: str | None) -> list[Path]:
-    from autotune.cli.common import workspace_for
-
-    folders = []
-    if store_url and store_url.startswith("sqlite:///") and store_url != "sqlite:///:memory:":
-        folders.append(workspace_for(store_url) / "logs")
-    folders += [user_cache_dir() / "logs", Path(tempfile.gettempdir()) / "autotune-logs"]
-    return folders
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from autotune.cli.common import (
     print_table,
     runtime_python,
 )
-from autotune.cli.junit import Case, write_junit
+from autotune.cli.junit import Case, Suite, write_suites
 from autotune.errors import InputError
 from autotune.outcome import CONTENDED
 from autotune.regress import (
@@ -211,6 +211,11 @@ def unavailable_pairs(comparison: Comparison) -> list:
 def write_verdict_junit(path: Path, verdict: Verdict) -> Path:
     """One test case per compared trial, failed by its regressions; trials of one run only
     are skipped cases."""
+    return write_suites(path, [verdict_suite(verdict)])
+
+
+def verdict_suite(verdict: Verdict) -> Suite:
+    """The JUnit test suite of a comparison (``write_verdict_junit``)."""
     found: dict[int, list[str]] = {}
     for pair, finding in verdict.regressions:
         found.setdefault(id(pair), []).append(
@@ -225,7 +230,7 @@ def write_verdict_junit(path: Path, verdict: Verdict) -> Path:
                           ("only in candidate", verdict.comparison.only_candidate)):
         cases += [Case(_trial_name(trial), classname, skipped=f"{title} ({trial.status})")
                   for trial in trials]
-    return write_junit(path, f"compare {verdict.baseline.id} {verdict.candidate.id}", cases)
+    return Suite(f"compare {verdict.baseline.id} {verdict.candidate.id}", cases)
 
 
 def _pair_name(pair: TrialComparison) -> str:

@@ -29,6 +29,9 @@ def add_parser(commands) -> None:
             parser.add_argument("--since", default=None, metavar="DATE",
                                 help="only runs created on or after this date (YYYY-MM-DD, "
                                      "UTC, or an ISO date and time)")
+            parser.add_argument("--campaign", default=None, metavar="ID|latest",
+                                help="only the runs of this campaign (`autotune run -f`); "
+                                     "latest: the newest campaign")
             add_store_option(parser)
 
 
@@ -108,21 +111,28 @@ def _zoo_row(entry) -> dict:
 def _runs(args) -> int:
     store = open_store(args.store)
     since = _since(args.since)
+    campaign = args.campaign
+    if campaign == "latest":
+        campaign = store.latest_campaign()
+        if campaign is None:
+            raise InputError(f"--campaign latest: no campaign in {store.shown_url} yet; "
+                             f"start one with `autotune run -f FILE`")
     counts = store.trial_counts()
     rows = []
-    for run in store.runs():
+    for run in store.runs(campaign):
         if (args.model is not None and args.model not in (run.model, run.settings.model)
                 or args.target is not None and args.target not in run.settings.targets
                 or args.status is not None and run.status != args.status
                 or since is not None and _moment(run.created_at) < since):
             continue
         statuses = counts.get(run.id, {})
-        rows.append({"id": run.id, "created_at": run.created_at,
+        rows.append({"id": run.id, "campaign": run.campaign, "created_at": run.created_at,
                      "finished_at": run.finished_at, "status": run.status, "model": run.model,
                      "model_hash": run.model_hash, "space": run.space,
                      "targets": list(run.settings.targets),
                      "backends": list(run.settings.backends),
                      "tuning_trials": run.settings.tuning_trials,
+                     "runtime": list(run.settings.runtime),
                      "trials": sum(statuses.values()), "ok": statuses.get("ok", 0),
                      "versions": run.versions})
     if args.json:
@@ -131,16 +141,17 @@ def _runs(args) -> int:
         print(f"no runs in {store.url}" + (" match" if _filtered(args) else ""))
     else:
         print_table(["run", "created", "status", "model", "targets", "backends", "tuning",
-                     "ok/trials"],
+                     "ok/trials", "runtime", "campaign"],
                     [[r["id"], r["created_at"][:16], r["status"], r["model"],
                       ",".join(r["targets"]), ",".join(r["backends"]), r["tuning_trials"],
-                      f"{r['ok']}/{r['trials']}"] for r in rows])
+                      f"{r['ok']}/{r['trials']}", " ".join(r["runtime"]) or "installed",
+                      r["campaign"]] for r in rows])
     return 0
 
 
 def _filtered(args) -> bool:
     return any(value is not None for value in (args.model, args.target, args.status,
-                                                args.since))
+                                                args.since, args.campaign))
 
 
 def _since(text: str | None) -> datetime | None:

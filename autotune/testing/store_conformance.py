@@ -154,6 +154,36 @@ class StoreConformance:
         store.create_run(sample_run("second", "2026-01-02T00:00:00+00:00"))
         assert (store.get_run("latest").id, store.get_run("previous").id) == ("second", "first")
 
+    def test_the_runs_of_a_campaign(self, store):
+        assert store.latest_campaign() is None
+        for run_id, day, campaign in (("a1", 1, "nightly-a"), ("plain", 2, None),
+                                      ("b1", 3, "nightly-b"), ("b2", 4, "nightly-b"),
+                                      ("late", 5, None)):
+            store.create_run(dataclasses.replace(
+                sample_run(run_id, f"2026-01-0{day}T00:00:00+00:00"), campaign=campaign))
+        assert store.get_run("b2").campaign == "nightly-b"
+        assert store.get_run("plain").campaign is None
+        assert [run.id for run in store.runs("nightly-b")] == ["b1", "b2"]
+        assert len(store.runs()) == 5 and store.runs("other") == []
+        assert store.latest_campaign() == "nightly-b"  # the newest run of any campaign's
+
+    def test_a_schema_3_store_gains_campaigns(self, store, store_url):
+        import sqlalchemy as sa
+
+        store.create_run(sample_run("old"))
+        with store.engine.begin() as connection:
+            connection.execute(sa.text("DROP INDEX ix_runs_campaign"))
+            connection.execute(sa.text("ALTER TABLE runs DROP COLUMN campaign"))
+            connection.execute(sa.text("UPDATE meta SET value = '3' "
+                                       "WHERE key = 'schema_version'"))
+        store.engine.dispose()
+        reopened = Store(store_url)
+        assert reopened.get_run("old") == sample_run("old")  # of no campaign
+        reopened.create_run(dataclasses.replace(sample_run("new"), campaign="nightly-1"))
+        assert [run.id for run in reopened.runs("nightly-1")] == ["new"]
+        assert "ix_runs_campaign" in {index["name"] for index in
+                                      sa.inspect(reopened.engine).get_indexes("runs")}
+
     def test_trial_counts_by_run_and_status(self, store):
         for run_id in ("r1", "r2"):
             store.create_run(sample_run(run_id))
