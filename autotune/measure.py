@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from autotune import canary
+from autotune.canary import judge as judge_canary
+from autotune.canary import time_canary
 from autotune.machine_state import snapshot, window
 from autotune.outcome import DeviceFacts, MachineState
 
@@ -124,7 +125,7 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         session.run()
 
     samples: list[float] = []
-    canary_before = canary.time_canary() if session.runs_here else None
+    canary_before = time_canary() if session.runs_here else None
     before = snapshot() if session.runs_here else None
     began = time.perf_counter()
     while True:
@@ -139,9 +140,9 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
         samples.append(sample_ms)
     machine = None if before is None else window(before, snapshot())
     if machine is not None:  # the slower reading: a shared core may start or end mid-window
-        canary_ms = max(canary_before, canary.time_canary())
+        canary_ms = max(canary_before, time_canary())
         machine = replace(machine, canary_ms=round(canary_ms, 4),
-                          canary_ratio=round(canary.judge(canary_ms, before.cpus), 4))
+                          canary_ratio=round(judge_canary(canary_ms, before.cpus), 4))
     return Measurement(load_s=load_s, first_inference_ms=first_ms, latencies_ms=samples,
                        outputs=outputs, machine=machine,
                        first_inference_warm=session.first_run_warm)
