@@ -138,7 +138,7 @@ def _runs(args) -> int:
     if args.json:
         print_json(rows)
     elif not rows:
-        print(f"no runs in {store.url}" + (" match" if _filtered(args) else ""))
+        print(f"no runs in {store.shown_url}" + (" match" if _filtered(args) else ""))
     else:
         print_table(["run", "created", "status", "model", "targets", "backends", "tuning",
                      "ok/trials", "runtime", "campaign"],

@@ -141,7 +141,7 @@ def _gate(store, args, run, thresholds, say) -> tuple[dict, Suite]:
     else:
         baseline = store.get_run(args.baseline)
     if baseline is None:
-        message = (f"no baseline: no finished run before {run.id} in {store.url} has a trial "
+        message = (f"no baseline: no finished run before {run.id} in {store.shown_url} has a trial "
                    f"comparable with this run's (same model, config, backend, target, tuning "
                    f"budget, emulation"
                    + ("; in a campaign also the same runtime and space, from another night"
