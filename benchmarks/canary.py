@@ -7,14 +7,22 @@ model's, a measured pass can be judged by it (re-measured or flagged), as the su
 does for steal and other processes.
 
 One process pinned to the timing vCPU (``--cpu``, default the last one, as host-cpu times)
-repeats windows: two canaries (``compute``: a 128x128 float32 matmul loop that stays in L1/L2;
-``memory``: copies of a 64 MiB buffer, DRAM-bound on any cache this machine has), then a
+repeats windows: two canaries (``compute``: the suite's own, ``autotune.canary.time_canary``,
+element-wise float32 arithmetic in L2; ``memory``: copies of a 64 MiB buffer, DRAM-bound on
+any cache this machine has), then a
 block of OpenVINO digits-cnn inferences in fp32 and in int8 (the suite's compile settings,
 one thread), each block's median. Afterwards, per model: Pearson's r of log canary vs log
 model, and how well "canary slower than ``--canary-limit`` x its fastest" finds the windows
 where the model ran slower than ``--model-limit`` x its fastest.
 
+With ``--load-cycle S`` the other vCPUs get a known load in turns of S seconds: none, a
+pure-Python busy loop (integer work), none, a numpy element-wise loop on 4 MiB arrays
+(vector work), none, copies of a 256 MiB array (memory bandwidth), each pinned there;
+every window records the load it ran beside, and the table adds the canary's and the
+models' median slowdown per load.
+
     python benchmarks/canary.py [--minutes 10] [--cpu N] [--canary-limit 1.10]
+                                [--load-cycle 60]
 
 Writes benchmarks/results/canary-DATE.json (date, host, versions, every window) and prints
 a table.
@@ -50,6 +58,8 @@ def main() -> int:
                         help="the vCPU to time on (default: the highest allowed one)")
     parser.add_argument("--canary-limit", type=float, default=1.10)
     parser.add_argument("--model-limit", type=float, default=1.15)
+    parser.add_argument("--load-cycle", type=float, default=0.0, metavar="S",
+                        help="change the load on the other vCPUs every S seconds (0: none)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -66,18 +76,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="autotune-canary-") as scratch:
         folder = Path(scratch)
         built = _build(folder)
+        phase_file = folder / "load.txt"
+        phase_file.write_text("none")
         spec = {"cpu": cpu, "seconds": args.minutes * 60, "dataset": built["dataset"],
+                "phase_file": str(phase_file),
                 "config": dict(built["suite_config"], INFERENCE_NUM_THREADS="1"),
                 "blobs": {name: built["artifacts"][name]["path"] for name in MODELS}}
         spec_path = folder / "spec.json"
         spec_path.write_text(json.dumps(spec))
         print(f"timing on vCPU {cpu} for {args.minutes:g} min ...", file=sys.stderr)
-        done = subprocess.run([sys.executable, __file__, "--child", str(spec_path)],
-                              capture_output=True, text=True, check=False,
-                              timeout=args.minutes * 60 + 600)
-        if done.returncode != 0:
-            raise SystemExit(f"child failed ({done.returncode}): {done.stderr[-2000:]}")
-        windows = [json.loads(line) for line in done.stdout.splitlines()
+        lines = folder / "windows.jsonl"
+        with lines.open("w") as sink:
+            child = subprocess.Popen([sys.executable, __file__, "--child", str(spec_path)],
+                                     stdout=sink, stderr=subprocess.PIPE, text=True)
+            others = sorted(os.sched_getaffinity(0) - {cpu})
+            if args.load_cycle > 0 and others:
+                _cycle_loads(child, others, phase_file, args.load_cycle)
+            _, stderr = child.communicate(timeout=args.minutes * 60 + 600)
+        if child.returncode != 0:
+            raise SystemExit(f"child failed ({child.returncode}): {stderr[-2000:]}")
+        windows = [json.loads(line) for line in lines.read_text().splitlines()
                    if line.startswith("{")]
     summary = summarise(windows, args.canary_limit, args.model_limit)
     print(f"{len(windows)} windows on vCPU {cpu}, {args.minutes:g} min; canary flags a window "
@@ -91,6 +109,14 @@ def main() -> int:
                   f"{row['false_alarms']}/{row['not_slow']}",
                   f"{row['model_min_ms']:.2f}-{row['model_max_ms']:.2f} ms"]
                  for row in summary])
+    loads = sorted({w["load"] for w in windows})
+    if len(loads) > 1:
+        print()
+        print_table(["load on the other vCPUs", "windows", *(f"{name} / fastest (median)"
+                                                          for name in (*CANARIES, *MODELS))],
+                    [[load, str(sum(w["load"] == load for w in windows)),
+                      *(f"{_slowdown(windows, name, load):.2f}" for name in (*CANARIES, *MODELS))]
+                     for load in loads])
     date = datetime.date.today().isoformat()
     out = HERE / "results"
     out.mkdir(exist_ok=True)
@@ -101,10 +127,49 @@ def main() -> int:
         "host": {"cpu_model": host["cpu_model"], "cores": host["cores"],
                  "machine": host["machine"]},
         "versions": package_versions(), "cpu": cpu, "minutes": args.minutes,
-        "canary_limit": args.canary_limit, "model_limit": args.model_limit,
+        "load_cycle_s": args.load_cycle, "canary_limit": args.canary_limit,
+        "model_limit": args.model_limit,
         "summary": summary, "windows": windows}, indent=1) + "\n")
     print(f"\nwrote {path}")
     return 0
+
+
+def _slowdown(windows: list[dict], name: str, load: str) -> float:
+    """The median of ``name`` in the windows beside ``load``, over its fastest anywhere."""
+    return (statistics.median(w[name] for w in windows if w["load"] == load)
+            / min(w[name] for w in windows))
+
+
+LOADS = ("none", "spin", "none", "numpy", "none", "copy")
+_LOAD_CODE = {
+    "spin": "while True: pass",
+    "numpy": ("import numpy as np\na = np.ones(1 << 20, dtype=np.float32); b = a.copy()\n"
+              "while True: np.multiply(a, b, out=b); np.add(a, b, out=b)"),
+    "copy": ("import numpy as np\na = np.ones(64 << 20, dtype=np.float32); b = a.copy()\n"
+             "while True: np.copyto(b, a)"),
+}
+
+
+def _cycle_loads(child: subprocess.Popen, cpus: list[int], phase_file: Path,
+                 seconds: float) -> None:
+    """Until the child ends: each load of LOADS in turn for ``seconds``, one process per CPU
+    of ``cpus``, pinned there; the phase file names the load that runs."""
+    turn = 0
+    while child.poll() is None:
+        load = LOADS[turn % len(LOADS)]
+        processes = [subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity("
+                                       f"0, {{{cpu}}})\n{_LOAD_CODE[load]}"])
+                     for cpu in cpus] if load != "none" else []
+        phase_file.write_text(load)
+        try:
+            child.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        phase_file.write_text("none")
+        for process in processes:
+            process.kill()
+            process.wait()
+        turn += 1
 
 
 def summarise(windows: list[dict], canary_limit: float, model_limit: float) -> list[dict]:
@@ -144,16 +209,10 @@ def _child(spec: dict) -> int:
     for name, blob in spec["blobs"].items():
         compiled = core.import_model(Path(blob).read_bytes(), "CPU", spec["config"])
         requests[name] = compiled.create_infer_request()
-    rng = np.random.default_rng(0)
-    small = rng.standard_normal((128, 128), dtype=np.float32)
+    from autotune.canary import time_canary
+
     source = np.ones(64 << 18, dtype=np.float32)  # 64 MiB
     target = np.empty_like(source)
-
-    def compute() -> float:
-        start = time.perf_counter_ns()
-        for _ in range(200):
-            np.matmul(small, small)
-        return (time.perf_counter_ns() - start) / 1e6
 
     def memory() -> float:
         start = time.perf_counter_ns()
@@ -177,7 +236,8 @@ def _child(spec: dict) -> int:
     index = 0
     while time.monotonic() - began < spec["seconds"]:
         window = {"window": index, "t_s": round(time.monotonic() - began, 2),
-                  "compute": statistics.median(compute() for _ in range(3)),
+                  "load": Path(spec["phase_file"]).read_text().strip(),
+                  "compute": time_canary(),
                   "memory": statistics.median(memory() for _ in range(3))}
         for model in MODELS:
             window[model] = block(model)

@@ -135,9 +135,10 @@ def test_a_slow_reference_kernel_is_contention_and_its_reference_is_the_fastest(
     from autotune.canary import KEPT_READINGS, judge, reference_path
 
     shared_core = MachineState(1.0, 1, other_share=0.0, steal_share=0.0, canary_ratio=1.4)
-    assert CONTENTION_LIMITS.exceeded(shared_core)
-    assert not CONTENTION_LIMITS.exceeded(dataclasses.replace(shared_core, canary_ratio=1.05))
-    assert not ContentionLimits(0.10, 0.05, 0).exceeded(shared_core)
+    limits = ContentionLimits(canary_slowdown=0.10)
+    assert limits.exceeded(shared_core)
+    assert not limits.exceeded(dataclasses.replace(shared_core, canary_ratio=1.05))
+    assert not CONTENTION_LIMITS.exceeded(shared_core)  # off by default: recorded only
     assert "reference kernel 1.40x its fastest" in shared_core.summary()
 
     cpus = (1,)

@@ -104,9 +104,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--max-canary-slowdown", type=float,
                         default=argparse.SUPPRESS, metavar="FRACTION",
                         help="the same when the reference kernel timed around the timed runs "
-                             "ran this much slower than its fastest on these cores: a core "
-                             "shared out of the guest's sight (default: "
-                             f"{CONTENTION_LIMITS.canary_slowdown:g}; 0: off)")
+                             "ran this much slower than its fastest on these cores, a slow "
+                             "spell the guest's counters cannot see (default: "
+                             f"{CONTENTION_LIMITS.canary_slowdown:g}: off; every pass records "
+                             "the reading)")
     parser.add_argument("--passes", type=int, default=argparse.SUPPRESS, metavar="N",
                         help="measurement passes per trial: after all trials, each successful "
                              "one is measured again N-1 times in fresh workers, in shuffled "
