@@ -38,6 +38,7 @@ from autotune.cli.common import print_table
 from autotune.config import FP32, QuantConfig
 from autotune.driver import RunSettings, execute_run, start_run
 from autotune.host import autotune_commit, host_info
+from autotune.machine_state import ContentionLimits
 from autotune.runtimes import package_versions
 from autotune.search import ExhaustiveSearch
 from autotune.space import SearchSpace
@@ -62,6 +63,9 @@ def main() -> int:
                              "tunes, the later ones reuse its database, as nightly runs do")
     parser.add_argument("--config", action="append", default=None,
                         help=f"config text (default: fp32 and {BEST_INT8!r})")
+    parser.add_argument("--max-canary-slowdown", type=float, default=0.0,
+                        help="re-measure passes whose reference kernel ran this much slower "
+                             "than its fastest (autotune.canary; default 0: off, as runs)")
     parser.add_argument("--label", default="",
                         help="a word for the result file's name (e.g. before, after)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -80,6 +84,8 @@ def main() -> int:
         store = Store(f"sqlite:///{workspace}/bench.db")
         settings = RunSettings(backends=backends, workspace=workspace, progress=False,
                                passes=args.passes, max_spread=0.10,
+                               contention=ContentionLimits(
+                                   canary_slowdown=args.max_canary_slowdown),
                                tuning_trials=args.tuning_trials)
         model = resolve_model(args.model)
         for repeat in range(args.repeats):
@@ -119,6 +125,7 @@ def main() -> int:
                  "machine": host["machine"]},
         "versions": package_versions(),
         "settings": {"model": args.model, "target": args.target, "backends": backends,
+                     "max_canary_slowdown": args.max_canary_slowdown,
                      "repeats": args.repeats, "passes": args.passes,
                      "tuning_trials": args.tuning_trials},
         "rows": rows, "target_met": met}, indent=1))
@@ -141,7 +148,8 @@ def _judged_pass_state(trial) -> dict:
             "remeasured": judged.remeasured if judged else 0,
             "other_share": state.other_share if state else None,
             "steal_share": state.steal_share if state else None,
-            "load_1m": state.load_1m if state else None}
+            "load_1m": state.load_1m if state else None,
+            "canary_ratio": state.canary_ratio if state else None}
 
 
 def _row(backend: str, label: str, values: dict[str, list[float]]) -> dict:

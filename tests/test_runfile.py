@@ -252,3 +252,40 @@ def test_a_campaign_end_to_end(workspace, tiny_model, capsys):
     assert all(f"| {cell['run_id']} | 1/1 |" in summary for cell in (good, narrow))
     suites = ET.parse(junit).getroot()
     assert (suites.get("tests"), suites.get("errors"), suites.get("failures")) == ("3", "1", "0")
+
+
+def readme_nightly_script() -> str:
+    """The three-line nightly script, as README shows it under "Nightly"."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Nightly: a run file and campaigns", 1)[1]
+    return section.split("```", 2)[1].strip()
+
+
+@pytest.mark.openvino
+def test_readmes_nightly_script_runs_two_nights(workspace, tiny_model):
+    """README's script, run by bash as a nightly job would: the first night has no baseline
+    and passes; the second is gated against it; both publish their reports."""
+    import os
+    import subprocess
+    import sys
+
+    script = readme_nightly_script()
+    assert len(script.splitlines()) == 3 and "autotune run -f nightly.toml" in script
+    write(workspace, CAMPAIGN.format(models=f'"{tiny_model}"'))
+    published, summary = workspace / "published", workspace / "step-summary.md"
+    published.mkdir()
+    env = dict(os.environ, PUBLISH_DIR=str(published), GITHUB_STEP_SUMMARY=str(summary),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for night in (1, 2):
+        # A generous threshold: the gate must run, not judge this VM's noise.
+        nightly = script.replace("--fail-on regression", "--fail-on regression --threshold 5")
+        done = subprocess.run(["bash", "-c", nightly],
+                              cwd=workspace, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, (night, done.stdout[-2000:], done.stderr[-2000:])
+    junit = ET.parse(workspace / "results" / "junit.xml").getroot()
+    assert junit.get("failures") == "0" and junit.get("errors") == "0"
+    assert (published / "reports" / "campaigns" / "latest.md").is_file()
+    runs = Store("sqlite:///results/autotune.db").runs()
+    assert len({run.campaign for run in runs}) == 2  # one campaign per night
+    assert summary.read_text().count("| 1/1 |") == 2  # each night appended its table
