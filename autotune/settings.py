@@ -48,7 +48,7 @@ class RunSpec:
     # Contention limits of a timed window (autotune.machine_state.ContentionLimits; 0: off).
     max_other_cpu: float = 0.10
     max_steal: float = 0.05
-    max_canary_slowdown: float = 0.10
+    max_canary_slowdown: float = 0.0  # off: see autotune.machine_state.ContentionLimits
     passes: int = 3
     runtime: tuple[str, ...] = ()  # pip requirements the workers run against
 
