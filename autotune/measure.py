@@ -139,7 +139,7 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
             sample_ms += _spin(sample_ms * protocol.injected_slowdown)
         samples.append(sample_ms)
     machine = None if before is None else window(before, snapshot())
-    if machine is not None:  # the slower reading: a shared core may start or end mid-window
+    if machine is not None:  # the slower reading: a slow spell may start or end mid-window
         canary_ms = max(canary_before, time_canary())
         machine = replace(machine, canary_ms=round(canary_ms, 4),
                           canary_ratio=round(judge_canary(canary_ms, before.cpus), 4))

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from autotune.errors import InputError
+from autotune.machine_state import CONTENTION_LIMITS
 
 DEFAULT_MODEL = "digits-cnn"
 DEFAULT_TARGET = "host-cpu"
@@ -46,9 +47,9 @@ class RunSpec:
     min_time_s: float = 1.0
     max_spread: float = 0.10
     # Contention limits of a timed window (autotune.machine_state.ContentionLimits; 0: off).
-    max_other_cpu: float = 0.10
-    max_steal: float = 0.05
-    max_canary_slowdown: float = 0.0  # off: see autotune.machine_state.ContentionLimits
+    max_other_cpu: float = CONTENTION_LIMITS.other_share
+    max_steal: float = CONTENTION_LIMITS.steal_share
+    max_canary_slowdown: float = CONTENTION_LIMITS.canary_slowdown
     passes: int = 3
     runtime: tuple[str, ...] = ()  # pip requirements the workers run against
 
