@@ -54,13 +54,19 @@ def main() -> int:
     parser.add_argument("--old", default="openvino==2025.4.0")
     parser.add_argument("--shuffles", type=int, default=50)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--max-canary-slowdown", type=float, default=0.0,
+                        help="the runs' --max-canary-slowdown (default: 0, off)")
     parser.add_argument("--skip", choices=("switch", "aa"), default=None)
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep the stores in DIR (default: a temporary folder)")
+    parser.add_argument("--reuse", default=None, metavar="DIR",
+                        help="judge the stores a --keep run left in DIR again, running nothing")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     began = time.monotonic()
     result: dict = {}
     with tempfile.TemporaryDirectory(prefix="autotune-changepoints-") as scratch:
-        scratch = Path(scratch)
+        scratch = Path(args.reuse or args.keep or scratch)
         if args.skip != "switch":
             result["switch"] = switch_series(scratch / "switch", args)
         if args.skip != "aa":
@@ -78,15 +84,17 @@ def main() -> int:
                  "machine": host["machine"]},
         "versions": package_versions(), "runs": args.runs, "old": args.old,
         "shuffles": args.shuffles, "passes": args.passes,
+        "max_canary_slowdown": args.max_canary_slowdown,
         "seconds": round(time.monotonic() - began), **result}, indent=1) + "\n")
     print(f"\nwrote {path} ({time.monotonic() - began:.0f} s)")
     return 0
 
 
-def _run(store_url: str, workspace: Path, configs, passes: int, runtime: str | None) -> str:
+def _run(store_url: str, workspace: Path, configs, args, runtime: str | None) -> str:
     """One nightly run in a fresh process; its run id."""
     command = [sys.executable, "-m", "autotune", "run", "--model", "digits-cnn",
-               "--backend", "openvino", "--passes", str(passes), "--store", store_url,
+               "--backend", "openvino", "--passes", str(args.passes),
+               "--max-canary-slowdown", str(args.max_canary_slowdown), "--store", store_url,
                "--report-dir", str(workspace / "reports"), "--no-progress", "-q"]
     for config in configs:
         command += ["--config", config]
@@ -100,14 +108,14 @@ def _run(store_url: str, workspace: Path, configs, passes: int, runtime: str | N
 
 
 def switch_series(folder: Path, args) -> dict:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=bool(args.reuse))
     url = f"sqlite:///{folder}/store.db"
     switch_at = args.runs // 2
-    run_ids = []
-    for index in range(args.runs):
+    run_ids = [run.id for run in Store(url).runs()] if args.reuse else []
+    for index in range(len(run_ids), args.runs):
         runtime = args.old if index < switch_at else None
         started = time.monotonic()
-        run_ids.append(_run(url, folder, SWITCH_CONFIGS, args.passes, runtime))
+        run_ids.append(_run(url, folder, SWITCH_CONFIGS, args, runtime))
         print(f"switch run {index + 1}/{args.runs} ({runtime or 'installed'}): "
               f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     store = Store(url)
@@ -139,11 +147,11 @@ def switch_series(folder: Path, args) -> dict:
 
 
 def aa_series(folder: Path, args) -> dict:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=bool(args.reuse))
     url = f"sqlite:///{folder}/store.db"
-    for index in range(args.runs):
+    for index in range(len(Store(url).runs()) if args.reuse else 0, args.runs):
         started = time.monotonic()
-        _run(url, folder, AA_CONFIGS, args.passes, None)
+        _run(url, folder, AA_CONFIGS, args, None)
         print(f"A/A run {index + 1}/{args.runs}: {time.monotonic() - started:.0f} s",
               file=sys.stderr, flush=True)
     store = Store(url)
