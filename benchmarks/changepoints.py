@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import random
 import subprocess
 import sys
@@ -37,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from autotune.changepoints import change_points, points_of, series_in  # noqa: E402
 from autotune.cli.common import print_table  # noqa: E402
-from autotune.host import autotune_commit, host_info  # noqa: E402
 from autotune.runtimes import package_versions  # noqa: E402
 from autotune.store import Store  # noqa: E402
+from benchmarks.result_file import write_result  # noqa: E402
 
 INT8 = "w:int8:sym:per_channel a:uint8:asym cal:minmax"
 SWITCH_CONFIGS = ("fp32", INT8)
@@ -72,20 +70,11 @@ def main() -> int:
         if args.skip != "aa":
             result["aa"] = aa_series(scratch / "aa", args)
 
-    date = datetime.date.today().isoformat()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    host = host_info()
     part = {"aa": "-switch", "switch": "-aa"}.get(args.skip, "")
-    path = out / f"changepoints-{date}{part}.json"
-    path.write_text(json.dumps({
-        "benchmark": "changepoints", "date": date, "autotune_commit": autotune_commit(),
-        "host": {"cpu_model": host["cpu_model"], "cores": host["cores"],
-                 "machine": host["machine"]},
-        "versions": package_versions(), "runs": args.runs, "old": args.old,
-        "shuffles": args.shuffles, "passes": args.passes,
+    path = write_result(args.out, "changepoints", {
+        "runs": args.runs, "old": args.old, "shuffles": args.shuffles, "passes": args.passes,
         "max_canary_slowdown": args.max_canary_slowdown,
-        "seconds": round(time.monotonic() - began), **result}, indent=1) + "\n")
+        "seconds": round(time.monotonic() - began), **result}, part)
     print(f"\nwrote {path} ({time.monotonic() - began:.0f} s)")
     return 0
 
