@@ -20,3 +20,17 @@ def workspace(tmp_path, monkeypatch) -> Path:
     """A fresh working directory, so results/ and reports/ of a test stay in it."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium per test module (tests/browser.py); skips without one."""
+    from browser import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium: apt-get install chromium (or set $CHROMIUM) to check "
+                    "reports in a browser")
+    pytest.importorskip("websocket", reason="pip install websocket-client (the test extra)")
+    with Chromium(binary) as browser:
+        yield browser

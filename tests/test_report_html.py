@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,9 +27,6 @@ from autotune.report.html import render_html
 from autotune.settings import RunSpec
 from autotune.store import Prediction, Run, Store
 from autotune.trial import Trial
-
-sys.path.insert(0, str(Path(__file__).parent))
-from browser import Chromium, find_chromium  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "test-output"
@@ -382,17 +378,6 @@ def test_hundred_trial_report_stays_small(hundred_report):
 
 
 # In a real browser
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no chromium: apt-get install chromium (or set $CHROMIUM) to check "
-                    "reports in a browser")
-    pytest.importorskip("websocket", reason="pip install websocket-client (the test extra)")
-    with Chromium(binary) as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -286,6 +286,8 @@ def test_readmes_nightly_script_runs_two_nights(workspace, tiny_model):
     junit = ET.parse(workspace / "results" / "junit.xml").getroot()
     assert junit.get("failures") == "0" and junit.get("errors") == "0"
     assert (published / "reports" / "campaigns" / "latest.md").is_file()
+    site = (published / "history" / "index.html").read_text()  # `autotune publish`
+    assert site.count("<code>" + Store("sqlite:///results/autotune.db").get_run().id) == 1
     runs = Store("sqlite:///results/autotune.db").runs()
     assert len({run.campaign for run in runs}) == 2  # one campaign per night
     assert summary.read_text().count("| 1/1 |") == 2  # each night appended its table

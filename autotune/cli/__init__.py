@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         history,
         listing,
         pick,
+        publish,
         report,
         roofline,
         run,
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version (and the commit of a git checkout) and exit")
     _add_folder_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, report, pick, export, compare, history, listing, roofline,
+    for module in (run, report, pick, export, compare, history, publish, listing, roofline,
                    sensitivity, worker, doctor):
         module.add_parser(commands)
     for command in commands.choices.values():

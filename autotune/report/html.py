@@ -64,7 +64,19 @@ def _page(facts: RunFacts, body: str) -> str:
             for t in facts.targets]
     if facts.regressions is not None:
         toc.append('<a href="#regressions">Regressions</a>')
-    css = (ASSETS / "report.css").read_text(encoding="utf-8")
+    footer = (f'Written by autotune {e(run.versions.get("autotune", ""))} at {e(now())}.\n'
+              "This file is self-contained; <code>summary.md</code> and <code>trials.csv</code> "
+              "sit next to\nit.")
+    return document(f"autotune run {e(run.id)}: {e(run.model)}", f"autotune run {e(run.id)}",
+                    f"{e(run.model)} &middot; search space {e(run.space)} &middot; "
+                    f"{e(run.status)}", " ".join(toc), body, footer)
+
+
+def document(title: str, heading: str, subtitle: str, toc: str, body: str, footer: str,
+             extra_css: str = "") -> str:
+    """A self-contained page: the report's CSS (then ``extra_css``) and script inlined, and
+    a CSP that forbids every fetch. Every argument is HTML, escaped by the caller."""
+    css = (ASSETS / "report.css").read_text(encoding="utf-8") + extra_css
     script = (ASSETS / "report.js").read_text(encoding="utf-8")
     return f"""<!doctype html>
 <html lang="en">
@@ -72,21 +84,19 @@ def _page(facts: RunFacts, body: str) -> str:
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>autotune run {e(run.id)}: {e(run.model)}</title>
+<title>{title}</title>
 <style>
 {css}</style>
 </head>
 <body>
 <header class="page"><div>
-<h1>autotune run {e(run.id)}</h1>
-<p>{e(run.model)} &middot; search space {e(run.space)} &middot; {e(run.status)}</p>
-<nav class="toc">{" ".join(toc)}</nav>
+<h1>{heading}</h1>
+<p>{subtitle}</p>
+<nav class="toc">{toc}</nav>
 </div></header>
 <main>
 {body}
-<footer>Written by autotune {e(run.versions.get("autotune", ""))} at {e(now())}.
-This file is self-contained; <code>summary.md</code> and <code>trials.csv</code> sit next to
-it.</footer>
+<footer>{footer}</footer>
 </main>
 <script>
 {script}</script>

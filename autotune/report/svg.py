@@ -17,6 +17,21 @@ from autotune.trial import Trial
 WIDTH, HEIGHT = 760, 440
 LEFT, RIGHT, TOP, BOTTOM = 70, 24, 18, 54
 FONT_PX = 12
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A chart's size and the margins around its plotting area, in SVG pixels."""
+
+    width: float
+    height: float
+    left: float
+    right: float
+    top: float
+    bottom: float
+
+
+FULL = Frame(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM)  # the report's charts
 # Backends are coloured by their position among the run's sorted backend names: stable for
 # a given set of backends, and no backend is named here.
 PALETTE = ("#2b6cb0", "#dd6b20", "#6b46c1", "#2f855a", "#b83280", "#4a5568")
@@ -108,33 +123,38 @@ def tick_label(value: float) -> str:
     return f"{value:.0f}" if 1000 <= abs(value) < 1e7 else f"{value:.3g}"
 
 
-def axes(x: Scale, y: Scale, x_title: str, y_title: str) -> list[str]:
-    """Grid lines, tick labels and axis titles."""
+def axes(x: Scale, y: Scale, x_title: str, y_title: str, frame: Frame = FULL,
+         x_ticks: Sequence[tuple[float, str]] | None = None) -> list[str]:
+    """Grid lines, tick labels and axis titles; ``x_ticks`` (value, label) replace the
+    x scale's own ticks (a run-order axis labels its runs, not fractions)."""
+    f = frame
     parts = []
-    for tick in x.ticks():
+    for tick, text in x_ticks if x_ticks is not None else [(t, tick_label(t))
+                                                           for t in x.ticks()]:
         px = x(tick)
-        parts.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{HEIGHT - BOTTOM}" '
-                     'stroke="#e3e6ec"/>')
-        parts.append(f'<text x="{px:.1f}" y="{HEIGHT - BOTTOM + 17}" text-anchor="middle" '
-                     f'font-size="{FONT_PX}" fill="#4a5263">{tick_label(tick)}</text>')
+        parts.append(f'<line x1="{px:.1f}" y1="{f.top}" x2="{px:.1f}" '
+                     f'y2="{f.height - f.bottom}" stroke="#e3e6ec"/>')
+        parts.append(f'<text x="{px:.1f}" y="{f.height - f.bottom + 17}" text-anchor="middle" '
+                     f'font-size="{FONT_PX}" fill="#4a5263">{e(text)}</text>')
     for tick in y.ticks():
         py = y(tick)
-        parts.append(f'<line x1="{LEFT}" y1="{py:.1f}" x2="{WIDTH - RIGHT}" y2="{py:.1f}" '
-                     'stroke="#e3e6ec"/>')
-        parts.append(f'<text x="{LEFT - 7}" y="{py + 4:.1f}" text-anchor="end" '
+        parts.append(f'<line x1="{f.left}" y1="{py:.1f}" x2="{f.width - f.right}" '
+                     f'y2="{py:.1f}" stroke="#e3e6ec"/>')
+        parts.append(f'<text x="{f.left - 7}" y="{py + 4:.1f}" text-anchor="end" '
                      f'font-size="{FONT_PX}" fill="#4a5263">{tick_label(tick)}</text>')
-    parts.append(f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
-                 f'height="{HEIGHT - TOP - BOTTOM}" fill="none" stroke="#9aa3b2"/>')
-    parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 12}" '
+    parts.append(f'<rect x="{f.left}" y="{f.top}" width="{f.width - f.left - f.right}" '
+                 f'height="{f.height - f.top - f.bottom}" fill="none" stroke="#9aa3b2"/>')
+    parts.append(f'<text x="{(f.left + f.width - f.right) / 2}" y="{f.height - 12}" '
                  f'text-anchor="middle" font-size="13" fill="#1d2330">{e(x_title)}</text>')
-    middle = (TOP + HEIGHT - BOTTOM) / 2
+    middle = (f.top + f.height - f.bottom) / 2
     parts.append(f'<text x="18" y="{middle}" text-anchor="middle" font-size="13" '
                  f'fill="#1d2330" transform="rotate(-90 18 {middle})">{e(y_title)}</text>')
     return parts
 
 
-def svg(parts: Sequence[str], label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+def svg(parts: Sequence[str], label: str, frame: Frame = FULL) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {frame.width} '
+            f'{frame.height}" '
             f'role="img" aria-label="{e(label)}">{"".join(parts)}</svg>')
 
 
