@@ -215,6 +215,76 @@ def change_points(points: Sequence[SeriesPoint], thresholds: Thresholds = DEFAUL
             + _segment(memory, _MemoryJudge(memory, thresholds)))
 
 
+RECENT_RUNS = 3  # a run's report shows the change points after-sides starting this recent
+
+
+@dataclass(frozen=True)
+class SeriesChange:
+    """A change point of one of a run's series, as that run sees it."""
+
+    trial: Trial  # the run's own trial of the series (its model, config, backend, target)
+    change: ChangePoint
+    new: bool  # confirmed by this run: the series without it did not have this change point
+
+    @property
+    def gating(self) -> bool:
+        """What ``--fail-on change`` fails on: a new change point that made things worse."""
+        return self.new and self.change.regression
+
+    def to_json(self) -> dict:
+        trial = self.trial
+        return {"model": trial.model, "config_id": trial.config.id,
+                "config": trial.config.label, "backend": trial.backend, "target": trial.target,
+                "new": self.new, "gating": self.gating, **self.change.to_json()}
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """The change points near the end of a run's series (``run_changes``)."""
+
+    runs: int  # comparable runs in the run's longest series, itself included
+    changes: tuple[SeriesChange, ...]
+
+    @property
+    def enough_runs(self) -> bool:
+        return self.runs >= 2 * MIN_SEGMENT
+
+    @property
+    def gating(self) -> tuple[SeriesChange, ...]:
+        return tuple(found for found in self.changes if found.gating)
+
+    @property
+    def shortage(self) -> str:
+        """Why nothing could be found yet ("" with runs enough)."""
+        if self.enough_runs:
+            return ""
+        return (f"{self.runs} comparable run(s) so far, this one included; change points need "
+                f"{2 * MIN_SEGMENT} (two on each side of a step)")
+
+    def to_json(self) -> dict:
+        return {"comparable_runs": self.runs, "runs_needed": 2 * MIN_SEGMENT,
+                "recent_runs": RECENT_RUNS, "change_points": [c.to_json() for c in self.changes],
+                "new_regressions": len(self.gating)}
+
+
+def run_changes(series: Sequence[Sequence[SeriesPoint]],
+                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RunChanges:
+    """The change points of a run's series (each ending at the run's own point) whose
+    after-side starts within the last ``RECENT_RUNS`` runs, each marked new when the series
+    without the run's point did not have it. As a step needs ``MIN_SEGMENT`` runs after it,
+    the newest a run can confirm is one at the run before it."""
+    found = []
+    for points in series:
+        recent = {p.run_id for p in points[-RECENT_RUNS:]}
+        changes = [c for c in change_points(points, thresholds) if c.run_id in recent]
+        if not changes:
+            continue
+        before = {(c.metric, c.run_id) for c in change_points(points[:-1], thresholds)}
+        found += [SeriesChange(points[-1].trial, c, (c.metric, c.run_id) not in before)
+                  for c in changes]
+    return RunChanges(max((len(points) for points in series), default=0), tuple(found))
+
+
 @dataclass(frozen=True)
 class _Verdict:
     confirmed: bool

@@ -26,16 +26,35 @@ def previous_comparable_run(store: Store, run: Run, trials: Sequence[Trial]) -> 
     """The latest finished run created before ``run`` with a trial comparable to one of
     ``trials``; None when the store holds none (the first night of a new setup)."""
     keys = {comparable_key(trial) for trial in trials}
-    for earlier in reversed(store.runs()):
-        if (earlier.created_at, earlier.id) >= (run.created_at, run.id):
-            continue
-        if earlier.status != BASELINE_STATUS or earlier.model_hash != run.model_hash:
-            continue  # the model hash is part of every comparable key: a cheap filter
-        if run.campaign is not None and not same_cell(earlier, run):
-            continue
+    for earlier in reversed(earlier_runs(store, run)):
         if keys & {comparable_key(trial) for trial in store.trials(earlier.id)}:
             return earlier
     return None
+
+
+def earlier_runs(store: Store, run: Run) -> list[Run]:
+    """The finished runs created before ``run`` that may hold trials comparable with its
+    (same model; for a campaign's run, the same cell on other nights), oldest first."""
+    return [earlier for earlier in store.runs()
+            if (earlier.created_at, earlier.id) < (run.created_at, run.id)
+            and earlier.status == BASELINE_STATUS
+            and earlier.model_hash == run.model_hash  # part of every comparable key
+            and (run.campaign is None or same_cell(earlier, run))]
+
+
+def run_series(store: Store, run: Run,
+               trials: Sequence[Trial]) -> dict[tuple, list[tuple[Run, Trial]]]:
+    """The history of each of ``trials`` (``run``'s): the comparable trials of the runs before
+    it (``earlier_runs``), oldest first, then its own, by comparable key. The change points a
+    run's report and ``--fail-on change`` judge, as the run saw them (later runs left out)."""
+    series: dict[tuple, list[tuple[Run, Trial]]] = {comparable_key(t): [] for t in trials}
+    for earlier in earlier_runs(store, run):
+        for trial in store.trials(earlier.id):
+            if comparable_key(trial) in series:
+                series[comparable_key(trial)].append((earlier, trial))
+    for trial in trials:
+        series[comparable_key(trial)].append((run, trial))
+    return series
 
 
 def same_cell(earlier: Run, run: Run) -> bool:

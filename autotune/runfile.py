@@ -23,6 +23,7 @@ from autotune.tomlfile import Table, read_toml
 # A runtime entry that means "the packages installed here" (no --runtime).
 INSTALLED = "installed"
 METRICS = ("top1", "cosine", "mse", "spearman")
+FAIL_ON = ("regression", "change")  # as ``autotune run --fail-on``
 
 # File keys that set one RunSpec field for every cell: key -> (field, accepted types).
 # The keys are the flags' names (``--tuning-trials`` is ``tuning_trials``).
@@ -60,6 +61,8 @@ class RunFile:
     configs: tuple[str, ...]  # config texts measured in one cell instead of a space
     runtimes: tuple[tuple[str, ...], ...]  # each: pip requirements; () the installed ones
     shared: RunSpec  # targets, backends and the scalar settings (model/space/runtime unset)
+    baseline: str | None = None  # the gate's --baseline (previous, latest or a run id)
+    fail_on: tuple[str, ...] = ()  # the gate's --fail-on (regression, change)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,16 @@ def load_run_file(path: Path) -> RunFile:
         value = top.get(key, kinds, None, choices=choices)
         if value is not None:
             values[name] = float(value) if float in kinds else value
+    baseline = top.get("baseline", str, None)
+    fail_on = top.get("fail_on", (str, list), [])
+    fail_on = [fail_on] if isinstance(fail_on, str) else fail_on
+    for index, value in enumerate(fail_on):
+        if value not in FAIL_ON:
+            raise InputError(f"{top.where('fail_on')}[{index}]: must be one of "
+                             f"{', '.join(FAIL_ON)}; got {value!r}")
+    if fail_on and "regression" in fail_on and baseline is None:
+        raise InputError(f"{top.where('fail_on')}: regression needs a baseline (baseline = "
+                         f"\"previous\")")
     top.finish()
     shared = RunSpec(targets=targets, backends=backends, **values)
     try:
@@ -116,7 +129,8 @@ def load_run_file(path: Path) -> RunFile:
         flag, _, problem = str(error).partition(":")
         key = flag.removeprefix("--").replace("-", "_")
         raise InputError(f"{top.where(key)}:{problem}") from None
-    return RunFile(path, models, () if configs else spaces, configs, runtimes, shared)
+    return RunFile(path, models, () if configs else spaces, configs, runtimes, shared,
+                   baseline, tuple(dict.fromkeys(fail_on)))
 
 
 def _strings(top: Table, key: str, default: list[str]) -> list[str]:

@@ -281,12 +281,17 @@ def test_the_nightly_gate_end_to_end(workspace, tiny_model, monkeypatch, capsys)
     # Second night, nothing changed: compared with the first, no regression.
     junit = workspace / "junit.xml"
     assert main(["run", *gated, "--no-progress", "--baseline", "previous",
-                 "--fail-on", "regression", "--junit", str(junit), "--json"]) == 0
+                 "--fail-on", "regression", "--fail-on", "change", "--junit", str(junit),
+                 "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     second = summary["run_id"]
     assert summary["gate"]["baseline"] == first and summary["gate"]["regressions"] == 0
     assert summary["trials"]["ok"] == 1 and Path(summary["report"]["summary"]).is_file()
-    assert ET.parse(junit).getroot().find("testsuite").get("failures") == "0"
+    assert (summary["changes"]["comparable_runs"], summary["changes"]["new_regressions"]) == (2, 0)
+    assert "Not enough history yet: 2 comparable run(s)" in Path(
+        summary["report"]["summary"]).read_text()
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "0")  # the trial, the changes
 
     # Third night, the worker busy-waits twice each timed inference's time: a regression.
     monkeypatch.setenv("AUTOTUNE_INJECT_SLOWDOWN", "2.0")

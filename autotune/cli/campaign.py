@@ -9,22 +9,24 @@ one test suite per cell.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from autotune.cli.common import markdown_table, print_json
 from autotune.cli.exits import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, write_crash_log
 from autotune.cli.junit import Case, Suite, write_suites
-from autotune.cli.one_run import RunResult, load_names, run_one
+from autotune.cli.one_run import RunResult, check_gate, load_names, run_one
 from autotune.errors import InputError
-from autotune.runfile import Cell, apply_flags, cells, load_run_file
-from autotune.store import Store, new_campaign_id
+from autotune.runfile import Cell, RunFile, apply_flags, cells, load_run_file
+from autotune.store import RUN_ALIASES, Store, new_campaign_id
 
 
 def run_campaign(args, store: Store, flags: dict, thresholds, say) -> int:
     """Run every cell of ``args.file`` with the ``flags`` given (``RunSpec`` field -> value)
     in force; returns the exit code."""
     run_file = apply_flags(load_run_file(args.file), flags)
+    args = gate_args(args, run_file, store)
     planned = cells(run_file)
     for cell in planned:  # a typo in a name fails now, not hours into the night
         load_names(cell.spec)
@@ -56,6 +58,18 @@ def run_campaign(args, store: Store, flags: dict, thresholds, say) -> int:
     return code
 
 
+def gate_args(args: argparse.Namespace, run_file: RunFile, store: Store) -> argparse.Namespace:
+    """``args`` with the run file's ``baseline`` and ``fail_on`` where no flag gave them
+    (a flag wins), checked as the flags are."""
+    merged = argparse.Namespace(**vars(args))
+    merged.baseline = args.baseline or run_file.baseline
+    merged.fail_on = args.fail_on or list(run_file.fail_on) or None
+    check_gate(merged.baseline, merged.fail_on, merged.junit)
+    if merged.baseline not in (None, *RUN_ALIASES):
+        store.get_run(merged.baseline)  # a typo fails now, not after the night's runs
+    return merged
+
+
 def _run_cell(args, store: Store, cell: Cell, thresholds, say, campaign: str) -> RunResult:
     """One cell's run; its bad input or internal error is its outcome, not the campaign's."""
     try:
@@ -78,8 +92,11 @@ def _verdict(result: RunResult) -> str:
         return f"failed (exit {result.code})"
     gate = result.summary.get("gate") or {}
     regressions = gate.get("regressions", 0)
-    what = f"{regressions} regression(s)" if regressions else "ok" if result.code == 0 else (
-        "no successful trial" if result.code == 1 else "interrupted")
+    changes = (result.summary.get("changes") or {}).get("new_regressions", 0)
+    found = ", ".join([f"{regressions} regression(s)"] * bool(regressions)
+                      + [f"{changes} new change point(s), worse"] * bool(changes))
+    what = found or ("ok" if result.code == 0 else
+                     "no successful trial" if result.code == 1 else "interrupted")
     return f"run {result.summary['run_id']} {what}"
 
 

@@ -15,6 +15,7 @@ from autotune.cli.common import (
     runtime_python,
 )
 from autotune.cli.junit import Case, Suite, write_suites
+from autotune.drift import DriftItem, frontier_drift
 from autotune.errors import InputError
 from autotune.outcome import CONTENDED
 from autotune.regress import (
@@ -121,6 +122,7 @@ class Verdict:
     thresholds: Thresholds
     paired: dict = field(default_factory=dict)
     paired_mode: str | None = None
+    drift: tuple[DriftItem, ...] = ()  # how the candidate moved the frontier and the pick
 
     @property
     def regressions(self) -> list:
@@ -141,7 +143,10 @@ def judge(store, url: str, baseline: Run, candidate: Run, thresholds: Thresholds
     if paired:
         results = measure_pairs(store, url, baseline, candidate, comparison, thresholds,
                                 paired, rounds)
-    return Verdict(baseline, candidate, comparison, thresholds, results, paired)
+    from autotune.report.facts import DEFAULT_MAX_DROP
+
+    drift = tuple(frontier_drift(base_trials, cand_trials, DEFAULT_MAX_DROP))
+    return Verdict(baseline, candidate, comparison, thresholds, results, paired, drift)
 
 
 def handle(args) -> int:
@@ -165,6 +170,9 @@ def print_verdict(verdict: Verdict) -> None:
     print_text(verdict.baseline, verdict.candidate, verdict.comparison, verdict.thresholds)
     if verdict.paired_mode:
         print_paired(verdict.comparison, verdict.paired, verdict.paired_mode)
+    print(f"\nfrontier drift: {len(verdict.drift) or 'none'}")
+    for item in verdict.drift:
+        print(f"  {item.text}")
 
 
 def verdict_json(verdict: Verdict) -> dict:
@@ -173,6 +181,7 @@ def verdict_json(verdict: Verdict) -> dict:
         result = verdict.paired.get(id(pair))
         entry["paired"] = None if result is None else _paired_json(result)
     data["regressions"] = len(verdict.regressions)
+    data["frontier_drift"] = [item.to_json() for item in verdict.drift]
     return data
 
 
@@ -194,6 +203,9 @@ def markdown(verdict: Verdict) -> str:
         lines += [f"- `{_pair_name(pair)}`: " + (f"{finding.kind}: {finding.detail}" if finding
                                                  else "paired re-measurement: slower or failed")
                   for pair, finding in regressions]
+    if verdict.drift:
+        lines += ["", "**Frontier drift:**", ""]
+        lines += [f"- {item.text}" for item in verdict.drift]
     unavailable = unavailable_pairs(verdict.comparison)
     if unavailable:
         lines += ["", "**Not compared, a backend could not run (not regressions):**", ""]

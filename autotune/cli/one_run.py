@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from autotune.changepoints import RunChanges, SeriesChange
 from autotune.cli.common import runtime_python, workspace_for
 from autotune.cli.compare import judge, print_verdict, verdict_json, verdict_suite
 from autotune.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -43,6 +44,17 @@ class RunResult:
     code: int
     summary: dict
     suite: Suite | None = None
+
+
+def check_gate(baseline: str | None, fail_on, junit) -> None:
+    """A gate needs what it judges against: a regression (and JUnit's comparison) a
+    baseline; a change point only the store's history."""
+    if fail_on and "regression" in fail_on and not baseline:
+        raise InputError("--fail-on regression needs --baseline (previous, latest or a run id)")
+    if junit and not baseline and "change" not in (fail_on or ()):
+        raise InputError("--junit needs --baseline (previous, latest or a run id) or "
+                         "--fail-on change")
+
 
 def load_names(spec: RunSpec):
     """The space and targets a run names, and a check of its backends: an unknown name is an
@@ -116,11 +128,51 @@ def run_one(args, store: Store, spec: RunSpec, thresholds, say, resumed: Run | N
         code = EXIT_INTERRUPTED
     else:
         code = EXIT_OK if outcome.succeeded else EXIT_FAILED
+        run = store.get_run(run_id)
+        fail_on = args.fail_on or ()
         if args.baseline:
-            summary["gate"], suite = _gate(store, args, store.get_run(run_id), thresholds, say)
-            if args.fail_on == "regression" and summary["gate"]["regressions"]:
+            summary["gate"], suite = _gate(store, args, run, thresholds, say)
+            if "regression" in fail_on and summary["gate"]["regressions"]:
                 code = EXIT_FAILED
+        changes, cases = change_gate(store, run, thresholds, say,
+                                     quiet=args.json or "change" not in fail_on)
+        summary["changes"] = changes.to_json()
+        if "change" in fail_on:
+            if changes.gating:
+                code = max(code, EXIT_FAILED)
+            suite = (Suite(f"change points - {run.id}", cases) if suite is None
+                     else Suite(suite.name, [*suite.cases, *cases]))
     return RunResult(code, summary, suite)
+
+
+def change_gate(store: Store, run: Run, thresholds, say,
+                quiet: bool = False) -> tuple[RunChanges, list[Case]]:
+    """The change points at the end of ``run``'s series (the report's "Changes since the
+    last comparable runs", judged with the gate's thresholds), printed unless ``quiet``, and
+    their JUnit cases: a failure per new change point that made a series worse (what
+    ``--fail-on change`` fails on), else one passing case."""
+    from autotune.report.facts import find_changes
+
+    changes = find_changes(store, run, store.trials(run.id), thresholds)
+    if not quiet:
+        print(f"change points: {changes.shortage}" if not changes.enough_runs
+              else f"change points: {len(changes.changes)} recent, {len(changes.gating)} new "
+                   f"and worse", file=say)
+        for found in changes.changes:
+            print(f"  {_change_name(found)}: {found.change.summary}"
+                  + (" (new, worse)" if found.gating else " (new)" if found.new else ""),
+                  file=say)
+    classname = f"autotune.{run.model}"
+    cases = [Case(f"change point {found.change.metric} {_change_name(found)}", classname,
+                  failure=found.change.summary) for found in changes.gating]
+    return changes, cases or [Case("change points", classname,
+                                   output=changes.shortage or "no new change point that made "
+                                                              "a series worse")]
+
+
+def _change_name(found: SeriesChange) -> str:
+    trial = found.trial
+    return f"{trial.config.label} ({trial.config.id}) {trial.backend}/{trial.target}"
 
 
 def _counts(trials) -> dict:

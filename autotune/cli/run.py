@@ -11,9 +11,10 @@ from pathlib import Path
 from autotune.cli.common import add_store_option, open_store, print_json
 from autotune.cli.compare import add_junit_option, add_threshold_options, thresholds_from
 from autotune.cli.junit import write_suites
-from autotune.cli.one_run import run_one
+from autotune.cli.one_run import check_gate, run_one
 from autotune.errors import InputError
 from autotune.machine_state import CONTENTION_LIMITS
+from autotune.runfile import FAIL_ON
 from autotune.settings import DEFAULT_TUNING_TRIALS, RunSpec
 from autotune.store import RUN_ALIASES
 
@@ -131,9 +132,12 @@ def add_parser(commands) -> None:
                            "before this one with a comparable trial (same model, config, "
                            "backend, target, tuning budget, emulation); when there is none "
                            "(the first night) it says so and exits 0; or a run id")
-    gate.add_argument("--fail-on", choices=("regression",), default=None,
-                      help="exit 1 when the comparison finds a regression (default: report "
-                           "it only)")
+    gate.add_argument("--fail-on", choices=FAIL_ON, action="append", default=None,
+                      help="exit 1 when the comparison with --baseline finds a regression "
+                           "(regression), or when this run confirms a new change point that "
+                           "made a latency or memory series worse (change: the report's "
+                           "'Changes since the last comparable runs'); repeatable (default: "
+                           "report them only)")
     add_threshold_options(gate)
     add_junit_option(gate)
     parser.add_argument("--json", action="store_true",
@@ -141,6 +145,8 @@ def add_parser(commands) -> None:
                              "paths, trial counts, the gate's comparison); the rest goes to "
                              "stderr")
     parser.set_defaults(handler=handle)
+
+
 
 
 # The flags that set a run's settings, by ``RunSpec`` field. They default to nothing
@@ -174,9 +180,8 @@ def spec_from_args(args) -> RunSpec:
 
 def handle(args) -> int:
     thresholds = thresholds_from(args)
-    if (args.fail_on or args.junit) and not args.baseline:
-        raise InputError(f"{'--fail-on' if args.fail_on else '--junit'} needs --baseline "
-                         f"(previous, latest or a run id)")
+    if args.file is None:  # a run file may name the baseline and the gate itself
+        check_gate(args.baseline, args.fail_on, args.junit)
     if args.file is not None and args.resume:
         raise InputError("--resume continues one run and takes no --file: resume each "
                          "interrupted run of a campaign by its id")

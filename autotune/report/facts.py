@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autotune.changepoints import RunChanges, points_of, run_changes
 from autotune.config import FP32, QuantConfig
-from autotune.gate import previous_comparable_run
+from autotune.drift import DriftItem, frontier_drift
+from autotune.gate import previous_comparable_run, run_series
 from autotune.outcome import CAUSE, FLAG
 from autotune.pareto import frontier, latency_accuracy_front, pick
-from autotune.regress import compare_trials, version_changes
+from autotune.regress import Thresholds, compare_trials, version_changes
 from autotune.store import Prediction, Run, Store
 from autotune.trial import STATUSES, Trial
 
@@ -128,6 +130,8 @@ class RunFacts:
     status_counts: tuple[tuple[str, int], ...]  # in STATUSES order, zero counts left out
     backend_counts: tuple[tuple[str, int], ...]
     regressions: Regressions | None = None  # None: not looked up (no store at hand)
+    changes: RunChanges | None = None  # change points of the run's series; None: not looked up
+    drift: tuple[DriftItem, ...] | None = None  # vs the regressions' baseline; None: none
     max_accuracy_drop: float = DEFAULT_MAX_DROP
     latency_meaning: str = LATENCY_MEANING
 
@@ -140,13 +144,17 @@ def gather_from_store(store: Store, run_id: str | None) -> RunFacts:
     included: the only step of the report that reads the store."""
     run = store.get_run(run_id)
     trials = store.trials(run.id)
-    return gather(run, trials, regressions=find_regressions(store, run, trials),
-                  predictions=store.predictions(run.id))
+    regressions = find_regressions(store, run, trials)
+    drift = None if regressions.baseline is None else tuple(frontier_drift(
+        store.trials(regressions.baseline.id), trials, DEFAULT_MAX_DROP))
+    return gather(run, trials, regressions=regressions, predictions=store.predictions(run.id),
+                  changes=find_changes(store, run, trials), drift=drift)
 
 
 def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = None,
            predictions: Sequence[Prediction] = (),
-           max_accuracy_drop: float = DEFAULT_MAX_DROP) -> RunFacts:
+           max_accuracy_drop: float = DEFAULT_MAX_DROP, changes: RunChanges | None = None,
+           drift: Sequence[DriftItem] | None = None) -> RunFacts:
     """The facts of ``trials`` (one run's); pure: it looks nothing up."""
     base = baselines(trials)
     judged = tuple(TrialFacts(t, speedup(t, base), tuple(flags(t, base))) for t in trials)
@@ -163,7 +171,8 @@ def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = 
         backends=tuple(sorted({t.backend for t in trials} | set(run.settings.backends))),
         status_counts=tuple((s, counts[s]) for s in STATUSES if counts[s]),
         backend_counts=tuple(Counter(t.backend for t in trials).items()),
-        regressions=regressions, max_accuracy_drop=max_accuracy_drop)
+        regressions=regressions, changes=changes,
+        drift=None if drift is None else tuple(drift), max_accuracy_drop=max_accuracy_drop)
 
 
 def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[Prediction],
@@ -296,3 +305,11 @@ def find_regressions(store: Store, run: Run, trials: Sequence[Trial]) -> Regress
                  for pair, finding in comparison.regressions)
     return Regressions(earlier, len(comparison.matched),
                        version_changes(earlier.versions, run.versions), rows)
+
+
+def find_changes(store: Store, run: Run, trials: Sequence[Trial],
+                 thresholds: Thresholds | None = None) -> RunChanges:
+    """The change points at the end of the run's series (``autotune.changepoints``), over
+    the comparable runs up to this one (``autotune.gate.run_series``)."""
+    series = [points_of(pairs) for pairs in run_series(store, run, trials).values()]
+    return run_changes(series, thresholds or Thresholds())

@@ -22,8 +22,14 @@ from autotune.report.charts import (
 from autotune.report.facts import Recommendation, Regressions, RunFacts, TargetFacts, TrialFacts
 from autotune.report.svg import anchor, e, trial_key
 from autotune.report.text import (
+    CHANGE_HEADERS,
+    CHANGES_TITLE,
+    DRIFT_TITLE,
     MACHINE_HEADER,
+    change_cells,
+    changes_intro,
     chosen_figures,
+    drift_intro,
     judged_machine,
     limit_text,
     machine_text,
@@ -45,6 +51,10 @@ def render_html(facts: RunFacts) -> str:
     sections += [_target_section(facts, target) for target in facts.targets]
     if facts.regressions is not None:
         sections.append(_regressions_section(facts.regressions))
+    if _drift_baseline(facts) is not None:
+        sections.append(_drift_section(facts))
+    if facts.changes is not None:
+        sections.append(_changes_section(facts.changes))
     return _page(facts, "\n".join(sections))
 
 
@@ -64,6 +74,10 @@ def _page(facts: RunFacts, body: str) -> str:
             for t in facts.targets]
     if facts.regressions is not None:
         toc.append('<a href="#regressions">Regressions</a>')
+    if _drift_baseline(facts) is not None:
+        toc.append(f'<a href="#drift">{DRIFT_TITLE}</a>')
+    if facts.changes is not None:
+        toc.append('<a href="#changes">Changes</a>')
     footer = (f'Written by autotune {e(run.versions.get("autotune", ""))} at {e(now())}.\n'
               "This file is self-contained; <code>summary.md</code> and <code>trials.csv</code> "
               "sit next to\nit.")
@@ -387,3 +401,34 @@ def _regressions_section(found: Regressions) -> str:
     return (head + intro + '<div class="table-wrap"><table class="sortable regressions">'
             "<thead><tr><th>config</th><th>backend</th><th>target</th><th>regression</th>"
             f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table></div></section>")
+
+
+# Frontier drift and change points
+
+
+def _drift_baseline(facts: RunFacts):
+    baseline = facts.regressions.baseline if facts.regressions is not None else None
+    return None if facts.drift is None else baseline
+
+
+def _drift_section(facts: RunFacts) -> str:
+    items = "".join(f'<li data-key="{trial_key(item.after)}">{e(item.text)}</li>'
+                    for item in facts.drift)
+    return (f'<section id="drift"><h2>{DRIFT_TITLE}</h2>'
+            f"<p>{e(drift_intro(_drift_baseline(facts).id, facts.drift))}</p>"
+            + (f'<ul class="drift">{items}</ul>' if items else "") + "</section>")
+
+
+def _changes_section(changes) -> str:
+    head = (f'<section id="changes"><h2>{CHANGES_TITLE}</h2>'
+            f"<p>{e(changes_intro(changes))}</p>")
+    if not changes.changes:
+        return head + "</section>"
+    headers = "".join(f'<th data-type="text">{e(name)}</th>' for name in CHANGE_HEADERS)
+    rows = "".join(
+        f'<tr data-key="{trial_key(found.trial)}"'
+        + (' class="status-bad"' if found.gating else "") + ">"
+        + "".join(f"<td>{e(cell)}</td>" for cell in change_cells(found)) + "</tr>"
+        for found in changes.changes)
+    return (head + '<div class="table-wrap"><table class="sortable changes">'
+            f"<thead><tr>{headers}</tr></thead><tbody>{rows}</tbody></table></div></section>")

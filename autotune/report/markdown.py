@@ -6,8 +6,14 @@ from collections.abc import Sequence
 
 from autotune.report.facts import Recommendation, Regressions, RooflineFacts, RunFacts, TrialFacts
 from autotune.report.text import (
+    CHANGE_HEADERS,
+    CHANGES_TITLE,
+    DRIFT_TITLE,
     MACHINE_HEADER,
+    change_cells,
+    changes_intro,
     chosen_figures,
+    drift_intro,
     fmt,
     kib,
     limit_text,
@@ -63,6 +69,9 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
             lines.append("")
     if facts.regressions is not None:
         lines += _regressions(facts.regressions)
+    lines += _drift(facts)
+    if facts.changes is not None:
+        lines += _changes(facts.changes)
     return "\n".join(lines) + "\n"
 
 
@@ -137,5 +146,25 @@ def _regressions(found: Regressions) -> list[str]:
         lines += ["| config | backend | target | regression | detail |", "|---|---|---|---|---|"]
         lines += [f"| {t.config.label} | {t.backend} | {t.target} | {kind} | "
                   f"{detail.replace('|', '/')} |" for t, kind, detail in found.rows]
+        lines.append("")
+    return lines
+
+
+def _drift(facts: RunFacts) -> list[str]:
+    baseline = facts.regressions.baseline if facts.regressions is not None else None
+    if baseline is None or facts.drift is None:
+        return []
+    lines = [f"## {DRIFT_TITLE}", "", drift_intro(baseline.id, facts.drift), ""]
+    lines += [f"- {item.text}" for item in facts.drift]
+    return lines + ([""] if facts.drift else [])
+
+
+def _changes(changes) -> list[str]:
+    lines = [f"## {CHANGES_TITLE}", "", changes_intro(changes), ""]
+    if changes.changes:
+        lines += ["| " + " | ".join(CHANGE_HEADERS) + " |",
+                  "|" + "---|" * len(CHANGE_HEADERS)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in change_cells(found))
+                  + " |" for found in changes.changes]
         lines.append("")
     return lines

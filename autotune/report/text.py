@@ -3,6 +3,10 @@ chart tooltips word the same fact the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from autotune.changepoints import MIN_SEGMENT, RECENT_RUNS, RunChanges, SeriesChange
+from autotune.drift import DriftItem
 from autotune.outcome import MachineState
 from autotune.report.facts import Recommendation
 from autotune.trial import Trial
@@ -69,3 +73,46 @@ def chosen_figures(recommendation: Recommendation) -> str:
 
 def miss_text(miss: float) -> str:
     return f"misses by {miss * 100:.2f} pp"
+
+
+# Change points and frontier drift: the columns and cells both renderers show.
+CHANGE_HEADERS = ("config", "backend", "target", "metric", "change", "where", "before",
+                  "after", "cause", "this run")
+CHANGES_TITLE = "Changes since the last comparable runs"
+DRIFT_TITLE = "Frontier drift"
+
+
+def change_cells(found: SeriesChange) -> list[str]:
+    """One change point of a run's series as ``CHANGE_HEADERS`` cells."""
+    change, trial = found.change, found.trial
+    figure = (lambda v: f"{v:.4g} ms") if change.metric == "latency" else (
+        lambda v: f"{mib(v)} MiB")
+    where = (f"run {change.run_id}" if change.kind == "step"
+             else f"drift over runs {change.first_run_id}..{change.run_id}")
+    verdict = ("new, worse" if found.gating else "new" if found.new
+               else "confirmed earlier")
+    return [trial.config.label, trial.backend, trial.target, change.metric,
+            f"{change.change:+.1%}", where, figure(change.before), figure(change.after),
+            change.cause, verdict]
+
+
+def changes_intro(changes: RunChanges) -> str:
+    """The sentence above the table, or all there is to say ("none", too few runs)."""
+    if not changes.enough_runs:
+        return f"Not enough history yet: {changes.shortage}."
+    if not changes.changes:
+        return (f"None: no change point (latency or memory) in the last {RECENT_RUNS} runs of "
+                f"this run's series ({changes.runs} comparable runs).")
+    return (f"{len(changes.changes)} change point(s) whose later side starts in the last "
+            f"{RECENT_RUNS} runs of this run's series ({changes.runs} comparable runs); "
+            f"{len(changes.gating)} new and worse (what `--fail-on change` fails on). A step "
+            f"needs {MIN_SEGMENT} runs on each side, so this run confirms one at the run "
+            f"before it.")
+
+
+def drift_intro(baseline_id: str, items: Sequence[DriftItem]) -> str:
+    if not items:
+        return (f"None: against run {baseline_id}, the recommended config is still on the "
+                f"frontier and no dominated config joined it.")
+    return (f"Against the previous comparable run {baseline_id} (recommendation at the "
+            f"default accuracy limit, frontier of latency, accuracy drop and memory):")
