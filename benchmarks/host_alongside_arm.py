@@ -53,6 +53,8 @@ def main() -> int:
                         help="zoo name or ONNX file (default: the tests' tiny CNN)")
     parser.add_argument("--backend", default="tvm")
     parser.add_argument("--runs", type=int, default=3, help="runs of each kind (default: 3)")
+    parser.add_argument("--passes", type=int, default=3,
+                        help="measurement passes per trial, as `autotune run` (default: 3)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     host, board = load_target("host-cpu"), load_target("arm-cortex-a76")
@@ -70,7 +72,7 @@ def main() -> int:
         args.model = model.name
         # One store and one cache for every run: quantized models are made once.
         settings = RunSettings(backends=(args.backend,), workspace=Path(scratch),
-                               progress=False)
+                               progress=False, passes=args.passes)
         store = Store(f"sqlite:///{scratch}/bench.db")
         for number, (kind, targets) in enumerate(list(kinds.items()) * args.runs):
             run_id = start_run(store, model, space, targets, settings, ExhaustiveSearch())
@@ -93,15 +95,20 @@ def main() -> int:
         "benchmark": "host_alongside_arm", "schema": 1, "date": date, "host": host_info(),
         "commit": autotune_commit(), "versions": package_versions(),
         "board": board_trial["device"], "model": args.model, "backend": args.backend,
-        "runs_per_kind": args.runs, "table": table, "runs": runs}, indent=1))
+        "runs_per_kind": args.runs, "passes": args.passes, "table": table, "runs": runs}, indent=1))
     print(f"wrote {path}")
     return 0
 
 
 def _run_record(kind: str, trials) -> dict:
     return {"kind": kind, "trials": [{
-        "target": t.target, "config": t.config.label, "median_ms": t.latency_median_ms,
-        "spread": t.latency_spread, "samples": len(t.latencies_ms),
+        "target": t.target, "config": t.config.label, "latency_ms": t.latency_ms,
+        "median_ms": t.latency_median_ms, "spread": t.latency_spread,
+        "passes": [{"median_ms": p.median_ms, "contended": p.contended,
+                    "remeasured": p.remeasured,
+                    "other_share": p.machine and p.machine.other_share,
+                    "canary_ratio": p.machine and p.machine.canary_ratio} for p in t.passes],
+        "samples": len(t.latencies_ms),
         "started_at": t.started_at, "finished_at": t.finished_at,
         "host_lock_wait_s": t.details.get("host_lock_wait_s"), "core_set": list(t.core_set),
         "emulated": t.emulated, "first_inference_ms": t.first_inference_ms,
@@ -110,10 +117,11 @@ def _run_record(kind: str, trials) -> dict:
 
 
 def _compare(runs: list[dict], labels: list[str]) -> list[dict]:
-    """Per config: host-cpu's run medians of each kind, their ratio and the noise band."""
+    """Per config: host-cpu's run latencies of each kind (``Trial.latency_ms``, the fastest
+    pass's median, which the suite ranks and compares by), their ratio and the noise band."""
     table = []
     for label in labels:
-        medians = {kind: [t["median_ms"] for r in runs if r["kind"] == kind
+        medians = {kind: [t["latency_ms"] for r in runs if r["kind"] == kind
                           for t in r["trials"] if t["target"] == "host-cpu"
                           and t["config"] == label] for kind in ("alone", "alongside")}
         alone, alongside = (statistics.median(medians[k]) for k in ("alone", "alongside"))
@@ -122,10 +130,13 @@ def _compare(runs: list[dict], labels: list[str]) -> list[dict]:
         ratio = alongside / alone
         waits = [t["host_lock_wait_s"] or 0.0 for r in runs if r["kind"] == "alongside"
                  for t in r["trials"] if t["target"] == "host-cpu" and t["config"] == label]
+        others = [max((p["other_share"] or 0.0 for p in t["passes"]), default=0.0)
+                  for r in runs if r["kind"] == "alongside" for t in r["trials"]
+                  if t["target"] == "host-cpu" and t["config"] == label]
         table.append({"config": label, "alone_ms": medians["alone"],
                       "alongside_ms": medians["alongside"], "ratio": ratio, "noise": noise,
                       "within_noise": abs(math.log(ratio)) <= math.log1p(noise),
-                      "alongside_lock_wait_s": waits})
+                      "alongside_lock_wait_s": waits, "alongside_other_share": others})
     return table
 
 
@@ -138,7 +149,8 @@ def _overlapped(run: dict) -> bool:
 
 
 def _print(table: list[dict], runs: list[dict], args) -> None:
-    print(f"model {args.model}, backend {args.backend}, host-cpu median latency (ms) per run; "
+    print(f"model {args.model}, backend {args.backend}, host-cpu latency (ms, the fastest pass's "
+          f"median) per run; "
           f"{args.runs} runs alone, {args.runs} alongside the emulated arm-cortex-a76")
     print(f"{'config':36} {'alone':>24} {'alongside':>24} {'ratio':>7} {'noise':>7}  within")
     for row in table:
@@ -148,6 +160,9 @@ def _print(table: list[dict], runs: list[dict], args) -> None:
               f"{row['noise']:7.1%}  {'yes' if row['within_noise'] else 'NO'}")
         waits = ", ".join(f"{w:.1f}" for w in row["alongside_lock_wait_s"])
         print(f"{'':36} host-cpu waited for the host lock (s, alongside runs): {waits}")
+        others = ", ".join(f"{share:.1%}" for share in row["alongside_other_share"])
+        print(f"{'':36} other processes' share of host-cpu's vCPU in its timed windows "
+              f"(largest pass, alongside runs): {others}")
     together = [r for r in runs if r["kind"] == "alongside"]
     print(f"alongside runs where a board trial overlapped a host-cpu trial: "
           f"{sum(map(_overlapped, together))}/{len(together)}")
