@@ -141,7 +141,9 @@ def test_run_batch_reports_and_picks_throughput(workspace, free_batch_model, cap
     summary = (workspace / "reports" / run_id / "summary.md").read_text()
     assert "### Throughput (inferences/s)" in summary and "throughput vs fp32" in summary
     assert "--batch 1,8" in summary  # the reproduce command measures it again
-    assert "throughput_vs_fp32" in (workspace / "reports" / run_id / "trials.csv").read_text()
+    report = workspace / "reports" / run_id
+    assert "throughput_vs_fp32" in (report / "trials.csv").read_text()
+    assert "throughput vs fp32</th>" in (report / "index.html").read_text()
     assert main(["pick", "--max-accuracy-drop", "100", "--objective", "throughput",
                  "--json"]) == 0
     choice = json.loads(capsys.readouterr().out)["answers"][0]["choice"]
