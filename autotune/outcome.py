@@ -339,6 +339,7 @@ class ThroughputPoint:
     requests: int = 1  # infer requests in flight at once
     note: str = ""
     error: str = ""
+    machine: MachineState | None = None  # during the timed window
 
     @property
     def ok(self) -> bool:
@@ -349,7 +350,9 @@ class ThroughputPoint:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ThroughputPoint:
-        return cls(**_known(cls, data))
+        known = _known(cls, data)
+        known["machine"] = MachineState.from_json(known.get("machine"))
+        return cls(**known)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from autotune.errors import InputError
+from autotune.machine_state import CONTENTION_LIMITS, snapshot, window
 from autotune.measure import Feeds, MeasurementProtocol
-from autotune.outcome import ThroughputFacts, ThroughputPoint
+from autotune.outcome import MachineState, ThroughputFacts, ThroughputPoint
 
 # Distinct batches a window cycles through, so no cache sees one input repeated.
 DISTINCT_BATCHES = 4
@@ -80,15 +81,18 @@ def batched_feeds(evaluation: Sequence[Feeds], batch: int, model_batch: int) -> 
 
 
 def timed_window(submit: Callable[[int], None], wait_all: Callable[[], None],
-                 protocol: MeasurementProtocol, warmup: int) -> tuple[int, float]:
+                 protocol: MeasurementProtocol, warmup: int
+                 ) -> tuple[int, float, MachineState]:
     """Submit ``warmup`` requests and wait for them (untimed); then submit requests
     (``submit(index)``, which may block while every request is busy) until at least
     ``protocol.min_time_s`` and ``min_repeats`` requests have passed (or ``max_time_s``),
-    and wait for every one submitted. Returns (requests completed, wall seconds)."""
+    and wait for every one submitted. Returns (requests completed, wall seconds, the
+    machine's state during the window: a neighbour on the cores shows there)."""
     for index in range(warmup):
         submit(index)
     wait_all()
     submitted = 0
+    before = snapshot()
     began = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - began
@@ -98,17 +102,27 @@ def timed_window(submit: Callable[[int], None], wait_all: Callable[[], None],
         submit(submitted)
         submitted += 1
     wait_all()
-    return submitted, time.perf_counter() - began
+    wall_s = time.perf_counter() - began
+    return submitted, wall_s, window(before, snapshot())
 
 
-def point(requested: int, batch: int, requests_done: int, wall_s: float, mode: str,
+def point(requested: int, batch: int, timed: tuple[int, float, MachineState], mode: str,
           note: str, streams: int | None = None, requests: int = 1) -> ThroughputPoint:
-    """A measured point: ``requests_done`` requests of ``batch`` inferences in ``wall_s``."""
+    """A measured point: ``timed_window``'s requests of ``batch`` inferences each."""
+    requests_done, wall_s, machine = timed
     inferences = requests_done * batch
     return ThroughputPoint(requested=requested, batch=batch,
                            inferences_per_s=round(inferences / wall_s, 3) if wall_s else None,
                            inferences=inferences, wall_s=round(wall_s, 4), mode=mode,
-                           streams=streams, requests=requests, note=note)
+                           streams=streams, requests=requests, note=note, machine=machine)
+
+
+def contention_text(found: ThroughputPoint) -> str:
+    """``" (contended: ...)"`` where the point's window was past the run's default contention
+    limits (``autotune.machine_state``), so its figure may be the neighbour's; else ""."""
+    if not CONTENTION_LIMITS.exceeded(found.machine):
+        return ""
+    return f" (contended: {found.machine.summary()})"
 
 
 def each_batch(batches: Sequence[int],

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from autotune.api import run_benchmark  # noqa: E402
 from autotune.errors import InputError  # noqa: E402
 from autotune.store import Store  # noqa: E402
+from autotune.throughput import contention_text  # noqa: E402
 from autotune.trial import Trial  # noqa: E402
 from benchmarks.result_file import write_result  # noqa: E402
 
@@ -109,7 +110,7 @@ def _print_model(name: str, trials: list[Trial]) -> dict:
                  else f"{'failed':>10}" for b in BATCHES]
         best = trial.throughput_ips
         gain = best / latency_ips if best else None
-        how = "; ".join(f"b{p.requested}: {p.error or p.note or p.mode}"
+        how = "; ".join(f"b{p.requested}: {p.error or p.note or p.mode}{contention_text(p)}"
                         for p in points.values())
         print(f"{label:6} {trial.latency_ms:>10.4f} {latency_ips:>12.1f} {' '.join(cells)} "
               f"{'-' if gain is None else f'{gain:.2f}x':>12}  {how}")

@@ -115,6 +115,7 @@ def test_openvino_throughput_hint_at_each_batch(tiny_model, tmp_path):
     assert one.ok and one.batch == 1 and one.inferences_per_s > 0
     assert one.mode.startswith("THROUGHPUT hint") and one.requests >= 1
     assert one.wall_s >= QUICK.min_time_s and one.inferences >= QUICK.min_repeats
+    assert one.machine.wall_s >= QUICK.min_time_s  # the machine during the timed window
     assert not eight.ok and "batch 8" in eight.error
     assert facts.best is one
 

@@ -273,14 +273,13 @@ def _throughput_point(core, model: QuantizedModel, artifact: Artifact,
     # Tensors made once: the timed loop hands them over, as a server's buffers would.
     feeds = [{name: openvino.Tensor(array) for name, array in batch_feeds.items()}
              for batch_feeds in batched_feeds(evaluation, batch, model_batch)]
-    done, wall_s = timed_window(lambda index: queue.start_async(feeds[index % len(feeds)]),
-                                queue.wait_all, protocol,
-                                warmup=max(protocol.warmup_runs, 2 * requests))
+    timed = timed_window(lambda index: queue.start_async(feeds[index % len(feeds)]),
+                         queue.wait_all, protocol, warmup=max(protocol.warmup_runs, 2 * requests))
     produced = queue[0].get_output_tensor(0).shape
     if produced and produced[0] != batch:
         raise ValueError(f"the graph does not take batch {batch}: its first output has shape "
                          f"{list(produced)}")
-    return point(requested, batch, done, wall_s,
+    return point(requested, batch, timed,
                  f"THROUGHPUT hint, {streams} stream{'s' if streams != 1 else ''}, "
                  f"{requests} async request{'s' if requests != 1 else ''}", note,
                  streams=streams, requests=requests)

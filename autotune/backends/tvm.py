@@ -292,13 +292,12 @@ class TVMBackend(Backend):  # available(): the first missing requirement
             session._args = prepared[index % len(prepared)]
             session.run()
 
-        done, wall_s = timed_window(submit, lambda: None, protocol,
-                                    warmup=protocol.warmup_runs)
+        timed = timed_window(submit, lambda: None, protocol, warmup=protocol.warmup_runs)
         produced = session.outputs()[0].shape
         if produced and produced[0] != batch:
             raise ValueError(f"the graph does not take batch {batch}: its first output has "
                              f"shape {list(produced)}")
-        return point(requested, batch, done, wall_s, mode, note)
+        return point(requested, batch, timed, mode, note)
 
 
 def _tuning_facts(report: dict | None) -> TuningFacts | None:

@@ -22,6 +22,7 @@ from autotune.report.text import (
     miss_text,
     pp,
 )
+from autotune.throughput import contention_text
 
 
 def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
@@ -142,7 +143,8 @@ def _throughput_table(ok: Sequence[TrialFacts], front: Sequence[TrialFacts]) -> 
         best = t.throughput_ips
         how = "; ".join(dict.fromkeys(
             [t.throughput.error] if t.throughput.error else
-            [f"batch {p.requested}: {p.error or p.note or p.mode}" for p in t.throughput.points]))
+            [f"batch {p.requested}: {p.error or p.note or p.mode}{contention_text(p)}"
+             for p in t.throughput.points]))
         lines.append(
             f"| {t.config.label} | {t.backend} | {fmt(latency_ips, '{:.1f}')} | "
             + " | ".join(cells)

@@ -78,7 +78,8 @@ def full_trial(run_id: str, config: QuantConfig = INT8, backend: str = "openvino
         artifact_sha256="9f" * 32,
         throughput=ThroughputFacts((
             ThroughputPoint(1, 1, 2100.5, 420, 0.2, "THROUGHPUT hint, 1 stream, 1 async "
-                            "request", streams=1),
+                            "request", streams=1,
+                            machine=MachineState(wall_s=0.2, cpus=1, other_share=0.01)),
             ThroughputPoint(8, 8, error="ValueError: the model cannot be reshaped to batch 8"),
         )))
 
