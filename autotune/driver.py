@@ -85,6 +85,8 @@ class RunSettings:
     # compare` judges its fastest pass, and the spread of the fastest pass medians is the
     # run-to-run noise it must see before calling a change.
     passes: int = 1
+    # Batch sizes of the throughput mode (--batch; ``autotune.throughput``); (): off.
+    batches: tuple[int, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: RunSpec, workspace: Path, progress: bool = False,
@@ -105,7 +107,8 @@ class RunSettings:
             workspace=workspace, progress=progress, python=python,
             max_spread=spec.max_spread, passes=spec.passes,
             contention=ContentionLimits(spec.max_other_cpu, spec.max_steal,
-                                        spec.max_canary_slowdown))
+                                        spec.max_canary_slowdown),
+            batches=tuple(spec.batches))
 
 
 def default_memory_limit_bytes() -> int:
@@ -167,7 +170,7 @@ def _spec_of(model: ModelSource, space: SearchSpace, targets: Sequence[Target],
                    max_other_cpu=settings.contention.other_share,
                    max_steal=settings.contention.steal_share,
                    max_canary_slowdown=settings.contention.canary_slowdown,
-                   passes=settings.passes)
+                   passes=settings.passes, batches=tuple(settings.batches))
 
 
 def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence[Target],
@@ -321,6 +324,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
         if outcome.artifact is not None:  # kept for the later passes (and their resume)
             (Path(job.artifact_dir) / "artifact.json").write_text(json.dumps(outcome.artifact))
             trial.artifact_sha256 = sha256_file(Path(outcome.artifact["path"]))
+        trial.throughput = outcome.throughput
         if result.outputs:
             _record_outputs(result.outputs, run_dir, trial)
         try:
@@ -393,7 +397,8 @@ def _job(run: Run, config, backend: str, target: Target, settings: RunSettings,
                cache_dir=str(settings.workspace / "cache"), protocol=settings.protocol.to_dict(),
                tuning_trials=settings.tuning_trials,
                artifact_dir=str(run_dir / "artifacts" / f"{config.id}-{backend}-{target.name}"),
-               cpus=list(cpus) if cpus else None)
+               cpus=list(cpus) if cpus else None,
+               batches=list(settings.batches) or None)
 
 
 def _add_pass(trial: Trial, measured: MeasureFacts, limits: ContentionLimits,

@@ -322,6 +322,65 @@ class HasStatus:
 
 
 @dataclass(frozen=True)
+class ThroughputPoint:
+    """One batch size's throughput, or why it could not be measured (``error``).
+
+    ``batch`` is the batch the model ran at: the one asked for (``requested``), or the
+    model's own where its batch dimension is fixed at another size (``note`` says so).
+    """
+
+    requested: int
+    batch: int
+    inferences_per_s: float | None = None
+    inferences: int = 0
+    wall_s: float = 0.0
+    mode: str = ""  # how the runtime was kept busy, in words ("THROUGHPUT hint, 2 streams")
+    streams: int | None = None
+    requests: int = 1  # infer requests in flight at once
+    note: str = ""
+    error: str = ""
+    machine: MachineState | None = None  # during the timed window
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.inferences_per_s is not None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ThroughputPoint:
+        known = _known(cls, data)
+        known["machine"] = MachineState.from_json(known.get("machine"))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ThroughputFacts:
+    """A trial's throughput mode (``autotune.throughput``): one point per batch size asked
+    for (``--batch``)."""
+
+    points: tuple[ThroughputPoint, ...] = ()
+    error: str = ""  # the whole mode failed or does not apply (a remote target)
+
+    @property
+    def best(self) -> ThroughputPoint | None:
+        """The point with the most inferences per second (the trial's throughput)."""
+        ok = [point for point in self.points if point.ok]
+        return max(ok, key=lambda point: point.inferences_per_s) if ok else None
+
+    def to_json(self) -> dict:
+        return {"points": [point.to_json() for point in self.points], "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ThroughputFacts | None:
+        if not data:
+            return None
+        return cls(tuple(ThroughputPoint.from_json(point) for point in data.get("points", ())),
+                   str(data.get("error", "")))
+
+
+@dataclass(frozen=True)
 class WorkerOutcome(HasStatus):
     """Everything one isolated worker hands back, as one frozen value.
 
@@ -336,12 +395,16 @@ class WorkerOutcome(HasStatus):
     compiled: CompileFacts | None = None
     measured: MeasureFacts | None = None
     artifact: dict | None = None
+    # The throughput mode's figures (``autotune.throughput``), measured by the first worker
+    # only: a re-measure replaces ``measured`` and keeps these.
+    throughput: ThroughputFacts | None = None
 
     def to_json(self) -> dict:
         return {"status": self.status, "error": self.error, "versions": dict(self.versions),
                 "compiled": None if self.compiled is None else self.compiled.to_json(),
                 "measured": None if self.measured is None else self.measured.to_json(),
-                "artifact": self.artifact}
+                "artifact": self.artifact,
+                "throughput": None if self.throughput is None else self.throughput.to_json()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkerOutcome:
@@ -349,7 +412,8 @@ class WorkerOutcome(HasStatus):
                    versions=dict(data.get("versions") or {}),
                    compiled=CompileFacts.from_json(data.get("compiled")),
                    measured=MeasureFacts.from_json(data.get("measured")),
-                   artifact=data.get("artifact"))
+                   artifact=data.get("artifact"),
+                   throughput=ThroughputFacts.from_json(data.get("throughput")))
 
 
 def json_default(value):

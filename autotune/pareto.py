@@ -12,7 +12,10 @@ OBJECTIVES = {
     "latency": ("latency_ms", "ms"),  # Trial.latency_ms: the median of the fastest pass
     "memory": ("memory_bytes", "bytes"),
     "size": ("artifact_size_bytes", "bytes"),
+    # Trial.throughput_ips: the throughput mode's best batch size (--batch), maximized.
+    "throughput": ("throughput_ips", "inferences/s"),
 }
+MAXIMIZED = frozenset({"throughput"})
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -61,6 +64,17 @@ def latency_accuracy_front(trials: Sequence[Trial]) -> list[Trial]:
     return sorted(front, key=lambda t: (t.accuracy_drop, t.latency_ms))
 
 
+def throughput_front(trials: Sequence[Trial]) -> list[Trial]:
+    """The successful trials no other beats on both throughput (``Trial.throughput_ips``,
+    higher is better) and accuracy drop, by accuracy drop then throughput: the frontier a
+    server that batches requests deploys from."""
+    ok = [trial for trial in trials if trial.ok and trial.throughput_ips is not None
+          and trial.accuracy_drop is not None]
+    front = [ok[index] for index in pareto_front([(-t.throughput_ips, max(t.accuracy_drop, 0.0))
+                                                  for t in ok])]
+    return sorted(front, key=lambda t: (t.accuracy_drop, -t.throughput_ips))
+
+
 @dataclass(frozen=True)
 class Pick:
     """The answer of ``pick``: the chosen trial, or the nearest misses when none qualifies."""
@@ -76,16 +90,21 @@ def pick(trials: Sequence[Trial], max_accuracy_drop: float, objective: str = "la
     ``max_accuracy_drop`` is a fraction (0.01 = one percentage point).
     """
     field, _ = OBJECTIVES[objective]
+    sign = -1.0 if objective in MAXIMIZED else 1.0
+
+    def cost(trial: Trial) -> float:
+        return sign * getattr(trial, field)
+
     ok = [trial for trial in trials if trial.ok and getattr(trial, field) is not None
           and trial.accuracy_drop is not None]
     fits_memory = [trial for trial in ok if max_memory_bytes is None
                    or (trial.memory_bytes or 0) <= max_memory_bytes]
     qualifying = [trial for trial in fits_memory if trial.accuracy_drop <= max_accuracy_drop]
     if qualifying:
-        best = min(qualifying, key=lambda trial: (getattr(trial, field), trial.accuracy_drop))
+        best = min(qualifying, key=lambda trial: (cost(trial), trial.accuracy_drop))
         return Pick(best, [])
     misses = sorted(((trial, trial.accuracy_drop - max_accuracy_drop) for trial in ok),
-                    key=lambda pair: (pair[1], getattr(pair[0], field)))
+                    key=lambda pair: (pair[1], cost(pair[0])))
     return Pick(None, misses[:3])
 
 

@@ -111,6 +111,12 @@ def load_run_file(path: Path) -> RunFile:
         value = top.get(key, kinds, None, choices=choices)
         if value is not None:
             values[name] = float(value) if float in kinds else value
+    batch = top.get("batch", (int, list), None)
+    if batch is not None:
+        from autotune.throughput import check_batches
+
+        values["batches"] = check_batches([batch] if isinstance(batch, int) else batch,
+                                          top.where("batch"))
     baseline = top.get("baseline", str, None)
     fail_on = top.get("fail_on", (str, list), [])
     fail_on = [fail_on] if isinstance(fail_on, str) else fail_on

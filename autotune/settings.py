@@ -52,6 +52,7 @@ class RunSpec:
     max_canary_slowdown: float = CONTENTION_LIMITS.canary_slowdown
     passes: int = 3
     runtime: tuple[str, ...] = ()  # pip requirements the workers run against
+    batches: tuple[int, ...] = ()  # throughput mode's batch sizes (--batch); (): off
 
     def validate(self) -> RunSpec:
         """Raise InputError (naming the flag) for a setting no run can have; returns self."""
@@ -64,6 +65,10 @@ class RunSpec:
                             ("--max-canary-slowdown", self.max_canary_slowdown)):
             if not 0 <= value <= 1:
                 raise InputError(f"{flag}: must be a fraction between 0 and 1; got {value}")
+        if self.batches:
+            from autotune.throughput import check_batches
+
+            check_batches(self.batches, "--batch")
         if self.passes < 1:
             raise InputError(f"--passes: must be at least 1; got {self.passes}")
         if self.min_repeats < 1:  # a trial with no sample has no latency to store
@@ -83,7 +88,7 @@ class RunSpec:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        for name in ("configs", "targets", "backends", "runtime"):
+        for name in ("configs", "targets", "backends", "runtime", "batches"):
             data[name] = list(data[name])
         return data
 
@@ -94,7 +99,7 @@ class RunSpec:
         if unknown:
             raise ValueError(f"unknown run settings {unknown}")
         values = dict(data)
-        for name in ("configs", "targets", "backends", "runtime"):
+        for name in ("configs", "targets", "backends", "runtime", "batches"):
             if name in values:
                 values[name] = tuple(values[name] or ())
         return cls(**values)

@@ -23,6 +23,7 @@ from autotune.outcome import (
     PassRecord,
     RooflinePlacement,
     Sensitivity,
+    ThroughputFacts,
     TuningFacts,
 )
 
@@ -31,7 +32,8 @@ __all__ = ["FAILURE_STATUSES", "STATUSES", "Trial"]
 # The typed facts kept in the store's one JSON column (``Trial.facts_json``).
 _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "passes",
           "spreads", "noisy", "passes_skipped", "roofline", "sensitivity",
-          "first_inference_warm", "core_set", "tuning_trials", "artifact_sha256")
+          "first_inference_warm", "core_set", "tuning_trials", "artifact_sha256",
+          "throughput")
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Trial(HasStatus):
     # sha256 of the artifact file that was measured: an export re-created from the cached
     # quantized model is checked against it (``autotune.export``).
     artifact_sha256: str = ""
+    # The throughput mode's figures (--batch; ``autotune.throughput``); None: not asked for.
+    throughput: ThroughputFacts | None = None
 
     @property
     def failed(self) -> bool:
@@ -154,6 +158,13 @@ class Trial(HasStatus):
                 for start, end in itertools.pairwise(bounds)]
 
     @property
+    def throughput_ips(self) -> float | None:
+        """Inferences per second of the throughput mode's best batch size (None without
+        one): what ``pick --objective throughput`` and the throughput front maximize."""
+        best = None if self.throughput is None else self.throughput.best
+        return None if best is None else best.inferences_per_s
+
+    @property
     def fidelity_error(self) -> float | None:
         """1 - cosine of the outputs vs fp32's (``accuracy.fidelity_error``)."""
         return fidelity_error(self.cosine)
@@ -164,7 +175,7 @@ class Trial(HasStatus):
     def facts_json(self) -> dict:
         """The typed facts as JSON (the store's ``facts_json`` column)."""
         data = {name: getattr(self, name) for name in _FACTS}
-        for name in ("tuning", "device", "roofline", "sensitivity"):
+        for name in ("tuning", "device", "roofline", "sensitivity", "throughput"):
             data[name] = None if data[name] is None else data[name].to_json()
         data["notes"] = [note.to_json() for note in self.notes]
         data["passes"] = [entry.to_json() for entry in self.passes]
@@ -190,6 +201,7 @@ class Trial(HasStatus):
             "core_set": tuple(int(cpu) for cpu in data.get("core_set", ())),
             "tuning_trials": data.get("tuning_trials"),  # None: stored before it was kept
             "artifact_sha256": str(data.get("artifact_sha256", "")),
+            "throughput": ThroughputFacts.from_json(data.get("throughput")),
         }
 
     def to_dict(self) -> dict:

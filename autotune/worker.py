@@ -53,6 +53,8 @@ class Job:
     # The CPUs a local target's worker is pinned to (``autotune.cores.target_cpus``, chosen
     # by the driver before it moved off them); None: chosen by the worker from its own.
     cpus: list[int] | None = None
+    # Batch sizes of the throughput mode (``autotune.throughput``; --batch); None: off.
+    batches: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,7 @@ def _child_main(job_path: Path) -> int:
     status, error = "ok", ""
     compiled = CompileFacts.from_json(state.get("compiled"))
     measured = None
+    throughput = None
     phase = state["stage"]
     try:
         if missing is not None:
@@ -381,6 +384,9 @@ def _child_main(job_path: Path) -> int:
             seen = replace(artifact, details={**artifact.details, **measurement.details})
             compiled = replace(compiled, notes=backend.notes(seen))
         save_outputs(scratch / "outputs.npz", measurement.outputs)
+        if job.batches and "model" in state:  # the first worker of a trial, not a re-measure
+            throughput = _throughput(backend, config, state, artifact, dataset, target,
+                                     protocol, job, scratch)
     except UnsupportedConfig as exc:
         status, error = "unsupported", str(exc)
     except _Unavailable as exc:
@@ -399,9 +405,30 @@ def _child_main(job_path: Path) -> int:
         error = _describe(exc)
     enter("done")
     outcome = WorkerOutcome(status, error, versions, compiled,
-                            measured if status == "ok" else None, state.get("artifact"))
+                            measured if status == "ok" else None, state.get("artifact"),
+                            throughput if status == "ok" else None)
     (scratch / "result.json").write_text(json.dumps(outcome.to_json(), default=json_default))
     return 0
+
+
+def _throughput(backend, config, state: dict, artifact, dataset, target, protocol, job: Job,
+                scratch: Path):
+    """The throughput mode's figures, after the latency samples and their peak memory,
+    under the same timing lock and pinning; a failure is its error, never the trial's."""
+    from autotune.backends.base import CompileOptions
+    from autotune.outcome import ThroughputFacts
+    from autotune.quantize import QuantizedModel
+
+    model = QuantizedModel(Path(state["model"]["path"]), config,
+                           state["model"]["precision_hint"], state["model"]["source_hash"])
+    try:
+        with _timing_lock(target, scratch / WAITING_FLAG):
+            return backend.measure_throughput(
+                model, artifact, dataset.evaluation, target, protocol, job.batches,
+                scratch / "throughput", CompileOptions(tuning_trials=job.tuning_trials,
+                                                       cache_dir=Path(job.cache_dir)))
+    except Exception as exc:  # noqa: BLE001 - the mode failed; the latency figures stand
+        return ThroughputFacts(error=_describe(exc))
 
 
 class _Unavailable(Exception):

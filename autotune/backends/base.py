@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from autotune.measure import Feeds, Measurement, MeasurementProtocol
-from autotune.outcome import Note, TuningFacts
+from autotune.outcome import Note, ThroughputFacts, TuningFacts
 from autotune.quantize import QuantizedModel
 from autotune.target_spec import Target
 from autotune.tomlfile import Table
@@ -160,6 +160,16 @@ class Backend(Protocol):
     def measure(self, artifact: Artifact, evaluation: Sequence[Feeds], target: Target,
                 protocol: MeasurementProtocol) -> Measurement:
         """Load and run ``artifact`` under ``protocol``; outputs of every evaluation input."""
+
+    def measure_throughput(self, model: QuantizedModel, artifact: Artifact,
+                           evaluation: Sequence[Feeds], target: Target,
+                           protocol: MeasurementProtocol, batches: Sequence[int],
+                           workdir: Path, options: CompileOptions = DEFAULT_OPTIONS
+                           ) -> ThroughputFacts:
+        """Inferences per second at each batch size (``autotune.throughput``), with the
+        runtime kept as busy as it can be: ``artifact`` as measured, or ``model`` rebuilt
+        for the batch in ``workdir``. A backend without a throughput mode says so."""
+        return ThroughputFacts(error=f"{self.name} has no throughput mode")
 
     def export(self, artifact: Artifact, model: QuantizedModel, target: Target,
                folder: Path) -> Exported:

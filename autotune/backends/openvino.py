@@ -31,6 +31,15 @@ from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, m
 from autotune.outcome import CAUSE, FLOAT_FALLBACK, Note
 from autotune.quantize import QuantizedModel, WeightCompression
 from autotune.target_spec import Target
+from autotune.throughput import (
+    ThroughputFacts,
+    ThroughputPoint,
+    batch_of,
+    batched_feeds,
+    each_batch,
+    point,
+    timed_window,
+)
 from autotune.tomlfile import Table
 
 _HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -55,6 +64,15 @@ def _compile_config(target: Target, precision_hint: str) -> dict[str, str]:
         # One thread per core of the worker's core set (it is pinned to it), each kept on its
         # core, so a trial's threads do not wander onto the cores the driver was moved to.
         config["ENABLE_CPU_PINNING"] = "YES"
+    return config
+
+
+def _throughput_config(target: Target, precision_hint: str) -> dict[str, str]:
+    """The latency config with the THROUGHPUT hint: OpenVINO picks its streams and the
+    number of infer requests that keep them busy (no ``NUM_STREAMS``), on the same threads."""
+    config = _compile_config(target, precision_hint)
+    config["PERFORMANCE_HINT"] = "THROUGHPUT"
+    del config["NUM_STREAMS"]
     return config
 
 
@@ -208,6 +226,63 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
             return _OpenVINOSession(compiled)
 
         return measure_session(load, evaluation, protocol)
+
+    def measure_throughput(self, model: QuantizedModel, artifact: Artifact,
+                           evaluation: Sequence[Feeds], target: Target,
+                           protocol: MeasurementProtocol, batches: Sequence[int],
+                           workdir: Path, options: CompileOptions = DEFAULT_OPTIONS
+                           ) -> ThroughputFacts:
+        """Each batch size under the THROUGHPUT hint: the model (as compiled for the trial)
+        reshaped to the batch, compiled with the hint, and its optimal number of infer
+        requests kept busy through an ``AsyncInferQueue``."""
+        import openvino
+
+        if not target.is_local:
+            return ThroughputFacts(error="throughput is measured on local targets only")
+        core = openvino.Core()
+        return each_batch(batches, lambda requested: _throughput_point(
+            core, model, artifact, evaluation, target, protocol, requested))
+
+
+def _throughput_point(core, model: QuantizedModel, artifact: Artifact,
+                      evaluation: Sequence[Feeds], target: Target,
+                      protocol: MeasurementProtocol, requested: int) -> ThroughputPoint:
+    import openvino
+
+    network = core.read_model(str(model.path))
+    if model.weight_compression is not None:
+        network, _ = compress_weights(network, model.weight_compression)
+    first = evaluation[0]
+    model_batch = next(iter(first.values())).shape[0]
+    shapes = [[None if dim.is_dynamic else dim.get_length() for dim in port.get_partial_shape()]
+              for port in network.inputs]
+    batch, note = batch_of(shapes, requested)
+    if batch != model_batch:
+        try:
+            network.reshape({name: openvino.PartialShape([batch, *array.shape[1:]])
+                             for name, array in first.items()})
+        except RuntimeError as error:  # a graph that fixes its batch (a Reshape to [1, ...])
+            lines = str(error).strip().splitlines()
+            raise ValueError(f"the model cannot be reshaped to batch {batch} "
+                             f"({lines[0] if lines else 'OpenVINO refused'})") from None
+    compiled = core.compile_model(network, openvino_device(target),
+                                  _throughput_config(target, artifact.state["precision_hint"]))
+    requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    streams = int(compiled.get_property("NUM_STREAMS"))
+    queue = openvino.AsyncInferQueue(compiled, requests)
+    # Tensors made once: the timed loop hands them over, as a server's buffers would.
+    feeds = [{name: openvino.Tensor(array) for name, array in batch_feeds.items()}
+             for batch_feeds in batched_feeds(evaluation, batch, model_batch)]
+    timed = timed_window(lambda index: queue.start_async(feeds[index % len(feeds)]),
+                         queue.wait_all, protocol, warmup=max(protocol.warmup_runs, 2 * requests))
+    produced = queue[0].get_output_tensor(0).shape
+    if produced and produced[0] != batch:
+        raise ValueError(f"the graph does not take batch {batch}: its first output has shape "
+                         f"{list(produced)}")
+    return point(requested, batch, timed,
+                 f"THROUGHPUT hint, {streams} stream{'s' if streams != 1 else ''}, "
+                 f"{requests} async request{'s' if requests != 1 else ''}", note,
+                 streams=streams, requests=requests)
 
 
 def compile_here(core, network, target: Target, state: dict, details: dict, workdir: Path,

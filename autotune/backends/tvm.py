@@ -40,6 +40,16 @@ from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, m
 from autotune.outcome import FLAG, FLOAT_FALLBACK, DeviceFacts, Note, TuningFacts
 from autotune.quantize import QuantizedModel
 from autotune.target_spec import Target
+from autotune.throughput import (
+    ThroughputFacts,
+    ThroughputPoint,
+    batch_of,
+    batched_feeds,
+    each_batch,
+    point,
+    rebatch_onnx,
+    timed_window,
+)
 from autotune.tomlfile import Table
 
 # MetaSchedule measures candidates in batches: a task's budget is whole batches of 8 (every
@@ -232,6 +242,62 @@ class TVMBackend(Backend):  # available(): the first missing requirement
         measurement = measure_session(load, evaluation, protocol)
         measurement.device = found.get("device")
         return measurement
+
+
+    def measure_throughput(self, model: QuantizedModel, artifact: Artifact,
+                           evaluation: Sequence[Feeds], target: Target,
+                           protocol: MeasurementProtocol, batches: Sequence[int],
+                           workdir: Path, options: CompileOptions = DEFAULT_OPTIONS
+                           ) -> ThroughputFacts:
+        """Each batch size run back to back, synchronously (TVM's VM has no request queue):
+        batch 1 on the measured library, another batch on the model built for it in
+        ``workdir`` (untuned, with what the tuning database already holds for its kernels)."""
+        if not target.is_local or tvm_target_dict(target)["kind"] != "llvm":
+            return ThroughputFacts(error="TVM throughput is measured on local CPU targets only")
+        return each_batch(batches, lambda requested: self._throughput_point(
+            model, artifact, evaluation, target, protocol, requested, Path(workdir), options))
+
+    def _throughput_point(self, model: QuantizedModel, artifact: Artifact,
+                          evaluation: Sequence[Feeds], target: Target,
+                          protocol: MeasurementProtocol, requested: int, workdir: Path,
+                          options: CompileOptions) -> ThroughputPoint:
+        import tvm
+        from tvm import relax
+
+        names = artifact.state["input_names"]
+        model_batch = evaluation[0][names[0]].shape[0]
+        batch, note = batch_of([evaluation[0][name].shape for name in names], requested)
+        library, mode = artifact.path, "synchronous, the measured library"
+        if batch != model_batch:
+            folder = workdir / f"batch{batch}"
+            folder.mkdir(parents=True, exist_ok=True)
+            rebatched = QuantizedModel(rebatch_onnx(model.path, batch, folder / "model.onnx"),
+                                       model.config, model.precision_hint, model.source_hash)
+            built = self.compile(rebatched, target, folder,
+                                 CompileOptions(tuning_trials=0, cache_dir=options.cache_dir))
+            applied = built.tuning.records_applied if built.tuning else 0
+            library = built.path
+            mode = (f"synchronous, built for batch {batch} "
+                    + (f"({applied} kernels from the tuning database)" if applied
+                       else "(untuned)"))
+        device = tvm.cpu(0)
+        session = _TVMSession(relax.VirtualMachine(tvm.runtime.load_module(str(library)),
+                                                   device), device, names)
+        prepared = []
+        for feeds in batched_feeds(evaluation, batch, model_batch):
+            session.set_inputs(feeds)
+            prepared.append(session._args)
+
+        def submit(index: int) -> None:
+            session._args = prepared[index % len(prepared)]
+            session.run()
+
+        timed = timed_window(submit, lambda: None, protocol, warmup=protocol.warmup_runs)
+        produced = session.outputs()[0].shape
+        if produced and produced[0] != batch:
+            raise ValueError(f"the graph does not take batch {batch}: its first output has "
+                             f"shape {list(produced)}")
+        return point(requested, batch, timed, mode, note)
 
 
 def _tuning_facts(report: dict | None) -> TuningFacts | None:

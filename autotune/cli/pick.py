@@ -48,6 +48,9 @@ def handle(args) -> int:
     if args.export is not None and len(targets) > 1:
         raise InputError(f"--export: run {run.id} has trials on {', '.join(targets)}; say "
                          f"which with --target")
+    if args.objective == "throughput" and not any(t.throughput_ips for t in trials):
+        raise InputError(f"--objective throughput: run {run.id} has no throughput figures "
+                         f"(measure them with `autotune run --batch 1,8`)")
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**20)
     answers, chosen = [], None
     for target in targets:
@@ -69,12 +72,16 @@ def handle(args) -> int:
             if answer["met"]:
                 c = answer["choice"]
                 print(f"{answer['target']}: ship {c['label']} on {c['backend']}")
+                throughput = args.objective == "throughput"
                 print_table(["config", "backend", "latency ms", "median ms", "p90 ms",
-                             "accuracy", "drop pp", "memory MiB", "size KiB"],
+                             "accuracy", "drop pp", "memory MiB", "size KiB"]
+                            + (["inferences/s", "at batch"] if throughput else []),
                             [[c["config_text"], c["backend"], c["latency_ms"],
                               c["latency_median_ms"],
                               c["latency_p90_ms"], c["accuracy"], c["accuracy_drop_pp"],
-                              c["memory_mib"], c["artifact_size_kib"]]])
+                              c["memory_mib"], c["artifact_size_kib"]]
+                             + ([c["throughput_ips"], c["throughput_batch"]] if throughput
+                                else [])])
                 print(f"reproduce: {c['reproduce']}")
             else:
                 print(f"{answer['target']}: no config meets an accuracy drop of at most "
@@ -112,5 +119,12 @@ def _describe(trial, run) -> dict:
         "artifact_size_kib": None if trial.artifact_size_bytes is None
         else round(trial.artifact_size_bytes / 1024, 1),
         "versions": trial.versions,
+        # The throughput mode's best batch size (--batch); None where it was not measured.
+        "throughput_ips": trial.throughput_ips,
+        "throughput_batch": best.batch if (best := _best(trial)) else None,
         "reproduce": reproduce_command(run, trial),
     }
+
+
+def _best(trial):
+    return None if trial.throughput is None else trial.throughput.best

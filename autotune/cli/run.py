@@ -115,6 +115,12 @@ def add_parser(commands) -> None:
                              "order; its latency is the median of all passes' samples; "
                              "`autotune compare` judges its fastest pass and allows for the "
                              "spread between pass medians (default: 3; 1: one pass)")
+    parser.add_argument("--batch", type=_batches, default=argparse.SUPPRESS, metavar="N,N",
+                        help="throughput mode: also measure inferences per second at these "
+                             "batch sizes, e.g. 1,8 (OpenVINO: THROUGHPUT hint, its streams "
+                             "and async requests kept busy; TVM: the model built for each "
+                             "batch); stored with each trial, shown in reports, picked by "
+                             "`pick --objective throughput` (default: off)")
     parser.add_argument("--runtime", action="append", default=argparse.SUPPRESS, metavar="SPEC",
                         help="run the trial workers against this runtime version, a pip "
                              "requirement such as onnxruntime==1.22.1 or a backend's runtime "
@@ -159,7 +165,18 @@ SPEC_FLAGS = {"model": "model", "data": "data", "metric": "metric", "space": "sp
               "min_time": "min_time_s", "max_spread": "max_spread",
               "max_other_cpu": "max_other_cpu", "max_steal": "max_steal",
               "max_canary_slowdown": "max_canary_slowdown", "passes": "passes",
-              "runtime": "runtime"}
+              "runtime": "runtime", "batch": "batches"}
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    """``--batch 1,8``; argparse reports a bad value on one line with exit 2."""
+    from autotune.throughput import parse_batches
+
+    try:
+        return parse_batches(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix(f"--batch {text}: ")
+                                         ) from None
 
 
 def given_settings(args) -> dict:

@@ -19,7 +19,7 @@ from autotune.config import FP32, QuantConfig
 from autotune.drift import DriftItem, frontier_drift
 from autotune.gate import previous_comparable_run, run_series
 from autotune.outcome import CAUSE, FLAG
-from autotune.pareto import frontier, latency_accuracy_front, pick
+from autotune.pareto import frontier, latency_accuracy_front, pick, throughput_front
 from autotune.regress import Thresholds, compare_trials, version_changes
 from autotune.store import Prediction, Run, Store
 from autotune.trial import STATUSES, Trial
@@ -37,6 +37,9 @@ class TrialFacts:
     speedup: float | None  # fp32 latency / this latency, same backend and target
     flags: tuple[str, ...]  # what a user should know at a glance, with reasons
     on_front: bool = False  # on the (latency, accuracy drop, memory) frontier
+    # This throughput / fp32's (same backend and target, Trial.throughput_ips): the
+    # throughput mode's twin of ``speedup``; None where either has no throughput figure.
+    throughput_vs_fp32: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ class TargetFacts:
     roofline: RooflineFacts
     sensitivity: tuple[TrialFacts, ...]  # trials with a per-layer scan
     predicted: tuple[PredictedPoint, ...] = ()
+    # The (throughput, accuracy drop) front (``pareto.throughput_front``); empty without
+    # throughput figures (--batch).
+    throughput_front: tuple[TrialFacts, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,8 @@ def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = 
            drift: Sequence[DriftItem] | None = None) -> RunFacts:
     """The facts of ``trials`` (one run's); pure: it looks nothing up."""
     base = baselines(trials)
-    judged = tuple(TrialFacts(t, speedup(t, base), tuple(flags(t, base))) for t in trials)
+    judged = tuple(TrialFacts(t, speedup(t, base), tuple(flags(t, base)),
+                              throughput_vs_fp32=throughput_ratio(t, base)) for t in trials)
     groups: dict[str, list[TrialFacts]] = {}
     for facts in judged:
         groups.setdefault(facts.trial.target, []).append(facts)
@@ -179,7 +186,8 @@ def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[
             max_accuracy_drop: float) -> TargetFacts:
     trials = [f.trial for f in group]
     on_front = {id(t) for t in frontier(trials)}
-    group = [TrialFacts(f.trial, f.speedup, f.flags, id(f.trial) in on_front) for f in group]
+    group = [TrialFacts(f.trial, f.speedup, f.flags, id(f.trial) in on_front,
+                        f.throughput_vs_fp32) for f in group]
     of = {id(f.trial): f for f in group}
     ok = sorted((f for f in group if f.trial.ok), key=lambda f: f.trial.latency_ms)
     choice = pick(trials, max_accuracy_drop, "latency")
@@ -198,7 +206,8 @@ def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[
         roofline=_roofline(ok),
         sensitivity=tuple(f for f in group
                           if f.trial.sensitivity is not None and f.trial.sensitivity.drops),
-        predicted=_predicted(name, predictions, tried))
+        predicted=_predicted(name, predictions, tried),
+        throughput_front=tuple(of[id(t)] for t in throughput_front(trials)))
 
 
 def baselines(trials: Sequence[Trial]) -> dict[tuple[str, str], Trial]:
@@ -212,6 +221,16 @@ def speedup(trial: Trial, base: dict[tuple[str, str], Trial]) -> float | None:
     if reference is None or not trial.ok or not trial.latency_ms or not reference.latency_ms:
         return None
     return reference.latency_ms / trial.latency_ms
+
+
+def throughput_ratio(trial: Trial, base: dict[tuple[str, str], Trial]) -> float | None:
+    """This trial's throughput over fp32's on the same backend and target (higher: more
+    inferences per second), by ``Trial.throughput_ips``."""
+    reference = base.get((trial.backend, trial.target))
+    if reference is None or not trial.ok or not trial.throughput_ips \
+            or not reference.throughput_ips:
+        return None
+    return trial.throughput_ips / reference.throughput_ips
 
 
 def flags(trial: Trial, base: dict[tuple[str, str], Trial]) -> list[str]:
@@ -242,6 +261,8 @@ def reproduce_command(run: Run, trial: Trial) -> str:
         parts += ["--tuning-trials", str(trial.tuning.trials_requested)]
     for spec in settings.runtime:
         parts += ["--runtime", spec]
+    if trial.throughput is not None and settings.batches:
+        parts += ["--batch", ",".join(map(str, settings.batches))]
     if trial.config != FP32:
         parts += ["--config", trial.config.text]
     return shlex.join(parts)

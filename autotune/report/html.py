@@ -260,15 +260,24 @@ _COLUMNS = (("config", "text"), ("backend", "text"), ("latency ms", "num"),
             ("notes", "text"))
 
 
+# After "speedup vs fp32" where any trial has the throughput mode's figures (--batch).
+_THROUGHPUT_COLUMNS = (("inferences/s", "num"), ("throughput vs fp32", "num"))
+
+
 def _trial_table(trials: Sequence[TrialFacts]) -> str:
+    throughput = any(f.trial.throughput is not None for f in trials)
+    columns = list(_COLUMNS)
+    if throughput:
+        at = columns.index(("speedup vs fp32", "num")) + 1
+        columns[at:at] = _THROUGHPUT_COLUMNS
     head = "".join(f'<th data-type="{kind}"' + (' class="num"' if kind == "num" else "")
-                   + f">{e(name)}</th>" for name, kind in _COLUMNS)
-    rows = "".join(_trial_row(f) for f in trials)
+                   + f">{e(name)}</th>" for name, kind in columns)
+    rows = "".join(_trial_row(f, throughput) for f in trials)
     return (f'<div class="table-wrap"><table class="sortable"><thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table></div>")
 
 
-def _trial_row(f: TrialFacts) -> str:
+def _trial_row(f: TrialFacts, throughput: bool = False) -> str:
     t = f.trial
     drop = None if t.accuracy_drop is None else t.accuracy_drop * 100
     memory = None if t.memory_bytes is None else t.memory_bytes / 2**20
@@ -279,6 +288,8 @@ def _trial_row(f: TrialFacts) -> str:
         _num(t.latency_ms, "{:.3f}"), _num(t.latency_median_ms, "{:.3f}"),
         _num(t.latency_p90_ms, "{:.3f}"), _num(t.latency_p99_ms, "{:.3f}"),
         _num(t.latency_spread, "{:.1%}"), _num(f.speedup, "{:.2f}x"),
+        *([_num(t.throughput_ips, "{:.1f}"), _num(f.throughput_vs_fp32, "{:.2f}x")]
+          if throughput else []),
         _num(t.accuracy, "{:.2%}"), _num(drop, pp_pattern(drop)),
         _num(memory, "{:.1f}"), _num(size, "{:.0f}"), _machine_cell(t),
         f'<td class="flags">{_flag_chips(f.flags)}</td>',

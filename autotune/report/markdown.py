@@ -22,6 +22,7 @@ from autotune.report.text import (
     miss_text,
     pp,
 )
+from autotune.throughput import contention_text
 
 
 def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
@@ -59,6 +60,7 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
         if target.ok:
             lines += ["### All successful trials", ""]
             lines += _trial_table(target.ok)
+            lines += _throughput_table(target.ok, target.throughput_front)
             lines += _roofline_table(target.roofline)
         if target.failed:
             lines += ["### Failed trials", "", "| config | backend | status | error |",
@@ -101,6 +103,54 @@ def _trial_table(trials: Sequence[TrialFacts]) -> list[str]:
             f"{fmt(t.latency_spread, '{:.1%}')} | {fmt(f.speedup, '{:.2f}x')} | "
             f"{fmt(t.accuracy, '{:.2%}')} | {pp(t.accuracy_drop)} | {mib(t.memory_bytes)} | "
             f"{kib(t.artifact_size_bytes)} | {machine_text(t)} | {'; '.join(f.flags)} |")
+    lines.append("")
+    return lines
+
+
+THROUGHPUT_MEANING = (
+    "inferences/s = inferences completed / wall time of a timed window (at least the run's "
+    "min time, after warm-up) on the trial's pinned cores, in its first pass; latency mode "
+    "= 1000 / latency (one synchronous request at a time, batch 1); OpenVINO runs the "
+    "THROUGHPUT hint (its streams, its async requests kept busy), TVM the model built for "
+    "each batch")
+
+
+def _throughput_table(ok: Sequence[TrialFacts], front: Sequence[TrialFacts]) -> list[str]:
+    """The throughput mode (--batch) of each trial that has one, next to its latency mode,
+    with the throughput and latency ratios vs fp32 side by side."""
+    measured = [f for f in ok if f.trial.throughput is not None]
+    if not measured:
+        return []
+    batches = list(dict.fromkeys(point.requested for f in measured
+                                 for point in f.trial.throughput.points))
+    on_front = {id(f.trial) for f in front}
+    lines = ["### Throughput (inferences/s)", "", THROUGHPUT_MEANING + ".", "",
+             "| config | backend | latency mode | "
+             + " | ".join(f"batch {b}" for b in batches)
+             + " | best vs latency mode | throughput vs fp32 | latency speedup vs fp32 "
+               "| on throughput front | how |",
+             "|---|---|---:|" + "---:|" * len(batches) + "---:|---:|---:|---|---|"]
+    for f in measured:
+        t = f.trial
+        by_batch = {point.requested: point for point in t.throughput.points}
+        latency_ips = 1000 / t.latency_ms if t.latency_ms else None
+        cells = []
+        for b in batches:
+            found = by_batch.get(b)
+            cells.append("-" if found is None else "failed" if not found.ok
+                         else f"{found.inferences_per_s:.1f}"
+                         + (f" (at {found.batch})" if found.batch != b else ""))
+        best = t.throughput_ips
+        how = "; ".join(dict.fromkeys(
+            [t.throughput.error] if t.throughput.error else
+            [f"batch {p.requested}: {p.error or p.note or p.mode}{contention_text(p)}"
+             for p in t.throughput.points]))
+        lines.append(
+            f"| {t.config.label} | {t.backend} | {fmt(latency_ips, '{:.1f}')} | "
+            + " | ".join(cells)
+            + f" | {fmt(best / latency_ips if best and latency_ips else None, '{:.2f}x')} | "
+              f"{fmt(f.throughput_vs_fp32, '{:.2f}x')} | {fmt(f.speedup, '{:.2f}x')} | "
+              f"{'yes' if id(t) in on_front else ''} | {how.replace('|', '/')} |")
     lines.append("")
     return lines
 

@@ -16,6 +16,7 @@ CSV_FIELDS = ("config_id", "config_text", "label", "backend", "target", "status"
               "artifact_size_bytes", "compile_s", "load_s", "first_inference_ms",
               "first_inference_warm", "emulated",
               "other_cpu_share", "steal_share", "load_1m", "cpu_mhz", "contended",
+              "throughput_ips", "throughput_batch", "throughput_vs_fp32",
               "on_frontier", "flags", "notes", "error")
 
 # Every column of ``trial_record`` (docs/api.md says what each holds): the CSV's, and the
@@ -30,8 +31,9 @@ TRIAL_COLUMNS = (
     "cores", "other_cpu_share", "steal_share", "load_1m", "cpu_mhz", "contended",
     "roofline_precision", "roofline_ops", "roofline_bytes", "roofline_intensity",
     "roofline_bound_ms", "roofline_compute_ms", "roofline_memory_ms", "roofline_bound",
-    "roofline_memory_level", "roofline_attained_fraction", "on_frontier", "flags", "notes",
-    "error", "started_at", "finished_at")
+    "roofline_memory_level", "roofline_attained_fraction",
+    "throughput_ips", "throughput_batch", "throughput_vs_fp32",
+    "on_frontier", "flags", "notes", "error", "started_at", "finished_at")
 
 
 def trial_record(facts: TrialFacts) -> dict:
@@ -56,7 +58,7 @@ def trial_record(facts: TrialFacts) -> dict:
         "compile_memory_bytes": t.compile_memory_bytes, "passes": len(t.pass_medians_ms),
         "noisy": t.noisy, "tuned": None if t.tuning is None else t.tuning.tuned,
         "cpu_model": t.cpu_model, "cores": t.cores,
-        **_machine_fields(t), **_roofline_fields(t),
+        **_machine_fields(t), **_roofline_fields(t), **_throughput_fields(facts),
         "on_frontier": facts.on_front, "flags": " | ".join(facts.flags),
         "notes": " | ".join(note.text for note in t.notes),
         "error": t.error, "started_at": t.started_at, "finished_at": t.finished_at,
@@ -80,6 +82,15 @@ def _machine_fields(trial) -> dict:
             "steal_share": machine.steal_share if known else None,
             "load_1m": machine.load_1m if known else None,
             "cpu_mhz": machine.freq_mhz if known else None, "contended": trial.contended}
+
+
+def _throughput_fields(facts: TrialFacts) -> dict:
+    """The throughput mode's best batch size (blank where it was not measured, --batch)."""
+    throughput = facts.trial.throughput
+    best = None if throughput is None else throughput.best
+    return {"throughput_ips": None if best is None else best.inferences_per_s,
+            "throughput_batch": None if best is None else best.batch,
+            "throughput_vs_fp32": facts.throughput_vs_fp32}
 
 
 def _roofline_fields(trial) -> dict:

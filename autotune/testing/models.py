@@ -12,8 +12,11 @@ from autotune.onnx_files import save_model
 
 
 def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10,
-             seed: int = 0) -> Path:
-    """Conv-Relu-Conv-Relu-GlobalAveragePool-Gemm on a 1x3xSIZExSIZE input, random weights."""
+             seed: int = 0, flatten: bool = False) -> Path:
+    """Conv-Relu-Conv-Relu-GlobalAveragePool-Gemm on a 1x3xSIZExSIZE input, random weights.
+
+    The pooled features reach the Gemm through a Reshape to [1, C], which fixes the batch at
+    1 as many exporters do; ``flatten`` uses a Flatten instead, so any batch runs."""
     rng = np.random.default_rng(seed)
 
     def weight(name: str, *shape: int) -> onnx.TensorProto:
@@ -28,8 +31,10 @@ def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10
         weight("conv1.w", channels, 3, 3, 3), bias("conv1.b", channels),
         weight("conv2.w", channels * 2, channels, 3, 3), bias("conv2.b", channels * 2),
         weight("fc.w", classes, channels * 2), bias("fc.b", classes),
-        numpy_helper.from_array(np.array([1, channels * 2], dtype=np.int64), "flat_shape"),
     ]
+    if not flatten:
+        initializers.append(numpy_helper.from_array(np.array([1, channels * 2], dtype=np.int64),
+                                                    "flat_shape"))
     nodes = [
         helper.make_node("Conv", ["input", "conv1.w", "conv1.b"], ["c1"], name="conv1",
                          pads=[1, 1, 1, 1]),
@@ -38,7 +43,8 @@ def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10
                          pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
         helper.make_node("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
-        helper.make_node("Reshape", ["pooled", "flat_shape"], ["flat"], name="flatten"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten", axis=1) if flatten
+        else helper.make_node("Reshape", ["pooled", "flat_shape"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
     ]
     graph = helper.make_graph(

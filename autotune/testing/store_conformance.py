@@ -22,6 +22,8 @@ from autotune.outcome import (
     PassRecord,
     RooflinePlacement,
     Sensitivity,
+    ThroughputFacts,
+    ThroughputPoint,
     TuningFacts,
 )
 from autotune.settings import RunSpec
@@ -73,7 +75,13 @@ def full_trial(run_id: str, config: QuantConfig = INT8, backend: str = "openvino
                                    "2026-01-01T00:00:00+00:00", {"int8": 1536.0}, 20.0, 0.3),
         sensitivity=Sensitivity("top1", {"conv1": 0.01, "fc": -0.002}),
         first_inference_warm=True, core_set=(2, 3), tuning_trials=64,
-        artifact_sha256="9f" * 32)
+        artifact_sha256="9f" * 32,
+        throughput=ThroughputFacts((
+            ThroughputPoint(1, 1, 2100.5, 420, 0.2, "THROUGHPUT hint, 1 stream, 1 async "
+                            "request", streams=1,
+                            machine=MachineState(wall_s=0.2, cpus=1, other_share=0.01)),
+            ThroughputPoint(8, 8, error="ValueError: the model cannot be reshaped to batch 8"),
+        )))
 
 
 def failed_trial(run_id: str, config: QuantConfig = FP32, status: str = "compile_error",
