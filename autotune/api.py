@@ -201,7 +201,7 @@ def run_benchmark(model: str | Path = DEFAULT_MODEL, *, space: str = "default",
     from autotune.driver import RunSettings, execute_run, start_run
     from autotune.report import write_report
     from autotune.search import StrategyContext, make_strategy
-    from autotune.space import load_space
+    from autotune.space import configs_space, load_space
     from autotune.target import load_target
     from autotune.zoo import resolve_model
 
@@ -209,7 +209,7 @@ def run_benchmark(model: str | Path = DEFAULT_MODEL, *, space: str = "default",
                    backends=tuple(backends or backend_names()), strategy=strategy,
                    budget=budget, **settings).validate()
     results = Store(store)
-    loaded_space = load_space(spec.space)
+    loaded_space = configs_space(spec.configs) if spec.configs else load_space(spec.space)
     loaded_targets = [load_target(name) for name in spec.targets]
     for name in spec.backends:
         get_backend(name)

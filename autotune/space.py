@@ -11,6 +11,7 @@ from autotune.config import (
     ACTIVATION_DTYPES,
     CALIBRATIONS,
     FLOAT_DTYPES,
+    FP32,
     GRANULARITIES,
     SCHEMES,
     ConfigError,
@@ -61,6 +62,18 @@ class SearchSpace:
 def load_space(name_or_path: str) -> SearchSpace:
     path = resolve_named_file(name_or_path, SPACES)
     return parse_space(read_toml(path), path)
+
+
+def configs_space(texts) -> SearchSpace:
+    """The space of configs given by canonical text (``--config``), fp32 first as the
+    baseline the others are judged against."""
+    configs = [FP32]
+    for text in texts:
+        try:
+            configs.append(QuantConfig.from_text(text))
+        except ConfigError as error:
+            raise InputError(f"--config {text!r}: {error}") from None
+    return SearchSpace("custom", "configs given with --config", tuple(dict.fromkeys(configs)))
 
 
 def known_spaces() -> list[SearchSpace]:

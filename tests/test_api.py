@@ -130,8 +130,10 @@ def test_a_real_runs_frame_matches_the_reports_csv(workspace, capsys):
 @pytest.mark.openvino
 def test_run_benchmark_runs_as_autotune_run_does(workspace):
     url = f"sqlite:///{workspace}/results/api.db"
-    run_id = autotune.run_benchmark("digits-cnn", space="smoke", backends=["openvino"],
-                                    budget=1, store=url,
+    # ``configs`` as ``--config`` (a config the smoke space does not have), fp32 first.
+    per_tensor = "w:int8:sym:per_tensor a:uint8:asym cal:minmax"
+    run_id = autotune.run_benchmark("digits-cnn", configs=[per_tensor], backends=["openvino"],
+                                    budget=2, store=url,
                                     report_dir=workspace / "reports", min_repeats=5,
                                     min_time_s=0.05, passes=1)
     store = autotune.open_store(url)
@@ -139,7 +141,8 @@ def test_run_benchmark_runs_as_autotune_run_does(workspace):
     assert run.id == run_id and run.status == "finished"
     assert run.settings.passes == 1 and run.settings.backends == ("openvino",)
     trials = store.trials(run_id)
-    assert trials.config_text.tolist() == [FP32.text] and trials.status.tolist() == ["ok"]
+    assert trials.config_text.tolist() == [FP32.text, per_tensor]
+    assert trials.status.tolist() == ["ok", "ok"]
     assert (workspace / "reports" / run_id / "trials.csv").exists()
     with pytest.raises(TypeError, match="no_such_setting"):
         autotune.run_benchmark(store=url, no_such_setting=1)

@@ -7,7 +7,7 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,22 +19,10 @@ from autotune.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from autotune.cli.junit import Case, Suite
 from autotune.errors import InputError
 from autotune.settings import RunSpec
+from autotune.space import configs_space
 from autotune.store import DEFAULT_STORE_URL, RUN_ALIASES, Run, Store
 
 log = logging.getLogger("autotune")
-
-
-def configs_space(texts: Sequence[str]):
-    from autotune.config import FP32, ConfigError, QuantConfig
-    from autotune.space import SearchSpace
-
-    configs = [FP32]
-    for text in texts:
-        try:
-            configs.append(QuantConfig.from_text(text))
-        except ConfigError as error:
-            raise InputError(f"--config {text!r}: {error}") from None
-    return SearchSpace("custom", "configs given with --config", tuple(dict.fromkeys(configs)))
 
 
 @dataclass
