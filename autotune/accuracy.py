@@ -47,6 +47,21 @@ def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == np.asarray(labels).reshape(-1)))
 
 
+def per_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Top-1 accuracy within each class of ``labels`` (keys are the labels as text)."""
+    labels = np.asarray(labels).reshape(-1)
+    hits = np.argmax(logits, axis=1) == labels
+    return {str(label): float(np.mean(hits[labels == label])) for label in np.unique(labels)}
+
+
+def worst_class(candidate: dict[str, float], reference: dict[str, float]) -> tuple[str, float]:
+    """The class whose accuracy dropped most from ``reference`` (fp32's) to ``candidate``,
+    and that drop; the first class in label order on ties."""
+    drops = {label: reference[label] - candidate[label] for label in reference}
+    label = max(drops, key=drops.get)
+    return label, drops[label]
+
+
 # The SQNR of identical outputs: infinite, stored as this finite figure (JSON and some SQL
 # drivers reject infinities, and a table column of "inf" reads as an error).
 SQNR_CEILING_DB = 999.0

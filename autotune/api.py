@@ -133,10 +133,12 @@ class ResultStore:
 
     def pick(self, run: str = LATEST, max_accuracy_drop: float = DEFAULT_MAX_DROP,
              objective: str = "latency", max_memory_bytes: int | None = None,
-             target: str | None = None) -> pd.DataFrame:
+             target: str | None = None, max_saturation: float | None = None,
+             max_class_drop: float | None = None) -> pd.DataFrame:
         """The config to ship on each target (``pareto.pick``): one row ``pick == "chosen"``
         per target that has one, else up to three ``"nearest"`` rows with what they miss
-        the limit by (``PICK_COLUMNS``). ``max_accuracy_drop`` is a fraction (0.01 = 1 pp).
+        the limit by (``PICK_COLUMNS``). ``max_accuracy_drop``, ``max_saturation`` and
+        ``max_class_drop`` are fractions (0.01 = 1 pp).
         """
         from autotune.errors import InputError
         from autotune.pareto import OBJECTIVES, pick
@@ -148,7 +150,7 @@ class ResultStore:
         for group in _targets(facts, target):
             of = {id(f.trial): f for f in group.trials}
             answer = pick([f.trial for f in group.trials], max_accuracy_drop, objective,
-                          max_memory_bytes)
+                          max_memory_bytes, max_saturation, max_class_drop)
             if answer.chosen is not None:
                 rows.append(_pick_record(of[id(answer.chosen)], "chosen", None))
             rows.extend(_pick_record(of[id(t)], "nearest", miss) for t, miss in answer.nearest)

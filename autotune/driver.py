@@ -23,8 +23,10 @@ from autotune.accuracy import (
     fidelity_error,
     first_outputs,
     onnxruntime_outputs,
+    per_class_accuracy,
     quality,
     task_score,
+    worst_class,
 )
 from autotune.backends import get_backend
 from autotune.cores import allowed_cpus, driver_kept_off, target_cpus
@@ -34,7 +36,15 @@ from autotune.host import host_info
 from autotune.hostlock import SHARED, host_lock
 from autotune.machine_state import CONTENTION_LIMITS, ContentionLimits
 from autotune.measure import MeasurementProtocol, latency_stats
-from autotune.outcome import CONTENDED, FLAG, MeasureFacts, Note, PassRecord, WorkerOutcome
+from autotune.outcome import (
+    CONTENDED,
+    FLAG,
+    ClassAccuracy,
+    MeasureFacts,
+    Note,
+    PassRecord,
+    WorkerOutcome,
+)
 from autotune.outputs import RECORDED_COUNT, recorded_outputs_path, save_outputs
 from autotune.progress import TrialProgress, pass_result
 from autotune.quantize import file_hash, sha256_file
@@ -298,6 +308,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
         trial.tuning = compiled.tuning
         trial.notes = compiled.notes
         trial.details = dict(compiled.details)
+        trial.saturation = compiled.saturation
     measured = outcome.measured
     if measured is not None:
         trial.load_s = measured.load_s
@@ -514,6 +525,18 @@ def _score(trial: Trial, outputs: np.ndarray, reference: np.ndarray, dataset: Da
     else:
         # Without labels, quality is fidelity: the drop is how far outputs are from fp32's.
         trial.accuracy_drop = fidelity_error(scores.cosine)
+    trial.class_accuracy = class_accuracy(outputs, reference, dataset)
+
+
+def class_accuracy(outputs: np.ndarray, reference: np.ndarray,
+                   dataset: Dataset) -> ClassAccuracy | None:
+    """Per-class top-1 accuracy and the worst class's drop vs the fp32 ``reference``
+    outputs; None unless the data is labelled classes (metric top1)."""
+    if dataset.metric != "top1" or dataset.labels is None:
+        return None
+    per_class = per_class_accuracy(outputs, dataset.labels)
+    label, drop = worst_class(per_class, per_class_accuracy(reference, dataset.labels))
+    return ClassAccuracy(per_class, label, drop)
 
 
 def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Trial:
@@ -522,7 +545,8 @@ def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Tria
                  target=candidate.target.name, status=status, error=error,
                  versions=dict(run.versions), cpu_model=run.host.get("cpu_model", ""),
                  cores=candidate.target.threads, emulated=candidate.target.emulated,
-                 tuning_trials=run.settings.tuning_trials, started_at=now(), finished_at=now())
+                 tuning_trials=run.settings.tuning_trials, started_at=now(), finished_at=now(),
+                 price_per_hour=candidate.target.price_per_hour)
 
 
 def _candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequence[str]):

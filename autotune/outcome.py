@@ -253,11 +253,14 @@ class CompileFacts:
     tuning: TuningFacts | None = None
     notes: tuple[Note, ...] = ()
     details: dict = field(default_factory=dict)
+    # Activations clipped by the quantized model's ranges (found after quantizing).
+    saturation: Saturation | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["tuning"] = None if self.tuning is None else self.tuning.to_json()
         data["notes"] = [note.to_json() for note in self.notes]
+        data["saturation"] = None if self.saturation is None else self.saturation.to_json()
         return data
 
     @classmethod
@@ -267,6 +270,7 @@ class CompileFacts:
         known = _known(cls, data)
         known["tuning"] = TuningFacts.from_json(known.get("tuning"))
         known["notes"] = tuple(Note.from_json(note) for note in known.get("notes", ()))
+        known["saturation"] = Saturation.from_json(known.get("saturation"))
         return cls(**known)
 
 
@@ -378,6 +382,60 @@ class ThroughputFacts:
             return None
         return cls(tuple(ThroughputPoint.from_json(point) for point in data.get("points", ())),
                    str(data.get("error", "")))
+
+
+# Deployment metrics (the SRE view's M6, M7, M9): saturation rate and per-class accuracy.
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """The share of activation values a quantized model's ranges clip on evaluation inputs
+    (``autotune.saturation``): overall (``rate``) and per quantized tensor. ``rate`` None:
+    not measured, ``note`` says why (weight-only configs, or the error)."""
+
+    rate: float | None = None
+    tensors: dict[str, float] = field(default_factory=dict)  # tensor name -> its rate
+    samples: int = 0  # evaluation samples counted
+    note: str = ""
+
+    @property
+    def worst(self) -> tuple[str, float] | None:
+        """The tensor clipped most often, with its rate."""
+        if not self.tensors:
+            return None
+        name = max(self.tensors, key=self.tensors.get)
+        return name, self.tensors[name]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Saturation | None:
+        if not data:
+            return None
+        known = _known(cls, data)
+        known["tensors"] = {str(k): float(v) for k, v in dict(known.get("tensors", {})).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ClassAccuracy:
+    """Top-1 accuracy per class of the labels, and the class that lost the most against
+    fp32's own accuracy on it: an aggregate can hold while one class (cohort) drops."""
+
+    per_class: dict[str, float]
+    worst_class: str
+    worst_drop: float  # fp32's accuracy on that class minus this trial's (0..1)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ClassAccuracy | None:
+        if not data:
+            return None
+        return cls({str(k): float(v) for k, v in dict(data.get("per_class", {})).items()},
+                   str(data.get("worst_class", "")), float(data.get("worst_drop", 0.0)))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autotune.quantize import is_weight_only
 from autotune.trial import Trial
 
 OBJECTIVES = {
@@ -84,10 +85,14 @@ class Pick:
 
 
 def pick(trials: Sequence[Trial], max_accuracy_drop: float, objective: str = "latency",
-         max_memory_bytes: int | None = None) -> Pick:
+         max_memory_bytes: int | None = None, max_saturation: float | None = None,
+         max_class_drop: float | None = None) -> Pick:
     """The best successful trial under the constraints, minimizing ``objective``.
 
-    ``max_accuracy_drop`` is a fraction (0.01 = one percentage point).
+    ``max_accuracy_drop``, ``max_saturation`` (share of activations clipped) and
+    ``max_class_drop`` (the worst class's drop) are fractions (0.01 = one percentage point).
+    A trial without the figure a limit needs does not meet it, except a weight-only config
+    under ``max_saturation``: its activations stay float, nothing is clipped.
     """
     field, _ = OBJECTIVES[objective]
     sign = -1.0 if objective in MAXIMIZED else 1.0
@@ -97,8 +102,10 @@ def pick(trials: Sequence[Trial], max_accuracy_drop: float, objective: str = "la
 
     ok = [trial for trial in trials if trial.ok and getattr(trial, field) is not None
           and trial.accuracy_drop is not None]
-    fits_memory = [trial for trial in ok if max_memory_bytes is None
-                   or (trial.memory_bytes or 0) <= max_memory_bytes]
+    fits_memory = [trial for trial in ok if (max_memory_bytes is None
+                   or (trial.memory_bytes or 0) <= max_memory_bytes)
+                   and _saturation_within(trial, max_saturation)
+                   and _within(trial.worst_class_drop, max_class_drop)]
     qualifying = [trial for trial in fits_memory if trial.accuracy_drop <= max_accuracy_drop]
     if qualifying:
         best = min(qualifying, key=lambda trial: (cost(trial), trial.accuracy_drop))
@@ -107,6 +114,16 @@ def pick(trials: Sequence[Trial], max_accuracy_drop: float, objective: str = "la
                     key=lambda pair: (pair[1], cost(pair[0])))
     return Pick(None, misses[:3])
 
+
+
+def _within(value: float | None, limit: float | None) -> bool:
+    return limit is None or (value is not None and value <= limit)
+
+
+def _saturation_within(trial: Trial, limit: float | None) -> bool:
+    if limit is not None and trial.saturation_rate is None and is_weight_only(trial.config):
+        return True
+    return _within(trial.saturation_rate, limit)
 
 
 # Hypervolume of (latency, error) fronts: how much of the objective plane a set of configs

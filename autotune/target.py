@@ -20,7 +20,8 @@ from autotune.tomlfile import Table, read_toml
 __all__ = ["PRECISIONS", "MemoryLevel", "Reach", "Target", "known_targets", "load_target",
            "parse_target"]
 
-_TABLES = ("reach", "roofline")  # the tables every target file may have, whatever its backends
+# The tables every target file may have, whatever its backends.
+_TABLES = ("reach", "roofline", "cost")
 
 
 def load_target(name_or_path: str) -> Target:
@@ -62,6 +63,12 @@ def parse_target(data: dict, path: Path) -> Target:
     bandwidth = roofline.get("memory_bandwidth_gbs", (int, float), None)
     levels = _memory_levels(roofline, bandwidth)
     roofline.finish()
+    cost = top.table("cost")
+    price = cost.get("price_per_hour", (int, float), None)
+    if price is not None and price <= 0:
+        raise InputError(f"{cost.where('price_per_hour')}: must be above 0 (USD per hour); "
+                         f"got {price!r}")
+    cost.finish()
     _no_unknown_tables(top, data)
     top.finish()
     if not usable:
@@ -71,7 +78,8 @@ def parse_target(data: dict, path: Path) -> Target:
                   cores=cores, cpu_list=cpu_list, reach=reach, backend_tables=backend_tables,
                   peak_gops=peaks, peaks_derivation=derivation,
                   memory_bandwidth_gbs=None if bandwidth is None else float(bandwidth),
-                  emulated=emulated, path=path, memory_levels=levels)
+                  emulated=emulated, path=path, memory_levels=levels,
+                  price_per_hour=None if price is None else float(price))
 
 
 def _isa_peaks(roofline: Table, cores: int, cpu_list: tuple[int, ...]

@@ -69,6 +69,8 @@ class Target:
     emulated: bool = False
     path: Path | None = None
     memory_levels: tuple[MemoryLevel, ...] = ()  # caches, smallest first, then DRAM
+    # USD per hour of the hardware (``[cost] price_per_hour``): cost per million inferences.
+    price_per_hour: float | None = None
 
     def backend_table(self, backend: str) -> Mapping[str, Any]:
         """The target file's ``[backend]`` table; empty when the file has none."""

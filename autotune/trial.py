@@ -17,11 +17,13 @@ from autotune.outcome import (
     FAILURE_STATUSES,
     STATUSES,
     UNAVAILABLE,
+    ClassAccuracy,
     DeviceFacts,
     HasStatus,
     Note,
     PassRecord,
     RooflinePlacement,
+    Saturation,
     Sensitivity,
     ThroughputFacts,
     TuningFacts,
@@ -33,7 +35,9 @@ __all__ = ["FAILURE_STATUSES", "STATUSES", "Trial"]
 _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "passes",
           "spreads", "noisy", "passes_skipped", "roofline", "sensitivity",
           "first_inference_warm", "core_set", "tuning_trials", "artifact_sha256",
-          "throughput")
+          "throughput",
+          # Deployment metrics (M6, M7, M9 of the SRE view).
+          "saturation", "class_accuracy", "price_per_hour")
 
 
 @dataclass
@@ -93,6 +97,12 @@ class Trial(HasStatus):
     artifact_sha256: str = ""
     # The throughput mode's figures (--batch; ``autotune.throughput``); None: not asked for.
     throughput: ThroughputFacts | None = None
+    # Deployment metrics. Activations clipped by the quantized ranges (None: no figure).
+    saturation: Saturation | None = None
+    # Top-1 accuracy per class and the worst class's drop vs fp32 (labelled top1 data only).
+    class_accuracy: ClassAccuracy | None = None
+    # The target's price in USD per hour (its TOML's ``[cost] price_per_hour``), if given.
+    price_per_hour: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -165,6 +175,24 @@ class Trial(HasStatus):
         return None if best is None else best.inferences_per_s
 
     @property
+    def saturation_rate(self) -> float | None:
+        """The share of activation values clipped (0 for float configs, None: no figure)."""
+        return None if self.saturation is None else self.saturation.rate
+
+    @property
+    def worst_class_drop(self) -> float | None:
+        """The worst class's accuracy drop vs fp32 (0..1), None without labelled classes."""
+        return None if self.class_accuracy is None else self.class_accuracy.worst_drop
+
+    @property
+    def cost_per_million_usd(self) -> float | None:
+        """USD per million inferences at the target's price: one stream, back to back at the
+        trial's latency (price per hour / 3600 x latency in s x 1e6)."""
+        if self.price_per_hour is None or self.latency_ms is None:
+            return None
+        return self.price_per_hour / 3600 * self.latency_ms / 1000 * 1e6
+
+    @property
     def fidelity_error(self) -> float | None:
         """1 - cosine of the outputs vs fp32's (``accuracy.fidelity_error``)."""
         return fidelity_error(self.cosine)
@@ -175,7 +203,8 @@ class Trial(HasStatus):
     def facts_json(self) -> dict:
         """The typed facts as JSON (the store's ``facts_json`` column)."""
         data = {name: getattr(self, name) for name in _FACTS}
-        for name in ("tuning", "device", "roofline", "sensitivity", "throughput"):
+        for name in ("tuning", "device", "roofline", "sensitivity", "throughput",
+                     "saturation", "class_accuracy"):
             data[name] = None if data[name] is None else data[name].to_json()
         data["notes"] = [note.to_json() for note in self.notes]
         data["passes"] = [entry.to_json() for entry in self.passes]
@@ -202,6 +231,9 @@ class Trial(HasStatus):
             "tuning_trials": data.get("tuning_trials"),  # None: stored before it was kept
             "artifact_sha256": str(data.get("artifact_sha256", "")),
             "throughput": ThroughputFacts.from_json(data.get("throughput")),
+            "saturation": Saturation.from_json(data.get("saturation")),
+            "class_accuracy": ClassAccuracy.from_json(data.get("class_accuracy")),
+            "price_per_hour": data.get("price_per_hour"),
         }
 
     def to_dict(self) -> dict:

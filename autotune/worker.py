@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from autotune.hostlock import EXCLUSIVE, SHARED, Held, host_lock, times_on_this_host
-from autotune.outcome import UNAVAILABLE, CompileFacts, MeasureFacts, WorkerOutcome, json_default
+from autotune.outcome import (
+    UNAVAILABLE,
+    CompileFacts,
+    MeasureFacts,
+    Saturation,
+    WorkerOutcome,
+    json_default,
+)
 from autotune.outputs import load_outputs, save_outputs
 from autotune.paths import import_root
 
@@ -335,6 +342,7 @@ def _child_main(job_path: Path) -> int:
                 model = quantize(Path(job.model_path), config, dataset.calibration,
                                  Path(job.cache_dir))
                 state["quantize_s"] = time.perf_counter() - start
+                state["saturation"] = _saturation(config, job, model, dataset).to_json()
             state["host_lock_wait_s"] = held.waited_s
             state["model"] = {"path": str(model.path), "precision_hint": model.precision_hint,
                               "source_hash": model.source_hash}
@@ -356,7 +364,8 @@ def _child_main(job_path: Path) -> int:
                 compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
                 quantize_s=state.get("quantize_s"),
                 compile_memory_bytes=max(0, _rss_bytes("VmHWM") - rss_before),
-                tuning=artifact.tuning, notes=backend.notes(artifact), details=artifact.details)
+                tuning=artifact.tuning, notes=backend.notes(artifact), details=artifact.details,
+                saturation=Saturation.from_json(state.get("saturation")))
             state["compiled"] = compiled.to_json()
             state["artifact"] = artifact.to_json()  # a later pass measures it again
             _next_stage(job_path, state, "measure", reexec=True)
@@ -429,6 +438,18 @@ def _throughput(backend, config, state: dict, artifact, dataset, target, protoco
                                                        cache_dir=Path(job.cache_dir)))
     except Exception as exc:  # noqa: BLE001 - the mode failed; the latency figures stand
         return ThroughputFacts(error=_describe(exc))
+
+
+def _saturation(config, job: Job, model, dataset) -> Saturation:
+    """The quantized model's saturation rate on the evaluation inputs (cached by its hash,
+    as the quantized model is); a failure is its note, never the trial's."""
+    from autotune.saturation import saturation_of
+
+    try:
+        return saturation_of(config, Path(job.model_path), model.path, dataset.evaluation,
+                             Path(job.cache_dir))
+    except Exception as exc:  # noqa: BLE001 - the figure is missing; the trial stands
+        return Saturation(note=f"not measured: {_describe(exc)}")
 
 
 class _Unavailable(Exception):

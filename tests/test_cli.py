@@ -37,6 +37,11 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
         assert trial.versions["openvino"] and trial.cpu_model and trial.cores >= 1
         assert trial.cosine > 0.9 and trial.accuracy is None  # no labels: fidelity only
     assert fp32.accuracy_drop == pytest.approx(0.0, abs=1e-5)
+    # Deployment metrics: float clips nothing; int8 has a rate per quantized tensor; no
+    # labels, so no per-class accuracy; host-cpu gives no price.
+    assert fp32.saturation.rate == 0.0 and 0 <= int8.saturation.rate < 1
+    assert int8.saturation.tensors and int8.saturation.samples > 0
+    assert all(t.class_accuracy is None and t.cost_per_million_usd is None for t in trials)
     for trial in trials:  # three passes by default, each in a fresh worker
         assert len(trial.pass_medians_ms) == 3
         assert sum(p.samples for p in trial.passes) == len(trial.latencies_ms)
@@ -44,6 +49,8 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     report = workspace / "reports" / run_id
     summary = (report / "summary.md").read_text()
     assert "No data was given" in summary and "Pareto frontier" in summary
+    assert "### Deployment metrics" in summary and f"| {int8.saturation.rate:.3%} |" in summary
+    assert "Deployment metrics" in (report / "index.html").read_text()
     assert (report / "trials.csv").read_text().count("\n") == 3
     assert (report / "frontier.png").stat().st_size > 10_000
     assert "seeded random inputs" in caplog.text  # the no-data warning
@@ -73,6 +80,15 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     assert "host-cpu: no config meets an accuracy drop of at most 100.0 pp and memory of at " \
            "most 1e-06 MiB" in out
     assert "nearest:" in out and fp32.config.text in out and int8.config.text in out
+    # A saturation limit below int8's rate leaves fp32 (it clips nothing).
+    assert main(["pick", "--max-accuracy-drop", "100", "--max-saturation",
+                 str(int8.saturation.rate / 2), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)["answers"][0]
+    if int8.saturation.rate > 0:
+        assert answer["choice"]["config_id"] == fp32.config.id
+    assert answer["choice"]["saturation"] is not None
+    assert main(["pick", "--max-class-drop", "1"]) == 2  # no labels here
+    assert "has no per-class accuracy" in capsys.readouterr().err
     assert main(["report", run_id]) == 0
 
 

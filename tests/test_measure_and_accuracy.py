@@ -55,3 +55,23 @@ def test_quality_metrics():
     noisy = reference + np.array([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
     scores = quality(noisy, reference, np.array([0, 1]), "top1")
     assert scores.accuracy == 0.5 and scores.top1_agreement == 0.5
+
+
+def test_per_class_accuracy_finds_the_class_an_aggregate_hides():
+    import numpy as np
+
+    from autotune.accuracy import per_class_accuracy, worst_class
+    from autotune.data import Dataset
+    from autotune.driver import class_accuracy
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    reference = np.eye(3)[labels]  # fp32 gets every sample right
+    candidate = reference.copy()
+    candidate[2] = [1, 0, 0]  # one of class 1's two samples goes wrong: 7/8 overall
+    assert per_class_accuracy(candidate, labels) == {"0": 1.0, "1": 0.5, "2": 1.0}
+    assert worst_class(per_class_accuracy(candidate, labels),
+                       per_class_accuracy(reference, labels)) == ("1", 0.5)
+    dataset = Dataset([], [{}] * 8, labels, "top1")
+    found = class_accuracy(candidate, reference, dataset)
+    assert (found.worst_class, found.worst_drop) == ("1", 0.5)
+    assert class_accuracy(candidate, reference, Dataset([], [], None, "fidelity")) is None

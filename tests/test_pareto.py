@@ -71,3 +71,22 @@ def test_front_equals_the_all_pairs_definition_with_ties_and_duplicates():
         assert pareto_front(points) == expected
     assert pareto_front([(1, 2), (1, 2), (0, 3)]) == [0, 1, 2]
     assert pareto_front([]) == []
+
+
+def test_pick_honours_saturation_and_class_drop_limits():
+    from autotune.outcome import ClassAccuracy, Saturation
+
+    fp32, minmax, percentile = (_trial("fp32", 4.0, 0.0), _trial("minmax", 1.0, 0.002),
+                                _trial("percentile", 2.0, 0.001))
+    fp32.saturation = Saturation(rate=0.0)
+    minmax.saturation, percentile.saturation = Saturation(rate=0.02), Saturation(rate=0.001)
+    fp32.class_accuracy = ClassAccuracy({"0": 1.0, "1": 1.0}, "0", 0.0)
+    minmax.class_accuracy = ClassAccuracy({"0": 1.0, "1": 0.9}, "1", 0.1)
+    percentile.class_accuracy = ClassAccuracy({"0": 0.99, "1": 1.0}, "0", 0.01)
+    trials = [fp32, minmax, percentile]
+    assert pick(trials, 0.01).chosen is minmax
+    assert pick(trials, 0.01, max_saturation=0.01).chosen is percentile
+    assert pick(trials, 0.01, max_class_drop=0.05).chosen is percentile
+    assert pick(trials, 0.01, max_saturation=0.01, max_class_drop=0.005).chosen is fp32
+    minmax.saturation = None  # no figure: does not meet a limit on it
+    assert pick(trials, 0.01, max_saturation=0.5).chosen is percentile

@@ -108,12 +108,35 @@ def test_space_typos_name_file_and_key(tmp_path, text, expected):
     ("device = 'cpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n[tensorrt]\nx = 1\n",
      "tensorrt: unknown table: no backend of that name (backends: openvino, tvm"),
     ("device = 'cpu'\narch = 'x86_64'\n[openvino]\n", "needs an [openvino] device"),
+    ("device = 'cpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n[cost]\n"
+     "price_per_hour = '0.34'\n", "cost.price_per_hour: expected"),
+    ("device = 'cpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n[cost]\n"
+     "price_per_hour = 0\n", "cost.price_per_hour: must be above 0"),
+    ("device = 'cpu'\narch = 'x86_64'\n[openvino]\ndevice = 'CPU'\n[cost]\nprice = 1\n",
+     "cost.price: unknown key (known: price_per_hour)"),
 ])
 def test_target_errors_name_file_and_key(tmp_path, text, expected):
     path = _write(tmp_path, "bad.toml", text)
     with pytest.raises(InputError) as error:
         load_target(path)
     assert path in str(error.value) and expected in str(error.value)
+
+
+def test_a_target_price_gives_the_cost_per_million_inferences(tmp_path):
+    from autotune.config import FP32
+    from autotune.trial import Trial
+
+    path = _write(tmp_path, "priced.toml", "device = 'cpu'\narch = 'x86_64'\n[openvino]\n"
+                  "device = 'CPU'\n[cost]\nprice_per_hour = 0.36\n")
+    target = load_target(path)
+    assert target.price_per_hour == 0.36
+    trial = Trial(run_id="r", model="m", model_hash="h", config=FP32, backend="openvino",
+                  target=target.name, status="ok", latency_median_ms=2.0,
+                  price_per_hour=target.price_per_hour)
+    # 0.36 USD/h = 1e-4 USD/s; 1e6 inferences of 2 ms = 2000 s.
+    assert trial.cost_per_million_usd == pytest.approx(0.2)
+    assert Trial(**{**trial.__dict__, **Trial.facts_from_json(trial.facts_json())}) == trial
+    assert load_target("host-cpu").price_per_hour is None
 
 
 def test_unknown_names_list_the_known_ones():

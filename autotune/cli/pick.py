@@ -22,6 +22,12 @@ def add_parser(commands) -> None:
                         help="largest accuracy drop vs fp32, in percentage points (default: 1)")
     parser.add_argument("--max-memory", type=float, default=None, metavar="MIB",
                         help="largest memory use of the model, in MiB")
+    parser.add_argument("--max-saturation", type=float, default=None, metavar="FRACTION",
+                        help="largest share of activation values clipped by the quantized "
+                             "ranges, e.g. 0.01 (weight-only and float configs clip none)")
+    parser.add_argument("--max-class-drop", type=float, default=None, metavar="PP",
+                        help="largest accuracy drop of the worst class vs fp32, in percentage "
+                             "points (labelled top1 data only)")
     parser.add_argument("--objective", default="latency", choices=sorted(OBJECTIVES))
     parser.add_argument("--target", default=None, help="only this target")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -36,6 +42,11 @@ def add_parser(commands) -> None:
 def handle(args) -> int:
     if args.max_accuracy_drop < 0:
         raise InputError("--max-accuracy-drop: must not be negative")
+    if args.max_saturation is not None and not 0 <= args.max_saturation <= 1:
+        raise InputError(f"--max-saturation: a fraction from 0 to 1 (0.01 = 1%); got "
+                         f"{args.max_saturation:g}")
+    if args.max_class_drop is not None and args.max_class_drop < 0:
+        raise InputError("--max-class-drop: must not be negative")
     store = open_store(args.store)
     run = store.get_run(args.run_id)
     trials = store.trials(run.id)
@@ -51,11 +62,15 @@ def handle(args) -> int:
     if args.objective == "throughput" and not any(t.throughput_ips for t in trials):
         raise InputError(f"--objective throughput: run {run.id} has no throughput figures "
                          f"(measure them with `autotune run --batch 1,8`)")
+    if args.max_class_drop is not None and not any(t.class_accuracy for t in trials):
+        raise InputError(f"--max-class-drop: run {run.id} has no per-class accuracy (it "
+                         f"needs labelled classes, metric top1)")
     max_memory = None if args.max_memory is None else int(args.max_memory * 2**20)
+    max_class_drop = None if args.max_class_drop is None else args.max_class_drop / 100
     answers, chosen = [], None
     for target in targets:
         choice = pick([t for t in trials if t.target == target], args.max_accuracy_drop / 100,
-                      args.objective, max_memory)
+                      args.objective, max_memory, args.max_saturation, max_class_drop)
         chosen = choice.chosen
         answers.append({
             "target": target,
@@ -82,11 +97,18 @@ def handle(args) -> int:
                               c["memory_mib"], c["artifact_size_kib"]]
                              + ([c["throughput_ips"], c["throughput_batch"]] if throughput
                                 else [])])
+                deployment = _deployment_text(c)
+                if deployment:
+                    print(f"deployment: {deployment}")
                 print(f"reproduce: {c['reproduce']}")
             else:
                 print(f"{answer['target']}: no config meets an accuracy drop of at most "
                       f"{args.max_accuracy_drop} pp"
-                      + (f" and memory of at most {args.max_memory} MiB" if max_memory else ""))
+                      + (f" and memory of at most {args.max_memory} MiB" if max_memory else "")
+                      + (f", saturation of at most {args.max_saturation:.2%}"
+                         if args.max_saturation is not None else "")
+                      + (f", a worst-class drop of at most {args.max_class_drop} pp"
+                         if max_class_drop is not None else ""))
                 if answer["nearest"]:
                     print("nearest:")
                     print_table(["config", "backend", "drop pp", "misses by pp", "latency ms"],
@@ -122,9 +144,27 @@ def _describe(trial, run) -> dict:
         # The throughput mode's best batch size (--batch); None where it was not measured.
         "throughput_ips": trial.throughput_ips,
         "throughput_batch": best.batch if (best := _best(trial)) else None,
+        # Deployment metrics; None where not measured (see README).
+        "saturation": trial.saturation_rate,
+        "worst_class": None if trial.class_accuracy is None else trial.class_accuracy.worst_class,
+        "worst_class_drop_pp": None if trial.worst_class_drop is None
+        else round(trial.worst_class_drop * 100, 3),
+        "cost_per_million_usd": trial.cost_per_million_usd,
         "reproduce": reproduce_command(run, trial),
     }
 
 
 def _best(trial):
     return None if trial.throughput is None else trial.throughput.best
+
+
+def _deployment_text(c: dict) -> str:
+    """The choice's deployment metrics in words ("" where none was measured)."""
+    parts = []
+    if c["saturation"] is not None:
+        parts.append(f"saturation {c['saturation']:.3%}")
+    if c["worst_class"] is not None:
+        parts.append(f"worst class {c['worst_class']} drops {c['worst_class_drop_pp']} pp")
+    if c["cost_per_million_usd"] is not None:
+        parts.append(f"USD {c['cost_per_million_usd']:.4f} per million inferences")
+    return ", ".join(parts)

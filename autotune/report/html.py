@@ -24,12 +24,17 @@ from autotune.report.svg import anchor, e, trial_key
 from autotune.report.text import (
     CHANGE_HEADERS,
     CHANGES_TITLE,
+    DEPLOYMENT_HEADERS,
+    DEPLOYMENT_MEANING,
+    DEPLOYMENT_TITLE,
     DRIFT_TITLE,
     MACHINE_HEADER,
     change_cells,
     changes_intro,
     chosen_figures,
+    deployment_cells,
     drift_intro,
+    has_deployment_metrics,
     judged_machine,
     limit_text,
     machine_text,
@@ -180,7 +185,7 @@ def _target_section(facts: RunFacts, target: TargetFacts) -> str:
         parts.append("<h3>All successful trials</h3>"
                      '<p class="note">Click a column header to sort.</p>'
                      + _trial_table(target.ok))
-    parts += [_failed_block(target.failed), "</section>"]
+    parts += [_deployment_block(target.ok), _failed_block(target.failed), "</section>"]
     return "\n".join(part for part in parts if part)
 
 
@@ -217,6 +222,21 @@ def _frontier_block(facts: RunFacts, target: TargetFacts) -> str:
                "run did not measure.")
     return (f"{head}<figure>{frontier_svg(facts, target)}{frontier_legend(facts, target)}"
             f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _deployment_block(ok: Sequence[TrialFacts]) -> str:
+    """Saturation rate, the worst class's drop and the cost per million inferences."""
+    if not has_deployment_metrics([f.trial for f in ok]):
+        return ""
+    head = "".join(f"<th>{e(name)}</th>" for name in DEPLOYMENT_HEADERS)
+    rows = "".join(
+        f'<tr data-key="{trial_key(f.trial)}">'
+        + "".join(f"<td>{e(cell)}</td>" for cell in
+                  [f.trial.config.label, f.trial.backend, *deployment_cells(f.trial)])
+        + "</tr>" for f in ok)
+    return (f"<h3>{DEPLOYMENT_TITLE}</h3><p class=\"note\">{e(DEPLOYMENT_MEANING)}.</p>"
+            '<div class="table-wrap"><table class="sortable"><thead><tr>'
+            f"{head}</tr></thead><tbody>{rows}</tbody></table></div>")
 
 
 def _failed_block(failed: Sequence[TrialFacts]) -> str:

@@ -8,13 +8,18 @@ from autotune.report.facts import Recommendation, Regressions, RooflineFacts, Ru
 from autotune.report.text import (
     CHANGE_HEADERS,
     CHANGES_TITLE,
+    DEPLOYMENT_HEADERS,
+    DEPLOYMENT_MEANING,
+    DEPLOYMENT_TITLE,
     DRIFT_TITLE,
     MACHINE_HEADER,
     change_cells,
     changes_intro,
     chosen_figures,
+    deployment_cells,
     drift_intro,
     fmt,
+    has_deployment_metrics,
     kib,
     limit_text,
     machine_text,
@@ -61,6 +66,7 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
             lines += ["### All successful trials", ""]
             lines += _trial_table(target.ok)
             lines += _throughput_table(target.ok, target.throughput_front)
+            lines += _deployment_table(target.ok)
             lines += _roofline_table(target.roofline)
         if target.failed:
             lines += ["### Failed trials", "", "| config | backend | status | error |",
@@ -151,6 +157,20 @@ def _throughput_table(ok: Sequence[TrialFacts], front: Sequence[TrialFacts]) -> 
             + f" | {fmt(best / latency_ips if best and latency_ips else None, '{:.2f}x')} | "
               f"{fmt(f.throughput_vs_fp32, '{:.2f}x')} | {fmt(f.speedup, '{:.2f}x')} | "
               f"{'yes' if id(t) in on_front else ''} | {how.replace('|', '/')} |")
+    lines.append("")
+    return lines
+
+
+def _deployment_table(ok: Sequence[TrialFacts]) -> list[str]:
+    """Saturation rate, the worst class's drop and the cost per million inferences."""
+    if not has_deployment_metrics([f.trial for f in ok]):
+        return []
+    lines = [f"### {DEPLOYMENT_TITLE}", "", DEPLOYMENT_MEANING + ".", "",
+             "| " + " | ".join(DEPLOYMENT_HEADERS) + " |",
+             "|---|---|---:|---|---|---:|"]
+    for t in (f.trial for f in ok):
+        cells = [t.config.label, t.backend, *deployment_cells(t)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     lines.append("")
     return lines
 

@@ -116,3 +116,42 @@ def drift_intro(baseline_id: str, items: Sequence[DriftItem]) -> str:
                 f"frontier and no dominated config joined it.")
     return (f"Against the previous comparable run {baseline_id} (recommendation at the "
             f"default accuracy limit, frontier of latency, accuracy drop and memory):")
+
+
+# Deployment metrics (saturation rate, per-class drop, cost per million inferences).
+
+DEPLOYMENT_TITLE = "Deployment metrics"
+DEPLOYMENT_HEADERS = ("config", "backend", "saturation", "most clipped tensor",
+                      "worst class (drop pp)", "USD per 1M inferences")
+DEPLOYMENT_MEANING = (
+    "saturation = share of activation values outside the quantized ranges (the QDQ model's "
+    "QuantizeLinear scale and zero point) on up to 32 evaluation inputs, run through the fp32 "
+    "model; 0 for float configs, n/a for weight-only ones (activations stay float); target "
+    "below 1%. Worst class = the label whose top-1 accuracy fell most vs fp32's on it. Cost = "
+    "the target's price per hour / 3600 x latency in s x 1e6: one stream, back to back")
+
+
+def has_deployment_metrics(trials: Sequence[Trial]) -> bool:
+    return any(t.saturation is not None or t.class_accuracy is not None
+               or t.cost_per_million_usd is not None for t in trials)
+
+
+def deployment_cells(trial: Trial) -> list[str]:
+    """The deployment metrics of one trial as table cells (after config and backend)."""
+    saturation = trial.saturation
+    if saturation is None:
+        rate = "-"
+    elif saturation.rate is None:
+        rate = "n/a"
+    else:
+        rate = f"{saturation.rate:.3%}"
+    worst = None if saturation is None else saturation.worst
+    clipped = "-" if worst is None else f"{worst[0]} ({worst[1]:.2%})"
+    classes = trial.class_accuracy
+    if classes is None:
+        cohort = "-"
+    elif classes.worst_drop <= 0:
+        cohort = "none dropped"
+    else:
+        cohort = f"{classes.worst_class} ({pp(classes.worst_drop)})"
+    return [rate, clipped, cohort, fmt(trial.cost_per_million_usd, "{:.4f}")]

@@ -16,11 +16,13 @@ from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
 from autotune.outcome import (
     CAUSE,
+    ClassAccuracy,
     DeviceFacts,
     MachineState,
     Note,
     PassRecord,
     RooflinePlacement,
+    Saturation,
     Sensitivity,
     ThroughputFacts,
     ThroughputPoint,
@@ -81,7 +83,11 @@ def full_trial(run_id: str, config: QuantConfig = INT8, backend: str = "openvino
                             "request", streams=1,
                             machine=MachineState(wall_s=0.2, cpus=1, other_share=0.01)),
             ThroughputPoint(8, 8, error="ValueError: the model cannot be reshaped to batch 8"),
-        )))
+        )),
+        saturation=Saturation(rate=0.0012, tensors={"input": 0.0, "relu1": 0.0031},
+                              samples=32),
+        class_accuracy=ClassAccuracy({"0": 0.98, "1": 0.9}, "1", 0.05),
+        price_per_hour=0.34)
 
 
 def failed_trial(run_id: str, config: QuantConfig = FP32, status: str = "compile_error",
