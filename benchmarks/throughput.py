@@ -6,7 +6,9 @@ driver with ``--batch 1,8`` (one pass each, every trial in its own worker), and 
 the batch-1 latency mode's inferences/s (1000 / latency), the THROUGHPUT hint's at batch 1
 and 8, the best of them over the latency mode (the issue's target: at least 1.5x), and the
 int8/fp32 throughput ratio next to the int8/fp32 latency ratio. Writes
-``benchmarks/results/throughput-DATE.json``.
+``benchmarks/results/throughput-DATE-TARGET.json``. ``--target`` takes a name or a TOML file:
+``benchmarks/targets/host-all-cores.toml`` is host-cpu with no core kept spare, as a
+throughput deployment would run (host-cpu times on one pinned vCPU of two).
 
     python benchmarks/throughput.py [--models digits-cnn,minilm] [--min-time 1.0]
     python benchmarks/throughput.py --models tiny-cnn --min-time 0.2   # a quick check
@@ -62,7 +64,7 @@ def main() -> int:
             trials = Store(store_url).trials(run_id)
             name = Path(str(model)).stem if str(model).endswith(".onnx") else str(model)
             figures["models"][name] = _print_model(name, trials)
-    path = write_result(args.out, "throughput", figures)
+    path = write_result(args.out, "throughput", figures, f"-{Path(args.target).stem}")
     print(f"wrote {path}")
     return 0
 
