@@ -95,7 +95,7 @@ def _has_minilm() -> bool:
 def _print_model(name: str, trials: list[Trial]) -> dict:
     """One row per config, and the int8/fp32 ratios; the figures for the result file."""
     by_config = {("fp32" if t.config.is_float else "int8"): t for t in trials}
-    print(f"\n{name} on host-cpu, OpenVINO (inferences/s)")
+    print(f"\n{name} on {trials[0].target}, OpenVINO (inferences/s)")
     header = (f"{'config':6} {'latency ms':>10} {'latency mode':>12} "
               + " ".join(f"{f'hint b{b}':>10}" for b in BATCHES)
               + f" {'best/latency':>12}  how")
