@@ -1,5 +1,6 @@
 """The command line end to end, with real quantization and real OpenVINO on a tiny model."""
 
+import csv
 import json
 import os
 import signal
@@ -52,6 +53,9 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     assert "### Deployment metrics" in summary and f"| {int8.saturation.rate:.3%} |" in summary
     assert "Deployment metrics" in (report / "index.html").read_text()
     assert (report / "trials.csv").read_text().count("\n") == 3
+    rows = {row["label"]: row for row in csv.DictReader(open(report / "trials.csv"))}
+    assert float(rows["fp32"]["saturation_rate"]) == 0.0
+    assert float(rows[int8.config.label]["saturation_rate"]) == pytest.approx(int8.saturation.rate)
     assert (report / "frontier.png").stat().st_size > 10_000
     assert "seeded random inputs" in caplog.text  # the no-data warning
 

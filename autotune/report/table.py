@@ -17,6 +17,7 @@ CSV_FIELDS = ("config_id", "config_text", "label", "backend", "target", "status"
               "first_inference_warm", "emulated",
               "other_cpu_share", "steal_share", "load_1m", "cpu_mhz", "contended",
               "throughput_ips", "throughput_batch", "throughput_vs_fp32",
+              "saturation_rate", "worst_class", "worst_class_drop_pp", "cost_per_million_usd",
               "on_frontier", "flags", "notes", "error")
 
 # Every column of ``trial_record`` (docs/api.md says what each holds): the CSV's, and the
@@ -33,6 +34,7 @@ TRIAL_COLUMNS = (
     "roofline_bound_ms", "roofline_compute_ms", "roofline_memory_ms", "roofline_bound",
     "roofline_memory_level", "roofline_attained_fraction",
     "throughput_ips", "throughput_batch", "throughput_vs_fp32",
+    "saturation_rate", "worst_class", "worst_class_drop_pp", "cost_per_million_usd",
     "on_frontier", "flags", "notes", "error", "started_at", "finished_at")
 
 
@@ -59,6 +61,7 @@ def trial_record(facts: TrialFacts) -> dict:
         "noisy": t.noisy, "tuned": None if t.tuning is None else t.tuning.tuned,
         "cpu_model": t.cpu_model, "cores": t.cores,
         **_machine_fields(t), **_roofline_fields(t), **_throughput_fields(facts),
+        **_deployment_fields(t),
         "on_frontier": facts.on_front, "flags": " | ".join(facts.flags),
         "notes": " | ".join(note.text for note in t.notes),
         "error": t.error, "started_at": t.started_at, "finished_at": t.finished_at,
@@ -91,6 +94,16 @@ def _throughput_fields(facts: TrialFacts) -> dict:
     return {"throughput_ips": None if best is None else best.inferences_per_s,
             "throughput_batch": None if best is None else best.batch,
             "throughput_vs_fp32": facts.throughput_vs_fp32}
+
+
+def _deployment_fields(trial) -> dict:
+    """Saturation, the worst class's drop and the cost per million inferences (blank where
+    the trial has no such figure)."""
+    classes = trial.class_accuracy
+    return {"saturation_rate": trial.saturation_rate,
+            "worst_class": None if classes is None else classes.worst_class,
+            "worst_class_drop_pp": None if classes is None else classes.worst_drop * 100,
+            "cost_per_million_usd": trial.cost_per_million_usd}
 
 
 def _roofline_fields(trial) -> dict:
