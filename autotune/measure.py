@@ -39,6 +39,12 @@ class MeasurementProtocol:
             raise ValueError(f"injected_slowdown must not be negative; got "
                              f"{self.injected_slowdown}")
 
+    def window_done(self, timed: int, elapsed_s: float) -> bool:
+        """Whether a timed window of ``timed`` runs over ``elapsed_s`` seconds may stop:
+        enough runs and time, or past the cap with at least three runs."""
+        return ((timed >= self.min_repeats and elapsed_s >= self.min_time_s)
+                or (elapsed_s >= self.max_time_s and timed >= 3))
+
     def to_dict(self) -> dict:
         data = {"warmup_runs": self.warmup_runs, "min_repeats": self.min_repeats,
                 "min_time_s": self.min_time_s, "max_time_s": self.max_time_s}
@@ -128,11 +134,7 @@ def measure_session(load: Callable[[], Session], evaluation: Sequence[Feeds],
     canary_before = time_canary() if session.runs_here else None
     before = snapshot() if session.runs_here else None
     began = time.perf_counter()
-    while True:
-        elapsed = time.perf_counter() - began
-        enough = len(samples) >= protocol.min_repeats and elapsed >= protocol.min_time_s
-        if enough or (elapsed >= protocol.max_time_s and len(samples) >= 3):
-            break
+    while not protocol.window_done(len(samples), time.perf_counter() - began):
         session.set_inputs(evaluation[len(samples) % len(evaluation)])
         sample_ms = session.timed_run()
         if protocol.injected_slowdown:

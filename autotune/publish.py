@@ -31,7 +31,6 @@ from autotune.report.facts import (
     RunFacts,
     TargetFacts,
     gather,
-    gather_from_store,
 )
 from autotune.report.html import ASSETS, document
 from autotune.report.svg import FONT_PX, Frame, Scale, anchor, axes, e, linear_range, svg
@@ -159,7 +158,9 @@ def _series(pairs: list, grouped: list[list]) -> SeriesHistory:
 
 
 def _frontier_view(store: Store, run: Run, target: str) -> FrontierView:
-    facts = gather_from_store(store, run.id)
+    """The run's frontier facts: its trials and predictions only; the report's regressions,
+    drift and change points (each a look across the store) are not drawn here."""
+    facts = gather(run, store.trials(run.id), predictions=store.predictions(run.id))
     return FrontierView(facts, next(t for t in facts.targets if t.name == target))
 
 

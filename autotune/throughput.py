@@ -94,11 +94,7 @@ def timed_window(submit: Callable[[int], None], wait_all: Callable[[], None],
     submitted = 0
     before = snapshot()
     began = time.perf_counter()
-    while True:
-        elapsed = time.perf_counter() - began
-        if (elapsed >= protocol.min_time_s and submitted >= protocol.min_repeats) or (
-                elapsed >= protocol.max_time_s and submitted >= 3):
-            break
+    while not protocol.window_done(submitted, time.perf_counter() - began):
         submit(submitted)
         submitted += 1
     wait_all()
