@@ -217,7 +217,7 @@ def run_benchmark(model: str | Path = DEFAULT_MODEL, *, space: str = "default",
         get_backend(name)
     run_settings = RunSettings.from_spec(spec, workspace_for(store), progress=progress)
     source = resolve_model(spec.model, None if spec.data is None else Path(spec.data),
-                           spec.metric)
+                           spec.metric, spec.shapes)
     strategy_ = make_strategy(spec.strategy, spec.seed, StrategyContext(
         source.path, results, model_dir=run_settings.workspace / "costmodels"))
     run_id = start_run(results, source, loaded_space, loaded_targets, run_settings,

@@ -94,7 +94,7 @@ def model_inputs(model_path: Path) -> list[InputSpec]:
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 raise InputError(
                     f"{model_path}: input {value.name!r} dimension {index} is dynamic "
-                    f"({dim.dim_param or '?'}); give a model with static input shapes")
+                    f"({dim.dim_param or '?'}); autotune run sizes it with --shape")
             shape.append(dim.dim_value)
         dtype = _ONNX_DTYPES.get(tensor_type.elem_type)
         if dtype is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import InputError
+from autotune.prepare import parse_shapes
 from autotune.settings import DEFAULT_MODEL, DEFAULT_TARGET, RunSpec
 from autotune.tomlfile import Table, read_toml
 
@@ -49,6 +50,7 @@ class ModelEntry:
     model: str  # zoo name or ONNX path
     data: str | None = None
     metric: str | None = None
+    shapes: tuple[str, ...] = ()  # --shape INPUT=DIMS texts for its dynamic dimensions
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def _strings(top: Table, key: str, default: list[str]) -> list[str]:
 
 
 def _model(entry: Any, path: Path, index: int) -> ModelEntry:
-    """A ``[[models]]`` table (model, data, metric), or a plain name or path."""
+    """A ``[[models]]`` table (model, data, metric, shape), or a plain name or path."""
     if isinstance(entry, str):
         entry = {"model": entry}
     if not isinstance(entry, dict):
@@ -160,12 +162,18 @@ def _model(entry: Any, path: Path, index: int) -> ModelEntry:
     model = table.get("model", str)
     data = table.get("data", str, None)
     metric = table.get("metric", str, None, choices=METRICS)
+    shapes = table.get("shape", list, [])
+    try:
+        parse_shapes([text if isinstance(text, str) else repr(text) for text in shapes])
+    except InputError as error:
+        raise InputError(f"{table.where('shape')}: {error}") from None
     table.finish()
     from autotune.zoo import ZOO
 
     if model not in ZOO:
         model = str(_relative(model, folder))
-    return ModelEntry(model, None if data is None else str(_relative(data, folder)), metric)
+    return ModelEntry(model, None if data is None else str(_relative(data, folder)), metric,
+                      tuple(shapes))
 
 
 def _runtime(entry: Any, top: Table, index: int) -> tuple[str, ...]:
@@ -194,18 +202,19 @@ def _relative(value: str, folder: Path) -> Path:
 def apply_flags(run_file: RunFile, flags: Mapping[str, Any]) -> RunFile:
     """The run file with the flags the user gave (``RunSpec`` field -> value) in force.
 
-    ``--model`` (with ``--data``/``--metric``) replaces the file's models, ``--space`` its
-    spaces, ``--config`` its spaces or configs, ``--runtime`` its runtimes (one, with every
-    requirement given); the rest set the shared settings."""
+    ``--model`` (with ``--data``/``--metric``/``--shape``) replaces the file's models,
+    ``--space`` its spaces, ``--config`` its spaces or configs, ``--runtime`` its runtimes
+    (one, with every requirement given); the rest set the shared settings."""
     flags = dict(flags)
     models, spaces, configs = run_file.models, run_file.spaces, run_file.configs
     runtimes = run_file.runtimes
     if "model" in flags:
         models = (ModelEntry(flags.pop("model"), flags.pop("data", None),
-                             flags.pop("metric", None)),)
-    elif "data" in flags or "metric" in flags:
-        raise InputError(f"{'--data' if 'data' in flags else '--metric'} with a run file "
-                         f"({run_file.path}) needs --model: the file's models have their own")
+                             flags.pop("metric", None), tuple(flags.pop("shapes", ()))),)
+    elif given := [flag for key, flag in (("data", "--data"), ("metric", "--metric"),
+                                          ("shapes", "--shape")) if key in flags]:
+        raise InputError(f"{given[0]} with a run file ({run_file.path}) needs --model: the "
+                         f"file's models have their own")
     if "configs" in flags:
         configs, spaces = flags.pop("configs"), ()
         flags.pop("space", None)
@@ -229,6 +238,6 @@ def cells(run_file: RunFile) -> list[Cell]:
         for space in run_file.spaces or (RunSpec.space,):
             for runtime in run_file.runtimes:
                 specs.append(replace(run_file.shared, model=entry.model, data=entry.data,
-                                     metric=entry.metric, space=space,
+                                     metric=entry.metric, shapes=entry.shapes, space=space,
                                      configs=run_file.configs, runtime=runtime))
     return [Cell(index, spec.validate()) for index, spec in enumerate(specs, start=1)]

@@ -33,6 +33,7 @@ class RunSpec:
     model: str = DEFAULT_MODEL  # zoo name or ONNX path
     data: str | None = None  # .npz of calibration/evaluation inputs
     metric: str | None = None
+    shapes: tuple[str, ...] = ()  # --shape INPUT=DIMS texts for a model's dynamic dimensions
     space: str = "default"  # name or TOML path; unused when ``configs`` are given
     configs: tuple[str, ...] = ()  # canonical config texts (--config), fp32 added
     targets: tuple[str, ...] = (DEFAULT_TARGET,)
@@ -69,6 +70,10 @@ class RunSpec:
             from autotune.throughput import check_batches
 
             check_batches(self.batches, "--batch")
+        if self.shapes:
+            from autotune.prepare import parse_shapes
+
+            parse_shapes(self.shapes)
         if self.passes < 1:
             raise InputError(f"--passes: must be at least 1; got {self.passes}")
         if self.min_repeats < 1:  # a trial with no sample has no latency to store
@@ -88,7 +93,7 @@ class RunSpec:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        for name in ("configs", "targets", "backends", "runtime", "batches"):
+        for name in ("shapes", "configs", "targets", "backends", "runtime", "batches"):
             data[name] = list(data[name])
         return data
 
@@ -99,7 +104,7 @@ class RunSpec:
         if unknown:
             raise ValueError(f"unknown run settings {unknown}")
         values = dict(data)
-        for name in ("configs", "targets", "backends", "runtime", "batches"):
+        for name in ("shapes", "configs", "targets", "backends", "runtime", "batches"):
             if name in values:
                 values[name] = tuple(values[name] or ())
         return cls(**values)

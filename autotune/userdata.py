@@ -68,6 +68,17 @@ def load_user_data(model_path: Path, data_path: Path, metric: str | None = None)
     return Dataset(calibration=calibration, evaluation=evaluation, labels=labels, metric=metric)
 
 
+def sample_shapes(data_path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of one sample of each input array (batch 1 put first), by input name:
+    what sizes a dynamic model's dimensions when ``--shape`` does not."""
+    shapes = {}
+    for key, values in _read_npz(data_path).items():
+        name = key.partition("/")[2] if "/" in key else key
+        if name != "labels" and values.ndim >= 1:
+            shapes.setdefault(name, (1, *values.shape[1:]))
+    return shapes
+
+
 def _read_npz(data_path: Path) -> dict[str, np.ndarray]:
     try:
         archive = np.load(data_path)

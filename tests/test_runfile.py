@@ -55,13 +55,15 @@ model = "digits-cnn"
 model = "models/mine.onnx"
 data = "data/mine.npz"
 metric = "cosine"
+shape = ["image=1x3x8x8"]
 """)
     planned = cells(load_run_file(path))
     assert len(planned) == 2 * 2 * 2 and [c.index for c in planned] == list(range(1, 9))
     mine = planned[-1].spec
     # Paths are taken from the run file's folder; names stay names.
-    assert (mine.model, mine.data, mine.metric) == (
-        str(tmp_path / "models/mine.onnx"), str(tmp_path / "data/mine.npz"), "cosine")
+    assert (mine.model, mine.data, mine.metric, mine.shapes) == (
+        str(tmp_path / "models/mine.onnx"), str(tmp_path / "data/mine.npz"), "cosine",
+        ("image=1x3x8x8",))
     assert mine.space == str(tmp_path / "spaces/mine.toml")
     assert mine.targets == ("host-cpu", str(tmp_path / "boards/pi.toml"))
     assert mine.runtime == ("openvino==2025.4.0", "onnxruntime==1.22.0")
@@ -88,6 +90,9 @@ metric = "cosine"
     ('[[models]]\nmodel = "digits-cnn"\nmetrik = "top1"',
      "models[0].metrik: unknown key (did you mean 'metric'?)"),
     ('[[models]]\ndata = "d.npz"', "models[0].model: required key is missing"),
+    ('[[models]]\nmodel = "m.onnx"\nshape = "x=1"', "models[0].shape: expected a list"),
+    ('[[models]]\nmodel = "m.onnx"\nshape = ["x"]',
+     "models[0].shape: --shape x: expected INPUT=DIMS"),
     ("models = [3]", "models[0]: expected a table or a string, got int 3"),
     ("spaces = []", "spaces: list at least one space (or give configs)"),
     ("budget = ", "not valid TOML"),

@@ -84,12 +84,12 @@ def run_one(args, store: Store, spec: RunSpec, thresholds, say, resumed: Run | N
             Path(resumed.model_path), store, model_dir=settings.workspace / "costmodels"))
     else:
         model = resolve_model(spec.model, None if spec.data is None else Path(spec.data),
-                              spec.metric)
+                              spec.metric, spec.shapes)
         strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
             model.path, store, model_dir=settings.workspace / "costmodels"))
         if model.dataset.synthetic:
             log.warning("no --data for %s: calibrating on seeded random inputs and scoring "
-                        "fidelity vs fp32 only (no task accuracy)", model.path)
+                        "fidelity vs fp32 only (no task accuracy)", spec.model)
         # Targets from the built-in folder by name, others by their file.
         recorded = tuple(t.name if t.path and t.path.parent.name == "targets" else str(t.path)
                          for t in targets)

@@ -46,6 +46,11 @@ def add_parser(commands) -> None:
                              "score per pair of samples), cosine or mse (target outputs as "
                              "labels, else against fp32); default: top1 with labels, else "
                              "fidelity vs fp32")
+    parser.add_argument("--shape", default=argparse.SUPPRESS, action="append",
+                        metavar="INPUT=DIMS",
+                        help="size of an ONNX file's dynamic input, e.g. input_ids=1x128 or "
+                             "image=1x3x224x224 (repeatable; default: batch 1, a sequence "
+                             "dimension 128, else the --data arrays' shapes)")
     parser.add_argument("--space", default=argparse.SUPPRESS,
                         help="search space name or TOML file (default: default)")
     parser.add_argument("--config", action="append", default=argparse.SUPPRESS, metavar="TEXT",
@@ -157,7 +162,8 @@ def add_parser(commands) -> None:
 
 # The flags that set a run's settings, by ``RunSpec`` field. They default to nothing
 # (argparse.SUPPRESS): an absent flag takes RunSpec's default, or the run file's value.
-SPEC_FLAGS = {"model": "model", "data": "data", "metric": "metric", "space": "space",
+SPEC_FLAGS = {"model": "model", "data": "data", "metric": "metric", "shape": "shapes",
+              "space": "space",
               "config": "configs", "target": "targets", "backend": "backends",
               "strategy": "strategy", "budget": "budget", "seed": "seed",
               "trial_timeout": "trial_timeout_s", "trial_memory": "trial_memory_mib",

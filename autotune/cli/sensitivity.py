@@ -20,6 +20,8 @@ def add_parser(commands) -> None:
                         "(default: digits-cnn)")
     parser.add_argument("--data", default=None, type=Path,
                         help=".npz with calibration/evaluation inputs for an ONNX file")
+    parser.add_argument("--shape", default=[], action="append", metavar="INPUT=DIMS",
+                        help="size of an ONNX file's dynamic input (as autotune run)")
     parser.add_argument("--config", default=DEFAULT_BASE, metavar="TEXT",
                         help=f"the integer config each layer is quantized with "
                              f"(default: '{DEFAULT_BASE}')")
@@ -38,7 +40,7 @@ def handle(args) -> int:
         base = QuantConfig.from_text(args.config)
     except ConfigError as error:
         raise InputError(f"--config {args.config!r}: {error}") from None
-    model = resolve_model(args.model or DEFAULT_MODEL, args.data)
+    model = resolve_model(args.model or DEFAULT_MODEL, args.data, input_shapes=args.shape)
     found = scan(model.path, base, model.dataset, workspace_for(args.store) / "cache")
     rank = {layer: index + 1 for index, layer in enumerate(found.ranking())}
     layers = sorted(found.layers, key=lambda s: rank[s.layer])

@@ -256,6 +256,8 @@ def reproduce_command(run: Run, trial: Trial) -> str:
     parts = ["autotune", "run", "--model", settings.model]
     if settings.data:
         parts += ["--data", settings.data]
+    for shape in settings.shapes:
+        parts += ["--shape", shape]
     parts += ["--target", trial.target, "--backend", trial.backend]
     if trial.tuning is not None:  # the backend tuned: the same budget finds the same kernels
         parts += ["--tuning-trials", str(trial.tuning.trials_requested)]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from autotune.data import Dataset, random_dataset
 from autotune.errors import InputError
 from autotune.paths import ZOO_MODELS_DIR
+from autotune.prepare import parse_shapes, prepare_model
 from autotune.settings import DEFAULT_MODEL  # noqa: F401 - re-exported (zoo.DEFAULT_MODEL)
 from autotune.zoo import minilm, shapes
 from autotune.zoo.cache import cached_model_path, installed_version
@@ -141,14 +142,20 @@ class ModelSource:
 
 
 def resolve_model(name_or_path: str, data_path: Path | None = None,
-                  metric: str | None = None) -> ModelSource:
+                  metric: str | None = None, input_shapes: Sequence[str] = ()) -> ModelSource:
     """A zoo name or an ONNX file, with its data (``data_path``) scored by ``metric``.
+
+    An ONNX file with dynamic dimensions, external data or exporter habits is prepared
+    first (``autotune.prepare``), its dynamic dimensions sized by ``shapes`` (``--shape``
+    texts) first, then the data's arrays and the defaults.
 
     Raises:
         InputError: an unknown name, a missing extra, or data that does not fit the model.
     """
     if name_or_path in ZOO:
         entry = ZOO[name_or_path]
+        if input_shapes:
+            raise InputError(f"--shape: zoo model {entry.name} has static shapes")
         if data_path is not None:
             raise InputError(f"--data: zoo model {entry.name} brings its own data")
         if metric is not None and metric != entry.metric:
@@ -159,10 +166,15 @@ def resolve_model(name_or_path: str, data_path: Path | None = None,
     if not path.exists():
         raise InputError(f"unknown model {name_or_path!r}: neither a zoo name "
                          f"({', '.join(ZOO)}) nor an existing file")
-    if data_path is not None:
-        from autotune.userdata import load_user_data
+    from autotune.userdata import load_user_data, sample_shapes
 
+    prepared = prepare_model(path, parse_shapes(input_shapes),
+                             None if data_path is None else sample_shapes(Path(data_path)))
+    for step in prepared.steps:
+        log.info("prepared %s: %s", path.name, step)
+    path = prepared.path
+    if data_path is not None:
         dataset = load_user_data(path, Path(data_path), metric)
     else:
         dataset = random_dataset(path, metric=metric)
-    return ModelSource(path.stem, path, dataset)
+    return ModelSource(prepared.source.stem, path, dataset)
