@@ -297,3 +297,20 @@ def test_minilm_export_matches_sentence_transformers_and_scores_well(zoo_cache):
     reference = SentenceTransformer(str(minilm.model_dir()), device="cpu").encode(sentences)
     np.testing.assert_allclose(embeddings, reference, atol=2e-5)
     assert spearman(embeddings, scores) > 0.85
+
+
+def test_the_zoo_bert_runs_at_any_batch(tmp_path):
+    """Its reshapes keep the batch (0), so throughput mode can batch it: each row of a
+    batch-3 run equals that sample's batch-1 output."""
+    from autotune.throughput import rebatch_onnx
+
+    path = bert_encoder(tmp_path / "bert.onnx", random_bert_weights(TINY_BERT), TINY_BERT,
+                        seq_len=8, pooled=True)
+    batched = rebatch_onnx(path, 3, tmp_path / "bert-3.onnx")
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": rng.integers(0, 50, (3, 8)), "attention_mask": np.ones((3, 8), np.int64),
+             "token_type_ids": np.zeros((3, 8), np.int64)}
+    rows = _ort_run(batched, feeds)
+    for index in range(3):
+        one = _ort_run(path, {name: values[index:index + 1] for name, values in feeds.items()})
+        np.testing.assert_allclose(rows[index:index + 1], one, rtol=1e-5, atol=1e-6)

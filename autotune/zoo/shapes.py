@@ -306,7 +306,8 @@ class _Bert:
     def heads(self, x: str, node: str, transpose_to: list[int]) -> str:
         g = self.graph
         head_dim = self.shape.hidden // self.shape.heads
-        split = g.op("Reshape", [x, g.scalar([1, self.seq_len, self.shape.heads, head_dim],
+        # 0 copies the batch from the input: the graph runs at any batch (throughput mode).
+        split = g.op("Reshape", [x, g.scalar([0, self.seq_len, self.shape.heads, head_dim],
                                              np.int64)], f"{node}/Reshape")
         return g.op("Transpose", [split], f"{node}/Transpose", perm=transpose_to)
 
@@ -324,7 +325,7 @@ class _Bert:
         probs = g.op("Softmax", [scores], f"{node}/Softmax", axis=-1)
         context = g.op("MatMul", [probs, value], f"{node}/MatMul_1")
         context = g.op("Transpose", [context], f"{node}/context/Transpose", perm=[0, 2, 1, 3])
-        context = g.op("Reshape", [context, g.scalar([1, self.seq_len, self.shape.hidden],
+        context = g.op("Reshape", [context, g.scalar([0, self.seq_len, self.shape.hidden],
                                                      np.int64)], f"{node}/context/Reshape")
         out = self.linear(context, f"{prefix}.output.dense")
         out = g.op("Add", [out, x], f"/encoder/layer.{layer}/attention/output/Add_residual")
