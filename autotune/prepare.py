@@ -141,12 +141,13 @@ def _read(path: Path):
                          f"({type(error).__name__}: {detail})") from None
 
 
-def _graph_inputs(graph) -> dict[str, list[int | str]]:
+def _graph_inputs(graph) -> dict[str, list[int | str] | None]:
     """Each real input (initializers excluded): its dims, an int or the symbolic name
-    (``""`` for an unnamed dynamic dimension)."""
+    (``""`` for an unnamed dynamic dimension); None where the model gives no shape at all."""
     initializers = {tensor.name for tensor in graph.initializer}
     return {value.name: [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0
                          else dim.dim_param for dim in value.type.tensor_type.shape.dim]
+            if value.type.tensor_type.HasField("shape") else None
             for value in graph.input if value.name not in initializers}
 
 
@@ -156,6 +157,8 @@ def _check_given(path: Path, inputs: Mapping[str, list], shapes: Mapping[str, tu
             raise InputError(f"--shape {name}=...: {path} has no input {name!r} (inputs: "
                              f"{', '.join(inputs)})")
         dims = inputs[name]
+        if dims is None:  # no shape in the model: --shape gives the rank too
+            continue
         if len(shape) != len(dims):
             raise InputError(f"--shape {name}={'x'.join(map(str, shape))}: input {name!r} of "
                              f"{path} has {len(dims)} dimensions, not {len(shape)}")
@@ -174,12 +177,21 @@ def _resolve(path: Path, inputs: Mapping[str, list], shapes: Mapping[str, tuple]
     by_symbol: dict[str, tuple[int, str]] = {}
     for source, given in (("--shape", shapes), ("--data", data_shapes)):
         for name, shape in given.items():
-            for dim, size in zip(inputs.get(name, ()), shape, strict=False):
+            for dim, size in zip(inputs.get(name) or (), shape, strict=False):
                 if isinstance(dim, str) and dim and dim not in by_symbol:
                     by_symbol[dim] = (size, source)
     resolved: dict[str, tuple[int, ...]] = {}
     choices: dict[str, list[str]] = {}
     for name, dims in inputs.items():
+        if dims is None:
+            given = shapes.get(name) or data_shapes.get(name)
+            if given is None:
+                raise InputError(f"{path}: input {name!r} has no shape in the model (not even "
+                                 f"its rank); give --shape {name}=DIMS, e.g. 1x3x224x224")
+            resolved[name] = tuple(given)
+            choices[name] = [f"no shape in the model = {'x'.join(map(str, given))} "
+                             f"({'--shape' if name in shapes else '--data'})"]
+            continue
         sizes = []
         for index, dim in enumerate(dims):
             if isinstance(dim, int):
@@ -212,6 +224,13 @@ def _resolve(path: Path, inputs: Mapping[str, list], shapes: Mapping[str, tuple]
             choices.setdefault(name, []).append(f"dim {index} {label} = {size} ({why})")
         resolved[name] = tuple(sizes)
     return resolved, choices
+
+
+def _shapes_text(model) -> str:
+    """``input_ids 1x128, attention_mask 1x128``: the sizes a message names."""
+    dims = {value.name: [str(dim.dim_value) for dim in value.type.tensor_type.shape.dim]
+            for value in model.graph.input}
+    return ", ".join(f"{name} {'x'.join(sizes)}" for name, sizes in dims.items())
 
 
 def _shape_hint(dims: Sequence[int | str]) -> str:
@@ -269,8 +288,11 @@ def _fix_inputs(model, resolved: Mapping[str, tuple[int, ...]]) -> None:
     """Static input dimensions; outputs and intermediate shapes are inferred again."""
     for value in model.graph.input:
         if value.name in resolved:
-            for dim, size in zip(value.type.tensor_type.shape.dim, resolved[value.name],
-                                 strict=True):
+            shape = value.type.tensor_type.shape
+            if not shape.dim:  # the model gave none: the rank comes from --shape
+                for _ in resolved[value.name]:
+                    shape.dim.add()
+            for dim, size in zip(shape.dim, resolved[value.name], strict=True):
                 dim.Clear()
                 dim.dim_value = size
     for value in model.graph.output:
@@ -296,9 +318,10 @@ def _write_prepared(model, target: Path, source: Path) -> None:
         options.optimized_model_filepath = str(folded)
         try:
             ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"])
-        except Exception as error:
-            raise InputError(f"{source}: onnxruntime cannot load it at the shapes chosen "
-                             f"({str(error).splitlines()[0][:300]})") from None
+        except Exception as error:  # the reason after onnxruntime's "Load model from X failed:"
+            reason = str(error).splitlines()[0].partition(" failed:")[2] or str(error)
+            raise InputError(f"{source}: onnxruntime cannot load it at the shapes "
+                             f"{_shapes_text(model)}: {reason[:300]}") from None
         result = onnx.load(str(folded))
         used = {node.domain for node in result.graph.node}
         kept = [opset for opset in result.opset_import if opset.domain in used | {""}]

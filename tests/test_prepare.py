@@ -143,3 +143,33 @@ def test_exported_bert_runs_end_to_end_on_both_backends(workspace, monkeypatch, 
         assert store.get_run(run_id).settings.shapes == tuple(shape[1:])
     assert main(["run", "--model", str(CNN_BN), *quick]) == 2
     assert "give --shape image=1x3xHxW" in capsys.readouterr().err
+
+
+def _one_node_model(path: Path, op: str, shape, domain: str = "") -> Path:
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op, ["x"], ["y"], domain=domain)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, shape)], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, shape)])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_input_without_any_shape_takes_its_rank_from_the_flag(tmp_path):
+    path = _one_node_model(tmp_path / "norank.onnx", "Relu", None)
+    with pytest.raises(InputError, match="input 'x' has no shape in the model .* give "
+                                         "--shape x=DIMS"):
+        prepare_model(path, cache_dir=tmp_path)
+    prepared = prepare_model(path, {"x": (2, 5)}, cache_dir=tmp_path)
+    assert _static_inputs(prepared.path) == {"x": [2, 5]}
+
+
+def test_an_op_no_runtime_knows_is_one_line_naming_it(tmp_path):
+    path = _one_node_model(tmp_path / "custom.onnx", "FancyOp", ["N", 4], domain="com.example")
+    with pytest.raises(InputError, match=r"custom.onnx: onnxruntime cannot load it at the "
+                                         r"shapes x 1x4: .*com.example:FancyOp"):
+        prepare_model(path, cache_dir=tmp_path)
