@@ -345,7 +345,8 @@ def test_emulated_arm_worker_runs_the_benchmark(tiny, workspace, capsys):
     assert set(trials) == {(backend, label) for backend in ("tvm", "openvino")
                            for label in ("fp32", "int8")}
     assert all(t.ok and t.emulated and t.target == "arm-cortex-a76" for t in trials.values()), [
-        (t.backend, t.status, t.error) for t in trials.values()]
+        (t.backend, t.target, t.status, t.error, f"emulated={t.emulated}")
+        for t in trials.values()]
     for trial in trials.values():
         assert trial.device.machine == "aarch64" and "qemu" in trial.device.emulator
         assert trial.passes_skipped == EMULATED_PASSES and len(trial.passes) == 1
