@@ -3,7 +3,8 @@
 The fast tests compile for aarch64 and CUDA for real (no device needed), ask a real tracker
 why a key is missing, and measure through a real tracker and `autotune worker` on this host.
 The slow `arm` test brings up the emulated ARM worker (scripts/arm-emulator) and runs
-`autotune run --target arm-cortex-a76 --backend tvm` against it.
+`autotune run --target arm-cortex-a76 --backend tvm --backend openvino` against it (CI too:
+.ci/arm).
 """
 
 from __future__ import annotations
@@ -286,40 +287,83 @@ def _emulator(command: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "AUTOTUNE_PYTHON": sys.executable})
 
 
+def _needs(ok: bool, reason: str) -> None:
+    """Skip without the emulated ARM device; fail instead where CI built it
+    (``AUTOTUNE_ARM_REQUIRED=1``), so a lost device never passes as a skip."""
+    if not ok:
+        if os.environ.get("AUTOTUNE_ARM_REQUIRED") == "1":
+            pytest.fail(f"AUTOTUNE_ARM_REQUIRED=1 but {reason}")
+        pytest.skip(reason)
+
+
+def _copy_run(store, run, emulated: bool | None = None) -> str:
+    """Store ``run`` again under a new id: its trials as measured, or with their ``emulated``
+    flag set to ``emulated`` (what a real board's run of the same configs stores)."""
+    from autotune.store import new_run_id
+
+    copy = replace(run, id=new_run_id())
+    store.create_run(copy)
+    for trial in store.trials(run.id):
+        flag = trial.emulated if emulated is None else emulated
+        store.add_trial(replace(trial, run_id=copy.id, emulated=flag))
+    return copy.id
+
+
 @pytest.mark.slow
 @pytest.mark.arm
-def test_emulated_arm_worker_runs_the_benchmark(tiny, workspace):
-    """scripts/arm-emulator up, then a real `autotune run` on arm-cortex-a76 (about 2 min)."""
-    if shutil.which("aarch64-linux-gnu-gcc") is None:
-        pytest.skip("aarch64-linux-gnu-gcc not installed (Debian: gcc-aarch64-linux-gnu)")
-    if not (REPO / ".cache" / "arm-emulator" / "root" / "usr" / "bin" / "python3.11").exists():
-        pytest.skip("the emulated ARM device is not built: run scripts/arm-emulator build")
+def test_emulated_arm_worker_runs_the_benchmark(tiny, workspace, capsys):
+    """scripts/arm-emulator up, then a real `autotune run` on arm-cortex-a76 with both backends
+    (2-4 min): its trials are stored emulated and `autotune compare` never pairs them with
+    a real board's. CI runs it (`.ci/run`, AUTOTUNE_ARM_REQUIRED=1)."""
+    _needs(shutil.which("aarch64-linux-gnu-gcc") is not None,
+           "aarch64-linux-gnu-gcc not installed (Debian: gcc-aarch64-linux-gnu)")
+    _needs(_emulator("root").returncode == 0,
+           "the emulated ARM device is not built: run scripts/arm-emulator build")
     was_up = _emulator("status").returncode == 0
     started = _emulator("up")
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         from autotune.cli import main
+        from autotune.driver import EMULATED_PASSES
         from autotune.store import Store
 
-        model_path = tiny[0].path
-        assert main(["run", "--model", str(model_path), "--space", "smoke", "--target",
-                     "arm-cortex-a76", "--target", "host-cpu", "--backend", "tvm",
-                     "--tuning-trials", "0", "--no-progress", "--trial-timeout", "600"]) == 0
-        store = Store("sqlite:///results/autotune.db")
-        run = store.get_run()
-        trials = {(t.target, t.config.label): t for t in store.trials(run.id)}
-        arm = [t for t in trials.values() if t.target == "arm-cortex-a76"]
-        assert len(arm) == 2 and all(t.ok and t.emulated for t in arm), [
-            (t.status, t.error) for t in arm]
-        assert all(t.details["device"]["machine"] == "aarch64" for t in arm)
-        host = [t for t in trials.values() if t.target == "host-cpu"]
-        assert all(t.ok and not t.emulated for t in host)
-        # Outputs against the host's fp32 reference: fp32 on ARM equals it, int8 as on x86.
-        fp32 = trials[("arm-cortex-a76", "fp32")]
-        assert fp32.cosine > 0.99999 and fp32.sqnr_db > 80
-        for config in {label for _, label in trials}:
-            assert abs(trials[("arm-cortex-a76", config)].cosine
-                       - trials[("host-cpu", config)].cosine) < 1e-4
+        # Two short passes: the emulated trials must skip the second.
+        assert main(["run", "--model", str(tiny[0].path), "--space", "smoke", "--target",
+                     "arm-cortex-a76", "--backend", "tvm", "--backend", "openvino",
+                     "--tuning-trials", "0", "--no-progress", "--trial-timeout", "600",
+                     "--passes", "2", "--max-spread", "0", "--min-repeats", "10",
+                     "--min-time", "0.1"]) == 0
     finally:
         if not was_up:
             _emulator("down")
+    store = Store("sqlite:///results/autotune.db")
+    run = store.get_run()
+    # smoke's two configs: fp32 and an int8 one ("int8 pc uint8-asym minmax").
+    trials = {(t.backend, t.config.label.split()[0]): t for t in store.trials(run.id)}
+    # TVM and OpenVINO, fp32 and int8, each measured on the emulated aarch64 device, which
+    # said itself that it is emulated: one pass, never re-measured.
+    assert set(trials) == {(backend, label) for backend in ("tvm", "openvino")
+                           for label in ("fp32", "int8")}
+    assert all(t.ok and t.emulated and t.target == "arm-cortex-a76" for t in trials.values()), [
+        (t.backend, t.target, t.status, t.error, f"emulated={t.emulated}")
+        for t in trials.values()]
+    for trial in trials.values():
+        assert trial.device.machine == "aarch64" and "qemu" in trial.device.emulator
+        assert trial.passes_skipped == EMULATED_PASSES and len(trial.passes) == 1
+    # Outputs against the host's fp32 reference: fp32 equals it, int8 close to it.
+    tvm_fp32 = trials[("tvm", "fp32")]
+    assert tvm_fp32.cosine > 0.99999 and tvm_fp32.sqnr_db > 80
+    assert trials[("openvino", "fp32")].cosine > 0.9999
+    assert all(trials[(backend, "int8")].cosine > 0.999 for backend in ("tvm", "openvino"))
+
+    # Never compared with real ones: a real board's run of the same configs has no trial
+    # comparable with them (bad input, exit 2); another emulated run's trials pair with them.
+    real_board = _copy_run(store, run, emulated=False)
+    capsys.readouterr()
+    assert main(["compare", real_board, run.id, "--json"]) == 2
+    assert "no comparable trial" in capsys.readouterr().err
+    emulated_again = _copy_run(store, run)
+    assert main(["compare", emulated_again, run.id, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["trials"]) == 4 and not report["only_in_candidate"]
+    assert all(p["target"] == "arm-cortex-a76" and p["emulated"] for p in report["trials"])
