@@ -34,3 +34,50 @@ def chromium():
     pytest.importorskip("websocket", reason="pip install websocket-client (the test extra)")
     with Chromium(binary) as browser:
         yield browser
+
+
+# README claims: tests marked ``readme_claim("...")`` are listed at the end of every pytest
+# run (CI's log included) as "claim -> test id -> outcome", so a reader sees which test
+# proves each claim and whether it ran here: a skip or a deselection (the `slow` set) is
+# shown as such, never as passed.
+_CLAIMS: dict[str, tuple[str, str]] = {}  # test id -> (claim, outcome)
+
+
+def _claim(item) -> str | None:
+    marker = item.get_closest_marker("readme_claim")
+    return marker.args[0] if marker is not None and marker.args else None
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        claim = _claim(item)
+        if claim is not None:
+            _CLAIMS[item.nodeid] = (claim, "not run")
+
+
+def pytest_deselected(items):
+    for item in items:
+        claim = _claim(item)
+        if claim is not None:
+            _CLAIMS[item.nodeid] = (claim, "deselected")
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid not in _CLAIMS:
+        return
+    claim, outcome = _CLAIMS[report.nodeid]
+    if report.failed:
+        outcome = "failed"
+    elif report.skipped:
+        outcome = "skipped"
+    elif report.when == "call" and outcome == "not run":
+        outcome = "passed"
+    _CLAIMS[report.nodeid] = (claim, outcome)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _CLAIMS:
+        return
+    terminalreporter.section("README claims")
+    for nodeid, (claim, outcome) in sorted(_CLAIMS.items(), key=lambda row: row[1][0]):
+        terminalreporter.write_line(f"{claim} -> {nodeid} -> {outcome}")

@@ -665,6 +665,7 @@ def _tune_tasks(tasks: list, budgets: list[int], batch: int, tvm_target, databas
                                 f_build=fast_build),
         ms.runner.LocalRunner(timeout_sec=60, evaluator_config=_evaluator_config()))
 
+    _drop_unnamed_metaschedule_handlers()
     scheduler = _proportional_scheduler_class()(budgets)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, work_dir=str(database_dir),
@@ -681,6 +682,18 @@ def _tune_tasks(tasks: list, budgets: list[int], batch: int, tvm_target, databas
         cost_model="xgb", task_scheduler=scheduler,
     )
     return scheduler.measured, scheduler.exhausted
+
+
+def _drop_unnamed_metaschedule_handlers() -> None:
+    """MetaSchedule configures its logger anew for each tuning session, by the names of the
+    handlers the logger holds; one without a name (pytest's log capture attaches two) makes
+    the second session in a process fail (``None.format``). A trial's worker tunes once, the
+    Python API and the tests more often."""
+    import logging
+
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in [handler for handler in logger.handlers if handler.get_name() is None]:
+        logger.removeHandler(handler)
 
 
 def _tuning_tools(target: Target) -> tuple | None:

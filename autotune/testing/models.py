@@ -55,3 +55,29 @@ def tiny_cnn(path: Path, *, channels: int = 8, size: int = 16, classes: int = 10
     )
     return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
                       path)
+
+
+def one_conv(path: Path, *, channels: int = 8, size: int = 8, seed: int = 0) -> Path:
+    """Conv(3x3, CHANNELS -> CHANNELS)-Relu on 1xCHANNELSxSIZExSIZE, random weights.
+
+    The smallest network that MetaSchedule tunes as the backend really does (one packed
+    convolution, its layout transforms): three tuning tasks, so tests that tune stay cheap.
+    """
+    rng = np.random.default_rng(seed)
+    fan_in = channels * 9
+    weight = rng.normal(0, (2.0 / fan_in) ** 0.5, (channels, channels, 3, 3)).astype(np.float32)
+    bias = rng.normal(0, 0.05, channels).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.w", "conv.b"], ["c"], name="conv",
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["output"], name="relu"),
+    ]
+    shape = [1, channels, size, size]
+    graph = helper.make_graph(
+        nodes, "one_conv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(weight, "conv.w"), numpy_helper.from_array(bias, "conv.b")],
+    )
+    return save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                      path)

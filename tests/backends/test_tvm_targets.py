@@ -95,6 +95,7 @@ def test_autotune_targets_says_why_each_is_unreachable(capsys):
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
                     reason="aarch64-linux-gnu-gcc not installed (Debian: gcc-aarch64-linux-gnu)")
+@pytest.mark.readme_claim("TVM cross-compiles for aarch64 (arm-cortex-a76)")
 def test_cross_compiles_an_aarch64_library(tiny, tmp_path):
     from autotune.backends import get_backend
     from autotune.target import load_target
@@ -107,6 +108,7 @@ def test_cross_compiles_an_aarch64_library(tiny, tmp_path):
     assert "aarch64-linux-gnu" in artifact.details["tvm_target"]
 
 
+@pytest.mark.readme_claim("TVM compiles for CUDA sm_90 (nvidia-h100)")
 def test_compiles_for_cuda_sm90_with_dlight_default_schedules(tiny, tmp_path):
     from autotune.backends import get_backend
     from autotune.target import load_target
@@ -131,6 +133,7 @@ def test_runs_on_the_cuda_gpu(tiny, tmp_path):
     assert len(measurement.latencies_ms) >= QUICK.min_repeats
 
 
+@pytest.mark.readme_claim("emulated trials are never compared with real ones")
 def test_emulated_trials_are_never_compared_with_real_ones():
     from autotune.config import FP32
     from autotune.regress import comparable_key, compare_trials
@@ -146,6 +149,7 @@ def test_emulated_trials_are_never_compared_with_real_ones():
     assert comparison.matched == () and comparison.only_candidate == (emulated,)
 
 
+@pytest.mark.readme_claim("TVM measures through a real tracker and autotune worker")
 def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tmp_path):
     from autotune.accuracy import first_outputs
     from autotune.backends import get_backend
@@ -192,6 +196,7 @@ def test_a_plain_tvm_server_times_a_warm_first_run_and_says_so(tiny, tmp_path):
     assert there.first_inference_warm is True and there.first_inference_ms > 0
 
 
+@pytest.mark.readme_claim("trials on an emulated device are stored emulated")
 def test_the_device_says_whether_it_is_emulated_and_the_stored_trials_keep_it(
         local_worker, emulated_worker, tiny, workspace):
     """`autotune run` on two devices: the one whose worker was started with --emulated answers
@@ -228,19 +233,40 @@ def test_the_device_says_whether_it_is_emulated_and_the_stored_trials_keep_it(
         assert trial.passes_skipped == "" and len(trial.passes) == 2
 
 
-@pytest.mark.slow
-def test_tunes_with_metaschedule_through_the_tracker(local_worker, tiny, tmp_path):
-    """MetaSchedule builds candidates here and measures them on the device (RPC runner)."""
+@pytest.mark.readme_claim("a remote target is tuned with MetaSchedule through the tracker: "
+                          "candidates built here, measured on the device")
+def test_tunes_with_metaschedule_through_the_tracker(local_worker, tmp_path):
+    """MetaSchedule builds candidates here and measures them on the device (RPC runner
+    through a real tracker and `autotune worker`). One packed convolution keeps it cheap."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from autotune.accuracy import first_outputs
     from autotune.backends import get_backend
     from autotune.backends.base import CompileOptions
+    from autotune.backends.tvm import _tuning_tools
+    from autotune.config import FP32
+    from autotune.data import random_dataset
+    from autotune.driver import reference_outputs
+    from autotune.quantize import quantize
     from autotune.target import load_target
+    from autotune.testing.models import one_conv
 
+    path = one_conv(tmp_path / "conv.onnx")
+    dataset = random_dataset(path, calibration_count=2, evaluation_count=2)
+    model = quantize(path, FP32, dataset.calibration, tmp_path / "cache")
     remote = load_target(str(local_worker.target_toml(tmp_path / "board.toml")))
-    artifact = get_backend("tvm").compile(tiny[0], remote, tmp_path, CompileOptions(
+    assert isinstance(_tuning_tools(remote)[1], ms.runner.RPCRunner)
+    backend = get_backend("tvm")
+    artifact = backend.compile(model, remote, tmp_path, CompileOptions(
         tuning_trials=8, cache_dir=tmp_path / "cache"))
     tuning = artifact.details["tuning"]
-    assert tuning["trials_run"] > 0 and tuning["database_records_applied"] > 0, tuning
-    assert not artifact.details["untuned"]
+    assert tuning["trials_run"] > 0, tuning
+    assert tuning["database_records_applied"] == len(tuning["tasks"]) >= 3, tuning
+    assert artifact.tuning.tuned
+    there = backend.measure(artifact, dataset.evaluation, remote, QUICK)
+    assert there.device.served_by == "autotune worker"
+    np.testing.assert_allclose(first_outputs(there.outputs), reference_outputs(path, dataset),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_a_target_that_goes_away_mid_run_marks_its_trials_and_the_others_go_on(
@@ -309,6 +335,7 @@ def _copy_run(store, run, emulated: bool | None = None) -> str:
     return copy.id
 
 
+@pytest.mark.readme_claim("the emulated ARM device runs autotune run on arm-cortex-a76")
 @pytest.mark.slow
 @pytest.mark.arm
 def test_emulated_arm_worker_runs_the_benchmark(tiny, workspace, capsys):
