@@ -7,9 +7,11 @@ Runs, through the real driver (isolated workers, the suite's measurement protoco
   3. the same TVM configs again, which must reuse the database (tuning time near zero);
   4. TVM fp32 and int8 on the built-in trained digits-cnn (untuned: tuning changes speed,
      not results), for the int8 accuracy drop.
-Prints one table and the issue's three ratios. ResNet-18 weights are random (latency only).
+Prints one table and the issue's three ratios, and writes them with every trial's figures
+to ``benchmarks/results/tvm_vs_openvino-DATE.json`` (README's TVM figures come from it).
+ResNet-18 weights are random (latency only).
 
-    python benchmarks/tvm_vs_openvino.py [--tuning-trials 1100] [--workspace DIR]
+    python benchmarks/tvm_vs_openvino.py [--tuning-trials 1100] [--workspace DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from result_file import write_result  # noqa: E402
 
 from autotune.config import FP32, QuantConfig
 from autotune.driver import RunSettings, execute_run, start_run
@@ -52,6 +57,8 @@ def main() -> int:
                         help="MetaSchedule trials per config (1100: 9-12 minutes per config "
                              "on a 2-core AVX-512 machine, within the issue's 20)")
     parser.add_argument("--workspace", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                        help="folder of the result file (default: benchmarks/results)")
     args = parser.parse_args()
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="autotune-tvm-bench-"))
     model_path = str(resnet18(workspace / "resnet18.onnx"))
@@ -68,20 +75,24 @@ def main() -> int:
     print(f"{'run':16} {'config':28} {'status':14} {'median ms':>10} {'fastest pass':>12} "
           f"{'accuracy':>9} {'tuning trials':>14} {'tuning s':>9}  error")
     for (run, config), trial in trials.items():
-        tuning = trial.details.get("tuning", {})
+        tuning = trial.tuning
         print(f"{run:16} {config:28} {trial.status:14} {_number(trial.latency_median_ms):>10} "
               f"{_number(trial.latency_ms):>12} {_number(trial.accuracy, '.4f'):>9} "
-              f"{_number(tuning.get('trials_run'), 'd'):>14} "
-              f"{_number(tuning.get('tuning_s'), '.0f'):>9}  {trial.error[:80]}")
+              f"{_number(tuning and tuning.trials_run, 'd'):>14} "
+              f"{_number(tuning and tuning.tuning_s, '.0f'):>9}  {trial.error[:80]}")
     fp32, int8 = FP32.label, INT8.label
 
-    def ratio(a, b):
+    def ratio_value(a, b):
         x, y = (getattr(trials.get(key), "latency_median_ms", None) for key in (a, b))
-        return "-" if x is None or not y else f"{x / y:.2f}"
+        return None if x is None or not y else x / y
+
+    def ratio(a, b):
+        value = ratio_value(a, b)
+        return "-" if value is None else f"{value:.2f}"
 
     def tuning_s(run, config):
         trial = trials.get((run, config))
-        return trial.details.get("tuning", {}).get("tuning_s") if trial else None
+        return trial.tuning.tuning_s if trial and trial.tuning else None
 
     first = sum(tuning_s("tvm first run", c) or 0 for c in (fp32, int8))
     second = sum(tuning_s("tvm second run", c) or 0 for c in (fp32, int8))
@@ -95,7 +106,29 @@ def main() -> int:
           f"{_number(None if drop is None else drop.accuracy_drop, '.4f')} (issue: <= 0.01)")
     print(f"second run / first run tuning time: "
           f"{'-' if not first else f'{second / first:.3f}'} (issue: <= 0.10)")
+    rows = [{"run": run, "config": config, "status": trial.status,
+             "latency_median_ms": trial.latency_median_ms, "fastest_pass_ms": trial.latency_ms,
+             "gflops": _gflops(trial), "accuracy": trial.accuracy,
+             "tuning_trials_run": trial.tuning.trials_run if trial.tuning else None,
+             "tuning_s": trial.tuning.tuning_s if trial.tuning else None,
+             "error": trial.error} for (run, config), trial in trials.items()]
+    path = write_result(args.out, "tvm_vs_openvino", {
+        "model": "resnet18 shape, 1x3x224x224, random weights", "target": "host-cpu",
+        "tuning_trials": args.tuning_trials, "trials": rows,
+        "tvm_fp32_over_openvino_fp32": ratio_value(("tvm first run", fp32), ("openvino", fp32)),
+        "tvm_fp32_over_tvm_int8": ratio_value(("tvm first run", fp32), ("tvm first run", int8)),
+        "tvm_int8_accuracy_drop_digits": None if drop is None else drop.accuracy_drop,
+        "second_over_first_tuning_time": second / first if first else None})
+    print(f"wrote {path}")
     return 0
+
+
+def _gflops(trial) -> float | None:
+    """The whole network's attained rate: its operations over the median latency."""
+    roof = trial.roofline
+    if roof is None or not roof.ops or not trial.latency_median_ms:
+        return None
+    return roof.ops / (trial.latency_median_ms / 1000) / 1e9
 
 
 def _number(value, spec: str = ".3f") -> str:
