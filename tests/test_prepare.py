@@ -122,6 +122,8 @@ def test_a_shape_may_not_contradict_a_fixed_dimension(tmp_path):
     assert parse_shape("image=1X3x8x8") == ("image", (1, 3, 8, 8))
 
 
+@pytest.mark.readme_claim("a torch export with dynamic batch and sequence runs on both "
+                          "backends with --shape and with the defaults")
 def test_exported_bert_runs_end_to_end_on_both_backends(workspace, monkeypatch, capsys):
     """The must-show of issue #22: a model exported with dynamic batch and sequence runs on
     OpenVINO and TVM with the default (1x128) and with --shape, fp32 and int8 trials ok."""

