@@ -15,6 +15,8 @@ ACTIVATION_DTYPES = (*FLOAT_DTYPES, "int8", "uint8", "int16")
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 CALIBRATIONS = ("minmax", "percentile", "entropy", "mse")
+# Weight-only algorithms: round to nearest (the default, no data), and NNCF's data-aware ones.
+WEIGHT_ALGORITHMS = ("rtn", "awq", "scale_estimation", "gptq")
 
 _SHORT = {"symmetric": "sym", "asymmetric": "asym"}
 _LONG = {v: k for k, v in _SHORT.items()}
@@ -32,6 +34,14 @@ class QuantConfig:
     granularity or calibration: those fields are None, so two spellings of "fp32" are one
     config. ``overrides`` maps layer (ONNX node) names to the weight dtype that layer keeps
     instead, e.g. ``(("conv1", "fp32"),)`` for mixed precision; it is stored sorted.
+
+    The algorithm dimension goes beyond rounding to nearest. Activation-quantized configs
+    may migrate activation outliers into the weights first (``smoothquant_alpha``, SmoothQuant's
+    migration strength in (0, 1]) and correct the bias shift quantization leaves in each
+    layer's output (``bias_correction``); weight-only configs pick how integer weights are
+    found (``weight_algorithm``: rtn, awq, scale_estimation, gptq). The defaults (None, False,
+    rtn) are what every config was before the dimension existed: they add nothing to the
+    text, so stored configs keep their ids.
     """
 
     weight_dtype: str = "fp32"
@@ -42,6 +52,9 @@ class QuantConfig:
     group_size: int | None = None
     calibration: str | None = None
     overrides: tuple[tuple[str, str], ...] = field(default=())
+    smoothquant_alpha: float | None = None
+    bias_correction: bool = False
+    weight_algorithm: str = "rtn"
 
     def __post_init__(self) -> None:
         _check_choice("weight_dtype", self.weight_dtype, WEIGHT_DTYPES)
@@ -61,6 +74,7 @@ class QuantConfig:
             if extra or self.overrides:
                 raise ConfigError(f"float config {self.weight_dtype} takes no "
                                   f"{sorted(extra) or 'overrides'}")
+            self._check_algorithm(activations=False, weight_only=False)
             return
         if self.weight_dtype in FLOAT_DTYPES:
             raise ConfigError(
@@ -73,9 +87,11 @@ class QuantConfig:
             # Weight-only quantization: activations stay float, nothing to calibrate.
             if self.activation_scheme is not None or self.calibration is not None:
                 raise ConfigError("weight-only configs take no activation scheme or calibration")
+            self._check_algorithm(activations=False, weight_only=True)
         else:
             _check_choice("activation_scheme", self.activation_scheme, SCHEMES)
             _check_choice("calibration", self.calibration, CALIBRATIONS)
+            self._check_algorithm(activations=True, weight_only=False)
         if self.granularity == "per_group":
             if not isinstance(self.group_size, int) or self.group_size <= 0:
                 raise ConfigError("per_group granularity needs a positive group_size")
@@ -86,6 +102,36 @@ class QuantConfig:
             _check_choice(f"overrides[{layer}]", dtype, WEIGHT_DTYPES)
         if list(self.overrides) != sorted(set(self.overrides)):
             object.__setattr__(self, "overrides", tuple(sorted(set(self.overrides))))
+
+    def _check_algorithm(self, activations: bool, weight_only: bool) -> None:
+        """The algorithm fields a config of this kind can take (each error names its field)."""
+        if self.smoothquant_alpha is not None:
+            if not activations:
+                raise ConfigError("smoothquant_alpha needs quantized activations (SmoothQuant "
+                                  "moves activation outliers into the weights)")
+            object.__setattr__(self, "smoothquant_alpha", _alpha(self.smoothquant_alpha))
+        if not isinstance(self.bias_correction, bool):
+            raise ConfigError(f"bias_correction must be true or false; got "
+                              f"{self.bias_correction!r}")
+        if self.bias_correction and not activations:
+            raise ConfigError("bias_correction needs quantized activations (weight-only and "
+                              "float configs have no quantization bias to correct)")
+        _check_choice("weight_algorithm", self.weight_algorithm, WEIGHT_ALGORITHMS)
+        if self.weight_algorithm != "rtn" and not weight_only:
+            raise ConfigError(f"weight_algorithm {self.weight_algorithm} is for weight-only "
+                              f"configs (integer weights, float activations)")
+
+    @property
+    def algorithm_text(self) -> str:
+        """The non-default algorithms, e.g. ``sq0.75+bc`` or ``awq``; empty for plain RTN."""
+        parts = []
+        if self.smoothquant_alpha is not None:
+            parts.append(f"sq{self.smoothquant_alpha:g}")
+        if self.bias_correction:
+            parts.append("bc")
+        if self.weight_algorithm != "rtn":
+            parts.append(self.weight_algorithm)
+        return "+".join(parts)
 
     @property
     def is_float(self) -> bool:
@@ -109,6 +155,8 @@ class QuantConfig:
         else:
             parts.append(f"a:{self.activation_dtype}:{_SHORT[self.activation_scheme]}")
             parts.append(f"cal:{self.calibration}")
+        if self.algorithm_text:
+            parts.append(f"alg:{self.algorithm_text}")
         if self.overrides:
             parts.append("keep:" + ",".join(f"{layer}={dtype}" for layer, dtype in self.overrides))
         return " ".join(parts)
@@ -131,12 +179,14 @@ class QuantConfig:
             pieces.append(self.calibration)
         else:
             pieces.append(f"{self.activation_dtype} act")
+        if self.algorithm_text:
+            pieces.append(self.algorithm_text)
         if self.overrides:
             pieces.append(f"+{len(self.overrides)} kept")
         return " ".join(pieces)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "weight_dtype": self.weight_dtype,
             "activation_dtype": self.activation_dtype,
             "weight_scheme": self.weight_scheme,
@@ -146,6 +196,12 @@ class QuantConfig:
             "calibration": self.calibration,
             "overrides": [list(pair) for pair in self.overrides],
         }
+        # The algorithm fields only where they are not the default, so the stored form of
+        # every config made before they existed stays byte for byte what it was.
+        for name in ("smoothquant_alpha", "bias_correction", "weight_algorithm"):
+            if getattr(self, name) != self.__dataclass_fields__[name].default:
+                data[name] = getattr(self, name)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> QuantConfig:
@@ -178,6 +234,8 @@ class QuantConfig:
                         values["activation_scheme"] = _LONG[fields[1]]
                 elif head == "cal":
                     values["calibration"] = rest
+                elif head == "alg":
+                    values.update(algorithm_fields(rest))
                 elif head == "keep":
                     values["overrides"] = tuple(
                         tuple(item.split("=", 1)) for item in rest.split(",") if item
@@ -187,6 +245,34 @@ class QuantConfig:
             except (ValueError, KeyError) as error:
                 raise ConfigError(f"cannot parse config text {text!r}: {error}") from None
         return cls(**values)
+
+
+def algorithm_fields(text: str) -> dict:
+    """The QuantConfig fields an algorithm text names, e.g. ``sq0.75+bc`` or ``awq``
+    (``rtn``: round to nearest, the default)."""
+    values: dict = {}
+    for item in text.split("+"):
+        if item == "bc":
+            values["bias_correction"] = True
+        elif item.startswith("sq"):
+            try:
+                values["smoothquant_alpha"] = _alpha(float(item[2:]))
+            except ValueError:
+                raise ConfigError(f"smoothquant_alpha: {item!r} is not sq<alpha> with alpha "
+                                  f"in (0, 1], e.g. sq0.75") from None
+        elif item in WEIGHT_ALGORITHMS:
+            values["weight_algorithm"] = item
+        else:
+            raise ConfigError(f"unknown algorithm {item!r} (known: rtn, sq<alpha>, bc, "
+                              f"{', '.join(WEIGHT_ALGORITHMS[1:])})")
+    return values
+
+
+def _alpha(alpha: object) -> float:
+    """SmoothQuant's migration strength, a number in (0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
+        raise ConfigError(f"smoothquant_alpha must be a number in (0, 1]; got {alpha!r}")
+    return float(alpha)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

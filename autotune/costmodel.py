@@ -83,6 +83,11 @@ def features(workload: Workload) -> dict[str, float]:
         "activation_symmetric": float(config.activation_scheme == "symmetric"),
         "per_channel": float(config.granularity == "per_channel"),
         "per_group": float(config.granularity == "per_group"),
+        # The algorithm dimension: NNCF's quantizer (SmoothQuant) leaves some MatMuls in
+        # float, and data-aware int4 may keep other layers in int8.
+        "smoothquant_alpha": config.smoothquant_alpha or 0.0,
+        "bias_correction": float(config.bias_correction),
+        "weight_algorithm_data_aware": float(config.weight_algorithm != "rtn"),
         "cores": float(workload.target.threads),
     }
     for precision in _PRECISIONS:

@@ -304,6 +304,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
         trial.compile_s = compiled.compile_s
         trial.artifact_size_bytes = compiled.artifact_size_bytes
         trial.quantize_s = compiled.quantize_s
+        trial.calibration_samples = compiled.calibration_samples
         trial.compile_memory_bytes = compiled.compile_memory_bytes
         trial.tuning = compiled.tuning
         trial.notes = compiled.notes

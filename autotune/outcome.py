@@ -253,6 +253,8 @@ class CompileFacts:
     tuning: TuningFacts | None = None
     notes: tuple[Note, ...] = ()
     details: dict = field(default_factory=dict)
+    # Calibration samples the config's quantizer read (0: none, a float or RTN weight-only).
+    calibration_samples: int = 0
     # Activations clipped by the quantized model's ranges (found after quantizing).
     saturation: Saturation | None = None
 

@@ -262,7 +262,7 @@ def _seed_priority(candidate: Candidate, chosen: Sequence[Candidate],
 def _config_vector(config: QuantConfig) -> tuple:
     return (config.weight_dtype, config.activation_dtype, config.weight_scheme,
             config.activation_scheme, config.granularity, config.calibration,
-            len(config.overrides))
+            config.algorithm_text, len(config.overrides))
 
 
 def _distance(a: tuple, b: tuple) -> float:

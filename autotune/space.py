@@ -16,6 +16,7 @@ from autotune.config import (
     SCHEMES,
     ConfigError,
     QuantConfig,
+    algorithm_fields,
 )
 from autotune.errors import InputError
 from autotune.paths import SPACES, named_files, resolve_named_file
@@ -103,14 +104,16 @@ def parse_space(data: dict, path: Path) -> SearchSpace:
         ]
         group_sizes = _group_sizes(integer)
         keep_float = _keep_float(integer)
+        algorithms = _algorithms(integer)
         for weight, act, w_scheme, a_scheme, granularity, calibration in itertools.product(*axes):
-            for group_size, kept in itertools.product(
-                    group_sizes if granularity == "per_group" else [None], keep_float):
+            for group_size, kept, algorithm in itertools.product(
+                    group_sizes if granularity == "per_group" else [None], keep_float,
+                    algorithms):
                 configs.append(_make(integer.where("*"), weight_dtype=weight,
                                      activation_dtype=act, weight_scheme=w_scheme,
                                      activation_scheme=a_scheme, granularity=granularity,
                                      group_size=group_size, calibration=calibration,
-                                     overrides=kept))
+                                     overrides=kept, **algorithm))
     integer.finish()
 
     # Weight-only: integer weights, float activations (nothing to calibrate), e.g. int4 per
@@ -124,11 +127,14 @@ def parse_space(data: dict, path: Path) -> SearchSpace:
             weight_only.get_list("activation_dtypes", FLOAT_DTYPES, ["fp32"]),
         ]
         group_sizes = _group_sizes(weight_only)
+        algorithms = _algorithms(weight_only)
         for weight, w_scheme, granularity, act in itertools.product(*axes):
-            for group_size in group_sizes if granularity == "per_group" else [None]:
+            for group_size, algorithm in itertools.product(
+                    group_sizes if granularity == "per_group" else [None], algorithms):
                 configs.append(_make(weight_only.where("*"), weight_dtype=weight,
                                      activation_dtype=act, weight_scheme=w_scheme,
-                                     granularity=granularity, group_size=group_size))
+                                     granularity=granularity, group_size=group_size,
+                                     **algorithm))
     weight_only.finish()
     mixed = _mixed_policy(top.table("mixed"))
     if mixed is not None:
@@ -202,6 +208,22 @@ def _keep_float(table: Table) -> list[tuple[tuple[str, str], ...]]:
                              f"names or op:TYPE selectors; got {variant!r}")
         kept.append(tuple((layer, "fp32") for layer in variant))
     return kept
+
+
+def _algorithms(table: Table) -> list[dict]:
+    """``algorithms``: variants by their canonical text, e.g. ``["rtn", "bc", "sq0.75"]``
+    (rtn: round to nearest, the default; see ``QuantConfig.algorithm_text``)."""
+    variants = table.get_list("algorithms", None, ["rtn"])
+    found = []
+    for index, text in enumerate(variants):
+        try:
+            if not isinstance(text, str):
+                raise ConfigError(f"must be an algorithm text such as \"sq0.75+bc\"; "
+                                  f"got {text!r}")
+            found.append(algorithm_fields(text))
+        except ConfigError as error:
+            raise InputError(f"{table.where('algorithms')}[{index}]: {error}") from None
+    return found
 
 
 def _group_sizes(table: Table) -> list[int]:

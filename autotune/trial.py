@@ -37,7 +37,8 @@ _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "pa
           "first_inference_warm", "core_set", "tuning_trials", "artifact_sha256",
           "throughput",
           # Deployment metrics (M6, M7, M9 of the SRE view).
-          "saturation", "class_accuracy", "price_per_hour")
+          "saturation", "class_accuracy", "price_per_hour",
+          "calibration_samples")
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Trial(HasStatus):
     finished_at: str = ""
     # Typed facts (stored together in one JSON column).
     quantize_s: float | None = None
+    # Calibration samples its quantizer read (the calibration split only; 0: none).
+    calibration_samples: int = 0
     compile_memory_bytes: int | None = None
     tuning: TuningFacts | None = None  # set by backends that tune
     notes: tuple[Note, ...] = ()  # the backend's words about this trial
@@ -216,6 +219,7 @@ class Trial(HasStatus):
         """Keyword arguments of ``Trial`` from ``facts_json``'s output."""
         return {
             "quantize_s": data.get("quantize_s"),
+            "calibration_samples": int(data.get("calibration_samples", 0)),
             "compile_memory_bytes": data.get("compile_memory_bytes"),
             "tuning": TuningFacts.from_json(data.get("tuning")),
             "notes": tuple(Note.from_json(note) for note in data.get("notes", ())),

@@ -344,14 +344,11 @@ def _child_main(job_path: Path) -> int:
                 state["quantize_s"] = time.perf_counter() - start
                 state["saturation"] = _saturation(config, job, model, dataset).to_json()
             state["host_lock_wait_s"] = held.waited_s
-            state["model"] = {"path": str(model.path), "precision_hint": model.precision_hint,
-                              "source_hash": model.source_hash}
+            state["model"] = model.to_json()
             _next_stage(job_path, state, "compile", reexec=model.fresh)
         if phase == "compile" or state["stage"] == "compile":
             enter(phase := "compile")
-            model = QuantizedModel(Path(state["model"]["path"]), config,
-                                   state["model"]["precision_hint"],
-                                   state["model"]["source_hash"])
+            model = QuantizedModel.from_json(state["model"], config)
             rss_before = _rss_bytes("VmRSS")
             workdir = Path(job.artifact_dir) if job.artifact_dir else scratch / "artifact"
             workdir.mkdir(parents=True, exist_ok=True)
@@ -363,6 +360,7 @@ def _child_main(job_path: Path) -> int:
             compiled = CompileFacts(
                 compile_s=artifact.compile_s, artifact_size_bytes=artifact.size_bytes,
                 quantize_s=state.get("quantize_s"),
+                calibration_samples=state["model"].get("calibration_samples", 0),
                 compile_memory_bytes=max(0, _rss_bytes("VmHWM") - rss_before),
                 tuning=artifact.tuning, notes=backend.notes(artifact), details=artifact.details,
                 saturation=Saturation.from_json(state.get("saturation")))
@@ -428,8 +426,7 @@ def _throughput(backend, config, state: dict, artifact, dataset, target, protoco
     from autotune.outcome import ThroughputFacts
     from autotune.quantize import QuantizedModel
 
-    model = QuantizedModel(Path(state["model"]["path"]), config,
-                           state["model"]["precision_hint"], state["model"]["source_hash"])
+    model = QuantizedModel.from_json(state["model"], config)
     try:
         with _timing_lock(target, scratch / WAITING_FLAG):
             return backend.measure_throughput(

@@ -29,7 +29,7 @@ from autotune.errors import InputError, UnsupportedConfig
 from autotune.host import installed_versions
 from autotune.measure import Feeds, Measurement, MeasurementProtocol, Session, measure_session
 from autotune.outcome import CAUSE, FLOAT_FALLBACK, Note
-from autotune.quantize import QuantizedModel, WeightCompression
+from autotune.quantize import QuantizedModel, WeightCompression, load_calibration
 from autotune.target_spec import Target
 from autotune.throughput import (
     ThroughputFacts,
@@ -157,8 +157,8 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
         read_s = time.perf_counter() - start
         if model.weight_compression is not None:
             # Timed apart (in details, like quantize_s), so compile_s stays the compiler's cost.
-            network, details["weight_compression"] = compress_weights(network,
-                                                                      model.weight_compression)
+            network, details["weight_compression"] = compress_weights(
+                network, model.weight_compression, _calibration(model))
         if not target.is_local:
             # The device compiles (its plugin, its CPU): ship OpenVINO IR, weights compressed.
             path = Path(workdir) / "model.xml"
@@ -187,7 +187,8 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
         # uses for a device's IR (weights as they are, no fp16 compression).
         network = openvino.Core().read_model(str(model.path))
         if model.weight_compression is not None:
-            network, _ = compress_weights(network, model.weight_compression)
+            network, _ = compress_weights(network, model.weight_compression,
+                                          _calibration(model))
         openvino.save_model(network, str(folder / "model.xml"), compress_to_fp16=False)
         shutil.copyfile(artifact.path, folder / "model.blob")
         loader["blob"] = "model.blob"
@@ -251,7 +252,7 @@ def _throughput_point(core, model: QuantizedModel, artifact: Artifact,
 
     network = core.read_model(str(model.path))
     if model.weight_compression is not None:
-        network, _ = compress_weights(network, model.weight_compression)
+        network, _ = compress_weights(network, model.weight_compression, _calibration(model))
     first = evaluation[0]
     model_batch = next(iter(first.values())).shape[0]
     shapes = [[None if dim.is_dynamic else dim.get_length() for dim in port.get_partial_shape()]
@@ -329,11 +330,19 @@ _NNCF_MODES = {("int4", True): "INT4_SYM", ("int4", False): "INT4_ASYM",
                ("int8", True): "INT8_SYM", ("int8", False): "INT8_ASYM"}
 
 
-def compress_weights(network, compression: WeightCompression) -> tuple[object, dict]:
-    """Weight-only quantization of an OpenVINO model with NNCF (data-free).
+def _calibration(model: QuantizedModel) -> list | None:
+    """The calibration split a data-aware weight compression reads (None: data-free)."""
+    return None if model.calibration_path is None else load_calibration(model.calibration_path)
+
+
+def compress_weights(network, compression: WeightCompression,
+                     calibration: Sequence[Feeds] | None = None) -> tuple[object, dict]:
+    """Weight-only quantization of an OpenVINO model with NNCF.
 
     NNCF's defaults are kept: with int4, every MatMul weight is int4 except the embeddings
-    and the last layer, which stay int8 (its backup mode); ``details`` counts both.
+    and the last layer, which stay int8 (its backup mode); ``details`` counts both. AWQ,
+    scale estimation and GPTQ (``compression.algorithm``) read ``calibration``, the
+    calibration split only; round to nearest reads no data.
 
     Returns:
         The compressed model and what was done, with the time it took.
@@ -353,6 +362,12 @@ def compress_weights(network, compression: WeightCompression) -> tuple[object, d
     options: dict = {"mode": getattr(nncf.CompressWeightsMode, mode)}
     if compression.dtype == "int4":
         options.update(group_size=compression.group_size or -1, ratio=1.0)
+    if compression.needs_data:
+        if not calibration:
+            raise UnsupportedConfig(f"NNCF's {compression.algorithm} needs calibration data "
+                                    f"and none was given")
+        options.update({compression.algorithm: True, "dataset": nncf.Dataset(list(calibration)),
+                        "subset_size": len(calibration)})
     start = time.perf_counter()
     try:
         compressed = nncf.compress_weights(network, **options)
@@ -363,9 +378,18 @@ def compress_weights(network, compression: WeightCompression) -> tuple[object, d
         raise UnsupportedConfig(f"NNCF cannot compress this model's weights as {mode.lower()}"
                                 f" (group size {options.get('group_size')}): {first_line}"
                                 ) from None
+    except RuntimeError as error:
+        # NNCF's GPTQ takes MatMul weights stored transposed ([out, in], as PyTorch's
+        # Linear) only, and says so with a RuntimeError: the model's layout, not a crash.
+        if compression.algorithm != "gptq" or "not supported" not in str(error):
+            raise
+        raise UnsupportedConfig(f"NNCF's GPTQ cannot compress this model: {error} (it takes "
+                                f"MatMul weights stored as [out, in] only)") from None
     constants = Counter(op.get_output_element_type(0).get_type_name()
                         for op in compressed.get_ops() if op.get_type_name() == "Constant")
     return compressed, {"mode": mode.lower(), "group_size": options.get("group_size"),
+                        "algorithm": compression.algorithm,
+                        "calibration_samples": options.get("subset_size", 0),
                         "nncf": version("nncf"), "compress_s": time.perf_counter() - start,
                         "weights_int4": constants["i4"] + constants["u4"],
                         "weights_int8": constants["i8"] + constants["u8"]}
