@@ -39,6 +39,8 @@ OLD_IDS = [
 
 
 @pytest.mark.parametrize(("text", "config_id"), OLD_IDS)
+@pytest.mark.readme_claim("configs without an algorithm keep their text, id and onnxruntime "
+                          "quantizer")
 def test_configs_without_an_algorithm_keep_their_text_id_and_stored_form(text, config_id):
     config = QuantConfig.from_text(text)
     assert (config.text, config.id) == (text, config_id)
@@ -85,6 +87,7 @@ def test_algorithms_need_the_right_kind_of_config():
         QuantConfig.from_text(f"{PLAIN} alg:foo")
 
 
+@pytest.mark.readme_claim("--space algorithms; the transformer space adds SmoothQuant")
 def test_algorithms_space_and_transformer_space():
     from autotune.space import load_space
 
@@ -109,6 +112,7 @@ def test_a_space_with_a_misspelt_algorithm_names_file_and_field(tmp_path):
         load_space(str(path))
 
 
+@pytest.mark.readme_claim("NNCF has no entropy or mse calibration, so those answer unsupported")
 def test_entropy_calibration_with_bias_correction_is_unsupported(tiny_model, tmp_path):
     config = QuantConfig.from_text("w:int8:sym:per_tensor a:uint8:asym cal:entropy alg:bc")
     with pytest.raises(UnsupportedConfig, match="NNCF has no entropy calibration"):
@@ -119,6 +123,7 @@ def test_entropy_calibration_with_bias_correction_is_unsupported(tiny_model, tmp
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("alg:bc: NNCF's bias correction")
 def test_bias_correction_brings_a_tiny_cnn_closer_to_fp32(tiny_model, tmp_path):
     """Measured first (seeds 0-2 of the tiny CNN): bias correction cut the output MSE against
     fp32 by 3-4000x against onnxruntime's plain per-tensor model, and 2-10x against NNCF's
@@ -158,6 +163,7 @@ def one_layer_bert(tmp_path_factory) -> Path:
     return bert_encoder(path, random_bert_weights(SHAPE, seed=1), SHAPE, seq_len=16)
 
 
+@pytest.mark.readme_claim("alg:sq0.75: SmoothQuant, alpha 0.75")
 def test_smoothquant_quantizes_with_smoothing_scales(one_layer_bert, tmp_path):
     dataset = random_dataset(one_layer_bert, calibration_count=4, evaluation_count=2)
     base = "w:int8:sym:per_channel a:uint8:asym cal:minmax"
@@ -183,6 +189,8 @@ def test_smoothquant_quantizes_with_smoothing_scales(one_layer_bert, tmp_path):
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("int4 alg:awq runs in OpenVINO's weight compression, on the calibration "
+                          "split only")
 def test_awq_compresses_with_calibration_data_only(one_layer_bert, tmp_path):
     from autotune.backends.openvino import OpenVINOBackend
     from autotune.target import load_target
@@ -212,6 +220,8 @@ def test_awq_compresses_with_calibration_data_only(one_layer_bert, tmp_path):
                                            tmp_path / "cache"), host, tmp_path)
 
 
+@pytest.mark.readme_claim("calibration_samples in trials.csv says how many samples the quantizer "
+                          "saw")
 def test_calibration_samples_are_kept_with_a_trial():
     from autotune.trial import Trial
 

@@ -21,6 +21,7 @@ from autotune.testing.store_conformance import INT8, failed_trial, full_trial, s
 pd = pytest.importorskip("pandas")
 
 
+@pytest.mark.readme_claim("import autotune stays light; pandas loads on first use")
 def test_import_autotune_loads_neither_pandas_nor_the_store():
     code = ("import sys, autotune; heavy = {'pandas', 'sqlalchemy', 'numpy', 'openvino', 'tvm'}"
             " & set(sys.modules); assert not heavy, heavy; assert callable(autotune.open_store)")
@@ -47,6 +48,7 @@ def _hand_made_store(tmp_path) -> str:
     return url
 
 
+@pytest.mark.readme_claim("store.trials(run): one row per trial, the rows of trials.csv and more")
 def test_trials_frame_has_one_documented_row_per_trial(tmp_path):
     store = autotune.open_store(_hand_made_store(tmp_path))
     trials = store.trials()  # the latest run: r2
@@ -65,6 +67,8 @@ def test_trials_frame_has_one_documented_row_per_trial(tmp_path):
         store.trials("r9")
 
 
+@pytest.mark.readme_claim("store.frontier(run) and store.pick(run, ...) are autotune.pareto's "
+                          "front and pick")
 def test_frontier_and_pick_are_the_pareto_modules(tmp_path):
     url = _hand_made_store(tmp_path)
     store = autotune.open_store(url)
@@ -84,6 +88,8 @@ def test_frontier_and_pick_are_the_pareto_modules(tmp_path):
         store.pick(target="arm")
 
 
+@pytest.mark.readme_claim("store.samples(run) and store.passes(run): every sample and pass, long "
+                          "format")
 def test_samples_and_passes_in_long_format(tmp_path):
     store = autotune.open_store(_hand_made_store(tmp_path))
     samples = store.samples()
@@ -128,6 +134,8 @@ def test_a_real_runs_frame_matches_the_reports_csv(workspace, capsys):
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("autotune.run_benchmark(...) makes a run as autotune run does and "
+                          "returns its id")
 def test_run_benchmark_runs_as_autotune_run_does(workspace):
     url = f"sqlite:///{workspace}/results/api.db"
     # ``configs`` as ``--config`` (a config the smoke space does not have), fp32 first.

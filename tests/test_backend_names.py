@@ -12,6 +12,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 import autotune
 from autotune.backends import backend_names
 
@@ -53,6 +55,7 @@ def naming_backends(source: str, names: list[str]) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.mark.readme_claim("no other module names a backend (tests/test_backend_names.py checks)")
 def test_no_module_outside_the_backends_names_a_backend():
     names = backend_names()
     offences = []

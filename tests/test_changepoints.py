@@ -60,6 +60,8 @@ def test_a_step_with_nothing_changed_says_so():
     assert found.cause == NO_CHANGE and NO_CHANGE in found.summary
 
 
+@pytest.mark.readme_claim("eight runs find a 10% step nearly always at 1% noise (38 of 40; A/A at "
+                          "most 1 in 100)")
 def test_ten_percent_steps_are_found_at_the_right_run_and_a_a_series_stay_quiet():
     # One percent of run-to-run noise, as the fastest pass gives on a quiet machine.
     right = sum(any(c.run_id == "r4" for c in change_points(series([1.0] * 4 + [1.1] * 4, seed)))
@@ -100,6 +102,8 @@ def test_a_toggling_machines_slow_passes_do_not_hide_a_step_of_the_fastest_pass(
     assert false == 0
 
 
+@pytest.mark.readme_claim("small steps in one direction that add up past the threshold are "
+                          "reported as a drift")
 def test_a_drift_of_small_steps_is_found_though_no_step_is_past_the_threshold():
     scales = [1.0, 1.0, 1.03, 1.03, 1.06, 1.06, 1.09, 1.09, 1.09]
     numpy = ["2.2.6", "2.2.6", "2.3.0", "2.3.0", "2.3.1", "2.3.1", "2.4.0", "2.4.0", "2.4.0"]
@@ -135,6 +139,8 @@ def test_too_short_a_series_has_no_change_points():
     assert change_points(series([1.0, 1.0, 1.5])) == []
 
 
+@pytest.mark.readme_claim("a change point names what changed in the environment, the backend's "
+                          "runtime first")
 def test_environment_changes_name_the_backends_runtime_first():
     after = {**NEW, "numpy": "2.3.0", "cpu model": "Other CPU", "zzz": "1"}
     names = [c.name for c in environment_changes(OLD, after, "openvino")]

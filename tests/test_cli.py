@@ -23,6 +23,8 @@ def _store(workspace):
     return Store(f"sqlite:///{workspace}/results/autotune.db")
 
 
+@pytest.mark.readme_claim("autotune run --model my.onnx: random inputs, fidelity vs fp32 only; a "
+                          "warning says so")
 def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     code = main(["run", "--model", str(tiny_model), "--space", "smoke", *QUICK])
     out = capsys.readouterr()
@@ -96,6 +98,7 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     assert main(["report", run_id]) == 0
 
 
+@pytest.mark.readme_claim("autotune run --resume RUN_ID finishes an interrupted run")
 def test_resume_skips_finished_trials(workspace, tiny_model):
     from autotune.driver import RunSettings, execute_run, start_run
     from autotune.measure import MeasurementProtocol
@@ -120,6 +123,8 @@ def test_resume_skips_finished_trials(workspace, tiny_model):
     assert store.get_run(run_id).status == "finished"
 
 
+@pytest.mark.readme_claim("autotune run measures every trial in --passes 3, later passes in fresh "
+                          "workers")
 def test_later_passes_measure_the_kept_artifacts_and_resume(workspace, tiny_model):
     from autotune.driver import RunSettings, execute_run, start_run
     from autotune.measure import MeasurementProtocol
@@ -150,6 +155,7 @@ def test_later_passes_measure_the_kept_artifacts_and_resume(workspace, tiny_mode
     assert not artifacts.exists()
 
 
+@pytest.mark.readme_claim("Ctrl-C prints the --resume command, and resume finishes the run")
 def test_ctrl_c_says_how_to_resume_and_resume_finishes(workspace, tiny_model):
     command = [sys.executable, "-m", "autotune", "run", "--model", str(tiny_model),
                "--space", "default", *QUICK]
@@ -188,6 +194,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes(workspace, tiny_model):
     (["run", "--store", "nosuchdb://x"], "--store nosuchdb://x"),
     (["pick", "--store", "sqlite:///empty.db"], "no runs in"),
 ])
+@pytest.mark.readme_claim("exit 2: bad input, one line naming the file and field")
 def test_bad_input_is_one_line_and_exit_2(workspace, argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -201,6 +208,7 @@ def test_not_an_onnx_file(workspace, capsys):
     assert "model.onnx: not a readable ONNX model" in err
 
 
+@pytest.mark.readme_claim("autotune targets | spaces | zoo [--json]")
 def test_listings_are_json_too(workspace, capsys):
     for command in ("targets", "spaces", "zoo"):
         assert main([command, "--json"]) == 0
@@ -209,6 +217,7 @@ def test_listings_are_json_too(workspace, capsys):
     assert "host-cpu" in capsys.readouterr().out
 
 
+@pytest.mark.readme_claim("the autotune command is installed with the package")
 def test_console_script_is_installed():
     # The script sits next to the interpreter of the environment it was installed into.
     script = Path(sys.executable).parent / "autotune"

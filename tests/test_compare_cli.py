@@ -59,6 +59,7 @@ def compare(store_url: str, *args: str) -> int:
     return main(["compare", *args, "--store", store_url])
 
 
+@pytest.mark.readme_claim("exit 1: compare finds a regression")
 def test_an_injected_ten_percent_slowdown_is_found(store_url, capsys):
     store = Store(store_url)
     add_run(store, "run-01", "2025.4.0", [(FP32, "ok", draw(1, 2.0)), (INT8, "ok", draw(2, 1.0))])
@@ -97,6 +98,7 @@ def test_two_draws_of_the_same_distribution_find_nothing(store_url, capsys):
     assert "0 regression(s) in 2 comparable trials" in out and "REGRESSION" not in out
 
 
+@pytest.mark.readme_claim("compare also lists trials present in one run only")
 def test_a_config_that_stopped_compiling_and_one_run_only_trials(store_url, capsys):
     store = Store(store_url)
     add_run(store, "run-01", "2025.4.0", [(FP32, "ok", draw(1, 2.0)), (INT8, "ok", draw(2, 1.0)),
@@ -127,6 +129,8 @@ def test_bad_input_is_one_line_and_exit_2(store_url, capsys):
     assert "--threshold" in capsys.readouterr().err
 
 
+@pytest.mark.readme_claim("history prints one config's figures run by run and plots them to "
+                          "reports/history/")
 def test_history_table_and_plot_mark_the_regression(store_url, tmp_path, capsys):
     store = Store(store_url)
     for index, (openvino, scale) in enumerate([("2025.4.0", 1.0), ("2025.4.0", 1.0),
@@ -155,6 +159,7 @@ def test_history_table_and_plot_mark_the_regression(store_url, tmp_path, capsys)
     assert "--config nope: no stored trial matches" in capsys.readouterr().err
 
 
+@pytest.mark.readme_claim("history finds change points and names what changed in the environment")
 def test_history_finds_the_change_point_and_the_version_that_caused_it(store_url, tmp_path,
                                                                          capsys):
     store = Store(store_url)

@@ -84,6 +84,8 @@ def test_fit_predict_on_held_out_synthetic_trials(synthetic):
     assert predicted.latency_samples.shape == (3, len(test))
 
 
+@pytest.mark.readme_claim("the cost model is scored within each model too (how it ranks one "
+                          "model's configs)")
 def test_validation_also_ranks_each_models_trials_among_themselves(synthetic):
     from scipy.stats import spearmanr
 
@@ -106,6 +108,7 @@ def test_validation_also_ranks_each_models_trials_among_themselves(synthetic):
         assert mape == pytest.approx(np.mean(np.abs(predicted[mask] - measured) / measured))
 
 
+@pytest.mark.readme_claim("latency and memory never split on the calibration method")
 def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic):
     workloads, trials = [w for w, _ in synthetic], [t for _, t in synthetic]
     # Noise that happens to make percentile-calibrated trials slower: not a law to learn.
@@ -123,6 +126,7 @@ def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic)
     assert np.all(b.fidelity_error > a.fidelity_error)
 
 
+@pytest.mark.readme_claim("the cost model learns latency from each trial's fastest pass")
 def test_latency_is_learned_from_each_trials_fastest_pass(synthetic):
     measured = synthetic[0][1]
     passes = [PassRecord(median_ms=2.0), PassRecord(median_ms=0.9), PassRecord(median_ms=1.0)]

@@ -45,6 +45,8 @@ def _here_env() -> dict[str, str]:
         str(REPO), os.environ.get("PYTHONPATH"))))}
 
 
+@pytest.mark.readme_claim("autotune doctor [--json]: what this machine lacks per backend and "
+                          "target")
 def test_doctor_on_this_machine():
     pytest.importorskip("tvm", reason="apache-tvm is not installed")
     from tvm.support.cc import get_cc
@@ -74,6 +76,8 @@ def test_doctor_on_this_machine():
             + ("ready" if ready else "not ready")) in text.stdout
 
 
+@pytest.mark.readme_claim("doctor: each missing item comes with its fix; exit 1 when the default "
+                          "run cannot measure")
 def test_doctor_without_a_compiler_says_tvm_is_unavailable_and_how_to_fix_it(no_compiler_env):
     pytest.importorskip("tvm", reason="apache-tvm is not installed")
     result = _doctor(no_compiler_env, "--json")
@@ -89,6 +93,8 @@ def test_doctor_without_a_compiler_says_tvm_is_unavailable_and_how_to_fix_it(no_
 
 @pytest.mark.openvino
 @pytest.mark.tvm
+@pytest.mark.readme_claim("without a compiler, TVM's trials are stored unavailable with the reason "
+                          "and the fix")
 def test_a_run_without_a_compiler_stores_tvm_trials_unavailable(no_compiler_env, tmp_path):
     pytest.importorskip("tvm", reason="apache-tvm is not installed")
     pytest.importorskip("openvino", reason="openvino is not installed")

@@ -43,6 +43,8 @@ BEFORE = {FP32: ("openvino", 2.0), INT8: ("openvino", 0.8), INT8_PT: ("tvm", 1.5
 DROPS = {FP32: 0.0, FP16: 0.0001}
 
 
+@pytest.mark.readme_claim("Frontier drift names the previous recommendation now dominated, and by "
+                          "what")
 def test_a_runtime_that_slows_the_pick_names_it_and_what_replaced_it():
     after = {**BEFORE, INT8: ("openvino", 1.6), INT8_PT: ("tvm", 1.0), FP16: ("tvm", 1.8)}
     found = frontier_drift(night("a", BEFORE, DROPS), night("b", after, DROPS), 0.01)
@@ -94,6 +96,8 @@ def stepped(tmp_path_factory) -> Store:
     return nightly_store(tmp_path_factory.mktemp("stepped"), [1.0] * 6 + [1.3] * 2, switch=6)
 
 
+@pytest.mark.readme_claim("Changes since the last comparable runs: change points marked new, "
+                          "worse, with their cause")
 def test_the_run_that_confirms_a_step_reports_it_new_with_its_cause(stepped):
     facts = gather_from_store(stepped, "n7")
     [found] = facts.changes.changes
@@ -112,6 +116,8 @@ def test_the_run_that_confirms_a_step_reports_it_new_with_its_cause(stepped):
     assert "None: no change point" in render_markdown(earlier)
 
 
+@pytest.mark.readme_claim("run --fail-on change exits 1 when this run confirms a new, worse change "
+                          "point")
 def test_fail_on_change_fails_on_the_confirming_run_only(stepped, tmp_path):
     said = io.StringIO()
     changes, cases = change_gate(stepped, stepped.get_run("n7"), Thresholds(), said)
@@ -125,6 +131,7 @@ def test_fail_on_change_fails_on_the_confirming_run_only(stepped, tmp_path):
     assert changes.gating == () and [case.failure for case in cases] == [None]
 
 
+@pytest.mark.readme_claim("the changes section says how many runs there are when fewer than 4")
 def test_too_short_a_history_is_said_plainly(tmp_path):
     store = nightly_store(tmp_path, [1.0, 1.0])
     facts = gather_from_store(store, "n1")
@@ -133,6 +140,7 @@ def test_too_short_a_history_is_said_plainly(tmp_path):
             "points need 4") in render_markdown(facts)
 
 
+@pytest.mark.readme_claim("--fail-on change needs no --baseline; --fail-on regression does")
 def test_fail_on_takes_change_and_regression_and_checks_what_each_needs(tmp_path, capsys):
     args = build_parser().parse_args(["run", "--fail-on", "change", "--fail-on", "regression",
                                       "--baseline", "previous"])
@@ -159,6 +167,8 @@ def test_fail_on_takes_change_and_regression_and_checks_what_each_needs(tmp_path
         load_run_file(path)
 
 
+@pytest.mark.readme_claim("compare names the frontier drift (text, --json's frontier_drift, "
+                          "--format markdown)")
 def test_compare_names_the_drift_in_text_json_and_markdown(tmp_path, capsys):
     store = Store(f"sqlite:///{tmp_path}/store.db")
     after = {**BEFORE, INT8: ("openvino", 1.6), INT8_PT: ("tvm", 1.0)}

@@ -56,6 +56,8 @@ def verify(folder: Path, *flags: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("pick --export DIR writes the pick; autotune verify DIR exits 1 naming "
+                          "what differs")
 def test_pick_export_verify_and_a_tampered_file(workspace, tiny_model, capsys):
     assert main(["run", "--model", str(tiny_model), "--backend", "openvino", "--config",
                  INT8.text, *QUICK]) == 0
@@ -143,6 +145,7 @@ def stored_run(url: str, int8_ms: float) -> None:
             accuracy_drop=0.001, memory_bytes=1 << 20))
 
 
+@pytest.mark.readme_claim("export: a quantized config not faster than fp32 exits 1 unless --force")
 def test_a_quantized_config_not_faster_than_fp32_is_refused(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/results/autotune.db"
     stored_run(url, int8_ms=2.5)
@@ -164,6 +167,8 @@ def test_a_quantized_config_not_faster_than_fp32_is_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.tvm
+@pytest.mark.readme_claim("loading an export yourself: tests/test_export.py runs these three "
+                          "snippets")
 def test_tvm_export_verify_and_its_loader(workspace, tiny_model, capsys):
     assert main(["run", "--model", str(tiny_model), "--backend", "tvm", "--tuning-trials", "0",
                  "--config", INT8.text, *QUICK]) == 0

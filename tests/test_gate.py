@@ -69,6 +69,7 @@ def store_url(tmp_path, monkeypatch) -> str:
     return url
 
 
+@pytest.mark.readme_claim("AUTOTUNE_STORE is every command's --store; the flag wins")
 def test_the_store_comes_from_the_environment_and_the_flag_wins(store_url, tmp_path, capsys):
     assert main(["runs", "--json"]) == 0
     assert [run["id"] for run in json.loads(capsys.readouterr().out)] == [
@@ -78,6 +79,8 @@ def test_the_store_comes_from_the_environment_and_the_flag_wins(store_url, tmp_p
     assert json.loads(capsys.readouterr().out) == []
 
 
+@pytest.mark.readme_claim("autotune runs [--model M] [--target T] [--status finished] [--since "
+                          "...]")
 def test_runs_are_listed_and_filtered(store_url, capsys):
     Store(store_url).set_run_status("night-2", "interrupted")
     assert main(["runs", "--json", "--status", "finished", "--since", "2026-11-02"]) == 0
@@ -93,6 +96,7 @@ def test_runs_are_listed_and_filtered(store_url, capsys):
     assert "--since 'yesterday': not a date" in capsys.readouterr().err
 
 
+@pytest.mark.readme_claim("latest and previous stand for a run id wherever one is taken")
 def test_latest_and_previous_stand_for_run_ids(store_url, tmp_path, capsys):
     assert main(["compare", "previous", "latest", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
@@ -105,6 +109,7 @@ def test_latest_and_previous_stand_for_run_ids(store_url, tmp_path, capsys):
     assert "no previous run in" in capsys.readouterr().err
 
 
+@pytest.mark.readme_claim("compare --format markdown and --junit FILE (a failure per regression)")
 def test_markdown_and_junit_of_a_comparison(store_url, tmp_path, capsys):
     junit = tmp_path / "ci" / "compare.xml"
     assert main(["compare", "night-2", "night-3", "--format", "markdown",
@@ -132,6 +137,7 @@ def test_markdown_and_junit_of_a_comparison(store_url, tmp_path, capsys):
     assert skipped.find("skipped").get("message") == "only in baseline (ok)"
 
 
+@pytest.mark.readme_claim("-v logs more, -q logs errors only")
 def test_verbosity_sets_the_log_level(store_url):
     for flag, level in (("-v", logging.INFO), ("-q", logging.ERROR), (None, logging.WARNING)):
         assert main(["runs", *([flag] if flag else [])]) == 0
@@ -143,6 +149,7 @@ class Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.readme_claim("when stderr is not a terminal, run prints one line per finished trial")
 def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log():
     fp32 = Trial(run_id="r", model="digits", model_hash="d1", config=FP32, backend="openvino",
                  target="host-cpu", status="ok", latency_median_ms=2.5)
@@ -174,6 +181,8 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log():
     assert silent.getvalue() == ""
 
 
+@pytest.mark.readme_claim("compare pairs by tuning budget: a tuned kernel is not the program an "
+                          "untuned one is")
 def test_a_tuned_run_is_not_compared_with_an_untuned_one(store_url):
     store = Store(store_url)
     stored_run(store, "untuned", 4, 1.0, tuning_trials=0)
@@ -202,6 +211,8 @@ def test_trials_stored_without_their_tuning_budget_take_their_runs(store_url):
     assert [trial.tuning_trials for trial in store.trials("older")] == [16, 16]
 
 
+@pytest.mark.readme_claim("exit 3: an internal error, one line and the path of a log with the "
+                          "traceback")
 def test_an_internal_error_exits_3_with_the_traceback_in_a_log(store_url, tmp_path,
                                                                monkeypatch, capsys):
     def broken(self):
@@ -225,6 +236,7 @@ def test_an_internal_error_exits_3_with_the_traceback_in_a_log(store_url, tmp_pa
     assert "ZeroDivisionError" in err and str(tmp_path / "cache" / "autotune" / "logs") in err
 
 
+@pytest.mark.readme_claim("exit 130: interrupted")
 def test_an_interruption_outside_a_run_exits_130(store_url, monkeypatch, capsys):
     def interrupted(self):
         raise KeyboardInterrupt
@@ -263,6 +275,8 @@ QUICK = ["--config", "fp32", "--backend", "openvino", "--min-repeats", "50", "--
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("run --baseline previous --fail-on regression: a slowdown exits 1 with a "
+                          "JUnit failure")
 def test_the_nightly_gate_end_to_end(workspace, tiny_model, monkeypatch, capsys):
     monkeypatch.delenv("AUTOTUNE_INJECT_SLOWDOWN", raising=False)
     gated = ["--model", str(tiny_model), *QUICK]

@@ -147,6 +147,8 @@ def test_guided_proposes_only_unmeasured_candidates_within_budget(world):
     assert strategy.propose(candidates, everything, 5) == []
 
 
+@pytest.mark.readme_claim("--strategy guided: expected hypervolume improvement of the (latency, "
+                          "fidelity) front")
 def test_guided_finds_the_fast_configs_of_the_synthetic_world(world):
     pytest.importorskip("xgboost")
     candidates, context = world
@@ -167,6 +169,8 @@ def test_seeds_are_spread_out(world):
     assert diverse_seeds(candidates, 4, seed=0) == seeds  # seeded: same seeds every time
 
 
+@pytest.mark.readme_claim("what guided search predicted is stored in the predictions table, never "
+                          "as a trial")
 def test_predictions_are_stored_apart_from_trials(world, tmp_path):
     pytest.importorskip("xgboost")
     candidates, context = world

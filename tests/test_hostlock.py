@@ -107,6 +107,8 @@ def holders(tmp_path):
 
 @pytest.mark.parametrize("first, second", [(EXCLUSIVE, SHARED), (SHARED, EXCLUSIVE),
                                            (EXCLUSIVE, EXCLUSIVE)])
+@pytest.mark.readme_claim("one thing measures at a time on a host: timing exclusive, compiling "
+                          "shared")
 def test_a_holder_blocks_a_taker_of_the_other_kind_until_it_lets_go(holders, first, second):
     holders.hold("holder", first)
     holders.queue("taker", second)
@@ -123,6 +125,7 @@ def test_shared_holders_hold_together(holders):
     assert events.index("two got") < events.index("one releases")
 
 
+@pytest.mark.readme_claim("a waiting timer goes before compiles that asked after it")
 def test_a_waiting_timer_goes_before_a_compile_that_asked_later(holders):
     """The turnstile: back-to-back shared holders cannot starve a waiting exclusive one."""
     holders.hold("compile", SHARED)
@@ -146,6 +149,7 @@ def test_a_killed_holder_leaves_no_lock_behind(holders):
     assert holders.processes.pop("taker").wait(timeout=60) == 0
 
 
+@pytest.mark.readme_claim("the wait for the host lock does not count against --trial-timeout")
 def test_a_wait_for_the_lock_does_not_count_against_the_trial_time_limit(
         tmp_path, tiny_model, monkeypatch):
     """A trial that waits for another process's timing longer than its own time limit still
@@ -204,6 +208,7 @@ def test_core_lists_and_sets():
         target_cpus(target(2, (1, 7)), allowed)
 
 
+@pytest.mark.readme_claim("cores = N pins to the last N CPUs; cores = \"0-3\" names them")
 def test_cores_in_a_target_file_may_be_a_count_or_a_cpu_list(tmp_path):
     from autotune.errors import InputError
     from autotune.target import load_target
@@ -219,6 +224,7 @@ def test_cores_in_a_target_file_may_be_a_count_or_a_cpu_list(tmp_path):
         load_target(str(path))
 
 
+@pytest.mark.readme_claim("spare_cores = S: all CPUs but S, at least one")
 def test_spare_cores_leave_cores_to_the_driver_only_when_the_count_is_not_given(tmp_path):
     from autotune.cores import allowed_cpus
     from autotune.errors import InputError
@@ -260,6 +266,8 @@ def test_the_driver_moves_off_the_timing_cores_and_back():
 
 @pytest.mark.openvino
 @pytest.mark.parametrize("every_core", [False, True], ids=["host-cpu", "every-core"])
+@pytest.mark.readme_claim("the trial records its core set (core_set) and thread pools are sized to "
+                          "it")
 def test_a_host_cpu_trial_records_its_core_set_and_runs_on_it(workspace, every_core):
     """A real digits-cnn OpenVINO trial: host-cpu's worker runs on every CPU the run may use
     but one (``spare_cores = 1``: the last ones; pinning is not a no-op), a copy without a

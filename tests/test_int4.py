@@ -94,6 +94,8 @@ def test_group_size_that_does_not_divide_is_unsupported(matmul_model, host, tmp_
         _compile(matmul_model, config, host, tmp_path)
 
 
+@pytest.mark.readme_claim("weight-only int4 per group of 32 or 128 is compressed by NNCF when "
+                          "OpenVINO compiles")
 def test_int4_through_the_cli(matmul_model, workspace, capsys):
     from autotune.cli import main
     from autotune.store import Store
@@ -111,6 +113,7 @@ def test_int4_through_the_cli(matmul_model, workspace, capsys):
 # The int8 options for transformers: what stays in float is part of the config.
 
 
+@pytest.mark.readme_claim("keep_float keeps nodes or op types (op:Softmax) in float")
 def test_op_type_overrides_keep_those_nodes_in_float(matmul_model):
     config = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax "
                                    "keep:op:Softmax=fp32,op:LayerNormalization=fp32")

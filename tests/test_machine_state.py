@@ -67,6 +67,7 @@ def test_a_window_of_two_synthetic_snapshots_has_the_known_shares():
                                "2500 MHz")
 
 
+@pytest.mark.readme_claim("machine state: None where a file is missing")
 def test_missing_files_give_none_never_an_exception(tmp_path):
     gone = tmp_path / "absent"
     assert read_cpu_seconds(gone) is None and read_load_1m(gone) is None
@@ -184,6 +185,8 @@ BUSY = MachineState(1.0, 2, other_share=0.34, steal_share=0.02, load_1m=3.1)
 QUIET = MachineState(1.0, 2, other_share=0.01, steal_share=0.0, load_1m=0.2)
 
 
+@pytest.mark.readme_claim("compare gives a contended pair the finding contended, not a latency "
+                          "verdict")
 def test_compare_gives_no_latency_verdict_on_a_contended_pair():
     baseline = measured("a", samples(1), QUIET)
     slower = samples(2, scale=1.25)
@@ -246,6 +249,7 @@ def _run(workspace: Path, contention: ContentionLimits):
 
 @pytest.mark.openvino
 @pytest.mark.skipif(not LINUX, reason="reads Linux /proc")
+@pytest.mark.readme_claim("each measurement pass keeps the machine's state during its timed runs")
 def test_a_real_trial_records_the_machine_state_of_its_timed_window(workspace):
     _, _, trial = _run(workspace, ContentionLimits(0, 0, 0))  # judged never: one measurement
     (record,) = trial.passes
@@ -269,6 +273,8 @@ def _busy_loops(cpus: list[int]) -> list[subprocess.Popen]:
 
 @pytest.mark.openvino
 @pytest.mark.skipif(not LINUX, reason="reads Linux /proc")
+@pytest.mark.readme_claim("a contended pass is measured again; if it stays contended the trial is "
+                          "flagged")
 def test_a_contended_trial_is_measured_again_then_flagged_and_compare_calls_no_change(
         workspace):
     from autotune.cores import allowed_cpus, target_cpus

@@ -25,6 +25,7 @@ class SleepSession(Session):
         return [self.current * 2]
 
 
+@pytest.mark.readme_claim("timed runs until both 50 samples and 1 s (--min-repeats, --min-time)")
 def test_protocol_reaches_both_minimum_count_and_time():
     inputs = [{"x": np.array([float(i)])} for i in range(7)]
     session = SleepSession()
@@ -39,6 +40,7 @@ def test_protocol_reaches_both_minimum_count_and_time():
     assert set(session.seen) == set(range(7))
 
 
+@pytest.mark.readme_claim("reports show median, p90, p99 and the spread (IQR over median)")
 def test_latency_stats():
     stats = latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
     assert stats.median_ms == 3.0 and stats.count == 5 and stats.min_ms == 1.0
@@ -46,6 +48,7 @@ def test_latency_stats():
     assert stats.spread == pytest.approx((4.0 - 2.0) / 3.0)
 
 
+@pytest.mark.readme_claim("fidelity against the fp32 model: top-1 agreement, SQNR, cosine")
 def test_quality_metrics():
     reference = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
     assert top1_accuracy(reference, np.array([0, 1])) == 1.0
@@ -57,6 +60,7 @@ def test_quality_metrics():
     assert scores.accuracy == 0.5 and scores.top1_agreement == 0.5
 
 
+@pytest.mark.readme_claim("per-class accuracy: the label whose accuracy fell most against fp32's")
 def test_per_class_accuracy_finds_the_class_an_aggregate_hides():
     import numpy as np
 

@@ -121,6 +121,8 @@ def test_injected_slowdown_slows_each_sample_by_that_fraction(fraction):
     assert min(plain.latencies_ms) < 2.0 * (1 + fraction)
 
 
+@pytest.mark.readme_claim("AUTOTUNE_INJECT_SLOWDOWN=0.10 busy-waits 10% of each inference in the "
+                          "timed region")
 def test_injected_slowdown_comes_from_the_environment(monkeypatch):
     from autotune.worker import SLOWDOWN_ENV, _with_injected_slowdown
 

@@ -1,3 +1,5 @@
+import pytest
+
 from autotune.config import FP32, QuantConfig
 from autotune.pareto import dominates, frontier, latency_accuracy_front, pareto_front, pick
 from autotune.trial import Trial
@@ -42,6 +44,7 @@ def test_latency_accuracy_front_ignores_memory_and_failures():
     assert [t.config.calibration for t in line] == [None, "minmax", "mse"]  # by drop
 
 
+@pytest.mark.readme_claim("autotune pick --max-accuracy-drop 1 --objective latency")
 def test_pick_meets_the_constraint():
     trials = [_trial("fp32", 4.0, 0.0), _trial("minmax", 1.0, 0.005),
               _trial("percentile", 0.8, 0.02)]
@@ -51,6 +54,8 @@ def test_pick_meets_the_constraint():
     assert pick(trials, 0.01, objective="memory", max_memory_bytes=50).chosen is None
 
 
+@pytest.mark.readme_claim("a pick that no config meets shows the nearest configs and what they "
+                          "miss by")
 def test_pick_never_answers_with_nothing():
     trials = [_trial("minmax", 1.0, 0.03), _trial("percentile", 0.8, 0.02)]
     choice = pick(trials, max_accuracy_drop=0.01)
@@ -59,6 +64,7 @@ def test_pick_never_answers_with_nothing():
     assert abs(choice.nearest[0][1] - 0.01) < 1e-12
 
 
+@pytest.mark.readme_claim("the Pareto frontier over latency, accuracy drop and memory")
 def test_front_equals_the_all_pairs_definition_with_ties_and_duplicates():
     import random
 
@@ -73,6 +79,7 @@ def test_front_equals_the_all_pairs_definition_with_ties_and_duplicates():
     assert pareto_front([]) == []
 
 
+@pytest.mark.readme_claim("autotune pick --max-saturation 0.01 --max-class-drop 2")
 def test_pick_honours_saturation_and_class_drop_limits():
     from autotune.outcome import ClassAccuracy, Saturation
 

@@ -37,6 +37,7 @@ def _space(folder, name, description):
                       f'"{description}"'))
 
 
+@pytest.mark.readme_claim("the built-in targets and search spaces ship inside the package")
 def test_every_built_in_file_is_package_data():
     """The wheel carries what pyproject's package-data globs match: every built-in file."""
     pyproject = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())
@@ -58,6 +59,8 @@ def test_built_in_files_are_found_outside_the_checkout(workspace, capsys):
     assert {row["from"] for row in listed.values()} == {"built-in"}
 
 
+@pytest.mark.readme_claim("a NAME for --target or --space: --targets-dir, AUTOTUNE_HOME, "
+                          "./targets, then built-in")
 def test_named_folder_then_home_then_working_directory_then_built_in(workspace, monkeypatch,
                                                                      capsys):
     named, home = workspace / "named", workspace / "home"
@@ -81,6 +84,7 @@ def test_named_folder_then_home_then_working_directory_then_built_in(workspace, 
     assert load_space("smoke").description == "from home"
 
 
+@pytest.mark.readme_claim("autotune targets and spaces list every name with where it came from")
 def test_own_target_listed_with_its_folder(workspace, capsys):
     mine = workspace / "boards"
     mine.mkdir()
@@ -91,6 +95,7 @@ def test_own_target_listed_with_its_folder(workspace, capsys):
     assert {row["from"] for row in rows if row["target"] == "host-cpu"} == {"built-in"}
 
 
+@pytest.mark.readme_claim("a named folder that does not exist is an input error (exit 2)")
 def test_a_folder_that_does_not_exist_is_a_clear_error(workspace, monkeypatch, capsys):
     assert main(["run", "--targets-dir", "no-such-dir"]) == 2
     assert capsys.readouterr().err.strip() == (
@@ -103,6 +108,8 @@ def test_a_folder_that_does_not_exist_is_a_clear_error(workspace, monkeypatch, c
         load_target("nope")
 
 
+@pytest.mark.readme_claim("zoo models and --runtime environments go to the user cache, never the "
+                          "checkout")
 def test_caches_go_to_the_user_cache(workspace, monkeypatch):
     monkeypatch.setenv("HOME", str(workspace / "me"))
     assert user_cache_dir() == workspace / "me" / ".cache" / "autotune"
@@ -127,6 +134,8 @@ def test_an_installed_package_gives_children_only_itself(workspace, monkeypatch)
     assert child.stdout.strip() == str(paths.PACKAGE_DIR)
 
 
+@pytest.mark.readme_claim("autotune --version prints the package version, and the commit from a "
+                          "git checkout")
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_code:
         main(["--version"])

@@ -113,6 +113,7 @@ def pg_url(cluster) -> str:
     return cluster.new_database()
 
 
+@pytest.mark.readme_claim("--store postgresql+psycopg://...: same schema and migrations as SQLite")
 def test_same_schema_and_migration_as_sqlite(pg_url, tmp_path):
     import sqlalchemy as sa
 
@@ -177,6 +178,7 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.readme_claim("a team shares one PostgreSQL store; concurrent runs are safe")
 def test_concurrent_runs_lose_no_trial(pg_url):
     from autotune.store import Run, now
 

@@ -39,6 +39,8 @@ def _static_inputs(path: Path) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("source", [BERT_DYNAMO, BERT_LEGACY], ids=["dynamo", "legacy"])
+@pytest.mark.readme_claim("dynamic dimensions default to batch 1 and 128 for a sequence; outputs "
+                          "equal the export's")
 def test_dynamic_batch_and_sequence_take_the_defaults_and_compute_the_same(source, tmp_path):
     prepared = prepare_model(source, cache_dir=tmp_path)
     assert prepared.prepared and prepared.path.parent == tmp_path
@@ -52,6 +54,7 @@ def test_dynamic_batch_and_sequence_take_the_defaults_and_compute_the_same(sourc
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.readme_claim("--shape INPUT=DIMS; a dimension name shared by inputs takes one size")
 def test_a_shape_given_for_one_input_sizes_the_dimensions_it_shares(tmp_path):
     prepared = prepare_model(BERT_DYNAMO, parse_shapes(["input_ids=2x32"]), cache_dir=tmp_path)
     assert prepared.shapes == {"input_ids": (2, 32), "attention_mask": (2, 32)}
@@ -64,6 +67,8 @@ def test_a_shape_given_for_one_input_sizes_the_dimensions_it_shares(tmp_path):
                       cache_dir=tmp_path)
 
 
+@pytest.mark.readme_claim("external data is read in and BatchNormalization folded into the "
+                          "convolution")
 def test_external_data_and_batchnorm_are_folded_into_one_file(tmp_path):
     with pytest.raises(InputError, match=r"dimension 2 \('H'\) of input 'image' is dynamic and "
                                          r"has no default .* give --shape image=1x3xHxW"):
@@ -91,6 +96,7 @@ def test_the_data_sizes_what_no_shape_gives(tmp_path):
     assert prepared.shapes == {"image": (1, 3, 24, 24)}
 
 
+@pytest.mark.readme_claim("a missing external data file is named")
 def test_a_missing_external_data_file_is_named(tmp_path):
     shutil.copy(CNN_BN, tmp_path / "alone.onnx")
     with pytest.raises(InputError, match="external data file 'tiny_cnn_bn.onnx.data' that is "
@@ -98,6 +104,7 @@ def test_a_missing_external_data_file_is_named(tmp_path):
         prepare_model(tmp_path / "alone.onnx", {"image": (1, 3, 32, 32)}, cache_dir=tmp_path)
 
 
+@pytest.mark.readme_claim("a static, single-file model is used as it is (its hash does not change)")
 def test_a_static_single_file_model_is_taken_as_it_is(tiny_model, tmp_path):
     prepared = prepare_model(tiny_model, cache_dir=tmp_path)
     assert prepared.path == tiny_model and not prepared.prepared and not prepared.steps

@@ -50,6 +50,8 @@ def network_references(page: str) -> list[str]:
             if url != "http://www.w3.org/2000/svg"]
 
 
+@pytest.mark.readme_claim("autotune publish DIR: index.html lists every model x target with its "
+                          "latest run")
 def test_the_index_lists_every_model_and_target_with_its_latest_run(site):
     out, err = site
     assert "page 1/2:" in err and "page 2/2: tiny on host-cpu (2 series)" in err
@@ -65,6 +67,8 @@ def test_the_index_lists_every_model_and_target_with_its_latest_run(site):
     assert (out / page_file(ODD, "host-cpu")).is_file()
 
 
+@pytest.mark.readme_claim("a publish page draws each change point as a dashed line naming what "
+                          "changed")
 def test_a_page_marks_the_change_point_and_names_the_package_on_hover(site):
     out, _ = site
     page = (out / page_file("tiny", "host-cpu")).read_text()
@@ -89,6 +93,7 @@ def test_a_page_marks_the_change_point_and_names_the_package_on_hover(site):
     assert picks.count("<tr><td>#") == 8 and picks.count(" on openvino: ") == 8
 
 
+@pytest.mark.readme_claim("publish: a store without runs exits 2")
 def test_a_store_without_runs_or_an_unknown_model_is_bad_input(tmp_path, capsys, site):
     assert main(["publish", str(tmp_path / "out"), "--store",
                  f"sqlite:///{tmp_path}/empty.db"]) == 2
@@ -100,6 +105,7 @@ def test_a_store_without_runs_or_an_unknown_model_is_bad_input(tmp_path, capsys,
 
 
 @pytest.mark.browser
+@pytest.mark.readme_claim("every published page is self-contained (no network)")
 def test_the_site_loads_cleanly_in_chromium(chromium, site):
     out, _ = site
     for name in ("index.html", page_file("tiny", "host-cpu")):

@@ -44,6 +44,8 @@ def trial(run_id: str = "a", config: QuantConfig = FP32, status: str = "ok", **f
                  accuracy_drop=figures.pop("accuracy_drop", 0.0), **figures)
 
 
+@pytest.mark.readme_claim("a latency regression: Mann-Whitney U at --alpha 0.01 and a bootstrap "
+                          "99% interval")
 def test_a_ten_percent_slowdown_is_a_significant_regression():
     test = latency_test(samples(1), samples(2, scale=1.10))
     assert test.ratio == pytest.approx(1.10, abs=0.02)
@@ -52,6 +54,7 @@ def test_a_ten_percent_slowdown_is_a_significant_regression():
     assert test.verdict(0.05) == "slower"
 
 
+@pytest.mark.readme_claim("a latency regression must be at least --threshold (5%) slower")
 def test_a_small_real_change_is_significant_but_below_the_threshold():
     test = latency_test(samples(1, count=2000), samples(2, count=2000, scale=1.02))
     assert test.significant
@@ -97,6 +100,7 @@ def test_thresholds_are_validated():
         Thresholds(alpha=1.5)
 
 
+@pytest.mark.readme_claim("a config that went from ok to failing always counts")
 def test_status_changes():
     def kinds(before: str, after: str) -> list[str]:
         return [f.kind for f in compare_pair(trial(status=before), trial(status=after)).findings]
@@ -112,6 +116,8 @@ def test_status_changes():
     assert "second line" not in broken.findings[0].detail
 
 
+@pytest.mark.readme_claim("memory and size count beyond --memory-threshold, accuracy beyond "
+                          "--accuracy-threshold")
 def test_memory_size_and_accuracy_changes():
     base = trial()
     more_memory = compare_pair(base, trial(memory_bytes=16 << 20))
@@ -134,6 +140,7 @@ def test_memory_size_and_accuracy_changes():
     assert "fidelity" in fidelity.findings[0].detail
 
 
+@pytest.mark.readme_claim("compare pairs trials by model (name and hash), config, backend, target")
 def test_compare_trials_pairs_by_model_config_backend_and_target():
     baseline = [trial("a"), trial("a", INT8),
                 trial("a", QuantConfig.from_text("fp16"), status="unavailable")]
@@ -149,6 +156,8 @@ def test_compare_trials_pairs_by_model_config_backend_and_target():
     assert [t.config.text for t in comparison.only_candidate] == ["bf16"]
 
 
+@pytest.mark.readme_claim("compare reports a pair with an unavailable side as unavailable, never a "
+                          "regression")
 def test_a_backend_that_could_not_run_is_reported_never_a_regression():
     """A runtime environment without TVM (or a trial stored before workers said so: a compile
     error "No module named 'tvm'") is the environment's failure, not the runtime's."""
@@ -246,6 +255,7 @@ def test_pass_noise_pools_the_spread_of_the_fastest_pass_medians():
     assert pass_noise([trial("a")]) == {}  # one pass: nothing to pool
 
 
+@pytest.mark.readme_claim("a change inside the run-to-run noise is not a verdict")
 def test_a_shift_within_the_run_to_run_noise_is_not_a_regression():
     # Passes of one trial differ by up to 12%: an 8% shift between runs is what noise does.
     noisy = [1.0, 1.12, 0.95]
@@ -265,6 +275,7 @@ def test_a_ten_percent_slowdown_beyond_the_run_to_run_noise_is_found():
     assert all(pair.latency.noise_floor < 0.05 for pair in comparison.matched)
 
 
+@pytest.mark.readme_claim("a run measured in one pass borrows the other run's noise")
 def test_a_one_pass_run_borrows_the_other_runs_noise():
     baseline = run_of("a", 1.0, [1.0, 1.12, 0.95])
     one_pass = [trial("b", t.config, latencies_ms=samples(7, scale=1.08)) for t in baseline]
@@ -284,6 +295,8 @@ def measured_in_passes(run_id: str, config, scales: list[float], seed: int) -> T
                          for p in passes])
 
 
+@pytest.mark.readme_claim("a trial's latency is the median of its fastest pass; compare judges by "
+                          "it")
 def test_a_trial_splits_back_into_its_passes_and_is_judged_by_the_fastest():
     measured = measured_in_passes("a", FP32, [1.0, 2.2, 1.01], seed=3)
     passes = measured.pass_samples_ms()
@@ -310,6 +323,8 @@ def test_a_slow_spell_in_one_pass_is_not_a_regression_but_a_slower_runtime_is():
     assert all(pair.latency.noise_floor < 0.10 for pair in found.matched)
 
 
+@pytest.mark.readme_claim("a run in which the machine toggled under some trials is suspect as a "
+                          "whole")
 def test_a_run_the_machine_shook_widens_every_trials_noise():
     configs = [FP32, INT8, QuantConfig.from_text("fp16"), QuantConfig.from_text("bf16"),
                QuantConfig.from_text("w:int8:sym:per_tensor a:int8:sym cal:minmax")]

@@ -118,6 +118,7 @@ HOST_PEAKS = dict(peak_gops={"fp32": 384.0, "int8": 1536.0}, memory_bandwidth_gb
 # Content
 
 
+@pytest.mark.readme_claim("index.html is one self-contained page (no network, no tool needed)")
 def test_page_needs_nothing_from_the_network():
     page = page_of(make_run(), sample_trials())
     assert 'http-equiv="Content-Security-Policy"' in page and "default-src 'none'" in page
@@ -139,6 +140,8 @@ def test_summary_has_the_run_facts():
     assert "1 - cosine similarity vs fp32" in synthetic
 
 
+@pytest.mark.readme_claim("summary.md: per target the recommended config with the command that "
+                          "reproduces it")
 def test_recommendation_with_the_command_that_reproduces_it():
     run, trials = make_run(), sample_trials()
     text = page_text(page_of(run, trials))
@@ -164,6 +167,8 @@ def test_no_recommendation_names_the_nearest_configs():
     assert f"{INT8.label} on openvino misses by 4.00 pp" in text
 
 
+@pytest.mark.readme_claim("the Pareto plot draws cost-model predictions of configs the run did not "
+                          "try hollow")
 def test_frontier_plot_draws_every_successful_trial_and_marks_predictions():
     page = page_of(make_run(), sample_trials(), predictions=sample_predictions())
     points = re.findall(r'<circle class="point (measured|predicted)"', page)
@@ -179,6 +184,7 @@ def test_frontier_plot_draws_every_successful_trial_and_marks_predictions():
     assert "predicted" not in page_text(page.split("<h3>Pareto frontier (latency")[1])
 
 
+@pytest.mark.readme_claim("index.html: a roofline chart against the peaks the trials carry")
 def test_roofline_places_trials_against_the_peaks_they_carry():
     trials = sample_trials()
     trials[1].roofline = RooflinePlacement(ops=int(2e8), bytes=int(4e6), precision="int8",
@@ -228,6 +234,7 @@ def test_roofline_says_when_there_is_no_data_or_no_peaks():
     assert "no trial carries peaks, so no roof" in page_text(roofline)
 
 
+@pytest.mark.readme_claim("index.html: per-layer sensitivity when a scan ran")
 def test_sensitivity_renders_only_with_data():
     page = page_of(make_run(), sample_trials())
     table = page.split('<table class="sortable sensitivity">')[1].split("</table>")[0]
@@ -237,6 +244,7 @@ def test_sensitivity_renders_only_with_data():
     assert "No per-layer sensitivity scan" in page_of(make_run(), trials)
 
 
+@pytest.mark.readme_claim("the report shows every failed trial with its error, and the flags")
 def test_failed_trials_and_flags_are_shown():
     run, trials = make_run(), sample_trials()
     text = page_text(page_of(run, trials))
@@ -251,12 +259,15 @@ def test_failed_trials_and_flags_are_shown():
     assert "quantized but not faster than fp32" not in text  # tvm has no fp32 baseline
 
 
+@pytest.mark.readme_claim("the report lists quantized configs that are not faster than fp32")
 def test_quantized_but_slower_is_flagged():
     trials = [make_trial(FP32, 1.0), make_trial(INT8, 1.3, 0.001)]
     text = page_text(page_of(make_run(), trials))
     assert f"{INT8.label} on openvino: quantized but not faster than fp32 (0.77x)" in text
 
 
+@pytest.mark.readme_claim("the headline latency is the median of a trial's fastest measurement "
+                          "pass")
 def test_latency_is_the_fastest_pass_everywhere():
     """Ranking, speedups and the headline figure use Trial.latency_ms (the fastest pass's
     median), not the median of all passes pooled, which stays a displayed column."""
@@ -297,6 +308,7 @@ def test_markdown_and_page_show_the_same_recommendation_and_flags():
         assert note in markdown and note in text, note
 
 
+@pytest.mark.readme_claim("summary.md and index.html show the same facts, gathered once")
 def test_html_says_everything_the_markdown_says():
     run, trials = make_run(), sample_trials()
     facts = gather(run, trials)
@@ -327,6 +339,7 @@ def test_regressions_section_only_when_regress_gives_one():
     assert "No earlier run" in page_text(page_of(run, trials, regressions=Regressions(None)))
 
 
+@pytest.mark.readme_claim("the report's Regressions section: against the previous comparable run")
 def test_regressions_come_from_the_previous_comparable_run(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/store.db")
     for run_id, created, int8_ms in (("run-0", "2026-01-01T00:00:00+00:00", 0.5),
@@ -434,6 +447,8 @@ def assert_clean(page) -> None:
 
 @pytest.mark.browser
 @pytest.mark.openvino
+@pytest.mark.readme_claim("a real run's index.html loads in headless Chromium with no console "
+                          "error")
 def test_real_run_report_renders_cleanly(chromium, real_report):
     page = chromium.load(real_report)
     assert_clean(page)
@@ -453,6 +468,8 @@ def test_real_run_report_renders_cleanly(chromium, real_report):
 
 
 @pytest.mark.browser
+@pytest.mark.readme_claim("index.html: hover a point, it lights up in the tables; tables sort by a "
+                          "header click")
 def test_hundred_trial_report_sorts_and_links_points_to_rows(chromium, hundred_report):
     assert_clean(chromium.load(hundred_report))
     assert chromium.evaluate("document.querySelectorAll('svg circle.point.measured').length") \
@@ -483,6 +500,7 @@ def test_hundred_trial_report_sorts_and_links_points_to_rows(chromium, hundred_r
     ("<script>console.error('deliberate');</script>", "deliberate"),
     ('<img src="https://example.invalid/x.png">', "Content Security Policy"),
 ])
+@pytest.mark.readme_claim("the browser tests fail on any console error or network request")
 def test_the_browser_check_catches_errors(chromium, hundred_report, tmp_path, injected,
                                           expected):
     broken = tmp_path / "index.html"

@@ -53,6 +53,8 @@ LEVELS = Peaks({"fp32": 100.0, "int8": 400.0}, 10.0, "target", levels=(
     LevelRoof("DRAM", None, 10.0, "measured")))
 
 
+@pytest.mark.readme_claim("the cache-aware bound: bytes at the bandwidth of the smallest level the "
+                          "set fits in")
 def test_each_layer_moves_its_bytes_at_the_smallest_level_that_holds_it():
     cost = ConfigCost((LayerCost("small", "fp32", 10**6, 400.0, 600.0),  # 1 kB: L1
                        LayerCost("middle", "int8", 4 * 10**6, 4e4, 1e4),  # 50 kB: L2
@@ -85,6 +87,7 @@ def test_level_roofs_scale_private_caches_take_the_larger_figure_and_never_slow_
         (900.0, "measured"), (250.0, "measured"), (250.0, "measured"), (20.0, "estimate")]
 
 
+@pytest.mark.readme_claim("a trial faster than its bound shows which peak is too low")
 def test_a_beaten_bound_names_the_peak_that_is_too_low():
     # 4e4 int8 ops at 400 GOPS = 1e-4 ms; 5e4 bytes in L2 at 50 GB/s = 1e-3 ms.
     cost = ConfigCost((LayerCost("conv", "int8", 4 * 10**4, 4e4, 1e4),))
@@ -155,6 +158,8 @@ def _trial(status: str = "ok", latency: float | None = 2.0) -> Trial:
                  latency_median_ms=latency, cpu_model="cpu-a", cores=2)
 
 
+@pytest.mark.readme_claim("each roof is the larger of the measured figure and the target TOML's "
+                          "estimate")
 def test_measured_peaks_raise_the_toml_roofs_on_the_same_host(tmp_path, tiny_model):
     store = Store(f"sqlite:///{tmp_path}/r.db")
     target = replace(load_target("host-cpu"), peak_gops={"fp32": 100.0, "int8": 400.0})
@@ -175,6 +180,7 @@ def test_measured_peaks_raise_the_toml_roofs_on_the_same_host(tmp_path, tiny_mod
     assert failed.roofline is None
 
 
+@pytest.mark.readme_claim("peaks of an emulated device are stored flagged and never used as a roof")
 def test_peaks_of_an_emulated_device_are_never_the_roof(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/r.db")
     arm = load_target("arm-cortex-a76")
@@ -194,6 +200,7 @@ def test_a_target_without_peaks_still_gets_counts(tiny_model):
     assert trial.roofline.precision == "fp32" and trial.roofline.bound_ms is None
 
 
+@pytest.mark.readme_claim("autotune roofline --target host-cpu --read")
 def test_roofline_command_reads_the_toml_without_measuring(tmp_path, capsys):
     code = main(["roofline", "--target", "host-cpu", "--read", "--json",
                  "--store", f"sqlite:///{tmp_path}/r.db"])
@@ -218,6 +225,8 @@ def test_micro_benchmarks_measure_every_precision_or_say_why(tmp_path):
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("roofline measures the target's roofs in an isolated worker, every "
+                          "memory level")
 def test_roofline_command_measures_and_stores_every_level_in_a_worker(tmp_path, capsys):
     pytest.importorskip("openvino")
     from autotune.host import cpu_model
@@ -251,6 +260,8 @@ def test_the_device_function_answers_a_json_request_with_every_level():
     assert [level["name"] for level in answer] == ["L1"] and answer[0]["single_thread_gbs"] > 0
 
 
+@pytest.mark.readme_claim("compute = \"isa\": cores x SIMD lanes x 2 FMA pipes x 2 x the highest "
+                          "clock")
 def test_theoretical_peaks_follow_the_instruction_set():
     from autotune.cpu_peaks import isa_peaks
 

@@ -33,6 +33,7 @@ def write(folder: Path, text: str, name: str = "nightly.toml") -> Path:
     return path
 
 
+@pytest.mark.readme_claim("a run file describes the nightly matrix (examples/nightly.toml)")
 def test_the_example_run_file_is_valid():
     planned = cells(load_run_file(EXAMPLE))
     assert [cell.spec.runtime for cell in planned] == [(), ("openvino==2025.4.0",)]
@@ -41,6 +42,7 @@ def test_the_example_run_file_is_valid():
     assert planned[1].label == "model digits-cnn, space default, runtime openvino==2025.4.0"
 
 
+@pytest.mark.readme_claim("each cell, models x spaces (or configs) x runtimes, is one run")
 def test_each_model_space_and_runtime_is_a_cell(tmp_path):
     (tmp_path / "models").mkdir()
     path = write(tmp_path, """
@@ -104,6 +106,8 @@ def test_a_bad_run_file_names_file_and_key(tmp_path, text, message):
     assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
 
 
+@pytest.mark.readme_claim("a bad run file is an input error naming the file and key (exit 2) "
+                          "before anything runs")
 def test_a_bad_run_file_exits_2_with_one_line_before_anything_runs(workspace, capsys):
     path = write(workspace, 'models = ["digits-cnn"]\nbudgett = 4')
     assert main(["run", "-f", str(path)]) == 2
@@ -115,6 +119,7 @@ def test_a_bad_run_file_exits_2_with_one_line_before_anything_runs(workspace, ca
     assert not Store("sqlite:///results/autotune.db").runs()
 
 
+@pytest.mark.readme_claim("any run flag given with -f overrides the file's value for every cell")
 def test_flags_the_user_gave_override_the_file(tmp_path):
     path = write(tmp_path, """
 passes = 1
@@ -172,6 +177,8 @@ def stored(store: Store, run_id: str, day: int, campaign: str | None,
 OLD = ("openvino==2025.4.0",)
 
 
+@pytest.mark.readme_claim("--baseline previous judges each cell against the same cell of an "
+                          "earlier night")
 def test_each_cell_is_judged_against_the_same_cell_of_an_earlier_night(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/results/autotune.db")
     stored(store, "plain", 1, None)
@@ -193,6 +200,7 @@ def test_each_cell_is_judged_against_the_same_cell_of_an_earlier_night(tmp_path)
     assert baseline("plain-2") == "n2-old"
 
 
+@pytest.mark.readme_claim("autotune runs --campaign ID (or latest) lists one campaign's runs")
 def test_campaigns_in_the_runs_listing(tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path}/results/autotune.db"
     monkeypatch.setenv("AUTOTUNE_STORE", url)
@@ -231,6 +239,7 @@ models = [{models}]
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("autotune run -f nightly.toml: every cell of a run file, one campaign")
 def test_a_campaign_end_to_end(workspace, tiny_model, capsys):
     from autotune.testing.models import tiny_cnn
 
@@ -267,6 +276,7 @@ def readme_nightly_script() -> str:
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("the nightly script: run -f, publish, reports/campaigns/latest.md")
 def test_readmes_nightly_script_runs_two_nights(workspace, tiny_model):
     """README's script, run by bash as a nightly job would: the first night has no baseline
     and passes; the second is gated against it; both publish their reports."""

@@ -56,6 +56,7 @@ def test_bad_specs_are_input_errors(specs, message):
         parse_specs(specs)
 
 
+@pytest.mark.readme_claim("every trial records the versions its worker really imported")
 def test_the_worker_reports_every_runtime_it_imports():
     versions = package_versions()
     backend_packages = {p for name in backend_names() for p in get_backend(name).packages}
@@ -69,6 +70,8 @@ def host(package: str) -> str:
     return f"{package}=={version(package)}"
 
 
+@pytest.mark.readme_claim("a --runtime environment holds what the run's backends need, pinned as "
+                          "installed here")
 def test_an_environment_holds_what_the_runs_backends_import_pinned_as_here():
     plan = plan_env(["openvino==2026.4.1"], ["openvino"])
     assert plan.specs == ("openvino==2026.4.1",)
@@ -92,6 +95,7 @@ def test_an_environment_holds_what_the_runs_backends_import_pinned_as_here():
     (["openvino>=2025.4,<2026.2"], "nncf==3.1.0"),  # the newest release the range allows
     (["openvino~=2026.2.0"], "nncf==3.2.0"),
 ])
+@pytest.mark.readme_claim("nncf follows the OpenVINO release a --runtime spec asks for")
 def test_nncf_follows_the_openvino_release_a_spec_asks_for(specs, nncf):
     assert plan_env(specs, ["openvino"]).companions == (nncf,)
 
@@ -103,6 +107,8 @@ def test_nncf_named_by_the_user_or_unknown_for_a_release():
         plan_env(["openvino==2024.6.0"], ["openvino"])
 
 
+@pytest.mark.readme_claim("a --runtime environment is named by the specs and a digest of every pin "
+                          "and the Python")
 def test_an_environment_is_keyed_by_every_pin_and_the_python(monkeypatch):
     import autotune.runtimes as runtimes
 
@@ -121,6 +127,8 @@ def test_an_environment_is_keyed_by_every_pin_and_the_python(monkeypatch):
     assert other_python.name != plan.name
 
 
+@pytest.mark.readme_claim("pins a spec cannot live with are relaxed: numpy, onnx, onnxruntime "
+                          "first")
 def test_pins_are_relaxed_common_packages_first_never_the_specs():
     plan = plan_env(["openvino==2025.4.0"], ["openvino", "tvm"])
     strict, common, loose = _attempts(plan)
@@ -148,6 +156,7 @@ def test_the_installers_reason_in_one_line():
                                           "requirement openvino==0.0.1 (from versions: ")
 
 
+@pytest.mark.readme_claim("a --runtime spec that cannot be installed is one input error (exit 2)")
 def test_a_spec_that_cannot_be_installed_is_bad_input_and_leaves_nothing(tmp_path, workspace,
                                                                         tiny_model, capsys):
     from autotune.cli import main
@@ -223,6 +232,8 @@ def python_without_openvino(tmp_path) -> Path:
     return script
 
 
+@pytest.mark.readme_claim("a backend not installed in the workers' environment: trials stored "
+                          "unavailable")
 def test_a_worker_without_the_backends_runtime_stores_its_trials_unavailable(
         workspace, tiny_model, python_without_openvino):
     from autotune.config import FP32
@@ -250,6 +261,7 @@ def test_a_worker_without_the_backends_runtime_stores_its_trials_unavailable(
 @pytest.mark.slow
 @pytest.mark.openvino
 @pytest.mark.skipif(uv_path() is None, reason="needs uv (pip install uv)")
+@pytest.mark.readme_claim("autotune run --runtime openvino==2025.4.0: same space, another release")
 def test_a_run_against_another_openvino_release(workspace, tiny_model, capsys):
     """Builds OpenVINO 2025.4.0's environment with uv in the user cache's envs/ (once per
     cache: about 15 s from uv's cache, 45 s more downloading), while a second process asks

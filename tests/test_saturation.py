@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from autotune.config import FP32, QuantConfig
 from autotune.quantize import quantize
@@ -17,6 +18,8 @@ def _samples(count: int, scale: float = 1.0, seed: int = 0) -> list[dict]:
             for _ in range(count)]
 
 
+@pytest.mark.readme_claim("saturation rate: the share of activation values the quantized model's "
+                          "ranges clip")
 def test_minmax_ranges_hold_their_calibration_data_and_clip_larger_inputs(tiny_model, tmp_path):
     calibration = _samples(8)
     model = quantize(tiny_model, INT8, calibration, tmp_path)
@@ -38,6 +41,7 @@ def test_minmax_ranges_hold_their_calibration_data_and_clip_larger_inputs(tiny_m
                               tmp_path) == clipped
 
 
+@pytest.mark.readme_claim("saturation: float configs 0, weight-only configs n/a")
 def test_float_and_weight_only_configs_clip_nothing_and_say_so(tiny_model, tmp_path):
     assert saturation_of(FP32, tiny_model, tiny_model, [], tmp_path).rate == 0.0
     weight_only = QuantConfig("int8", "fp32", "symmetric", None, "per_channel")
@@ -45,6 +49,7 @@ def test_float_and_weight_only_configs_clip_nothing_and_say_so(tiny_model, tmp_p
     assert found.rate is None and "not applicable: weight-only" in found.note
 
 
+@pytest.mark.readme_claim("what moves saturation is the calibration method, not the granularity")
 def test_digits_percentile_clips_more_than_minmax_per_tensor_or_per_channel(tmp_path):
     """On digits-cnn the calibration method moves saturation: percentile (99.99) cuts the
     tails min-max keeps. Granularity does not: it is the weights', and saturation is the

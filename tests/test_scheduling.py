@@ -26,6 +26,8 @@ def _batch() -> list[Candidate]:
             for name in ("board-a", "board-b") for config in (FP32, INT8)]
 
 
+@pytest.mark.readme_claim("several targets in one run measure at the same time, one trial at a "
+                          "time per target")
 def test_targets_measure_at_once_each_one_trial_at_a_time():
     busy: dict[str, int] = {}
     overlap = {"targets": 0, "same_target": 0}

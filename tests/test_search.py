@@ -80,6 +80,7 @@ def test_unknown_names_and_duplicates_are_refused():
     assert "no-seed" not in strategy_names()
 
 
+@pytest.mark.readme_claim("autotune run --space full --budget 20 --strategy random")
 def test_random_seeds_differ_and_baselines_come_first():
     from autotune.config import FP32
     from autotune.testing.strategy_conformance import world_candidates, world_target

@@ -33,6 +33,7 @@ def test_shown_url_hides_the_password_only(url, shown):
 
 @pytest.mark.parametrize("url", CLOSED)
 @pytest.mark.parametrize("command", [["run", "--no-progress"], ["report"], ["pick"]])
+@pytest.mark.readme_claim("a password in the store URL is never printed: messages show it as ***")
 def test_a_failed_command_prints_no_password(workspace, url, command):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
         str(REPO), os.environ.get("PYTHONPATH"))))}
@@ -43,6 +44,7 @@ def test_a_failed_command_prints_no_password(workspace, url, command):
     assert f"--store {shown_url(url)}: cannot open store" in result.stderr
 
 
+@pytest.mark.readme_claim("the --resume hint shows the password as *** and is quoted for the shell")
 def test_the_resume_command_hides_the_password_and_is_quoted():
     from autotune.cli.one_run import resume_command
     from autotune.store import DEFAULT_STORE_URL
@@ -62,6 +64,7 @@ def test_the_resume_command_hides_the_password_and_is_quoted():
     assert resume_command("r1", Default()) == "autotune run --resume r1"
 
 
+@pytest.mark.readme_claim("every command autotune prints is quoted for the shell")
 def test_the_reproduce_command_round_trips_through_the_shell():
     from autotune.config import FP32, QuantConfig
     from autotune.report import reproduce_command

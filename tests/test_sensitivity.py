@@ -32,6 +32,7 @@ def tiny_scan(tiny_model, dataset, tmp_path_factory):
     return scan(tiny_model, BASE, dataset, tmp_path_factory.mktemp("cache"))
 
 
+@pytest.mark.readme_claim("a sensitivity scan quantizes each layer alone, scored against fp32")
 def test_scan_has_one_entry_per_compute_layer(tiny_scan):
     assert [s.layer for s in tiny_scan.layers] == ["conv1", "conv2", "fc"]
     for entry in tiny_scan.layers:
@@ -86,6 +87,7 @@ def test_mixed_table_parses_and_rejects_typos(tmp_path):
             parse_space(tomllib.loads(path.read_text()), path)
 
 
+@pytest.mark.readme_claim("[mixed] adds, per base config, the k most sensitive layers kept in fp32")
 def test_expand_mixed_adds_configs_from_the_scan(tiny_model, dataset, tmp_path):
     import tomllib
 
@@ -106,3 +108,17 @@ def test_expand_mixed_adds_configs_from_the_scan(tiny_model, dataset, tmp_path):
     with pytest.raises(InputError, match="nope"):
         expand_mixed(parse_space(tomllib.loads(fixed.read_text()), fixed), tiny_model, dataset,
                      tmp_path / "cache")
+
+
+@pytest.mark.readme_claim("autotune sensitivity [--model M] [--json]: per-layer sensitivity scan")
+def test_sensitivity_command_ranks_the_layers(workspace, tiny_model, capsys):
+    import json
+
+    from autotune.cli import main
+
+    assert main(["sensitivity", "--model", str(tiny_model), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert sorted(answer["ranking"]) == ["conv1", "conv2", "fc"]
+    assert answer["base"] == BASE.text and len(answer["layers"]) == 3
+    assert list((workspace / "results" / "cache" / "sensitivity").glob("*.json"))  # cached
+    assert main(["sensitivity", "--model", str(tiny_model), "--config", "w:int9"]) == 2

@@ -6,6 +6,8 @@ from autotune.space import known_spaces, load_space
 from autotune.target import known_targets, load_target
 
 
+@pytest.mark.readme_claim("the default space: fp32, bf16, int8 x int8/uint8, symmetric or "
+                          "asymmetric, per-tensor or per-channel, several calibrations")
 def test_default_space_covers_what_the_spine_promises():
     space = load_space("default")
     configs = space.configs
@@ -29,6 +31,8 @@ def test_every_builtin_space_and_target_loads():
     assert host.threads >= 1
 
 
+@pytest.mark.readme_claim("a space may give a backend only some of its configs ([backends.tvm] "
+                          "configs)")
 def test_a_backend_can_measure_part_of_a_space(tmp_path):
     from autotune.driver import _candidates
 
@@ -55,6 +59,7 @@ configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
         space.configs)
 
 
+@pytest.mark.readme_claim("autotune run: default model, space and target, OpenVINO and TVM")
 def test_the_default_run_measures_both_backends():
     from autotune.cli.run import default_backends
     from autotune.driver import _candidates
@@ -122,6 +127,7 @@ def test_target_errors_name_file_and_key(tmp_path, text, expected):
     assert path in str(error.value) and expected in str(error.value)
 
 
+@pytest.mark.readme_claim("cost per million inferences from the target's [cost] price_per_hour")
 def test_a_target_price_gives_the_cost_per_million_inferences(tmp_path):
     from autotune.config import FP32
     from autotune.trial import Trial

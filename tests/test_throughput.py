@@ -37,6 +37,8 @@ def test_batches_parse_and_reject_nonsense():
             parse_batches(text)
 
 
+@pytest.mark.readme_claim("the batch is set where it is 1 or dynamic; a fixed batch runs at its "
+                          "own")
 def test_batch_is_set_where_free_and_kept_where_fixed():
     assert batch_of([(1, 3, 16, 16)], 8) == (8, "")
     assert batch_of([(None, 128), (1, 128)], 8) == (8, "")
@@ -70,6 +72,7 @@ def test_pick_and_front_maximize_throughput():
     assert throughput_front(trials) == [fp32, fast_int8]
 
 
+@pytest.mark.readme_claim("run-file key batch = [1, 8]")
 def test_run_file_takes_batch(tmp_path):
     from autotune.runfile import load_run_file
 
@@ -106,6 +109,8 @@ def free_batch_model(tmp_path_factory):
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("OpenVINO throughput: PERFORMANCE_HINT THROUGHPUT through an "
+                          "AsyncInferQueue")
 def test_openvino_throughput_hint_at_each_batch(tiny_model, tmp_path):
     """Real OpenVINO: batch 8 of an int8 model whose Reshape fixes batch 1 is refused with
     the reason; batch 1 runs under the THROUGHPUT hint with its async requests."""
@@ -121,6 +126,7 @@ def test_openvino_throughput_hint_at_each_batch(tiny_model, tmp_path):
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("autotune run --batch 1,8: inferences/s; pick --objective throughput")
 def test_run_batch_reports_and_picks_throughput(workspace, free_batch_model, capsys):
     """`autotune run --batch 1,8` end to end: stored, in summary.md and trials.csv, and
     `pick --objective throughput` answers with it."""
@@ -151,6 +157,8 @@ def test_run_batch_reports_and_picks_throughput(workspace, free_batch_model, cap
     assert choice["throughput_ips"] == max(t.throughput_ips for t in trials)
 
 
+@pytest.mark.readme_claim("pick --objective throughput exits 2 with the fix when the run has no "
+                          "figures")
 def test_pick_throughput_without_figures_says_how(workspace, capsys):
     from autotune.cli import main
     from autotune.settings import RunSpec
@@ -178,6 +186,8 @@ def test_bad_batch_flag_exits_2(workspace, capsys):
 
 
 @pytest.mark.tvm
+@pytest.mark.readme_claim("TVM throughput: batch 1 on the measured library, another batch on a "
+                          "model built for it")
 def test_tvm_builds_and_times_the_model_at_batch_n(free_batch_model, tmp_path):
     """Real TVM: batch 1 runs the measured library, batch 4 the model built for it."""
     pytest.importorskip("tvm")

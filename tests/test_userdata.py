@@ -44,6 +44,8 @@ def _error(model: Path, data: Path, metric: str | None = None) -> str:
 # The checks: each mistake is one line naming the file and the array.
 
 
+@pytest.mark.readme_claim("--data names, dtypes, shapes and counts are checked (one line naming "
+                          "the array)")
 def test_wrong_input_name(tiny_model, tmp_path):
     message = _error(tiny_model, _save(tmp_path, image=_images(8)))
     assert "no array named 'input'" in message and "image" in message
@@ -120,6 +122,8 @@ def test_explicit_splits_need_both(tiny_model, tmp_path):
 # The splits: documented, disjoint, and labels follow the evaluation samples.
 
 
+@pytest.mark.readme_claim("--data: the first quarter of the samples (at most 256) calibrates, the "
+                          "rest evaluates")
 def test_first_quarter_calibrates(tiny_model, tmp_path):
     images = _images(20)
     labels = np.arange(20, dtype=np.int64) % 10
@@ -138,6 +142,8 @@ def test_calibration_is_capped(tiny_model, tmp_path):
     assert dataset.metric == "fidelity"
 
 
+@pytest.mark.readme_claim("--data: calibration/<input> and evaluation/<input> arrays give the "
+                          "splits")
 def test_explicit_splits(tiny_model, tmp_path):
     data = _save(tmp_path, **{"calibration/input": _images(3, seed=1),
                               "evaluation/input": _images(5, seed=2)},
@@ -156,6 +162,8 @@ def test_spearman_split_keeps_pairs_whole(tiny_model, tmp_path):
     np.testing.assert_array_equal(dataset.labels, scores[4:])
 
 
+@pytest.mark.readme_claim("without --data: integer inputs get masks of ones and ids within the "
+                          "embedding table")
 def test_integer_inputs_get_ids_inside_the_vocabulary(tiny_bert):
     dataset = random_dataset(tiny_bert, calibration_count=4, evaluation_count=4)
     ids = np.concatenate([feeds["input_ids"] for feeds in dataset.evaluation])
@@ -171,6 +179,7 @@ def test_integer_inputs_get_ids_inside_the_vocabulary(tiny_bert):
 # The metrics.
 
 
+@pytest.mark.readme_claim("--metric spearman: one gold score per pair of consecutive samples")
 def test_spearman_scores_pairs_of_consecutive_outputs():
     angles = np.array([0.0, 0.3, 0.6, 1.2, 2.0, 3.0])  # pair i: a = x axis, b at angle i
     outputs = np.zeros((12, 3))
@@ -187,6 +196,8 @@ def test_spearman_scores_pairs_of_consecutive_outputs():
         spearman(outputs, gold[:5])
 
 
+@pytest.mark.readme_claim("the accuracy drop is fp32's score minus the config's (for mse the other "
+                          "way)")
 def test_task_scores_and_the_sign_of_the_drop():
     reference = np.array([[1.0, 0.0], [0.0, 1.0]])
     noisy = reference + 0.1

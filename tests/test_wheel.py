@@ -52,6 +52,8 @@ def _files(folder: Path) -> set[Path]:
 
 
 @pytest.mark.openvino
+@pytest.mark.readme_claim("an installed wheel (pip install ., not only -e) works from any "
+                          "directory")
 def test_the_wheel_runs_from_an_empty_directory(installed, tmp_path):
     empty = tmp_path / "work"
     empty.mkdir()

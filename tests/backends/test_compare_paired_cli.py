@@ -16,6 +16,8 @@ QUICK = ["--space", "smoke", "--backend", "openvino", "--min-repeats", "5", "--m
          "--max-spread", "0"]
 
 
+@pytest.mark.readme_claim("compare BASELINE CANDIDATE --paired measures the two runs' builds "
+                          "again, alternately")
 def test_compare_paired_measures_both_runs_again_and_prints_its_verdict(
         workspace, tiny_model, capsys):
     run_ids = []

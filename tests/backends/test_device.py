@@ -33,6 +33,7 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+@pytest.mark.readme_claim("autotune worker listens on 127.0.0.1 unless --host says otherwise")
 def test_a_worker_without_host_listens_on_loopback_only():
     other = _other_address()
     if other is None:

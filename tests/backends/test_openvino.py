@@ -35,6 +35,8 @@ class TestOpenVINO(BackendConformance):
         assert not any(op["integer"] for op in artifact.details["op_precisions"])
 
 
+@pytest.mark.readme_claim("OpenVINO IR shipped to the device, compiled and measured there "
+                          "(autotune worker)")
 def test_measures_on_a_device_through_the_tracker(local_worker, tmp_path):
     """OpenVINO IR compiled and measured by `autotune worker` (here: this host, through a
     real tracker), int8 kernels and outputs as when measured locally."""

@@ -31,6 +31,8 @@ def compiled_side(tmp_path_factory):
     return compile_side(PairedSide(job), folder / "artifact")
 
 
+@pytest.mark.readme_claim("--paired: judged on paired round medians (Hodges-Lehmann, Wilcoxon "
+                          "signed-rank)")
 def test_a_a_is_no_regression_and_an_injected_slowdown_is_found(compiled_side):
     from dataclasses import replace
 

@@ -97,6 +97,8 @@ class TestTVM(BackendConformance):
             backend.compile(quantize(path, int4, dataset.calibration, tmp_path), target,
                             tmp_path)
 
+    @pytest.mark.readme_claim("TVM: fp16 uses Relax's ToMixedPrecision (fp16 storage, fp32 "
+                              "accumulation)")
     def test_fp16_mixed_precision_stays_close(self, backend, target, data, tmp_path):
         from autotune.accuracy import first_outputs, sqnr_db
         from autotune.quantize import quantize

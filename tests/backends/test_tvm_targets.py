@@ -43,6 +43,8 @@ def tiny(tmp_path_factory):
     return quantize(path, FP32, dataset.calibration, path.parent / "cache"), dataset
 
 
+@pytest.mark.readme_claim("[reach]: kind = \"local\", or kind = \"tracker\" with host, port and "
+                          "key")
 def test_builtin_targets_say_how_each_is_reached():
     from autotune.target import load_target
 
@@ -75,6 +77,8 @@ def test_tracker_reasons(tmp_path):
         tracker.terminate()
 
 
+@pytest.mark.readme_claim("autotune targets: per target and backend, reachable here or not, and "
+                          "why")
 def test_autotune_targets_says_why_each_is_unreachable(capsys):
     from autotune.cli import main
 
@@ -119,6 +123,7 @@ def test_compiles_for_cuda_sm90_with_dlight_default_schedules(tiny, tmp_path):
 
 
 @pytest.mark.gpu
+@pytest.mark.readme_claim("GPU: --target nvidia-h100 --backend tvm times runs on the GPU")
 def test_runs_on_the_cuda_gpu(tiny, tmp_path):
     from autotune.backends import get_backend
     from autotune.target import load_target
@@ -177,6 +182,8 @@ def test_measures_through_the_tracker_and_autotune_worker(local_worker, tiny, tm
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.readme_claim("a plain TVM RPC server: the first inference is stored as "
+                          "first_inference_warm")
 def test_a_plain_tvm_server_times_a_warm_first_run_and_says_so(tiny, tmp_path):
     """Without `autotune worker`'s device clock, only TVM's time evaluator times on the
     device, and it runs the call once untimed first: the figure is labelled warm."""
@@ -269,6 +276,8 @@ def test_tunes_with_metaschedule_through_the_tracker(local_worker, tmp_path):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.readme_claim("a remote target that stops answering mid-run: its trials unavailable, "
+                          "others go on")
 def test_a_target_that_goes_away_mid_run_marks_its_trials_and_the_others_go_on(
         local_worker, tiny, workspace):
     from autotune.store import Store

@@ -78,6 +78,8 @@ def test_a_file_that_is_not_onnx(workspace, capsys):
     assert "model.onnx: not a readable ONNX model" in _error_line(capsys)
 
 
+@pytest.mark.readme_claim("any other dynamic dimension is an error naming it, with the --shape to "
+                          "give (exit 2)")
 def test_dynamic_shapes_with_no_shape_given(workspace, tiny_model, capsys):
     model = onnx.load(tiny_model)
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -120,6 +122,8 @@ def test_calibration_data_that_does_not_fit_the_model(workspace, tiny_model, cap
     ("--space", lambda ws: "nope", "unknown search space 'nope'"),
 ], ids=["target wrong type", "target unknown key", "space wrong type", "space unknown key",
         "space not TOML", "unknown target", "unknown space"])
+@pytest.mark.readme_claim("a target or space TOML typo: one line naming the file and the field, "
+                          "exit 2")
 def test_a_target_or_space_with_a_typo(workspace, tiny_model, capsys, option, make, message):
     assert main(["run", "--model", str(tiny_model), option, str(make(workspace)), *QUICK]) == 2
     assert message in _error_line(capsys)

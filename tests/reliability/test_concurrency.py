@@ -48,6 +48,7 @@ def test_runs_that_open_a_new_store_at_the_same_instant_all_get_it(tmp_path):
     assert results == ["ok"] * processes * rounds, sorted(set(results))
 
 
+@pytest.mark.readme_claim("several runs may share one SQLite store at once")
 def test_two_runs_on_one_store_at_once_lose_nothing(workspace, tiny_model, autotune_cli,
                                                     store_url, check_store):
     args = ["run", "--model", str(tiny_model), "--store", store_url, *QUICK]

@@ -27,6 +27,7 @@ INT8_ID = "e0c77a5341"  # w:int8:sym:per_channel a:uint8:asym cal:minmax, the sm
     ("hang@measure", "timeout", "no result after 15 s (in measure)"),
     ("oom@compile", "oom", "memory limit of 400 MiB (in compile)"),
 ])
+@pytest.mark.readme_claim("a worker crash, hang or out-of-memory costs that trial, never the run")
 def test_a_failing_worker_marks_its_trial_and_the_run_goes_on(
         workspace, tiny_model, monkeypatch, capsys, check_store, fault, status, message):
     monkeypatch.setenv("AUTOTUNE_INJECT_FAULT", f"{fault}:{INT8_ID}")
@@ -43,6 +44,8 @@ def test_a_failing_worker_marks_its_trial_and_the_run_goes_on(
     assert "Failed trials" in summary and status in summary
 
 
+@pytest.mark.readme_claim("AUTOTUNE_INJECT_FAULT=KIND@PHASE[:CONFIG_ID,...] makes the worker fail "
+                          "that way")
 def test_several_faults_at_once_each_hit_their_own_config(
         workspace, tiny_model, monkeypatch, capsys, check_store):
     """``;``-separated specs (the soak benchmark's format) inject a different fault per config."""
@@ -62,6 +65,7 @@ def test_several_faults_at_once_each_hit_their_own_config(
     assert "exited with code 3 and no result during measure" in trials[second.id].error
 
 
+@pytest.mark.readme_claim("exit 1: a run with no successful trial")
 def test_a_run_with_no_successful_trial_exits_1(
         workspace, tiny_model, monkeypatch, capsys, check_store):
     monkeypatch.setenv("AUTOTUNE_INJECT_FAULT", "raise@compile")

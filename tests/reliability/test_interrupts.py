@@ -68,6 +68,7 @@ def _resume(autotune_cli, run_id, store_url):
 
 
 @pytest.mark.parametrize("whom", ["process group", "parent only"])
+@pytest.mark.readme_claim("after a SIGKILL the run stays running and --resume RUN_ID finishes it")
 def test_sigkill_mid_trial_kills_the_worker_keeps_the_store_and_resumes(
         workspace, tiny_model, autotune_cli, store_url, check_store, whom):
     run, run_id, worker = _start_and_wait_for_the_hanging_worker(autotune_cli, tiny_model,
@@ -93,6 +94,8 @@ def test_sigkill_mid_trial_kills_the_worker_keeps_the_store_and_resumes(
 
 
 @pytest.mark.parametrize("how", ["Ctrl-C (SIGINT to the group)", "SIGTERM (to the run)"])
+@pytest.mark.readme_claim("Ctrl-C or SIGTERM: exit 130, says which trial was in flight, prints "
+                          "--resume")
 def test_an_interrupt_says_what_was_in_flight_and_how_to_resume(
         workspace, tiny_model, autotune_cli, store_url, check_store, how):
     run, run_id, worker = _start_and_wait_for_the_hanging_worker(autotune_cli, tiny_model,

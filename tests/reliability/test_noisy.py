@@ -16,6 +16,8 @@ QUICK = ["--backend", "openvino", "--min-repeats", "5", "--min-time", "0.05", "-
          "--space", "smoke", "--budget", "1", "--passes", "1"]
 
 
+@pytest.mark.readme_claim("a trial spread above --max-spread is measured again, twice at most, "
+                          "then flagged noisy")
 def test_a_noisy_trial_is_measured_again_then_flagged(workspace, tiny_model, capsys,
                                                       check_store):
     assert main(["run", "--model", str(tiny_model), *QUICK, "--max-spread", "0.0001"]) == 0
