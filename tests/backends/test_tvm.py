@@ -353,6 +353,7 @@ def test_tuning_spreads_the_budget_and_the_database_is_reused(tuned_conv):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # ~2 min: out of CI's 30 minutes (README: Tests)
 @pytest.mark.readme_claim("autotune run with no --backend measures TVM (tuned) and OpenVINO "
                           "side by side")
 def test_the_default_run_tunes_tvm_beside_openvino(tuned_conv, workspace):

@@ -240,6 +240,7 @@ def test_the_device_says_whether_it_is_emulated_and_the_stored_trials_keep_it(
         assert trial.passes_skipped == "" and len(trial.passes) == 2
 
 
+@pytest.mark.slow  # ~1.5 min: out of CI's 30 minutes (README: Tests)
 @pytest.mark.readme_claim("a remote target is tuned with MetaSchedule through the tracker: "
                           "candidates built here, measured on the device")
 def test_tunes_with_metaschedule_through_the_tracker(local_worker, tmp_path):

@@ -81,14 +81,16 @@ def test_a_file_that_is_not_onnx(workspace, capsys):
 @pytest.mark.readme_claim("any other dynamic dimension is an error naming it, with the --shape to "
                           "give (exit 2)")
 def test_dynamic_shapes_with_no_shape_given(workspace, tiny_model, capsys):
+    """A dynamic batch takes the default (1); a dynamic height has none and needs --shape."""
     model = onnx.load(tiny_model)
-    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
-    batch.ClearField("dim_value")
-    batch.dim_param = "batch"
+    height = model.graph.input[0].type.tensor_type.shape.dim[2]
+    height.ClearField("dim_value")
+    height.dim_param = "height"
     onnx.save(model, workspace / "dynamic.onnx")
     assert main(["run", "--model", "dynamic.onnx", *QUICK]) == 2
     line = _error_line(capsys)
-    assert "dynamic.onnx: input 'input' dimension 0 is dynamic (batch)" in line
+    assert ("dynamic.onnx: dimension 2 ('height') of input 'input' is dynamic and has no "
+            "default") in line and "give --shape input=1x3xheightx16" in line
 
 
 @pytest.mark.parametrize("shape, dtype, message", [
