@@ -155,6 +155,7 @@ def test_later_passes_measure_the_kept_artifacts_and_resume(workspace, tiny_mode
     assert not artifacts.exists()
 
 
+@pytest.mark.slow  # ~2 min; CI keeps tests/reliability/test_interrupts.py's Ctrl-C and resume
 @pytest.mark.readme_claim("Ctrl-C prints the --resume command, and resume finishes the run")
 def test_ctrl_c_says_how_to_resume_and_resume_finishes(workspace, tiny_model):
     # One pass per trial (the resumed run keeps it): the interrupt, not the passes, is tested.

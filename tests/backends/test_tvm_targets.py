@@ -112,6 +112,7 @@ def test_cross_compiles_an_aarch64_library(tiny, tmp_path):
     assert "aarch64-linux-gnu" in artifact.details["tvm_target"]
 
 
+@pytest.mark.slow  # ~1.8 min of CI's 30 on 2 cores; the GPU tests run it where a GPU is
 @pytest.mark.readme_claim("TVM compiles for CUDA sm_90 (nvidia-h100)")
 def test_compiles_for_cuda_sm90_with_dlight_default_schedules(tiny, tmp_path):
     from autotune.backends import get_backend
