@@ -71,16 +71,9 @@ def _unstack(arrays: dict[str, np.ndarray]) -> list[Feeds]:
 
 def model_inputs(model_path: Path) -> list[InputSpec]:
     """The graph inputs of an ONNX model (initializers excluded), with static shapes."""
-    import onnx
+    from autotune.onnx_files import read_model
 
-    try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except FileNotFoundError:
-        raise InputError(f"{model_path}: model file not found") from None
-    except Exception as error:  # onnx raises DecodeError and friends for non-ONNX bytes
-        detail = str(error).splitlines()[0] if str(error) else "parse failed"
-        raise InputError(f"{model_path}: not a readable ONNX model "
-                         f"({type(error).__name__}: {detail})") from None
+    model = read_model(model_path)
     if not model.graph.node:
         raise InputError(f"{model_path}: not a readable ONNX model (the graph has no nodes)")
     initializers = {tensor.name for tensor in model.graph.initializer}

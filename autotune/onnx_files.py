@@ -20,6 +20,23 @@ def checked(model):
     return model
 
 
+def read_model(path: Path):
+    """The ONNX model at ``path`` without its external data (names and shapes are enough),
+    or an InputError naming the file: missing, or not ONNX."""
+    import onnx
+
+    from autotune.errors import InputError
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: model file not found") from None
+    except Exception as error:  # onnx raises DecodeError and friends for non-ONNX bytes
+        detail = str(error).splitlines()[0] if str(error) else "parse failed"
+        raise InputError(f"{path}: not a readable ONNX model "
+                         f"({type(error).__name__}: {detail})") from None
+
+
 def save_model(model, path: Path) -> Path:
     """Checks ``model`` and writes it atomically (two runs may build the same model at once:
     each writes a name of its own, then renames it into place)."""

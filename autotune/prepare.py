@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autotune.errors import InputError
+from autotune.onnx_files import read_model
 from autotune.paths import user_cache_dir
 
 DEFAULT_BATCH = 1
@@ -102,7 +103,7 @@ def prepare_model(path: Path, shapes: Mapping[str, tuple[int, ...]] | None = Non
     """
     path = Path(path)
     shapes = dict(shapes or {})
-    graph = _read(path).graph
+    graph = read_model(path).graph
     inputs = _graph_inputs(graph)
     _check_given(path, inputs, shapes)
     resolved, choices = _resolve(path, inputs, shapes, dict(data_shapes or {}))
@@ -126,19 +127,6 @@ def prepare_model(path: Path, shapes: Mapping[str, tuple[int, ...]] | None = Non
         _fix_inputs(model, resolved)
         _write_prepared(model, target, path)
     return PreparedModel(target, path, resolved, steps)
-
-
-def _read(path: Path):
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: model file not found") from None
-    except Exception as error:  # DecodeError and friends for bytes that are not ONNX
-        detail = str(error).splitlines()[0] if str(error) else "parse failed"
-        raise InputError(f"{path}: not a readable ONNX model "
-                         f"({type(error).__name__}: {detail})") from None
 
 
 def _graph_inputs(graph) -> dict[str, list[int | str] | None]:
