@@ -1,4 +1,4 @@
-"""TVM against OpenVINO on a ResNet-18-shaped network, and the tuning database's reuse.
+"""TVM against OpenVINO on a ResNet-18-shaped network or digits-cnn, and tuning-database reuse.
 
 Runs, through the real driver (isolated workers, the suite's measurement protocol):
   1. OpenVINO fp32 and int8 (uint8 asymmetric activations, int8 per-channel weights);
@@ -6,12 +6,15 @@ Runs, through the real driver (isolated workers, the suite's measurement protoco
      fresh tuning database;
   3. the same TVM configs again, which must reuse the database (tuning time near zero);
   4. TVM fp32 and int8 on the built-in trained digits-cnn (untuned: tuning changes speed,
-     not results), for the int8 accuracy drop.
+     not results), for the int8 accuracy drop (with ``--model digits-cnn`` the tuned first
+     run gives it).
 Prints one table and the issue's three ratios, and writes them with every trial's figures
-to ``benchmarks/results/tvm_vs_openvino-DATE.json`` (README's TVM figures come from it).
-ResNet-18 weights are random (latency only).
+to ``benchmarks/results/tvm_vs_openvino[-digits-cnn]-DATE.json`` (README's TVM figures come
+from it). ResNet-18 weights are random (latency only). ResNet-18 at 1100 trials per config
+takes hours on a 2-vCPU machine; ``--model digits-cnn`` with a few hundred fits in minutes.
 
-    python benchmarks/tvm_vs_openvino.py [--tuning-trials 1100] [--workspace DIR] [--out DIR]
+    python benchmarks/tvm_vs_openvino.py [--model resnet18|digits-cnn] [--tuning-trials 1100]
+                                         [--workspace DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -56,22 +59,31 @@ def main() -> int:
     parser.add_argument("--tuning-trials", type=int, default=1100,
                         help="MetaSchedule trials per config (1100: 9-12 minutes per config "
                              "on a 2-core AVX-512 machine, within the issue's 20)")
+    parser.add_argument("--model", choices=("resnet18", "digits-cnn"), default="resnet18",
+                        help="resnet18: a ResNet-18-shaped network with random weights, "
+                             "1x3x224x224; digits-cnn: the built-in trained CNN (default: "
+                             "resnet18)")
     parser.add_argument("--workspace", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="folder of the result file (default: benchmarks/results)")
     args = parser.parse_args()
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="autotune-tvm-bench-"))
-    model_path = str(resnet18(workspace / "resnet18.onnx"))
+    if args.model == "resnet18":
+        model_path = str(resnet18(workspace / "resnet18.onnx"))
+        description = "resnet18 shape, 1x3x224x224, random weights"
+    else:
+        model_path, description = "digits-cnn", "digits-cnn (built-in, trained), 1x1x32x32"
     store = Store(f"sqlite:///{workspace}/bench.db")
     trials = {}
-    for label, model, backend, budget in (
-            ("openvino", model_path, "openvino", 0),
-            ("tvm first run", model_path, "tvm", args.tuning_trials),
-            ("tvm second run", model_path, "tvm", args.tuning_trials),
-            ("tvm digits-cnn", "digits-cnn", "tvm", 0)):
+    steps = [("openvino", model_path, "openvino", 0),
+             ("tvm first run", model_path, "tvm", args.tuning_trials),
+             ("tvm second run", model_path, "tvm", args.tuning_trials)]
+    if args.model != "digits-cnn":
+        steps.append(("tvm digits-cnn", "digits-cnn", "tvm", 0))
+    for label, model, backend, budget in steps:
         for config, trial in measure(store, model, backend, budget, workspace).items():
             trials[label, config] = trial
-    print(f"ResNet-18-shaped network, 1x3x224x224, host-cpu; workspace {workspace}")
+    print(f"{description}, host-cpu; workspace {workspace}")
     print(f"{'run':16} {'config':28} {'status':14} {'median ms':>10} {'fastest pass':>12} "
           f"{'accuracy':>9} {'tuning trials':>14} {'tuning s':>9}  error")
     for (run, config), trial in trials.items():
@@ -96,7 +108,8 @@ def main() -> int:
 
     first = sum(tuning_s("tvm first run", c) or 0 for c in (fp32, int8))
     second = sum(tuning_s("tvm second run", c) or 0 for c in (fp32, int8))
-    drop = trials.get(("tvm digits-cnn", int8))
+    drop = trials.get(("tvm digits-cnn" if args.model != "digits-cnn" else "tvm first run",
+                       int8))
     print()
     print(f"TVM fp32 / OpenVINO fp32 latency:   "
           f"{ratio(('tvm first run', fp32), ('openvino', fp32))} (issue: <= 1.5)")
@@ -112,8 +125,9 @@ def main() -> int:
              "tuning_trials_run": trial.tuning.trials_run if trial.tuning else None,
              "tuning_s": trial.tuning.tuning_s if trial.tuning else None,
              "error": trial.error} for (run, config), trial in trials.items()]
-    path = write_result(args.out, "tvm_vs_openvino", {
-        "model": "resnet18 shape, 1x3x224x224, random weights", "target": "host-cpu",
+    name = "tvm_vs_openvino" + ("" if args.model == "resnet18" else f"-{args.model}")
+    path = write_result(args.out, name, {
+        "model": description, "target": "host-cpu",
         "tuning_trials": args.tuning_trials, "trials": rows,
         "tvm_fp32_over_openvino_fp32": ratio_value(("tvm first run", fp32), ("openvino", fp32)),
         "tvm_fp32_over_tvm_int8": ratio_value(("tvm first run", fp32), ("tvm first run", int8)),
