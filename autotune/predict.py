@@ -17,7 +17,7 @@ from autotune.config import FP32
 from autotune.pareto import FIDELITY_FLOOR, hypervolume_2d, pareto_front, reference_point
 from autotune.search import Candidate, diverse_seeds
 from autotune.settings import DEFAULT_CONVERGENCE
-from autotune.store import Prediction
+from autotune.store import Prediction, now
 
 PRIOR = "prior"  # predictions a guided run made before its first measurement
 PREDICT_ONLY = "predict-only"
@@ -65,6 +65,8 @@ class SpacePrediction:
             r.candidate.target.name, r.candidate.backend, r.latency_ms))
 
     def predictions(self, run_id: str | None, model_hash: str, stage: str) -> list[Prediction]:
+        """One row per candidate, all with the same time (a report finds the batch by it)."""
+        made = now()
         return [Prediction(
             run_id=run_id, model_hash=model_hash, config=r.candidate.config,
             backend=r.candidate.backend, target=r.candidate.target.name,
@@ -76,8 +78,8 @@ class SpacePrediction:
                      "failure_probability": r.failure_probability,
                      "optimistic_gain": r.optimistic_gain, "on_predicted_front": r.on_front,
                      "trained_on": self.trained_on, "models": self.models,
-                     "expected_budget": self.expected_budget, "candidates": len(self.rows)})
-            for r in self.rows]
+                     "expected_budget": self.expected_budget, "candidates": len(self.rows)},
+            created_at=made) for r in self.rows]
 
 
 def candidate_workloads(profile, candidates: Sequence[Candidate], store=None,
