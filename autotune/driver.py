@@ -141,7 +141,7 @@ class RunOutcome:
 
 
 def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Sequence[Target],
-              settings: RunSettings, strategy: SearchStrategy,
+              settings: RunSettings, strategy: SearchStrategy | None,
               spec: RunSpec | None = None, campaign: str | None = None) -> str:
     """Create the run record and its data files; returns the run id.
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autotune.config import FP32
-from autotune.pareto import FIDELITY_FLOOR, hypervolume_2d, pareto_front, reference_point
-from autotune.search import Candidate, diverse_seeds
+from autotune.pareto import error_objective, hypervolume_2d, pareto_front, reference_point
 from autotune.settings import DEFAULT_CONVERGENCE
 from autotune.store import Prediction, now
 
@@ -23,21 +22,12 @@ PRIOR = "prior"  # predictions a guided run made before its first measurement
 PREDICT_ONLY = "predict-only"
 
 
-def error_objective(errors: np.ndarray, quality: str) -> np.ndarray:
-    """The front's error coordinate: fidelity errors on a log scale (they span orders of
-    magnitude, ``pareto.fidelity_objective``), accuracy drops as they are (at least 0)."""
-    errors = np.asarray(errors, dtype=np.float64)
-    if quality == "fidelity":
-        return np.log10(np.maximum(errors, 0.0) + FIDELITY_FLOOR)
-    return np.maximum(errors, 0.0)
-
-
 @dataclass(frozen=True)
 class PredictedCandidate:
     """What the cost model expects of one candidate; the latency interval is the range of
     the ensemble members' predictions."""
 
-    candidate: Candidate
+    candidate: object  # a ``search.Candidate`` (this module stays below ``search``)
     latency_ms: float
     latency_low_ms: float
     latency_high_ms: float
@@ -82,7 +72,7 @@ class SpacePrediction:
             created_at=made) for r in self.rows]
 
 
-def candidate_workloads(profile, candidates: Sequence[Candidate], store=None,
+def candidate_workloads(profile, candidates: Sequence, store=None,
                         peaks: dict | None = None) -> list:
     """The cost model's workloads of ``candidates`` of one model (its graph ``profile``);
     ``peaks`` by target name override the measured (``store``) or the TOML's roofline."""
@@ -97,17 +87,19 @@ def candidate_workloads(profile, candidates: Sequence[Candidate], store=None,
             for c in candidates]
 
 
-def predict_space(model, workloads: Sequence, candidates: Sequence[Candidate],
+def predict_space(model, workloads: Sequence, candidates: Sequence, first: Sequence = (),
                   quality: str = "fidelity", threshold: float = DEFAULT_CONVERGENCE,
-                  seeds: int = 4, trained_on: int = 0, models: int = 0) -> SpacePrediction:
-    """Predict every candidate (``workloads`` aligned with them) with a fitted ``model``.
+                  trained_on: int = 0, models: int = 0) -> SpacePrediction:
+    """Predict every candidate (``search.Candidate``; ``workloads`` aligned with them) with a
+    fitted ``model``.
 
     The predicted front is, per backend and target, the Pareto front of the predicted
     (latency, error) of candidates more likely to work than to fail. The expected budget is
-    a simple count: the diverse seeds guided search measures first, plus every candidate
-    whose optimistic improvement (its best member's latency and error together) of the
-    predicted front's hypervolume is above ``threshold`` (a fraction of that hypervolume),
-    i.e. the candidates that ``--until-converged`` could not rule out before measuring.
+    a simple count: the candidates guided search measures ``first`` whatever the prediction
+    (its seeds) and the fp32 baselines, plus every candidate whose optimistic improvement
+    (its best member's latency and error together) of the predicted front's hypervolume is
+    above ``threshold`` (a fraction of that hypervolume), i.e. the candidates that
+    ``--until-converged`` could not rule out before measuring.
     """
     predicted = model.predict(workloads)
     errors = error_objective(predicted.quality_samples(quality), quality)
@@ -131,7 +123,7 @@ def predict_space(model, workloads: Sequence, candidates: Sequence[Candidate],
             gain = hypervolume_2d([*front, optimistic], reference) - volume
             gains[i] = gain / volume if volume > 0 else float(gain > 0)
     needed = {candidates[i].key for i in range(len(candidates)) if gains[i] > threshold}
-    needed |= {c.key for c in diverse_seeds(candidates, seeds)}
+    needed |= {c.key for c in first}
     needed |= {c.key for c in candidates if c.config == FP32}
     rows = tuple(PredictedCandidate(
         c, float(predicted.latency_ms[i]), float(predicted.latency_samples[:, i].min()),

@@ -108,6 +108,10 @@ class StrategyContext:
     converge_below: float | None = None
 
 
+# Diverse seeds guided search measures before it trusts its cost model.
+SEEDS = 4
+
+
 class GuidedSearch:
     """Cost-model-guided search: measure a few diverse seeds, then, one batch at a time,
     the candidates with the largest expected hypervolume improvement of the (latency,
@@ -128,7 +132,7 @@ class GuidedSearch:
     name = "guided"
 
     def __init__(self, seed: int = 0, context: StrategyContext | None = None, *,
-                 seeds: int = 4, batch: int = 1, quality: str = "fidelity",
+                 seeds: int = SEEDS, batch: int = 1, quality: str = "fidelity",
                  model_factory=None) -> None:
         if context is None or context.model_path is None:
             raise InputError("--strategy guided needs the model (its graph feeds the cost "
@@ -189,10 +193,10 @@ class GuidedSearch:
         model.fit(rows.workloads, rows.trials)
         workloads = candidate_workloads(analyze(self.context.model_path), candidates, store,
                                         self.context.peaks)
-        found = predict_space(model, workloads, candidates, self.quality,
+        found = predict_space(model, workloads, candidates,
+                              diverse_seeds(candidates, self.seeds, self.seed), self.quality,
                               threshold=self.context.converge_below or DEFAULT_CONVERGENCE,
-                              seeds=self.seeds, trained_on=len(rows.trials),
-                              models=rows.models)
+                              trained_on=len(rows.trials), models=rows.models)
         store.add_predictions(found.predictions(run_id, store.get_run(run_id).model_hash,
                                                 PRIOR))
 
@@ -261,7 +265,7 @@ class GuidedSearch:
         return None if error is None else float(self._objective(np.asarray(error)))
 
     def _objective(self, errors: np.ndarray) -> np.ndarray:
-        from autotune.predict import error_objective
+        from autotune.pareto import error_objective
 
         return error_objective(errors, self.quality)
 

@@ -27,6 +27,7 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     from autotune.hostlock import SHARED, host_lock
     from autotune.predict import PREDICT_ONLY, candidate_workloads, predict_space
     from autotune.quantize import file_hash
+    from autotune.search import SEEDS, diverse_seeds
     from autotune.sensitivity import expand_mixed
     from autotune.transfer import remember_profile, training_set
     from autotune.zoo import resolve_model
@@ -57,7 +58,8 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     fit_s = time.perf_counter() - started
     threshold = spec.until_converged or DEFAULT_CONVERGENCE
     workloads = candidate_workloads(analyze(model.path), candidates, store)
-    found = predict_space(cost_model, workloads, candidates, threshold=threshold,
+    found = predict_space(cost_model, workloads, candidates,
+                          diverse_seeds(candidates, SEEDS, spec.seed), threshold=threshold,
                           trained_on=len(rows.trials), models=rows.models)
     model_hash = file_hash(model.path)
     remember_profile(store, model_hash, model.name, model.path)
