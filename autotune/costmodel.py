@@ -56,8 +56,29 @@ class Workload:
     peaks: Peaks | None
 
 
+# Features of workloads seen before, by (profile and peaks identity, config, backend,
+# target): a search refits on the whole store at every step, and the store's rows do not
+# change. An entry keeps its profile and peaks, so their identities cannot be reused while
+# it lives. Callers must not modify the dict ``features`` returns.
+_FEATURE_CACHE: dict[tuple, tuple[GraphProfile, Peaks | None, dict[str, float]]] = {}
+_FEATURE_CACHE_SIZE = 100_000
+
+
 def features(workload: Workload) -> dict[str, float]:
-    """Graph, config, roofline and target features of one workload, by name."""
+    """Graph, config, roofline and target features of one workload, by name (cached)."""
+    key = (id(workload.profile), id(workload.peaks), workload.config, workload.backend,
+           workload.target.name, workload.target.threads)
+    cached = _FEATURE_CACHE.get(key)
+    if cached is not None and cached[0] is workload.profile and cached[1] is workload.peaks:
+        return cached[2]
+    if len(_FEATURE_CACHE) >= _FEATURE_CACHE_SIZE:
+        _FEATURE_CACHE.clear()
+    values = _features(workload)
+    _FEATURE_CACHE[key] = (workload.profile, workload.peaks, values)
+    return values
+
+
+def _features(workload: Workload) -> dict[str, float]:
     profile, config, peaks = workload.profile, workload.config, workload.peaks
     cost = config_cost(profile, config)
     by_precision = cost.ops_by_precision
@@ -331,7 +352,6 @@ class XGBoostCostModel:
                 "verbosity": 0}
 
     def _fit_regression(self, name: str, matrix: np.ndarray, values: np.ndarray) -> None:
-        import xgboost
 
         if len(values) < 2 or np.ptp(values) == 0:
             # Nothing to learn yet (no or constant data): predict the mean, or nothing.
@@ -344,13 +364,10 @@ class XGBoostCostModel:
             # the model's uncertainty).
             rows = (np.arange(len(values)) if member == 0
                     else rng.integers(0, len(values), len(values)))
-            data = xgboost.DMatrix(matrix[rows], label=values[rows],
-                                   feature_names=self.feature_names)
-            self.boosters[name].append(xgboost.train(self._params(member, "reg:squarederror"),
-                                                     data, self.rounds))
+            self.boosters[name].append(self._train(
+                self._params(member, "reg:squarederror"), matrix[rows], values[rows]))
 
     def _fit_failure(self, matrix: np.ndarray, trials: Sequence[Trial]) -> None:
-        import xgboost
 
         used = [i for i, t in enumerate(trials) if t.ok or t.failed]
         labels = np.array([0.0 if trials[i].ok else 1.0 for i in used])
@@ -358,10 +375,18 @@ class XGBoostCostModel:
             rate = float(labels.mean()) if len(labels) else 0.0
             self.constants["failure"] = rate
             return
-        data = xgboost.DMatrix(matrix[np.asarray(used)], label=labels,
-                               feature_names=self.feature_names)
-        self.boosters["failure"] = [xgboost.train(self._params(0, "binary:logistic"), data,
-                                                  self.rounds)]
+        self.boosters["failure"] = [self._train(self._params(0, "binary:logistic"),
+                                                matrix[np.asarray(used)], labels)]
+
+    def _train(self, params: dict, matrix: np.ndarray, labels: np.ndarray):
+        """One booster. Its training data carries no feature names (xgboost checks them at
+        every round: a third of the fit on a few thousand trials); the booster gets them
+        after, so a saved model and ``predict`` still check them."""
+        import xgboost
+
+        booster = xgboost.train(params, xgboost.DMatrix(matrix, label=labels), self.rounds)
+        booster.feature_names = list(self.feature_names)
+        return booster
 
     def _members(self, name: str, matrix: np.ndarray, single: bool = False) -> np.ndarray:
         """[members, rows] predictions of one target (a constant repeats for every member;

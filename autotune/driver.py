@@ -141,7 +141,7 @@ class RunOutcome:
 
 
 def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Sequence[Target],
-              settings: RunSettings, strategy: SearchStrategy,
+              settings: RunSettings, strategy: SearchStrategy | None,
               spec: RunSpec | None = None, campaign: str | None = None) -> str:
     """Create the run record and its data files; returns the run id.
 
@@ -164,6 +164,10 @@ def start_run(store: Store, model: ModelSource, space: SearchSpace, targets: Seq
         reference_accuracy=reference_accuracy, host=host_info(),
         settings=spec if spec is not None else _spec_of(model, space, targets, settings),
         versions=versions_for(settings.python), campaign=campaign))
+    from autotune.transfer import remember_profile
+
+    # The cost model learns from this run's trials later, with or without the model file.
+    remember_profile(store, file_hash(model.path), model.name, model.path)
     return run_id
 
 
@@ -204,7 +208,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
         return RunOutcome(run_id, store.trials(run_id), interrupted=True)
     space = expanded.space
     history = store.trials(run_id)
-    candidates, unavailable = _candidates(space, targets, settings.backends)
+    candidates, unavailable = space_candidates(space, targets, settings.backends)
     for candidate, reason in unavailable:
         if candidate.key not in {trial.key for trial in history}:
             trial = _base_trial(run, candidate, "unavailable", reason)
@@ -232,6 +236,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
             while budget_left > 0:
                 batch = strategy.propose(candidates, history, budget_left)
                 if not batch:
+                    _note_stop(store, run_id, strategy, progress)
                     break
                 # Several targets measure at once, each one trial at a time
                 # (autotune.scheduling); autotune.hostlock keeps their timing apart.
@@ -261,6 +266,17 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     dropped = [f"{c.config.label} ({c.config.id}) on {c.backend}/{c.target.name}"
                for c in in_flight if c.key not in stored]
     return RunOutcome(run_id, trials, interrupted, ", ".join(dropped) or None)
+
+
+def _note_stop(store: Store, run_id: str, strategy: SearchStrategy,
+               progress: TrialProgress) -> None:
+    """Say why a strategy stopped before the budget, when it knows (guided search's
+    ``converged``), in the progress output and in the run's record (its report shows it)."""
+    converged = getattr(strategy, "converged", None)
+    if converged is not None:
+        progress.note(converged.text())
+        log.info("%s", converged.text())
+        store.set_run_search(run_id, converged.to_json())
 
 
 def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
@@ -550,7 +566,9 @@ def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Tria
                  price_per_hour=candidate.target.price_per_hour)
 
 
-def _candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequence[str]):
+def space_candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequence[str]):
+    """The (config, backend, target) candidates of a space, fp32 first, and those whose
+    backend cannot reach their target, with the reason."""
     candidates, unavailable = [], []
     for target in targets:
         for name in backends:

@@ -68,6 +68,24 @@ class GraphProfile:
     def parameters(self) -> int:
         return sum(layer.weight_elements + layer.bias_elements for layer in self.layers)
 
+    def to_json(self) -> dict:
+        """Plain lists and numbers: the store keeps a model's profile so that the cost model
+        can learn from its trials after the ONNX file is gone."""
+        return {"layers": [[layer.name, layer.op_type, layer.compute, layer.macs, layer.ops,
+                            layer.weight_elements, layer.bias_elements,
+                            [list(pair) for pair in layer.inputs],
+                            [list(pair) for pair in layer.outputs]] for layer in self.layers],
+                "graph_inputs": [list(pair) for pair in self.graph_inputs]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> GraphProfile:
+        layers = tuple(Layer(name, op_type, bool(compute), macs, ops, weights, bias,
+                             tuple((tensor, count) for tensor, count in inputs),
+                             tuple((tensor, count) for tensor, count in outputs))
+                       for name, op_type, compute, macs, ops, weights, bias, inputs, outputs
+                       in data["layers"])
+        return cls(layers, tuple((name, count) for name, count in data["graph_inputs"]))
+
 
 @dataclass(frozen=True)
 class LayerCost:

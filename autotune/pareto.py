@@ -178,6 +178,17 @@ def fidelity_objective(error: float) -> float:
     return math.log10(max(error, 0.0) + FIDELITY_FLOOR)
 
 
+def error_objective(errors, quality: str):
+    """The search front's error coordinate of an array of errors: fidelity errors on a log
+    scale (``fidelity_objective``), accuracy drops as they are (at least 0)."""
+    import numpy as np
+
+    errors = np.asarray(errors, dtype=np.float64)
+    if quality == "fidelity":
+        return np.log10(np.maximum(errors, 0.0) + FIDELITY_FLOOR)
+    return np.maximum(errors, 0.0)
+
+
 def reference_point(points: Sequence[Sequence[float]]) -> tuple[float, float]:
     """A hypervolume reference just beyond the worst point: nadir + 10% of each range
     (of the value itself where all points agree), so every point adds some volume."""

@@ -67,6 +67,13 @@ class TrialProgress:
             print(f"{stage}[{self.done}/{self.total}] {trial_label(trial)}: {result}",
                   file=self.stream, flush=True)
 
+    def note(self, text: str) -> None:
+        """A line about the run itself (e.g. why the search stopped early)."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        elif self.lines:
+            print(text, file=self.stream, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -100,6 +100,16 @@ class StrategyContext:
     store: object | None = None  # an autotune.store.Store
     peaks: dict = field(default_factory=dict)
     model_dir: Path | None = None
+    # The run being searched: the guided search stores its prior predictions under it and
+    # learns from every other run in ``store``.
+    run_id: str | None = None
+    # --until-converged: stop once no remaining candidate's expected hypervolume improvement
+    # reaches this fraction of the current hypervolume (None: spend the whole budget).
+    converge_below: float | None = None
+
+
+# Diverse seeds guided search measures before it trusts its cost model.
+SEEDS = 4
 
 
 class GuidedSearch:
@@ -110,12 +120,19 @@ class GuidedSearch:
     The error objective is ``quality``: "fidelity" (1 - cosine vs fp32; continuous, and
     defined with or without labels, unlike a task metric on a few hundred samples that is
     often 0 for every config) or "accuracy_drop" (the task metric's drop).
+
+    The cost model learns from every other run in the context's store too (all models,
+    targets and backends; ``autotune.transfer``), so a model the search has not measured
+    yet starts from a prediction: before its first measurement the search predicts every
+    candidate and stores that as the run's prior (``autotune.predict``). With
+    ``context.converge_below`` it stops once the best remaining expected improvement falls
+    below that fraction of the current hypervolume, and says so in ``converged``.
     """
 
     name = "guided"
 
     def __init__(self, seed: int = 0, context: StrategyContext | None = None, *,
-                 seeds: int = 4, batch: int = 1, quality: str = "fidelity",
+                 seeds: int = SEEDS, batch: int = 1, quality: str = "fidelity",
                  model_factory=None) -> None:
         if context is None or context.model_path is None:
             raise InputError("--strategy guided needs the model (its graph feeds the cost "
@@ -128,30 +145,75 @@ class GuidedSearch:
         self.quality = quality
         self.model_factory = model_factory or (lambda: XGBoostCostModel(seed=seed))
         self.last_model = None  # the cost model behind the latest proposal
+        self.stored = None  # the store's other runs as training rows (loaded once)
+        # Set when --until-converged stopped the search: what it saw (``Convergence``).
+        self.converged: Convergence | None = None
 
     def propose(self, candidates, history, budget):
         left = remaining(candidates, history)
-        if budget <= 0 or not left:
+        if budget <= 0 or not left or self.converged is not None:
             return []
         measured = [trial for trial in history if trial.attempted]
+        if not measured:
+            self._predict_prior(candidates)
         keys = {candidate.key for candidate in left}
         seeds = [c for c in diverse_seeds(candidates, self.seeds, self.seed) if c.key in keys]
         if len(measured) < self.seeds and seeds:
             return seeds[:min(budget, self.seeds - len(measured))]
         return self._rank(candidates, left, measured)[:min(budget, self.batch)]
 
+    def _store_rows(self, candidates: Sequence[Candidate]):
+        """The store's other runs as training rows, loaded once per search."""
+        if self.stored is None:
+            from autotune.transfer import TrainingSet, training_set
+
+            store = self.context.store
+            self.stored = TrainingSet() if store is None else training_set(
+                store, list({c.target.name: c.target for c in candidates}.values()),
+                exclude_runs=[self.context.run_id] if self.context.run_id else [],
+                peaks=self.context.peaks)
+        return self.stored
+
+    def _predict_prior(self, candidates: Sequence[Candidate]) -> None:
+        """Before the first measurement: predict every candidate from the store alone and
+        keep it as the run's prior (once; a resumed run has it already)."""
+        store, run_id = self.context.store, self.context.run_id
+        if store is None or run_id is None:
+            return
+        from autotune.graph import analyze
+        from autotune.predict import PRIOR, candidate_workloads, predict_space
+        from autotune.settings import DEFAULT_CONVERGENCE
+
+        if any(p.details.get("stage") == PRIOR for p in store.predictions(run_id)):
+            return
+        rows = self._store_rows(candidates)
+        if not rows.learnable():
+            return
+        model = self.model_factory()
+        model.fit(rows.workloads, rows.trials)
+        workloads = candidate_workloads(analyze(self.context.model_path), candidates, store,
+                                        self.context.peaks)
+        found = predict_space(model, workloads, candidates,
+                              diverse_seeds(candidates, self.seeds, self.seed), self.quality,
+                              threshold=self.context.converge_below or DEFAULT_CONVERGENCE,
+                              trained_on=len(rows.trials), models=rows.models)
+        store.add_predictions(found.predictions(run_id, store.get_run(run_id).model_hash,
+                                                PRIOR))
+
     def _rank(self, candidates: Sequence[Candidate], remaining: list[Candidate],
               measured: Sequence[Trial]) -> list[Candidate]:
         from autotune.costmodel import Workload
         from autotune.graph import analyze
-        from autotune.pareto import expected_hypervolume_improvement
+        from autotune.pareto import expected_hypervolume_improvement, hypervolume_2d
 
         profile = analyze(self.context.model_path)
         targets = {candidate.target.name: candidate.target for candidate in candidates}
         known = [t for t in measured if t.target in targets]
+        stored = self._store_rows(candidates)
         model = self.model_factory()
-        model.fit([Workload(profile, t.config, t.backend, targets[t.target],
-                            self._peaks(targets[t.target])) for t in known], known)
+        model.fit([*stored.workloads, *(Workload(profile, t.config, t.backend, targets[t.target],
+                                                 self._peaks(targets[t.target]))
+                                        for t in known)], [*stored.trials, *known])
         self.last_model = model
         if self.context.model_dir is not None and known:
             Path(self.context.model_dir).mkdir(parents=True, exist_ok=True)
@@ -159,7 +221,7 @@ class GuidedSearch:
         predicted = model.predict([Workload(profile, c.config, c.backend, c.target,
                                             self._peaks(c.target)) for c in remaining])
         errors = self._objective(predicted.quality_samples(self.quality))
-        scores = []
+        scores, relative = [], []
         for index, candidate in enumerate(remaining):
             front, reference = self._front(known, candidate)
             samples = list(zip(predicted.latency_samples[:, index], errors[:, index],
@@ -170,7 +232,14 @@ class GuidedSearch:
             survive = 1.0 - float(predicted.failure_probability[index])
             scores.append((-gain * survive, -optimistic * survive,
                            float(predicted.latency_ms[index]), index))
+            volume = hypervolume_2d(front, reference) if front else 0.0
+            relative.append(gain * survive / volume if volume > 0 else float("inf"))
         order = [remaining[index] for *_, index in sorted(scores)]
+        threshold = self.context.converge_below
+        if threshold is not None and max(relative) < threshold:
+            self.converged = Convergence(len(known), len(candidates), max(relative),
+                                         threshold)
+            return []
         self._record(order[:self.batch], remaining, predicted, scores, known, model.version)
         return order
 
@@ -196,12 +265,9 @@ class GuidedSearch:
         return None if error is None else float(self._objective(np.asarray(error)))
 
     def _objective(self, errors: np.ndarray) -> np.ndarray:
-        """Fidelity errors are compared on a log scale (``pareto.fidelity_objective``)."""
-        from autotune.pareto import FIDELITY_FLOOR
+        from autotune.pareto import error_objective
 
-        if self.quality == "fidelity":
-            return np.log10(np.maximum(errors, 0.0) + FIDELITY_FLOOR)
-        return errors
+        return error_objective(errors, self.quality)
 
     def _peaks(self, target: Target):
         from autotune.roofline import peaks_for
@@ -216,12 +282,13 @@ class GuidedSearch:
             return
         from autotune.store import Prediction
 
+        run_id = self.context.run_id or known[0].run_id
         position = {c.key: i for i, c in enumerate(remaining)}
         rows = []
         for candidate in chosen:
             i = position[candidate.key]
             rows.append(Prediction(
-                run_id=known[0].run_id, model_hash=known[0].model_hash, config=candidate.config,
+                run_id=run_id, model_hash=known[0].model_hash, config=candidate.config,
                 backend=candidate.backend, target=candidate.target.name, model_version=version,
                 latency_ms=float(predicted.latency_ms[i]),
                 memory_bytes=float(predicted.memory_bytes[i]),
@@ -232,6 +299,25 @@ class GuidedSearch:
                          "expected_hypervolume_improvement": -scores[i][0],
                          "trained_on": len(known)}))
         self.context.store.add_predictions(rows)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Why guided search stopped before its budget (--until-converged)."""
+
+    measured: int
+    candidates: int
+    best_gain: float  # the best remaining expected improvement, a fraction of the hypervolume
+    threshold: float
+
+    def text(self) -> str:
+        return (f"converged after {self.measured} of {self.candidates} candidates: best "
+                f"remaining EHVI {self.best_gain:.3%} < threshold {self.threshold:.3%} of the "
+                f"hypervolume")
+
+    def to_json(self) -> dict:
+        return {"converged": True, "measured": self.measured, "candidates": self.candidates,
+                "best_gain": self.best_gain, "threshold": self.threshold, "text": self.text()}
 
 
 def diverse_seeds(candidates: Sequence[Candidate], count: int, seed: int = 0) -> list[Candidate]:

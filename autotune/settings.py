@@ -21,6 +21,9 @@ DEFAULT_TARGET = "host-cpu"
 # model's kernels one search (about two minutes per kernel family on 2 cores, once: the
 # database keeps them for every later config and run).
 DEFAULT_TUNING_TRIALS = 64
+# Guided search stops (--until-converged) when no remaining candidate's expected hypervolume
+# improvement reaches this fraction of its group's current hypervolume.
+DEFAULT_CONVERGENCE = 0.005
 # A trial's own time limit grows with its tuning, which happens inside the trial.
 BASE_TRIAL_TIMEOUT_S = 600.0
 TIMEOUT_PER_TUNING_TRIAL_S = 5.0
@@ -54,6 +57,9 @@ class RunSpec:
     passes: int = 3
     runtime: tuple[str, ...] = ()  # pip requirements the workers run against
     batches: tuple[int, ...] = ()  # throughput mode's batch sizes (--batch); (): off
+    # Guided search stops when the best remaining expected hypervolume improvement is below
+    # this fraction of the hypervolume (--until-converged); None: it spends the budget.
+    until_converged: float | None = None
 
     def validate(self) -> RunSpec:
         """Raise InputError (naming the flag) for a setting no run can have; returns self."""
@@ -74,6 +80,12 @@ class RunSpec:
             from autotune.prepare import parse_shapes
 
             parse_shapes(self.shapes)
+        if self.until_converged is not None:
+            if not 0 < self.until_converged < 1:
+                raise InputError(f"--until-converged: must be a fraction between 0 and 1; got "
+                                 f"{self.until_converged}")
+            if self.strategy != "guided":
+                raise InputError("--until-converged needs --strategy guided")
         if self.passes < 1:
             raise InputError(f"--passes: must be at least 1; got {self.passes}")
         if self.min_repeats < 1:  # a trial with no sample has no latency to store

@@ -25,8 +25,9 @@ from autotune.settings import RunSpec
 from autotune.trial import Trial
 
 # 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts;
-# 4: a run's campaign (the runs of one run file)
-SCHEMA_VERSION = 4
+# 4: a run's campaign (the runs of one run file); 5: model profiles (the cost model's graph
+# features of every stored model) and what a run's search concluded
+SCHEMA_VERSION = 5
 DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
 # Names that stand for a run id wherever one is taken: the newest run, and the one before it.
 RUN_ALIASES = ("latest", "previous")
@@ -57,6 +58,8 @@ runs_table = sa.Table(
     sa.Column("versions_json", sa.Text, nullable=False),
     sa.Column("settings_json", sa.Text, nullable=False, server_default="{}"),
     sa.Column("campaign", sa.String(64), index=True),  # None: a run of its own
+    # What the search concluded (e.g. guided search's convergence); {}: nothing to say.
+    sa.Column("search_json", sa.Text, nullable=False, server_default="{}"),
 )
 
 trials_table = sa.Table(
@@ -117,6 +120,16 @@ predictions_table = sa.Table(
     sa.Column("details_json", sa.Text, nullable=False),
 )
 
+# The graph profile (``graph.GraphProfile``) of every model a run measured, by model hash:
+# the cost model learns from a stored trial without the ONNX file, which may be gone.
+profiles_table = sa.Table(
+    "model_profiles", metadata,
+    sa.Column("model_hash", sa.String(64), primary_key=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("profile_json", sa.Text, nullable=False),
+)
+
 # Peak compute and bandwidth measured by `autotune roofline`, with where and when.
 roofline_table = sa.Table(
     "roofline_peaks", metadata,
@@ -150,6 +163,7 @@ class Run:
     host: dict
     versions: dict
     campaign: str | None = None  # the run file invocation it belongs to (``new_campaign_id``)
+    search: dict = field(default_factory=dict)  # what the search concluded (``set_run_search``)
 
 
 @dataclass
@@ -325,7 +339,14 @@ class Store:
                    reference_accuracy=row["reference_accuracy"],
                    settings=RunSpec.from_json(json.loads(row["settings_json"])),
                    host=json.loads(row["host_json"]),
-                   versions=json.loads(row["versions_json"]), campaign=row["campaign"])
+                   versions=json.loads(row["versions_json"]), campaign=row["campaign"],
+                   search=json.loads(row["search_json"] or "{}"))
+
+    def set_run_search(self, run_id: str, search: dict) -> None:
+        """Record what the run's search concluded (shown by its report)."""
+        with self.engine.begin() as connection:
+            connection.execute(runs_table.update().where(runs_table.c.id == run_id)
+                               .values(search_json=json.dumps(search, default=json_default)))
 
     def runs(self, campaign: str | None = None) -> list[Run]:
         """Every run, oldest first; only those of ``campaign`` when it is given."""
@@ -400,13 +421,36 @@ class Store:
             rows = connection.execute(sa.select(predictions_table)
                                       .where(predictions_table.c.run_id == run_id)
                                       .order_by(predictions_table.c.id)).mappings().all()
-        return [Prediction(run_id=row["run_id"], model_hash=row["model_hash"],
-                           config=QuantConfig.from_dict(json.loads(row["config_json"])),
-                           backend=row["backend"], target=row["target"],
-                           model_version=row["model_version"], latency_ms=row["latency_ms"],
-                           memory_bytes=row["memory_bytes"], accuracy_drop=row["accuracy_drop"],
-                           details=json.loads(row["details_json"]), created_at=row["created_at"])
-                for row in rows]
+        return [_prediction_from_row(row) for row in rows]
+
+    def model_predictions(self, model_hash: str) -> list[Prediction]:
+        """Predictions made for a model outside any run (``autotune run --predict-only``),
+        oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(predictions_table)
+                                      .where(predictions_table.c.run_id.is_(None))
+                                      .where(predictions_table.c.model_hash == model_hash)
+                                      .order_by(predictions_table.c.id)).mappings().all()
+        return [_prediction_from_row(row) for row in rows]
+
+    # Model profiles
+
+    def add_profile(self, model_hash: str, model: str, profile: dict) -> None:
+        """Keep a model's graph profile (``GraphProfile.to_json``); a stored one stays."""
+        with self.engine.begin() as connection:
+            exists = connection.execute(sa.select(profiles_table.c.model_hash).where(
+                profiles_table.c.model_hash == model_hash)).first()
+            if exists is None:
+                connection.execute(profiles_table.insert().values(
+                    model_hash=model_hash, model=model, created_at=now(),
+                    profile_json=json.dumps(profile)))
+
+    def profiles(self) -> dict[str, dict]:
+        """Every stored graph profile, by model hash."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(profiles_table.c.model_hash,
+                                                profiles_table.c.profile_json)).all()
+        return {row.model_hash: json.loads(row.profile_json) for row in rows}
 
     def add_roofline(self, peaks: RooflinePeaks) -> None:
         with self.engine.begin() as connection:
@@ -445,6 +489,15 @@ class Store:
                                                 trials_table.c.target)
                                       .where(trials_table.c.run_id == run_id)).all()
         return {tuple(row) for row in rows}
+
+
+def _prediction_from_row(row) -> Prediction:
+    return Prediction(run_id=row["run_id"], model_hash=row["model_hash"],
+                      config=QuantConfig.from_dict(json.loads(row["config_json"])),
+                      backend=row["backend"], target=row["target"],
+                      model_version=row["model_version"], latency_ms=row["latency_ms"],
+                      memory_bytes=row["memory_bytes"], accuracy_drop=row["accuracy_drop"],
+                      details=json.loads(row["details_json"]), created_at=row["created_at"])
 
 
 def _roofline_from_row(row) -> RooflinePeaks:
@@ -521,9 +574,18 @@ def _add_campaign(connection) -> None:
     index.create(connection, checkfirst=True)
 
 
+def _add_profiles_and_search(connection) -> None:
+    """Schema 4 -> 5: a table of model profiles (filled as runs start, and from model files
+    that still exist when the cost model first trains) and a run's search conclusion."""
+    profiles_table.create(connection, checkfirst=True)
+    if "search_json" not in {c["name"] for c in sa.inspect(connection).get_columns("runs")}:
+        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN search_json TEXT NOT NULL "
+                                   "DEFAULT '{}'"))
+
+
 # Upgrade steps: _UPGRADES[n] takes a store from schema version n to n + 1.
 _UPGRADES = {1: _add_prediction_and_roofline_tables, 2: _type_settings_and_facts,
-             3: _add_campaign}
+             3: _add_campaign, 4: _add_profiles_and_search}
 
 
 def _connect_args(url: str) -> dict:

@@ -9,7 +9,14 @@ peaks (measured ones where stored) and the config. Two validations:
   measurement of the same config never gives the answer away. With several models it is
   also scored per model, on that model's held-out configs alone: pooled ranks reward telling
   a large model from a small one, which is easy; picking a config is ranking within one;
-- leave-one-model-out: train on the other models, predict every config of this one.
+- leave-one-model-out: train on the other models, predict every config of this one before
+  any of it is measured; then with ``--shots`` (5) of its configs measured (seeded random
+  picks, ``--seeds`` times), predict the rest; next to it the roofline bound alone as the
+  predictor (its Spearman, and its MAPE once scaled by the median measured/bound ratio of
+  the other models' trials).
+
+A run's model comes from the store's profile of it (``autotune.transfer``), else from its
+file; a run with neither is left out.
 
 Printed per validation: Spearman rank correlation and MAPE of the median latency, MAPE of
 the memory, and Spearman of the fidelity error (1 - cosine vs fp32). The last row is the
@@ -18,6 +25,7 @@ store, interrupted ones included), one run's median "predicting" the other's.
 
 Usage:
     python benchmarks/costmodel.py [--store URL ...] [--seeds 5] [--test-fraction 0.25]
+                                   [--shots 5]
 """
 
 from __future__ import annotations
@@ -25,16 +33,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from autotune.costmodel import Validation, Workload, XGBoostCostModel, validate
+from autotune.costmodel import (
+    Validation,
+    Workload,
+    XGBoostCostModel,
+    reference_ms,
+    validate,
+)
 from autotune.errors import InputError
-from autotune.graph import analyze
 from autotune.roofline import peaks_for
 from autotune.store import Store
 from autotune.target import load_target
+from autotune.transfer import stored_profiles
 from autotune.trial import Trial
 
 DEFAULT_STORE = "sqlite:///results/bench/guided.db"
@@ -43,10 +56,11 @@ DEFAULT_STORE = "sqlite:///results/bench/guided.db"
 def pairs_from_store(store: Store) -> list[tuple[Workload, Trial]]:
     """Every measured trial of the store's finished runs, with its workload."""
     pairs, targets = [], {}
+    profiles = stored_profiles(store)
     for run in store.runs():
-        if run.status != "finished" or not Path(run.model_path).exists():
+        if run.status != "finished" or run.model_hash not in profiles:
             continue
-        profile = analyze(Path(run.model_path))
+        profile = profiles[run.model_hash]
         for trial in store.trials(run.id):
             if trial.status == "unavailable":
                 continue
@@ -103,6 +117,43 @@ def describe_within(results: list[Validation], model: str) -> str:
             f"{stat([mape for _, _, mape in scores])} | - | -")
 
 
+def leave_one_model_out(pairs, model: str, shots: int, seeds: int) -> list[str]:
+    """Rows for one unseen model: the cost model before any of its configs is measured,
+    with ``shots`` of them measured, and the roofline bound alone."""
+    from scipy.stats import spearmanr
+
+    train = [p for p in pairs if p[1].model != model]
+    test = [p for p in pairs if p[1].model == model]
+    if not any(t.ok for _, t in train) or not any(t.ok and t.latency_ms for _, t in test):
+        return []
+    rows = [f"| leave out model {model}: nothing of it measured | "
+            f"{describe([validate(XGBoostCostModel(), train, test)])} |"]
+    groups = sorted({group_of(t) for _, t in test if t.ok and t.latency_ms})
+    if len(groups) > shots + 2:
+        results = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            seen = {groups[i] for i in rng.permutation(len(groups))[:shots]}
+            results.append(validate(
+                XGBoostCostModel(seed=seed),
+                train + [p for p in test if group_of(p[1]) in seen],
+                [p for p in test if group_of(p[1]) not in seen]))
+        rows.append(f"| ... with {shots} of its configs measured, {seeds} seeds | "
+                    f"{describe(results)} |")
+    # The roofline bound alone: its ranks, and its latencies scaled by the fraction of the
+    # roof the other models' trials attained (a lower bound is not a latency).
+    scale = statistics.median(t.latency_ms / reference_ms(w) for w, t in train
+                              if t.ok and t.latency_ms)
+    scored = [(w, t) for w, t in test if t.ok and t.latency_ms]
+    bound = np.array([reference_ms(w) for w, _ in scored])
+    measured = np.array([t.latency_ms for _, t in scored])
+    rho = float(spearmanr(bound, measured).statistic) if len(scored) > 2 else float("nan")
+    mape = float(np.mean(np.abs(bound * scale - measured) / measured))
+    rows.append(f"| ... the roofline bound alone (x {scale:.2f}, the other models' median) | "
+                f"{'-':>5} | {len(scored):>4} | {rho:.3f} | {mape:.3f} | - | - |")
+    return rows
+
+
 def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
     """Pairs of ok trials of one config (same model, backend, target) from different runs."""
     seen: dict[tuple, list[Trial]] = {}
@@ -132,6 +183,8 @@ def main() -> int:
                         help=f"store of measured runs (repeatable; default: {DEFAULT_STORE})")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--test-fraction", type=float, default=0.25)
+    parser.add_argument("--shots", type=int, default=5,
+                        help="configs of the left-out model measured in the second row")
     args = parser.parse_args()
 
     stores = [Store(url) for url in args.store or [DEFAULT_STORE]]
@@ -154,12 +207,8 @@ def main() -> int:
             print(f"| ... the same splits, {model}'s held-out configs ranked among themselves | "
                   f"{describe_within(results, model)} |")
     for model in models:
-        train = [p for p in pairs if p[1].model != model]
-        test = [p for p in pairs if p[1].model == model]
-        if not any(t.ok for _, t in train) or not any(t.ok for _, t in test):
-            continue
-        found = validate(XGBoostCostModel(), train, test)
-        print(f"| leave out model {model} | {describe([found])} |")
+        for row in leave_one_model_out(pairs, model, args.shots, args.seeds):
+            print(row)
     floor = [pair for store in stores for pair in remeasured(store)]
     if floor:
         print(f"| noise floor: same config measured in two runs | {noise_floor(floor)}|")

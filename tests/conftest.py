@@ -15,6 +15,22 @@ def tiny_model(tmp_path_factory) -> Path:
     return tiny_cnn(tmp_path_factory.mktemp("models") / "tiny.onnx")
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model, tmp_path_factory) -> Path:
+    """The workspace of one real smoke run (fp32 and int8 on OpenVINO) of the tiny CNN: its
+    store is ``results/autotune.db``, its report under ``reports/``. Read it; a test that
+    writes copies the store first."""
+    from autotune.cli import main
+
+    workspace = tmp_path_factory.mktemp("real-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workspace)
+        code = main(["run", "--model", str(tiny_model), "--space", "smoke", "--backend",
+                     "openvino", "--min-repeats", "5", "--min-time", "0.05", "--no-progress"])
+        assert code == 0
+    return workspace
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """A fresh working directory, so results/ and reports/ of a test stay in it."""

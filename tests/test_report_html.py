@@ -394,18 +394,10 @@ def test_hundred_trial_report_stays_small(hundred_report):
 
 
 @pytest.fixture(scope="module")
-def real_report(tiny_model, tmp_path_factory) -> Path:
+def real_report(tiny_run) -> Path:
     """The report of a real smoke run (fp32 and int8 on OpenVINO) of the tiny CNN."""
-    from autotune.cli import main
-
-    workspace = tmp_path_factory.mktemp("real-run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(workspace)
-        code = main(["run", "--model", str(tiny_model), "--space", "smoke", "--backend",
-                     "openvino", "--min-repeats", "5", "--min-time", "0.05", "--no-progress"])
-        assert code == 0
-        run_id = Store(f"sqlite:///{workspace}/results/autotune.db").get_run().id
-    return workspace / "reports" / run_id / "index.html"
+    run_id = Store(f"sqlite:///{tiny_run}/results/autotune.db").get_run().id
+    return tiny_run / "reports" / run_id / "index.html"
 
 
 def real_run_facts(report: Path) -> list[str]:

@@ -34,7 +34,7 @@ def test_every_builtin_space_and_target_loads():
 @pytest.mark.readme_claim("a space may give a backend only some of its configs ([backends.tvm] "
                           "configs)")
 def test_a_backend_can_measure_part_of_a_space(tmp_path):
-    from autotune.driver import _candidates
+    from autotune.driver import space_candidates
 
     path = _write(tmp_path, "part.toml", """
 [float]
@@ -51,7 +51,7 @@ configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
     space = load_space(path)
     int8 = next(c for c in space.configs if c.granularity == "per_channel")
     assert len(space.configs) == 4
-    candidates, _ = _candidates(space, [load_target("host-cpu")], ("openvino", "tvm"))
+    candidates, _ = space_candidates(space, [load_target("host-cpu")], ("openvino", "tvm"))
     measured = {(c.backend, c.config) for c in candidates}
     # fp32 is every backend's baseline, so it is always measured.
     assert {config for backend, config in measured if backend == "tvm"} == {FP32, int8}
@@ -62,10 +62,10 @@ configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
 @pytest.mark.readme_claim("autotune run: default model, space and target, OpenVINO and TVM")
 def test_the_default_run_measures_both_backends():
     from autotune.cli.run import default_backends
-    from autotune.driver import _candidates
+    from autotune.driver import space_candidates
 
     space = load_space("default")
-    candidates, unavailable = _candidates(space, [load_target("host-cpu")], default_backends())
+    candidates, unavailable = space_candidates(space, [load_target("host-cpu")], default_backends())
     backends = [candidate.backend for candidate in candidates]
     backends += [candidate.backend for candidate, _ in unavailable]
     # OpenVINO measures the whole space; TVM, which tunes, one config per kernel family.

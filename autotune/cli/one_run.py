@@ -80,13 +80,12 @@ def run_one(args, store: Store, spec: RunSpec, thresholds, say, resumed: Run | N
                                      python=runtime_python(spec.runtime))
     if resumed is not None:
         run_id = resumed.id  # latest and previous name a run too
-        strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
-            Path(resumed.model_path), store, model_dir=settings.workspace / "costmodels"))
+        model_path = Path(resumed.model_path)
     else:
         model = resolve_model(spec.model, None if spec.data is None else Path(spec.data),
                               spec.metric, spec.shapes)
-        strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
-            model.path, store, model_dir=settings.workspace / "costmodels"))
+        model_path = model.path
+        make_strategy(spec.strategy, spec.seed, StrategyContext(model.path))  # a bad name fails
         if model.dataset.synthetic:
             log.warning("no --data for %s: calibrating on seeded random inputs and scoring "
                         "fidelity vs fp32 only (no task accuracy)", spec.model)
@@ -94,18 +93,24 @@ def run_one(args, store: Store, spec: RunSpec, thresholds, say, resumed: Run | N
         recorded = tuple(t.name if t.path and t.path.parent.name == "targets" else str(t.path)
                          for t in targets)
         spec = replace(spec, targets=recorded, backends=settings.backends)
-        run_id = start_run(store, model, space, targets, settings, strategy, spec,
+        run_id = start_run(store, model, space, targets, settings, None, spec,
                            campaign=campaign)
+    strategy = make_strategy(spec.strategy, spec.seed, StrategyContext(
+        model_path, store, model_dir=settings.workspace / "costmodels", run_id=run_id,
+        converge_below=spec.until_converged))
     print(f"run {run_id}", file=say, flush=True)
     with _sigterm_as_interrupt():
         outcome = execute_run(store, run_id, space, targets, settings, strategy)
     report = write_report(store, run_id, args.report_dir)
     failed = [trial for trial in outcome.trials if not trial.ok]
+    search = store.get_run(run_id).search
+    if search.get("text"):
+        print(search["text"], file=say)
     print(f"{outcome.succeeded} successful trials, {len(failed)} failed or skipped; "
           f"report: {report / 'summary.md'}", file=say)
     summary = {"run_id": run_id, "status": store.get_run(run_id).status,
                "report": {"dir": str(report), "summary": str(report / "summary.md")},
-               "trials": _counts(outcome.trials), "gate": None}
+               "trials": _counts(outcome.trials), "gate": None, "search": search}
     suite = None
     if outcome.interrupted:
         where = (f"during trial {outcome.in_flight} (not stored; it runs again on resume)"

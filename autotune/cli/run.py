@@ -15,7 +15,7 @@ from autotune.cli.one_run import check_gate, run_one
 from autotune.errors import InputError
 from autotune.machine_state import CONTENTION_LIMITS
 from autotune.runfile import FAIL_ON
-from autotune.settings import DEFAULT_TUNING_TRIALS, RunSpec
+from autotune.settings import DEFAULT_CONVERGENCE, DEFAULT_TUNING_TRIALS, RunSpec
 from autotune.store import RUN_ALIASES
 
 
@@ -69,6 +69,17 @@ def add_parser(commands) -> None:
                              "error frontier; use with --budget) (default: exhaustive)")
     parser.add_argument("--budget", type=int, default=argparse.SUPPRESS,
                         help="maximum measured trials (default: the whole space)")
+    parser.add_argument("--until-converged", type=float, nargs="?", default=argparse.SUPPRESS,
+                        const=DEFAULT_CONVERGENCE, metavar="FRACTION",
+                        help="guided search: stop when no remaining candidate's expected "
+                             "hypervolume improvement reaches this fraction of the current "
+                             "hypervolume (default when given without a value: "
+                             f"{DEFAULT_CONVERGENCE:g}); --budget still caps it")
+    parser.add_argument("--predict-only", action="store_true",
+                        help="measure nothing: train the cost model on every trial in the "
+                             "store, print the predicted front of the model (latency with the "
+                             "ensemble's interval, error, memory) and the budget guided search "
+                             "expects to need, and store the predictions")
     parser.add_argument("--seed", type=int, default=argparse.SUPPRESS,
                         help="seed of the random and guided strategies (default: 0)")
     add_store_option(parser)
@@ -171,7 +182,8 @@ SPEC_FLAGS = {"model": "model", "data": "data", "metric": "metric", "shape": "sh
               "min_time": "min_time_s", "max_spread": "max_spread",
               "max_other_cpu": "max_other_cpu", "max_steal": "max_steal",
               "max_canary_slowdown": "max_canary_slowdown", "passes": "passes",
-              "runtime": "runtime", "batch": "batches"}
+              "runtime": "runtime", "batch": "batches",
+              "until_converged": "until_converged"}
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -205,6 +217,8 @@ def handle(args) -> int:
     thresholds = thresholds_from(args)
     if args.file is None:  # a run file may name the baseline and the gate itself
         check_gate(args.baseline, args.fail_on, args.junit)
+    if args.predict_only and args.file is not None:
+        raise InputError("--predict-only predicts one model and takes no --file")
     if args.file is not None and args.resume:
         raise InputError("--resume continues one run and takes no --file: resume each "
                          "interrupted run of a campaign by its id")
@@ -217,6 +231,10 @@ def handle(args) -> int:
         from autotune.cli.campaign import run_campaign
 
         return run_campaign(args, store, given_settings(args), thresholds, say)
+    if args.predict_only:
+        from autotune.cli.predict_only import predict_only
+
+        return predict_only(args, store, spec_from_args(args), say)
     resumed = None
     if args.resume:
         resumed = store.get_run(args.resume)

@@ -69,10 +69,17 @@ def _points(target: TargetFacts) -> list[_Point]:
     return points
 
 
+PREDICTED_FRONT_COLOR = "#6b46c1"
+
+
 def frontier_svg(facts: RunFacts, target: TargetFacts) -> str:
     points = _points(target)
-    x = Scale(*linear_range([p.drop_pp for p in points]), LEFT, WIDTH - RIGHT)
-    y = Scale(*log_range([p.latency_ms for p in points]), HEIGHT - BOTTOM, TOP, log=True)
+    ahead = target.predicted_front  # predicted before the run measured: drawn next to it
+    x = Scale(*linear_range([p.drop_pp for p in points]
+                            + [max(p.accuracy_drop, 0.0) * 100 for p in ahead]),
+              LEFT, WIDTH - RIGHT)
+    y = Scale(*log_range([p.latency_ms for p in points] + [p.latency_ms for p in ahead]),
+              HEIGHT - BOTTOM, TOP, log=True)
     x_title = ("1 - cosine similarity vs fp32 (x100)" if facts.run.synthetic_data
                else "accuracy drop vs fp32 (percentage points)")
     parts = [_limit_band(x, facts.max_accuracy_drop * 100)]
@@ -83,6 +90,12 @@ def frontier_svg(facts: RunFacts, target: TargetFacts) -> str:
                           for t in line)
         parts.append(f'<polyline class="frontier" points="{coords}" fill="none" '
                      'stroke="#c53030" stroke-width="2" stroke-linejoin="round"/>')
+    if ahead:
+        coords = " ".join(f"{x(max(p.accuracy_drop, 0.0) * 100):.1f},{y(p.latency_ms):.1f}"
+                          for p in sorted(ahead, key=lambda p: p.accuracy_drop))
+        parts.append(f'<polyline class="predicted-front" points="{coords}" fill="none" '
+                     f'stroke="{PREDICTED_FRONT_COLOR}" stroke-width="2" '
+                     'stroke-dasharray="6 4" stroke-linejoin="round"/>')
     largest = max(p.memory_bytes for p in points) or 1
     placed = {p.key: (x(p.drop_pp), y(p.latency_ms),
                       4 + 10 * math.sqrt(max(p.memory_bytes, 0) / largest))  # area ~ memory
@@ -136,6 +149,10 @@ def frontier_legend(facts: RunFacts, target: TargetFacts) -> str:
                  '</span><span><svg width="16" height="16"><circle cx="8" cy="8" r="6" '
                  'fill="#718096" stroke="#1a202c" stroke-width="1.5"/></svg> on the Pareto '
                  "frontier (with memory)</span>")
+    if target.predicted_front:
+        items.append(f'<span><svg width="26" height="12"><line x1="1" y1="6" x2="25" y2="6" '
+                     f'stroke="{PREDICTED_FRONT_COLOR}" stroke-width="2" '
+                     'stroke-dasharray="6 4"/></svg> front predicted before measuring</span>')
     if target.recommendation.chosen is not None:
         items.append('<span><svg width="16" height="16"><circle cx="8" cy="8" r="6" '
                      'fill="none" stroke="#1e7a46" stroke-width="2.5"/></svg> recommended'

@@ -92,6 +92,31 @@ class PredictedPoint:
     accuracy_drop: float
     memory_bytes: float | None
     model_version: str
+    # The ensemble members' range of latency (a prior prediction's interval); None: not kept.
+    latency_low_ms: float | None = None
+    latency_high_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class PredictionCheck:
+    """What the cost model predicted before the run measured anything (a guided run's prior,
+    else the latest ``--predict-only`` of the model), against what the run measured."""
+
+    stage: str  # "prior" or "predict-only"
+    model_version: str
+    trained_on: int  # stored trials the cost model learned from
+    models: int  # distinct models among them
+    candidates: int
+    expected_budget: int | None
+    front: tuple[PredictedPoint, ...]  # per target, the predicted (latency, drop) front
+    measured: int  # predicted configs the run measured successfully
+    latency_mape: float | None  # mean |predicted - measured| / measured latency over those
+    within_interval: int  # measured latencies inside the predicted interval
+    front_measured: int  # predicted-front configs the run measured successfully
+    front_hits: int  # ... of them on the measured (latency, accuracy drop) front
+    # Aligned with ``front``: the measured latency and whether it is on the measured front
+    # (None, None: the run did not measure that config).
+    outcomes: tuple[tuple[float | None, bool | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,7 @@ class TargetFacts:
     # The (throughput, accuracy drop) front (``pareto.throughput_front``); empty without
     # throughput figures (--batch).
     throughput_front: tuple[TrialFacts, ...] = ()
+    predicted_front: tuple[PredictedPoint, ...] = ()  # ``PredictionCheck.front`` of the target
 
 
 @dataclass(frozen=True)
@@ -140,6 +166,7 @@ class RunFacts:
     drift: tuple[DriftItem, ...] | None = None  # vs the regressions' baseline; None: none
     max_accuracy_drop: float = DEFAULT_MAX_DROP
     latency_meaning: str = LATENCY_MEANING
+    prediction: PredictionCheck | None = None  # None: nothing was predicted before the run
 
 
 # Gathering
@@ -153,22 +180,44 @@ def gather_from_store(store: Store, run_id: str | None) -> RunFacts:
     regressions = find_regressions(store, run, trials)
     drift = None if regressions.baseline is None else tuple(frontier_drift(
         store.trials(regressions.baseline.id), trials, DEFAULT_MAX_DROP))
-    return gather(run, trials, regressions=regressions, predictions=store.predictions(run.id),
-                  changes=find_changes(store, run, trials), drift=drift)
+    predictions = store.predictions(run.id)
+    return gather(run, trials, regressions=regressions, predictions=predictions,
+                  changes=find_changes(store, run, trials), drift=drift,
+                  prior=prior_predictions(store, run, predictions))
+
+
+def prior_predictions(store: Store, run: Run,
+                      predictions: Sequence[Prediction]) -> list[Prediction]:
+    """What was predicted of the run's model before it measured: its own prior (a guided
+    run's), else the latest ``--predict-only`` made before the run started."""
+    from autotune.predict import PREDICT_ONLY, PRIOR
+
+    own = [p for p in predictions if p.details.get("stage") == PRIOR]
+    if own:
+        return own
+    earlier = [p for p in store.model_predictions(run.model_hash)
+               if p.details.get("stage") == PREDICT_ONLY and p.created_at <= run.created_at]
+    if not earlier:
+        return []
+    latest = earlier[-1].created_at
+    return [p for p in earlier if p.created_at == latest]
 
 
 def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = None,
            predictions: Sequence[Prediction] = (),
            max_accuracy_drop: float = DEFAULT_MAX_DROP, changes: RunChanges | None = None,
-           drift: Sequence[DriftItem] | None = None) -> RunFacts:
-    """The facts of ``trials`` (one run's); pure: it looks nothing up."""
+           drift: Sequence[DriftItem] | None = None,
+           prior: Sequence[Prediction] = ()) -> RunFacts:
+    """The facts of ``trials`` (one run's); pure: it looks nothing up. ``prior``: what was
+    predicted before the run measured (``prior_predictions``)."""
     base = baselines(trials)
     judged = tuple(TrialFacts(t, speedup(t, base), tuple(flags(t, base)),
                               throughput_vs_fp32=throughput_ratio(t, base)) for t in trials)
     groups: dict[str, list[TrialFacts]] = {}
     for facts in judged:
         groups.setdefault(facts.trial.target, []).append(facts)
-    targets = tuple(_target(run, name, group, predictions, max_accuracy_drop)
+    check = check_predictions(prior, trials)
+    targets = tuple(_target(run, name, group, predictions, max_accuracy_drop, check)
                     for name, group in groups.items())
     counts = Counter(t.status for t in trials)
     names = dict.fromkeys([*groups, *(Path(n).stem for n in run.settings.targets)])
@@ -179,11 +228,61 @@ def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = 
         status_counts=tuple((s, counts[s]) for s in STATUSES if counts[s]),
         backend_counts=tuple(Counter(t.backend for t in trials).items()),
         regressions=regressions, changes=changes,
-        drift=None if drift is None else tuple(drift), max_accuracy_drop=max_accuracy_drop)
+        drift=None if drift is None else tuple(drift), max_accuracy_drop=max_accuracy_drop,
+        prediction=check)
+
+
+def check_predictions(prior: Sequence[Prediction],
+                      trials: Sequence[Trial]) -> PredictionCheck | None:
+    """The predicted front of ``prior`` (per target, over predicted latency and accuracy
+    drop, among configs predicted more likely to work than to fail) and how far the
+    predictions were from ``trials``' measurements."""
+    if not prior:
+        return None
+    from autotune.pareto import pareto_front
+
+    points = [_point(p) for p in prior if p.latency_ms is not None
+              and p.accuracy_drop is not None
+              and p.details.get("failure_probability", 0.0) < 0.5]
+    front: list[PredictedPoint] = []
+    for target in dict.fromkeys(p.target for p in points):
+        group = [p for p in points if p.target == target]
+        chosen = pareto_front([(p.latency_ms, max(p.accuracy_drop, 0.0)) for p in group])
+        front += sorted((group[i] for i in chosen), key=lambda p: p.latency_ms)
+    measured = {t.key: t for t in trials if t.ok and t.latency_ms}
+    pairs = [(p, measured[(p.config.id, p.backend, p.target)]) for p in prior
+             if p.latency_ms and (p.config.id, p.backend, p.target) in measured]
+    errors = [abs(p.latency_ms - t.latency_ms) / t.latency_ms for p, t in pairs]
+    inside = sum(p.details.get("latency_low_ms", p.latency_ms) <= t.latency_ms
+                 <= p.details.get("latency_high_ms", p.latency_ms) for p, t in pairs)
+    on_measured = {t.key for target in {t.target for t in trials}
+                   for t in latency_accuracy_front([t for t in trials if t.target == target])}
+    front_measured = [p for p in front if (p.config.id, p.backend, p.target) in measured]
+    outcomes = []
+    for p in front:
+        key = (p.config.id, p.backend, p.target)
+        outcomes.append((measured[key].latency_ms, key in on_measured) if key in measured
+                        else (None, None))
+    first = prior[0]
+    return PredictionCheck(
+        stage=first.details.get("stage", ""), model_version=first.model_version,
+        trained_on=first.details.get("trained_on", 0), models=first.details.get("models", 0),
+        candidates=len(prior), expected_budget=first.details.get("expected_budget"),
+        front=tuple(front), measured=len(pairs),
+        latency_mape=sum(errors) / len(errors) if errors else None,
+        within_interval=inside, front_measured=len(front_measured),
+        front_hits=sum((p.config.id, p.backend, p.target) in on_measured
+                       for p in front_measured), outcomes=tuple(outcomes))
+
+
+def _point(p: Prediction) -> PredictedPoint:
+    return PredictedPoint(p.config, p.backend, p.target, p.latency_ms, p.accuracy_drop,
+                          p.memory_bytes, p.model_version, p.details.get("latency_low_ms"),
+                          p.details.get("latency_high_ms"))
 
 
 def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[Prediction],
-            max_accuracy_drop: float) -> TargetFacts:
+            max_accuracy_drop: float, check: PredictionCheck | None = None) -> TargetFacts:
     trials = [f.trial for f in group]
     on_front = {id(t) for t in frontier(trials)}
     group = [TrialFacts(f.trial, f.speedup, f.flags, id(f.trial) in on_front,
@@ -207,7 +306,8 @@ def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[
         sensitivity=tuple(f for f in group
                           if f.trial.sensitivity is not None and f.trial.sensitivity.drops),
         predicted=_predicted(name, predictions, tried),
-        throughput_front=tuple(of[id(t)] for t in throughput_front(trials)))
+        throughput_front=tuple(of[id(t)] for t in throughput_front(trials)),
+        predicted_front=tuple(p for p in check.front if p.target == name) if check else ())
 
 
 def baselines(trials: Sequence[Trial]) -> dict[tuple[str, str], Trial]:

@@ -20,7 +20,7 @@ from autotune.report.charts import (
     roofline_svg,
 )
 from autotune.report.facts import Recommendation, Regressions, RunFacts, TargetFacts, TrialFacts
-from autotune.report.svg import anchor, e, trial_key
+from autotune.report.svg import anchor, dom_key, e, trial_key
 from autotune.report.text import (
     CHANGE_HEADERS,
     CHANGES_TITLE,
@@ -29,6 +29,8 @@ from autotune.report.text import (
     DEPLOYMENT_TITLE,
     DRIFT_TITLE,
     MACHINE_HEADER,
+    PREDICTION_HEADERS,
+    PREDICTION_TITLE,
     change_cells,
     changes_intro,
     chosen_figures,
@@ -40,6 +42,9 @@ from autotune.report.text import (
     machine_text,
     miss_text,
     pp_pattern,
+    prediction_cells,
+    prediction_intro,
+    prediction_outcome,
 )
 from autotune.store import now
 
@@ -53,6 +58,8 @@ MAX_ERROR_CHARS = 20_000
 def render_html(facts: RunFacts) -> str:
     """The whole page as one string."""
     sections = [_summary(facts)]
+    if facts.prediction is not None:
+        sections.append(_prediction_section(facts.prediction))
     sections += [_target_section(facts, target) for target in facts.targets]
     if facts.regressions is not None:
         sections.append(_regressions_section(facts.regressions))
@@ -75,6 +82,8 @@ def write_html(facts: RunFacts, out: Path) -> Path:
 def _page(facts: RunFacts, body: str) -> str:
     run = facts.run
     toc = ['<a href="#summary">Summary</a>']
+    if facts.prediction is not None:
+        toc.append(f'<a href="#predicted">{PREDICTION_TITLE}</a>')
     toc += [f'<a href="#{anchor("target-" + t.name)}">Target {e(t.name)}</a>'
             for t in facts.targets]
     if facts.regressions is not None:
@@ -148,7 +157,8 @@ def _summary(facts: RunFacts) -> str:
         ("targets", "; ".join(f"<code>{e(name)}</code>" for name in facts.target_names)
          or "-"),
         ("backends", e(", ".join(facts.backends))),
-        ("search", f"{space}, strategy {e(settings.strategy)}, budget {budget}"),
+        ("search", f"{space}, strategy {e(settings.strategy)}, budget {budget}"
+                   + (f"; {e(run.search['text'])}" if run.search.get("text") else "")),
         ("measurement", e(f"at least {settings.min_repeats} timed runs and "
                           f"{settings.min_time_s} s per trial, {settings.passes} pass(es); "
                           f"trial time limit {settings.timeout_s:g} s; tuning trials "
@@ -219,7 +229,9 @@ def _frontier_block(facts: RunFacts, target: TargetFacts) -> str:
                "memory counts too (the table below). The green ring marks the recommended "
                f"config, the shaded band exceeds the {limit} default limit. Filled markers are "
                "measured; hollow dashed markers are cost-model predictions for configs this "
-               "run did not measure.")
+               "run did not measure."
+               + (" The dashed purple line is the front the cost model predicted before the "
+                  "run measured anything." if target.predicted_front else ""))
     return (f"{head}<figure>{frontier_svg(facts, target)}{frontier_legend(facts, target)}"
             f"<figcaption>{caption}</figcaption></figure>")
 
@@ -410,6 +422,22 @@ def _sensitivity_block(target: TargetFacts) -> str:
             f'<th data-type="text">relative</th></tr></thead><tbody>{rows}</tbody></table>'
             "</div>")
     return head + "".join(tables)
+
+
+def _prediction_section(check) -> str:
+    """What the cost model predicted before the run measured, and how far it was."""
+    parts = [f'<section id="predicted"><h2>{PREDICTION_TITLE}</h2>',
+             f"<p>{e(prediction_intro(check))}</p>", f"<p>{e(prediction_outcome(check))}</p>"]
+    headers = "".join(f"<th>{e(h)}</th>" for h in ("target", *PREDICTION_HEADERS))
+    rows = "".join(
+        f'<tr data-key="{dom_key(point.target, point.config.id, point.backend)}">'
+        f"<td>{e(point.target)}</td>"
+        + "".join(f"<td>{e(cell)}</td>" for cell in prediction_cells(point, *outcome))
+        + "</tr>" for point, outcome in zip(check.front, check.outcomes, strict=True))
+    parts.append('<div class="table-wrap"><table class="sortable predicted-front">'
+                 f"<thead><tr>{headers}</tr></thead><tbody>{rows}</tbody></table></div>")
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _regressions_section(found: Regressions) -> str:

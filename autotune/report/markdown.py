@@ -13,6 +13,8 @@ from autotune.report.text import (
     DEPLOYMENT_TITLE,
     DRIFT_TITLE,
     MACHINE_HEADER,
+    PREDICTION_HEADERS,
+    PREDICTION_TITLE,
     change_cells,
     changes_intro,
     chosen_figures,
@@ -26,6 +28,9 @@ from autotune.report.text import (
     mib,
     miss_text,
     pp,
+    prediction_cells,
+    prediction_intro,
+    prediction_outcome,
 )
 from autotune.throughput import contention_text
 
@@ -52,8 +57,11 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
         + (f"; tuning budget {run.settings.tuning_trials} trials per model (backends that "
            f"tune)" if run.settings.tuning_trials else ""),
         f"- {facts.latency_meaning}",
-        "",
     ]
+    if run.search.get("text"):
+        lines.append(f"- search: {run.search['text']}")
+    lines.append("")
+    lines += _prediction(facts.prediction)
     if plot_name:
         lines += [f"![frontier]({plot_name})", ""]
     for target in facts.targets:
@@ -95,6 +103,23 @@ def _recommendation(rec: Recommendation) -> list[str]:
                 + "; ".join(f"`{f.trial.config.label}` on {f.trial.backend} {miss_text(miss)}"
                             for f, miss in rec.nearest), ""]
     return ["**No successful trial on this target**: nothing to recommend.", ""]
+
+
+def _prediction(check) -> list[str]:
+    """The run's opening section: what was predicted before measuring, and how it fared."""
+    if check is None:
+        return []
+    lines = [f"## {PREDICTION_TITLE}", "", prediction_intro(check), "",
+             prediction_outcome(check), ""]
+    for target in dict.fromkeys(p.target for p in check.front):
+        lines += [f"### Predicted front on `{target}`", "",
+                  "| " + " | ".join(PREDICTION_HEADERS) + " |",
+                  "|" + "---|" * len(PREDICTION_HEADERS)]
+        lines += ["| " + " | ".join(prediction_cells(point, *outcome)) + " |"
+                  for point, outcome in zip(check.front, check.outcomes, strict=True)
+                  if point.target == target]
+        lines.append("")
+    return lines
 
 
 def _trial_table(trials: Sequence[TrialFacts]) -> list[str]:

@@ -155,3 +155,46 @@ def deployment_cells(trial: Trial) -> list[str]:
     else:
         cohort = f"{classes.worst_class} ({pp(classes.worst_drop)})"
     return [rate, clipped, cohort, fmt(trial.cost_per_million_usd, "{:.4f}")]
+
+
+PREDICTION_TITLE = "Predicted before measuring"
+
+
+def prediction_intro(check) -> str:
+    """Where a ``PredictionCheck`` came from, in one sentence."""
+    source = ("this guided run, before its first measurement" if check.stage == "prior"
+              else "`autotune run --predict-only`, before this run started")
+    budget = (f"; guided search expected to need {check.expected_budget} of "
+              f"{check.candidates} candidates" if check.expected_budget is not None else "")
+    return (f"Predicted by {source}: the cost model ({check.model_version}) learned from "
+            f"{check.trained_on} stored trials of {check.models} model"
+            f"{'' if check.models == 1 else 's'} and predicted {check.candidates} "
+            f"candidates{budget}. The front below is per target, over predicted latency "
+            f"(with the ensemble's range) and accuracy drop; these are predictions, not "
+            f"measurements.")
+
+
+def prediction_outcome(check) -> str:
+    """How far the prediction was from what the run measured, in one sentence."""
+    if not check.measured:
+        return "The run measured none of the predicted configs yet."
+    mape = f"{check.latency_mape:.1%}" if check.latency_mape is not None else "-"
+    return (f"Against the measurements: latency MAPE {mape} over {check.measured} measured "
+            f"configs, {check.within_interval} of them inside the predicted range; "
+            f"{check.front_hits} of the {check.front_measured} predicted-front configs the run "
+            f"measured are on the measured front.")
+
+
+def prediction_cells(point, measured_ms: float | None, on_front: bool | None) -> list[str]:
+    """One predicted-front row: config, backend, latency and its range, drop, memory, and
+    the measurement where the run made one."""
+    low, high = point.latency_low_ms, point.latency_high_ms
+    interval = f"{low:.3f}-{high:.3f}" if low is not None and high is not None else "-"
+    return [point.config.label, point.backend, f"{point.latency_ms:.3f}", interval,
+            pp(point.accuracy_drop), mib(point.memory_bytes),
+            fmt(measured_ms), "-" if on_front is None else ("yes" if on_front else "no")]
+
+
+PREDICTION_HEADERS = ("config", "backend", "predicted latency (ms)", "range (ms)",
+                      "predicted drop (pp)", "predicted memory (MiB)", "measured latency (ms)",
+                      "on the measured front")

@@ -1,0 +1,102 @@
+"""``autotune run --predict-only``: the predicted frontier of a model, measuring nothing.
+
+The cost model trains on every trial in the store (``autotune.transfer``), predicts every
+candidate of the space for the model, targets and backends, and the command prints the
+predicted front per target and backend with the budget guided search expects to need
+(``autotune.predict``). The predictions are stored (run id none, stage "predict-only") so
+the report of a later run of the model can say how far they were from its measurements.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from autotune.cli.common import print_json, print_table, workspace_for
+from autotune.errors import InputError
+from autotune.settings import DEFAULT_CONVERGENCE, RunSpec
+from autotune.store import Store
+
+
+def predict_only(args, store: Store, spec: RunSpec, say) -> int:
+    from autotune.cli.one_run import load_names
+    from autotune.costmodel import XGBoostCostModel
+    from autotune.driver import space_candidates
+    from autotune.graph import analyze
+    from autotune.hostlock import SHARED, host_lock
+    from autotune.predict import PREDICT_ONLY, candidate_workloads, predict_space
+    from autotune.quantize import file_hash
+    from autotune.search import SEEDS, diverse_seeds
+    from autotune.sensitivity import expand_mixed
+    from autotune.transfer import remember_profile, training_set
+    from autotune.zoo import resolve_model
+
+    if args.resume:
+        raise InputError("--predict-only measures nothing and takes no --resume")
+    space, targets = load_names(spec)
+    rows = training_set(store, targets)
+    if not rows.learnable():
+        raise InputError(f"--predict-only: {store.shown_url} holds no successful trial to "
+                         f"learn from; measure a run first (autotune run)")
+    model = resolve_model(spec.model, None if spec.data is None else Path(spec.data),
+                          spec.metric, spec.shapes)
+    if getattr(space, "mixed", None) is not None:
+        with host_lock(SHARED, "scan layer sensitivity"):  # mixed configs need the ranking
+            space = expand_mixed(space, model.path, model.dataset,
+                                 workspace_for(args.store) / "cache").space
+    from autotune.backends import backend_names
+
+    candidates, unavailable = space_candidates(space, targets,
+                                               spec.backends or backend_names())
+    if not candidates:
+        raise InputError("--predict-only: no candidate can run here (every backend is "
+                         "unavailable on the targets; see autotune doctor)")
+    started = time.perf_counter()
+    cost_model = XGBoostCostModel(seed=spec.seed)
+    cost_model.fit(rows.workloads, rows.trials)
+    fit_s = time.perf_counter() - started
+    threshold = spec.until_converged or DEFAULT_CONVERGENCE
+    workloads = candidate_workloads(analyze(model.path), candidates, store)
+    found = predict_space(cost_model, workloads, candidates,
+                          diverse_seeds(candidates, SEEDS, spec.seed), threshold=threshold,
+                          trained_on=len(rows.trials), models=rows.models)
+    model_hash = file_hash(model.path)
+    remember_profile(store, model_hash, model.name, model.path)
+    store.add_predictions(found.predictions(None, model_hash, PREDICT_ONLY))
+    document = {
+        "model": model.name, "model_hash": model_hash, "model_version": found.model_version,
+        "trained_on": found.trained_on, "models": found.models, "fit_s": round(fit_s, 3),
+        "skipped": rows.skipped, "candidates": len(candidates),
+        "unavailable": len(unavailable), "expected_budget": found.expected_budget,
+        "threshold": threshold,
+        "front": [{"config": r.candidate.config.text, "config_id": r.candidate.config.id,
+                   "backend": r.candidate.backend, "target": r.candidate.target.name,
+                   "latency_ms": r.latency_ms,
+                   "latency_interval_ms": [r.latency_low_ms, r.latency_high_ms],
+                   "fidelity_error": r.fidelity_error, "accuracy_drop": r.accuracy_drop,
+                   "memory_bytes": r.memory_bytes,
+                   "failure_probability": r.failure_probability} for r in found.front]}
+    if args.json:
+        print_json(document)
+        return 0
+    print(f"predicted front of {model.name} (nothing measured): cost model trained on "
+          f"{found.trained_on} stored trials of {found.models} model"
+          f"{'' if found.models == 1 else 's'} in {fit_s:.1f} s", file=say)
+    print_table(["target", "backend", "config", "latency ms", "interval ms", "fidelity error",
+                 "accuracy drop", "memory MiB", "p(fail)"],
+                [[r.candidate.target.name, r.candidate.backend, r.candidate.config.label,
+                  f"{r.latency_ms:.3f}", f"{r.latency_low_ms:.3f}-{r.latency_high_ms:.3f}",
+                  f"{r.fidelity_error:.2e}", f"{r.accuracy_drop:.4f}",
+                  f"{r.memory_bytes / 2**20:.1f}", f"{r.failure_probability:.2f}"]
+                 for r in found.front])
+    print(f"expected budget of guided search: {found.expected_budget} of {len(candidates)} "
+          f"candidates (its seeds and fp32 baselines, and every candidate whose optimistic "
+          f"hypervolume improvement is above {threshold:.2%} of the predicted front's)",
+          file=say)
+    if unavailable:
+        print(f"{len(unavailable)} candidates left out: their backend cannot reach the "
+              f"target here", file=say)
+    print(f"{len(found.rows)} predictions stored in {store.shown_url} (stage predict-only)",
+          file=sys.stderr)
+    return 0
