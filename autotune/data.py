@@ -7,12 +7,14 @@ be scored, and the run says so.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from autotune.errors import InputError
+from autotune.quantize import feeds_hash
 
 Feeds = dict[str, np.ndarray]
 
@@ -38,6 +40,16 @@ class Dataset:
     labels: np.ndarray | None
     metric: str
     synthetic: bool = False
+
+    def digest(self) -> str:
+        """The data's identity (calibration, evaluation, labels and metric): trials scored
+        on other data are never compared with each other."""
+        digest = hashlib.sha256(self.metric.encode())
+        for split in (self.calibration, self.evaluation):
+            digest.update(feeds_hash(split).encode())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels).tobytes())
+        return digest.hexdigest()[:16]
 
     def save(self, path: Path) -> None:
         arrays = {}

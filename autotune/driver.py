@@ -211,7 +211,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     candidates, unavailable = space_candidates(space, targets, settings.backends)
     for candidate, reason in unavailable:
         if candidate.key not in {trial.key for trial in history}:
-            trial = _base_trial(run, candidate, "unavailable", reason)
+            trial = _base_trial(run, candidate, dataset, "unavailable", reason)
             store.add_trial(trial)
             history.append(trial)
 
@@ -290,7 +290,7 @@ def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
     """
     where = (candidate.target.name, candidate.backend)
     if where in gone:
-        return _base_trial(run, candidate, "unavailable",
+        return _base_trial(run, candidate, dataset, "unavailable",
                            f"target stopped answering during the run: {gone[where]}")
     trial = run_trial(run, candidate, dataset, reference, settings, run_dir, cpus)
     if not trial.ok and trial.status != "unsupported" and not candidate.target.is_local:
@@ -311,7 +311,7 @@ def run_trial(run: Run, candidate: Candidate, dataset: Dataset, reference: np.nd
     result = run_isolated(job, settings.trial_timeout_s, settings.memory_limit_bytes,
                           python=settings.python)
     result, spreads, remeasured = _remeasure_if_disturbed(job, result, settings)
-    trial = _base_trial(run, candidate, result.status, result.error)
+    trial = _base_trial(run, candidate, dataset, result.status, result.error)
     trial.started_at = started
     outcome = result.outcome
     trial.versions = {**run.versions, **outcome.versions}
@@ -556,8 +556,10 @@ def class_accuracy(outputs: np.ndarray, reference: np.ndarray,
     return ClassAccuracy(per_class, label, drop)
 
 
-def _base_trial(run: Run, candidate: Candidate, status: str, error: str) -> Trial:
+def _base_trial(run: Run, candidate: Candidate, dataset: Dataset, status: str,
+                error: str) -> Trial:
     return Trial(run_id=run.id, model=run.model, model_hash=run.model_hash,
+                 dataset_hash=dataset.digest(),
                  config=candidate.config, backend=candidate.backend,
                  target=candidate.target.name, status=status, error=error,
                  versions=dict(run.versions), cpu_model=run.host.get("cpu_model", ""),

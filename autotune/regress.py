@@ -310,13 +310,14 @@ class Comparison:
                 if finding.regression]
 
 
-def comparable_key(trial: Trial) -> tuple[str, str, str, str, str, bool, int]:
-    """Trials of two runs are comparable when model (name and hash), config, backend, target
-    and tuning budget match, and both were measured on the device or both under emulation (an
-    emulated latency says nothing about the device's; a kernel tuned with 64 trials is not the
-    program an untuned one is); runtime versions and machine are what a comparison is about."""
-    return (trial.model, trial.model_hash, trial.config.id, trial.backend, trial.target,
-            trial.emulated, trial.tuning_trials)
+def comparable_key(trial: Trial) -> tuple[str, str, str, str, str, str, bool, int]:
+    """Trials of two runs are comparable when model (name and hash), data (hash), config,
+    backend, target and tuning budget match, and both were measured on the device or both
+    under emulation (an emulated latency says nothing about the device's; a kernel tuned with
+    64 trials is not the program an untuned one is; an accuracy on other data is not a
+    change); runtime versions and machine are what a comparison is about."""
+    return (trial.model, trial.model_hash, trial.dataset_hash, trial.config.id, trial.backend,
+            trial.target, trial.emulated, trial.tuning_trials)
 
 
 def compare_trials(baseline: Sequence[Trial], candidate: Sequence[Trial],

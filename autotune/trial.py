@@ -38,7 +38,7 @@ _FACTS = ("quantize_s", "compile_memory_bytes", "tuning", "notes", "device", "pa
           "throughput",
           # Deployment metrics (M6, M7, M9 of the SRE view).
           "saturation", "class_accuracy", "price_per_hour",
-          "calibration_samples")
+          "calibration_samples", "dataset_hash")
 
 
 @dataclass
@@ -78,6 +78,10 @@ class Trial(HasStatus):
     finished_at: str = ""
     # Typed facts (stored together in one JSON column).
     quantize_s: float | None = None
+    # The calibration and evaluation data it was scored on (``Dataset.digest``; "": stored
+    # before trials carried it): part of what a trial is compared by, as a score on other
+    # data (a zoo split made harder, a user's new .npz) says nothing about a regression.
+    dataset_hash: str = ""
     # Calibration samples its quantizer read (the calibration split only; 0: none).
     calibration_samples: int = 0
     compile_memory_bytes: int | None = None
@@ -238,6 +242,7 @@ class Trial(HasStatus):
             "saturation": Saturation.from_json(data.get("saturation")),
             "class_accuracy": ClassAccuracy.from_json(data.get("class_accuracy")),
             "price_per_hour": data.get("price_per_hour"),
+            "dataset_hash": str(data.get("dataset_hash", "")),  # "": stored before it was kept
         }
 
     def to_dict(self) -> dict:

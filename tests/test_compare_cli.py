@@ -27,7 +27,7 @@ def draw(seed: int, median_ms: float, scale: float = 1.0, count: int = 300) -> l
 
 
 def add_run(store: Store, run_id: str, openvino: str, trials: list[tuple], model: str = "tiny",
-            created_at: str | None = None) -> str:
+            created_at: str | None = None, dataset_hash: str = "") -> str:
     """Store a run whose trials are ``(config, status, samples)``."""
     versions = {"openvino": openvino, "onnxruntime": "1.32.0", "numpy": "2.4.6"}
     store.create_run(Run(
@@ -46,7 +46,8 @@ def add_run(store: Store, run_id: str, openvino: str, trials: list[tuple], model
             latency_median_ms=float(np.median(latencies)) if ok else None,
             latency_p90_ms=float(np.percentile(latencies, 90)) if ok else None,
             memory_bytes=6 << 20 if ok else None, artifact_size_bytes=50_000 if ok else None,
-            accuracy_drop=0.001 if ok else None, cosine=0.999 if ok else None))
+            accuracy_drop=0.001 if ok else None, cosine=0.999 if ok else None,
+            dataset_hash=dataset_hash))
     return run_id
 
 
@@ -127,6 +128,11 @@ def test_bad_input_is_one_line_and_exit_2(store_url, capsys):
     assert "no comparable trial" in capsys.readouterr().err
     assert compare(store_url, "run-01", "run-01", "--threshold", "-1") == 2
     assert "--threshold" in capsys.readouterr().err
+    # The same model and configs, scored on a distorted split: other data, said as such.
+    add_run(store, "run-03", "2026.4.1", [(FP32, "ok", draw(3, 2.0))], dataset_hash="d2")
+    assert compare(store_url, "run-01", "run-03") == 2
+    err = capsys.readouterr().err
+    assert "scored on other data (calibration and evaluation: not recorded vs d2)" in err
 
 
 @pytest.mark.readme_claim("history prints one config's figures run by run and plots them to "

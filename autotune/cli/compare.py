@@ -27,6 +27,7 @@ from autotune.regress import (
     version_changes,
 )
 from autotune.store import Run
+from autotune.trial import Trial
 
 
 def add_parser(commands) -> None:
@@ -137,8 +138,8 @@ def judge(store, url: str, baseline: Run, candidate: Run, thresholds: Thresholds
     comparison = compare_trials(base_trials, cand_trials, thresholds)
     if not comparison.matched and base_trials and cand_trials:
         raise InputError(f"runs {baseline.id} ({_model(baseline)}) and {candidate.id} "
-                         f"({_model(candidate)}) have no comparable trial: model, config, "
-                         f"backend, target, tuning budget and emulation must match")
+                         f"({_model(candidate)}) have no comparable trial: "
+                         f"{_why_unpaired(base_trials, cand_trials)}")
     results = {}
     if paired:
         results = measure_pairs(store, url, baseline, candidate, comparison, thresholds,
@@ -356,6 +357,17 @@ def print_paired(comparison: Comparison, paired: dict, which: str) -> None:
     count = sum(1 for result in paired.values()
                 if not result.ok or result.test.verdict == "slower")
     print(f"{count} paired regression(s) in {len(rows)} pairs measured")
+
+
+def _why_unpaired(baseline: list[Trial], candidate: list[Trial]) -> str:
+    """Why no trial of two runs pairs: other data (a zoo split that changed, another .npz)
+    is named as such, since the model, configs and targets may all be the same."""
+    data = [{trial.dataset_hash or "not recorded" for trial in trials}
+            for trials in (baseline, candidate)]
+    if data[0].isdisjoint(data[1]):
+        return (f"they were scored on other data (calibration and evaluation: "
+                f"{', '.join(sorted(data[0]))} vs {', '.join(sorted(data[1]))})")
+    return "model, data, config, backend, target, tuning budget and emulation must match"
 
 
 def _model(run: Run) -> str:

@@ -88,7 +88,7 @@ def full_trial(run_id: str, config: QuantConfig = INT8, backend: str = "openvino
         saturation=Saturation(rate=0.0012, tensors={"input": 0.0, "relu1": 0.0031},
                               samples=32),
         class_accuracy=ClassAccuracy({"0": 0.98, "1": 0.9}, "1", 0.05),
-        price_per_hour=0.34)
+        price_per_hour=0.34, dataset_hash="0123456789abcdef")
 
 
 def failed_trial(run_id: str, config: QuantConfig = FP32, status: str = "compile_error",

@@ -101,7 +101,8 @@ ZOO: dict[str, ZooModel] = {
     for model in [
         ZooModel(
             name="digits-cnn",
-            description="7-conv CNN on scikit-learn's digits upscaled to 1x1x32x32",
+            description="7-conv CNN on scikit-learn's digits upscaled to 1x1x32x32, scored on "
+                        "distorted digits",
             metric="top1",
             source="trained here on sklearn's digits: python -m autotune.zoo.train_digits",
             locate=lambda: ZOO_MODELS_DIR / "digits_cnn.onnx",
