@@ -67,7 +67,7 @@ class ZooModel:
 
 
 def _digits_dataset(model_path: Path) -> Dataset:
-    from autotune.zoo.digits import INPUT_NAME, digits_splits
+    from autotune.zoo.digits import DATASET_VERSION, INPUT_NAME, digits_splits
 
     splits = digits_splits()
     calibration_x, _ = splits["calibration"]
@@ -77,6 +77,7 @@ def _digits_dataset(model_path: Path) -> Dataset:
         evaluation=[{INPUT_NAME: x[None]} for x in evaluation_x],
         labels=evaluation_y,
         metric="top1",
+        identity=f"zoo digits, data version {DATASET_VERSION}",
     )
 
 
