@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 
 FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 WEIGHT_DTYPES = (*FLOAT_DTYPES, "int8", "uint8", "int4")
-ACTIVATION_DTYPES = (*FLOAT_DTYPES, "int8", "uint8", "int16")
+# int8_dynamic: activations quantized to int8 at run time, per group of input channels, by
+# the kernel itself (OpenVINO CPU's dynamic quantization): no scheme, nothing to calibrate.
+DYNAMIC_ACTIVATION_DTYPES = ("int8_dynamic",)
+ACTIVATION_DTYPES = (*FLOAT_DTYPES, "int8", "uint8", "int16", *DYNAMIC_ACTIVATION_DTYPES)
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")
 CALIBRATIONS = ("minmax", "percentile", "entropy", "mse")
@@ -41,7 +44,9 @@ class QuantConfig:
     layer's output (``bias_correction``); weight-only configs pick how integer weights are
     found (``weight_algorithm``: rtn, awq, scale_estimation, gptq). The defaults (None, False,
     rtn) are what every config was before the dimension existed: they add nothing to the
-    text, so stored configs keep their ids.
+    text, so stored configs keep their ids. Activations ``int8_dynamic`` (W4A8, W8A8
+    dynamic) are quantized at run time by the kernel: like weight-only configs they take
+    no activation scheme or calibration (text ``a:int8_dynamic``).
     """
 
     weight_dtype: str = "fp32"
@@ -83,10 +88,12 @@ class QuantConfig:
             )
         _check_choice("weight_scheme", self.weight_scheme, SCHEMES)
         _check_choice("granularity", self.granularity, GRANULARITIES)
-        if self.activation_dtype in FLOAT_DTYPES:
-            # Weight-only quantization: activations stay float, nothing to calibrate.
+        if self.activation_dtype in (*FLOAT_DTYPES, *DYNAMIC_ACTIVATION_DTYPES):
+            # Weight-only quantization: activations stay float, nothing to calibrate; or
+            # quantized at run time (W4A8 dynamic), nothing to calibrate either.
             if self.activation_scheme is not None or self.calibration is not None:
-                raise ConfigError("weight-only configs take no activation scheme or calibration")
+                raise ConfigError(f"configs with {self.activation_dtype} activations take no "
+                                  f"activation scheme or calibration")
             self._check_algorithm(activations=False, weight_only=True)
         else:
             _check_choice("activation_scheme", self.activation_scheme, SCHEMES)
@@ -150,7 +157,7 @@ class QuantConfig:
         if self.group_size is not None:
             weight += f":{self.group_size}"
         parts = [weight]
-        if self.activation_dtype in FLOAT_DTYPES:
+        if self.activation_scheme is None:  # float, or quantized at run time
             parts.append(f"a:{self.activation_dtype}")
         else:
             parts.append(f"a:{self.activation_dtype}:{_SHORT[self.activation_scheme]}")
@@ -174,7 +181,7 @@ class QuantConfig:
         pieces = [f"{self.weight_dtype}{'' if self.weight_scheme == 'symmetric' else '-asym'}",
                   {"per_tensor": "pt", "per_channel": "pc", "per_group": f"g{self.group_size}"}[
                       self.granularity]]
-        if self.activation_dtype not in FLOAT_DTYPES:
+        if self.activation_scheme is not None:
             pieces.append(f"{self.activation_dtype}-{_SHORT[self.activation_scheme]}")
             pieces.append(self.calibration)
         else:

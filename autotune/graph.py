@@ -31,7 +31,9 @@ GLOBAL_POOL_OPS = ("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 
 # Bytes per element of each dtype a config can give a tensor.
 ELEMENT_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "uint8": 1.0,
-                 "int16": 2.0, "int4": 0.5}
+                 "int16": 2.0, "int4": 0.5,
+                 # quantized inside the kernel at run time: stored float between layers
+                 "int8_dynamic": 4.0}
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,7 @@ def _float_of(dtype: str) -> str:
 
 def _compute_precision(weight: str, activation: str) -> str:
     """The roof a layer's arithmetic runs against."""
-    if weight in ("int8", "uint8", "int4") and activation in ("int8", "uint8"):
+    if weight in ("int8", "uint8", "int4") and activation in ("int8", "uint8", "int8_dynamic"):
         return "int8"
     if weight in ("fp16", "bf16"):
         return weight

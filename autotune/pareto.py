@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autotune.quantize import is_weight_only
+from autotune.quantize import is_dynamic, is_weight_only
 from autotune.trial import Trial
 
 OBJECTIVES = {
@@ -121,7 +121,8 @@ def _within(value: float | None, limit: float | None) -> bool:
 
 
 def _saturation_within(trial: Trial, limit: float | None) -> bool:
-    if limit is not None and trial.saturation_rate is None and is_weight_only(trial.config):
+    if limit is not None and trial.saturation_rate is None and (
+            is_weight_only(trial.config) or is_dynamic(trial.config)):
         return True
     return _within(trial.saturation_rate, limit)
 

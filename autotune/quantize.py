@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autotune.config import QuantConfig
+from autotune.config import DYNAMIC_ACTIVATION_DTYPES, FLOAT_DTYPES, QuantConfig
 from autotune.errors import UnsupportedConfig
 
 Feeds = dict[str, np.ndarray]
@@ -50,10 +50,20 @@ class WeightCompression:
     symmetric: bool
     group_size: int | None
     algorithm: str = "rtn"  # rtn (data-free), or awq, scale_estimation, gptq (need data)
+    # Activations quantized to int8 at run time by the kernel (W4A8, W8A8 dynamic) rather
+    # than kept float: a backend runs it where its kernels can, else answers unsupported.
+    dynamic_activations: bool = False
+
+    @property
+    def data_aware(self) -> bool:
+        """Whether the compression algorithm itself reads calibration data."""
+        return self.algorithm != "rtn"
 
     @property
     def needs_data(self) -> bool:
-        return self.algorithm != "rtn"
+        """Whether the backend reads the calibration split: a data-aware algorithm, or the
+        check that dynamic activation quantization really changed what the kernels compute."""
+        return self.data_aware or self.dynamic_activations
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,12 @@ class QuantizedModel:
 
 
 def is_weight_only(config: QuantConfig) -> bool:
-    return config.is_quantized and config.activation_dtype in ("fp32", "fp16", "bf16")
+    return config.is_quantized and config.activation_dtype in FLOAT_DTYPES
+
+
+def is_dynamic(config: QuantConfig) -> bool:
+    """Integer weights with activations quantized at run time (e.g. W4A8, ``a:int8_dynamic``)."""
+    return config.activation_dtype in DYNAMIC_ACTIVATION_DTYPES
 
 
 def weight_compression(config: QuantConfig) -> WeightCompression | None:
@@ -102,7 +117,7 @@ def weight_compression(config: QuantConfig) -> WeightCompression | None:
     Raises:
         UnsupportedConfig: a weight-only config no compressor here can express.
     """
-    if not is_weight_only(config):
+    if not is_weight_only(config) and not is_dynamic(config):
         return None
     if config.granularity == "per_tensor":
         raise UnsupportedConfig("weight-only quantization is per channel or per group here, "
@@ -120,7 +135,8 @@ def weight_compression(config: QuantConfig) -> WeightCompression | None:
                                 f"{config.weight_dtype}")
     return WeightCompression(dtype="int4" if config.weight_dtype == "int4" else "int8",
                              symmetric=config.weight_scheme == "symmetric",
-                             group_size=config.group_size, algorithm=config.weight_algorithm)
+                             group_size=config.group_size, algorithm=config.weight_algorithm,
+                             dynamic_activations=is_dynamic(config))
 
 
 def uses_nncf_quantize(config: QuantConfig) -> bool:
@@ -160,10 +176,11 @@ def quantize(model_path: Path, config: QuantConfig, calibration: Sequence[Feeds]
         return QuantizedModel(Path(model_path), config, config.weight_dtype, source_hash)
     compression = weight_compression(config)
     if compression is not None:
+        # What stays float runs in the activation dtype (fp32 beside dynamic int8).
+        hint = "fp32" if compression.dynamic_activations else config.activation_dtype
         if not compression.needs_data:
-            return QuantizedModel(Path(model_path), config, config.activation_dtype,
-                                  source_hash)
-        return QuantizedModel(Path(model_path), config, config.activation_dtype, source_hash,
+            return QuantizedModel(Path(model_path), config, hint, source_hash)
+        return QuantizedModel(Path(model_path), config, hint, source_hash,
                               calibration_path=save_calibration(calibration, cache_dir),
                               calibration_samples=len(calibration))
     if uses_nncf_quantize(config):
@@ -220,7 +237,10 @@ def _check_expressible(config: QuantConfig) -> None:
         raise UnsupportedConfig(f"onnxruntime has no {config.calibration!r} calibration "
                                 f"(it has {', '.join(_CALIBRATION)})")
     if config.weight_dtype == "int4":
-        raise UnsupportedConfig("int4 weights with quantized activations are not supported")
+        raise UnsupportedConfig("int4 weights with calibrated int8 activations are not "
+                                "supported (NNCF quantizes weights to 8 bits; int4 weights "
+                                "run through a weight compression): for W4A8 use "
+                                "a:int8_dynamic")
     _check_granularity_and_overrides(config)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from autotune.outcome import Saturation
-from autotune.quantize import Feeds, feeds_hash, file_hash, is_weight_only
+from autotune.quantize import Feeds, feeds_hash, file_hash, is_dynamic, is_weight_only
 
 # Evaluation samples the fp32 model runs on: enough for a rate of 1% to show, bounded so a
 # large evaluation set does not make every quantized trial pay for it.
@@ -40,6 +40,9 @@ def saturation_of(config, source_path: Path, quantized_path: Path,
                                          "nothing clipped")
     if is_weight_only(config):
         return Saturation(note="not applicable: weight-only, activations stay float")
+    if is_dynamic(config):
+        return Saturation(note="not applicable: activations quantized at run time, to the "
+                               "range of each group")
     return measure_saturation(source_path, quantized_path, samples, cache_dir)
 
 

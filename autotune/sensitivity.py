@@ -1,7 +1,8 @@
 """Mixed precision: a per-layer sensitivity scan, and the mixed-precision configs built on it.
 
 The scan quantizes one compute layer at a time (every other layer kept in fp32 through the
-config's overrides, i.e. ONNX Runtime's ``nodes_to_exclude``), runs each model with
+config's overrides: ONNX Runtime's ``nodes_to_exclude``, or NNCF's ignored scope for a base
+with SmoothQuant or bias correction), runs each model with
 onnxruntime on the evaluation inputs and records how far its outputs move from fp32's.
 Layers whose quantization hurts most are the ones worth keeping in float: a mixed space
 keeps the k most sensitive layers in fp32 for k = 1..K, so it stays small (K configs per
@@ -28,7 +29,7 @@ from autotune.data import Dataset
 from autotune.errors import InputError
 from autotune.graph import analyze
 from autotune.outcome import Sensitivity
-from autotune.quantize import feeds_hash, file_hash, quantize
+from autotune.quantize import feeds_hash, file_hash, quantize, uses_nncf_quantize
 from autotune.space import SearchSpace
 from autotune.trial import Trial
 
@@ -102,7 +103,7 @@ def scan(model_path: Path, base: QuantConfig, dataset: Dataset, cache_dir: Path,
     Results are cached in ``cache_dir/sensitivity`` by model, data, config and onnxruntime
     version, like the quantized models themselves.
     """
-    if not base.is_quantized or base.activation_dtype in ("fp32", "fp16", "bf16"):
+    if not base.is_quantized or base.activation_scheme is None:  # no calibrated activations
         raise InputError(f"a sensitivity scan needs an integer base config, got {base.text}")
     cache = _cache_path(Path(model_path), base, dataset, Path(cache_dir))
     if cache.exists():
@@ -137,8 +138,10 @@ def _signed_drop(reference_score: float, score: float, metric: str) -> float:
 def _cache_path(model_path: Path, base: QuantConfig, dataset: Dataset, cache_dir: Path) -> Path:
     digest = hashlib.sha256(feeds_hash(dataset.evaluation).encode()
                             + str(dataset.labels is not None).encode()).hexdigest()[:8]
+    # A base with SmoothQuant or bias correction is quantized by NNCF: its version too.
+    nncf = f"-nncf{version('nncf')}" if uses_nncf_quantize(base) else ""
     key = (f"{file_hash(model_path)}-{feeds_hash(dataset.calibration)}-{digest}-{base.id}"
-           f"-ort{version('onnxruntime')}-unfused")
+           f"-ort{version('onnxruntime')}{nncf}-unfused")
     return cache_dir / "sensitivity" / f"{key}.json"
 
 

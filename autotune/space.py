@@ -10,6 +10,7 @@ from pathlib import Path
 from autotune.config import (
     ACTIVATION_DTYPES,
     CALIBRATIONS,
+    DYNAMIC_ACTIVATION_DTYPES,
     FLOAT_DTYPES,
     FP32,
     GRANULARITIES,
@@ -23,7 +24,9 @@ from autotune.paths import SPACES, named_files, resolve_named_file
 from autotune.tomlfile import Table, read_toml
 
 INTEGER_WEIGHT_DTYPES = ("int8", "uint8", "int4")
-INTEGER_ACTIVATION_DTYPES = tuple(d for d in ACTIVATION_DTYPES if d not in FLOAT_DTYPES)
+# Calibrated integer activations ([integer]); dynamic ones go with [weight_only]'s weights.
+INTEGER_ACTIVATION_DTYPES = tuple(d for d in ACTIVATION_DTYPES
+                                  if d not in (*FLOAT_DTYPES, *DYNAMIC_ACTIVATION_DTYPES))
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ def parse_space(data: dict, path: Path) -> SearchSpace:
             weight_only.get_list("weight_dtypes", INTEGER_WEIGHT_DTYPES),
             weight_only.get_list("weight_schemes", SCHEMES, ["symmetric"]),
             weight_only.get_list("granularities", GRANULARITIES),
-            weight_only.get_list("activation_dtypes", FLOAT_DTYPES, ["fp32"]),
+            weight_only.get_list("activation_dtypes", (*FLOAT_DTYPES, *DYNAMIC_ACTIVATION_DTYPES),
+                                 ["fp32"]),
         ]
         group_sizes = _group_sizes(weight_only)
         algorithms = _algorithms(weight_only)
@@ -182,7 +186,7 @@ def _mixed_policy(table: Table) -> MixedPolicy | None:
             base = QuantConfig.from_text(str(text))
         except ConfigError as error:
             raise InputError(f"{table.where('bases')}[{index}]: {error}") from None
-        if base.is_float or base.activation_dtype in FLOAT_DTYPES or base.overrides:
+        if base.is_float or base.activation_scheme is None or base.overrides:
             raise InputError(f"{table.where('bases')}[{index}]: a base must quantize weights "
                              f"and activations and keep no layer yet; got {text!r}")
         bases.append(base)

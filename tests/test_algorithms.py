@@ -214,10 +214,24 @@ def test_awq_compresses_with_calibration_data_only(one_layer_bert, tmp_path):
     compression = artifact.details["weight_compression"]
     assert compression["algorithm"] == "awq" and compression["calibration_samples"] == 4
     assert compression["weights_int4"] > 0 and artifact.details["float_fallback"] == []
+    assert compression["weights_transposed"] == 6 * SHAPE.layers  # read as [out, in]
+
+
+@pytest.mark.openvino
+@pytest.mark.readme_claim("int4 alg:gptq runs in NNCF's GPTQ, the MatMul weights stored as "
+                          "[out, in] first")
+def test_gptq_compresses_once_weights_are_stored_out_in(one_layer_bert, tmp_path):
+    from autotune.backends.openvino import OpenVINOBackend
+    from autotune.target import load_target
+
+    dataset = random_dataset(one_layer_bert, calibration_count=2, evaluation_count=1)
     gptq = QuantConfig.from_text("w:int4:sym:per_group:32 a:fp32 alg:gptq")
-    with pytest.raises(UnsupportedConfig, match="GPTQ"):
-        OpenVINOBackend().compile(quantize(one_layer_bert, gptq, dataset.calibration,
-                                           tmp_path / "cache"), host, tmp_path)
+    model = quantize(one_layer_bert, gptq, dataset.calibration, tmp_path / "cache")
+    artifact = OpenVINOBackend().compile(model, load_target("host-cpu"), tmp_path)
+    compression = artifact.details["weight_compression"]
+    assert compression["algorithm"] == "gptq" and compression["calibration_samples"] == 2
+    assert compression["weights_transposed"] == 6 * SHAPE.layers
+    assert compression["weights_int4"] > 0 and artifact.details["float_fallback"] == []
 
 
 @pytest.mark.readme_claim("calibration_samples in trials.csv says how many samples the quantizer "
@@ -230,3 +244,40 @@ def test_calibration_samples_are_kept_with_a_trial():
     facts = json.loads(json.dumps(trial.facts_json()))
     assert Trial.facts_from_json(facts)["calibration_samples"] == 200
     assert Trial.facts_from_json({})["calibration_samples"] == 0  # stored before it was kept
+
+
+@pytest.mark.readme_claim("a sensitivity scan's base config may carry SmoothQuant or bias "
+                          "correction; NNCF keeps the other layers out (its ignored scope)")
+def test_a_smoothquant_base_scans_one_layer_at_a_time_and_keeps_layer_norm(one_layer_bert,
+                                                                           tmp_path):
+    from autotune.graph import analyze
+    from autotune.sensitivity import keep_in_float, mixed_configs, only_layer
+
+    dataset = random_dataset(one_layer_bert, calibration_count=4, evaluation_count=1)
+    base = QuantConfig.from_text("w:int8:sym:per_channel a:uint8:asym cal:minmax alg:sq0.75")
+    graph = onnx.load(str(one_layer_bert)).graph
+    weights = {init.name for init in graph.initializer}
+    names = [layer.name for layer in analyze(one_layer_bert).compute_layers]
+    layer = next(node.name for node in graph.node
+                 if node.name in names and node.input[1] in weights)
+
+    def dequantized(path: Path) -> dict[str, list[str]]:
+        """Per node, which of its inputs come out of a DequantizeLinear."""
+        nodes = onnx.load(str(path)).graph.node
+        made_by = {output: node.op_type for node in nodes for output in node.output}
+        return {node.name: [name for name in node.input
+                            if made_by.get(name) == "DequantizeLinear"] for node in nodes}
+
+    # The scan's model of one layer: the others in NNCF's ignored scope, not quantized.
+    scanned = dequantized(quantize(one_layer_bert, only_layer(base, layer, names),
+                                   dataset.calibration, tmp_path).path)
+    assert [name for name in names if scanned.get(name)] == [layer]
+    # A mixed config on it: int8 + SmoothQuant 0.75 with every LayerNorm kept in float.
+    kept = keep_in_float(base, ["op:LayerNormalization"])
+    assert kept.text == f"{base.text} keep:op:LayerNormalization=fp32"
+    assert QuantConfig.from_text(kept.text) == kept
+    found = dequantized(quantize(one_layer_bert, kept, dataset.calibration, tmp_path).path)
+    norms = [node.name for node in graph.node if node.op_type == "LayerNormalization"]
+    assert norms and not any(found[name] for name in norms)
+    assert sum(bool(found.get(name)) for name in names) > 1
+    assert all(c.smoothquant_alpha == 0.75 for c in mixed_configs(base, names, 2))

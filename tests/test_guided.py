@@ -200,3 +200,62 @@ def test_registry_has_every_strategy_and_guided_needs_the_model():
     assert strategy_names() == ["exhaustive", "random", "guided"]
     with pytest.raises(InputError, match="needs the model"):
         make_strategy("guided", 0)
+
+
+def _transformer_measure(candidate: Candidate) -> Trial:
+    """Made-up figures of a transformer: plain int8 is fast and wrong, keeping LayerNorm and
+    friends in float costs time, SmoothQuant (best at 0.75) fixes the accuracy at no cost."""
+    config = candidate.config
+    if config.is_float:
+        latency, error = {"fp32": (10.0, 0.0), "bf16": (6.0, 1e-5)}[config.weight_dtype]
+    elif config.activation_dtype == "fp32":
+        latency, error = 8.0, 2e-3  # int4 weight-only
+    else:
+        latency, error = 3.0 + len(config.overrides) * 0.5, 1e-1 / (1 + 10 * len(config.overrides))
+        if config.smoothquant_alpha is not None:
+            error /= {0.5: 10.0, 0.75: 100.0, 0.95: 30.0}[config.smoothquant_alpha]
+    return Trial(run_id="run", model="bert", model_hash="h", config=config,
+                 backend=candidate.backend, target=candidate.target.name, status="ok",
+                 latency_median_ms=latency, cosine=1.0 - error, accuracy_drop=0.0,
+                 memory_bytes=1 << 20)
+
+
+@pytest.mark.readme_claim("guided search over the transformer space proposes and predicts the "
+                          "SmoothQuant configs")
+def test_guided_search_learns_smoothquant_in_the_transformer_space(tmp_path):
+    pytest.importorskip("xgboost")
+    from autotune.costmodel import Workload, features
+    from autotune.graph import analyze
+    from autotune.space import load_space
+    from autotune.zoo.shapes import BertShape, bert_encoder, random_bert_weights
+
+    shape = BertShape(layers=1, hidden=32, heads=2, intermediate=64, vocab=50, max_positions=8)
+    model = bert_encoder(tmp_path / "bert.onnx", random_bert_weights(shape, seed=0), shape,
+                         seq_len=8)
+    target = load_target("host-cpu")
+    candidates = [Candidate(config, "openvino", target)
+                  for config in load_space("transformer").configs]
+    smoothed = [c for c in candidates if c.config.smoothquant_alpha is not None]
+    assert len(smoothed) == 9
+    profile = analyze(model)
+    alphas = {features(Workload(profile, c.config, "openvino", target, None))[
+        "smoothquant_alpha"] for c in smoothed}
+    assert alphas == {0.5, 0.75, 0.95}  # the cost model tells the alphas apart
+    peaks = Peaks({"fp32": 100.0}, 10.0, "target")
+    strategy = GuidedSearch(0, StrategyContext(model, peaks={target.name: peaks}), seeds=4,
+                            model_factory=_small_model)
+    history: list[Trial] = []
+    while len(history) < 9:
+        batch = strategy.propose(candidates, history, 9 - len(history))
+        history += [_transformer_measure(candidate) for candidate in batch]
+    picked = [trial.config.label for trial in history]
+    assert sum("sq" in label for label in picked[4:]) >= 3, picked
+    # What it predicts for the SmoothQuant configs it has not measured: fast and accurate.
+    measured = {trial.config for trial in history}
+    left = [c for c in smoothed if c.config not in measured]
+    plain = [c for c in candidates if c.config.activation_dtype == "uint8"
+             and c.config.smoothquant_alpha is None and not c.config.overrides]
+    predicted = strategy.last_model.predict([Workload(profile, c.config, c.backend, target, peaks)
+                                             for c in left + plain])
+    assert left and all(ms < 8.0 for ms in predicted.latency_ms[:len(left)])
+    assert max(predicted.fidelity_error[:len(left)]) < min(predicted.fidelity_error[len(left):])

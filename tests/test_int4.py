@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotune.config import FP32, QuantConfig
+from autotune.config import FP32, ConfigError, QuantConfig
 from autotune.data import random_dataset
-from autotune.errors import UnsupportedConfig
+from autotune.errors import InputError, UnsupportedConfig
 from autotune.quantize import WeightCompression, kept_in_float, quantize
 from autotune.zoo.shapes import BertShape, bert_encoder, random_bert_weights
 
@@ -74,6 +74,8 @@ def test_int4_compiles_with_int4_weights_in_the_runtime_model(matmul_model, host
     assert len(connected) == 6 * SHAPE.layers
     assert sum(op["precision"] == "i4" for op in connected) == 6 * SHAPE.layers - 1
     assert int4.details["float_fallback"] == []
+    # Weight-only means float activations: the CPU plugin's dynamic quantization is off.
+    assert int4.state["dynamic_quantization"] == 0 and "dynamic_quantization" not in fp32.state
     assert all(op["precision"] == "f32" for op in fp32.details["op_precisions"])
     assert int4.size_bytes < 0.6 * fp32.size_bytes
 
@@ -86,6 +88,75 @@ def test_int4_compiles_with_int4_weights_in_the_runtime_model(matmul_model, host
     cosine = np.sum(reference * candidate, axis=1) / (
         np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1))
     assert cosine.min() > 0.98 and np.abs(reference - candidate).max() > 0  # int4 for real
+
+
+def test_matmul_weights_stored_as_out_in_give_the_same_outputs(matmul_model):
+    import openvino
+
+    from autotune.backends.openvino import transpose_matmul_weights
+
+    core = openvino.Core()
+    feeds = random_dataset(matmul_model, calibration_count=1, evaluation_count=1).evaluation[0]
+
+    def outputs(network) -> np.ndarray:
+        return core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feeds)[0]
+
+    original, rewritten = (core.read_model(str(matmul_model)) for _ in range(2))
+    assert transpose_matmul_weights(rewritten) == 6 * SHAPE.layers  # q, k, v, o, up, down
+    weights = [op for op in rewritten.get_ops() if op.get_type_name() == "MatMul"
+               and op.input_value(1).get_node().get_type_name() == "Constant"]
+    assert len(weights) == 6 * SHAPE.layers
+    assert all(op.get_attributes()["transpose_b"] for op in weights)
+    np.testing.assert_allclose(outputs(rewritten), outputs(original), rtol=1e-5, atol=1e-6)
+    assert transpose_matmul_weights(rewritten) == 0  # already [out, in]
+
+
+W4A8 = QuantConfig.from_text("w:int4:sym:per_group:32 a:int8_dynamic")
+
+
+@pytest.mark.readme_claim("a:int8_dynamic (W4A8) runs where OpenVINO quantizes activations at "
+                          "run time, else unsupported with the reason")
+def test_w4a8_runs_only_where_openvino_quantizes_activations(matmul_model, host, tmp_path):
+    dataset = random_dataset(matmul_model, calibration_count=1, evaluation_count=1)
+    model = quantize(matmul_model, W4A8, dataset.calibration, tmp_path / "cache")
+    assert model.weight_compression == WeightCompression("int4", True, 32,
+                                                         dynamic_activations=True)
+    assert model.precision_hint == "fp32" and model.calibration_samples == 1
+    try:
+        artifact = _compile(matmul_model, W4A8, host, tmp_path, dataset.calibration)
+    except UnsupportedConfig as error:
+        # An AVX2 CPU (this suite's host): float kernels, outputs bit for bit weight-only's.
+        assert "does not quantize activations at run time" in str(error)
+        assert "brgemm" in str(error) or "none" not in str(error)
+    else:  # a CPU whose kernels quantize activations: the outputs moved, the hint is kept
+        assert artifact.state["dynamic_quantization"] == 32
+        assert artifact.details["weight_compression"]["weights_int4"] > 0
+
+
+def test_dynamic_activations_take_no_scheme_and_keep_old_ids(matmul_model, tmp_path):
+    from autotune.space import parse_space
+
+    assert QuantConfig.from_text(W4A8.text) == W4A8 and W4A8.label.endswith("int8_dynamic act")
+    assert QuantConfig.from_text("w:int4:sym:per_group:32 a:fp32").id == INT4_G32.id
+    for bad in ("w:int4:sym:per_group:32 a:int8_dynamic:asym",
+                "w:int4:sym:per_group:32 a:int8_dynamic cal:minmax"):
+        with pytest.raises(ConfigError, match="int8_dynamic"):
+            QuantConfig.from_text(bad)
+    space = parse_space({"weight_only": {"weight_dtypes": ["int4", "int8"],
+                                         "granularities": ["per_channel"],
+                                         "activation_dtypes": ["fp32", "int8_dynamic"]}},
+                        Path("w4a8.toml"))
+    assert QuantConfig.from_text("w:int8:sym:per_channel a:int8_dynamic") in space.configs
+    with pytest.raises(InputError, match="activation_dtypes"):
+        parse_space({"integer": {"weight_dtypes": ["int8"], "activation_dtypes": ["int8_dynamic"],
+                                 "activation_schemes": ["symmetric"],
+                                 "granularities": ["per_channel"], "calibrations": ["minmax"]}},
+                    Path("bad.toml"))
+    # NNCF's compression cannot keep layers in float, nor quantize weights per tensor.
+    for text in ("w:int4:sym:per_tensor a:int8_dynamic",
+                 "w:int4:sym:per_group:32 a:int8_dynamic keep:x=fp32"):
+        with pytest.raises(UnsupportedConfig):
+            quantize(matmul_model, QuantConfig.from_text(text), [], tmp_path)
 
 
 def test_group_size_that_does_not_divide_is_unsupported(matmul_model, host, tmp_path):

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+
 from autotune.backends.base import (
     DEFAULT_OPTIONS,
     Artifact,
@@ -53,13 +55,17 @@ HEAVY_OPS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected
 _INTEGER_PRECISIONS = ("u8", "i8", "i4", "u4")
 
 
-def _compile_config(target: Target, precision_hint: str) -> dict[str, str]:
+def _compile_config(target: Target, state: dict) -> dict[str, str]:
+    """The compile properties of an artifact's ``state`` (its precision hint, and for
+    compressed weights the dynamic quantization group size) on ``target``."""
     config = {
-        "INFERENCE_PRECISION_HINT": _HINTS[precision_hint],
+        "INFERENCE_PRECISION_HINT": _HINTS[state["precision_hint"]],
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": str(target.threads),
     }
+    if state.get("dynamic_quantization") is not None:
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(state["dynamic_quantization"])
     if openvino_device(target) == "CPU":
         # One thread per core of the worker's core set (it is pinned to it), each kept on its
         # core, so a trial's threads do not wander onto the cores the driver was moved to.
@@ -67,10 +73,10 @@ def _compile_config(target: Target, precision_hint: str) -> dict[str, str]:
     return config
 
 
-def _throughput_config(target: Target, precision_hint: str) -> dict[str, str]:
+def _throughput_config(target: Target, state: dict) -> dict[str, str]:
     """The latency config with the THROUGHPUT hint: OpenVINO picks its streams and the
     number of infer requests that keep them busy (no ``NUM_STREAMS``), on the same threads."""
-    config = _compile_config(target, precision_hint)
+    config = _compile_config(target, state)
     config["PERFORMANCE_HINT"] = "THROUGHPUT"
     del config["NUM_STREAMS"]
     return config
@@ -148,9 +154,20 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
                 raise UnsupportedConfig(
                     f"{openvino_device(target)} on this host does not support "
                     f"{model.precision_hint} (capabilities: {', '.join(supported)})")
+        compression = model.weight_compression
         state = {"precision_hint": model.precision_hint,
                  "quantized": model.config.is_quantized,
-                 "weight_only": model.weight_compression is not None}
+                 "weight_only": compression is not None}
+        if compression is not None:
+            # The CPU plugin quantizes the activations of compressed-weight layers to int8 at
+            # run time by default (group of 32) where its kernels can: weight-only configs
+            # turn it off (0), so their activations stay the float they name; W4A8 asks for it.
+            state["dynamic_quantization"] = (DYNAMIC_GROUP_SIZE
+                                             if compression.dynamic_activations else 0)
+            if compression.dynamic_activations and not target.is_local:
+                raise UnsupportedConfig("dynamic int8 activations are checked on a local "
+                                        "OpenVINO device only (compiled here, outputs "
+                                        "compared)")
         details: dict = {}
         start = time.perf_counter()
         network = core.read_model(str(model.path))
@@ -166,7 +183,11 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
             details["compiled_on"] = "device"
             size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
             return Artifact(self.name, path, size, read_s, state, details)
-        return compile_here(core, network, target, state, details, Path(workdir), read_s)
+        artifact = compile_here(core, network, target, state, details, Path(workdir), read_s)
+        if compression is not None and compression.dynamic_activations:
+            check_dynamic_activations(core, network, target, state, artifact,
+                                      _calibration(model))
+        return artifact
 
     def export(self, artifact: Artifact, model: QuantizedModel, target: Target,
                folder: Path) -> Exported:
@@ -177,7 +198,7 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
 
         folder = Path(folder)
         loader = {"device": openvino_device(target),
-                  "config": _compile_config(target, artifact.state["precision_hint"]),
+                  "config": _compile_config(target, artifact.state),
                   "ir": "model.xml"}
         if artifact.path.suffix == ".xml":  # compiled on the device: the IR was measured
             shutil.copyfile(artifact.path, folder / "model.xml")
@@ -218,12 +239,10 @@ class OpenVINOBackend(Backend):  # available(): the first missing requirement
 
             return measure_on_device(artifact, evaluation, target, protocol,
                                      openvino_device(target))
-        precision = artifact.state["precision_hint"]
-
         def load() -> Session:
             core = openvino.Core()
             compiled = core.import_model(artifact.path.read_bytes(), openvino_device(target),
-                                         _compile_config(target, precision))
+                                         _compile_config(target, artifact.state))
             return _OpenVINOSession(compiled)
 
         return measure_session(load, evaluation, protocol)
@@ -267,7 +286,7 @@ def _throughput_point(core, model: QuantizedModel, artifact: Artifact,
             raise ValueError(f"the model cannot be reshaped to batch {batch} "
                              f"({lines[0] if lines else 'OpenVINO refused'})") from None
     compiled = core.compile_model(network, openvino_device(target),
-                                  _throughput_config(target, artifact.state["precision_hint"]))
+                                  _throughput_config(target, artifact.state))
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     streams = int(compiled.get_property("NUM_STREAMS"))
     queue = openvino.AsyncInferQueue(compiled, requests)
@@ -286,12 +305,46 @@ def _throughput_point(core, model: QuantizedModel, artifact: Artifact,
                  streams=streams, requests=requests)
 
 
+DYNAMIC_GROUP_SIZE = 32  # input channels per int8 scale of a dynamically quantized activation
+
+
+def check_dynamic_activations(core, network, target: Target, state: dict, artifact: Artifact,
+                              calibration: Sequence[Feeds]) -> None:
+    """Raise ``UnsupportedConfig`` unless dynamic int8 activations changed what runs.
+
+    OpenVINO takes the dynamic quantization property on any CPU and says nothing when its
+    kernels cannot use it (this suite's AVX2 host: ``brgemm_avx2_f32`` kernels, every output
+    bit for bit the weight-only model's). Its outputs on one calibration sample, against
+    the same model compiled with dynamic quantization off, are the proof either way.
+    """
+    import openvino
+
+    if not calibration:
+        raise UnsupportedConfig("dynamic int8 activations are checked on a calibration sample, "
+                                "and none was given")
+    dynamic = core.import_model(artifact.path.read_bytes(), openvino_device(target),
+                                _compile_config(target, state))
+    plain = core.compile_model(network, openvino_device(target),
+                               _compile_config(target, {**state, "dynamic_quantization": 0}))
+    feeds = {name: openvino.Tensor(array) for name, array in calibration[0].items()}
+    same = all(np.array_equal(a, b) for a, b in zip(dynamic(feeds).values(),
+                                                    plain(feeds).values(), strict=True))
+    if same:
+        kernels = sorted({op["kernel"] for op in artifact.details["op_precisions"]
+                          if op["weights_integer"]})
+        raise UnsupportedConfig(f"OpenVINO {openvino_device(target)} here does not quantize "
+                                f"activations at run time: with dynamic quantization (group "
+                                f"{DYNAMIC_GROUP_SIZE}) every output is bit for bit the "
+                                f"weight-only model's (its compressed-weight kernels: "
+                                f"{', '.join(kernels) or 'none'})")
+
+
 def compile_here(core, network, target: Target, state: dict, details: dict, workdir: Path,
                  read_s: float) -> Artifact:
     """Compile for a device of this machine and export the blob (its op precisions too)."""
     start = time.perf_counter()
     compiled = core.compile_model(network, openvino_device(target),
-                                  _compile_config(target, state["precision_hint"]))
+                                  _compile_config(target, state))
     compile_s = read_s + time.perf_counter() - start
     path = workdir / "model.blob"
     path.write_bytes(compiled.export_model().getvalue())
@@ -362,13 +415,15 @@ def compress_weights(network, compression: WeightCompression,
     options: dict = {"mode": getattr(nncf.CompressWeightsMode, mode)}
     if compression.dtype == "int4":
         options.update(group_size=compression.group_size or -1, ratio=1.0)
-    if compression.needs_data:
+    if compression.data_aware:
         if not calibration:
             raise UnsupportedConfig(f"NNCF's {compression.algorithm} needs calibration data "
                                     f"and none was given")
         options.update({compression.algorithm: True, "dataset": nncf.Dataset(list(calibration)),
                         "subset_size": len(calibration)})
     start = time.perf_counter()
+    # The data-aware algorithms read MatMul weights as [out, in] (see the rewrite's note).
+    transposed = transpose_matmul_weights(network) if compression.data_aware else 0
     try:
         compressed = nncf.compress_weights(network, **options)
     except (nncf.errors.InvalidGroupSizeError, nncf.errors.UnsupportedModelError) as error:
@@ -379,20 +434,47 @@ def compress_weights(network, compression: WeightCompression,
                                 f" (group size {options.get('group_size')}): {first_line}"
                                 ) from None
     except RuntimeError as error:
-        # NNCF's GPTQ takes MatMul weights stored transposed ([out, in], as PyTorch's
-        # Linear) only, and says so with a RuntimeError: the model's layout, not a crash.
+        # What NNCF's GPTQ cannot take even as [out, in] (e.g. transposed activations, 3D
+        # weights) it says with a RuntimeError: the model's layout, not a crash.
         if compression.algorithm != "gptq" or "not supported" not in str(error):
             raise
-        raise UnsupportedConfig(f"NNCF's GPTQ cannot compress this model: {error} (it takes "
-                                f"MatMul weights stored as [out, in] only)") from None
+        raise UnsupportedConfig(f"NNCF's GPTQ cannot compress this model: {error}") from None
     constants = Counter(op.get_output_element_type(0).get_type_name()
                         for op in compressed.get_ops() if op.get_type_name() == "Constant")
     return compressed, {"mode": mode.lower(), "group_size": options.get("group_size"),
                         "algorithm": compression.algorithm,
                         "calibration_samples": options.get("subset_size", 0),
+                        "weights_transposed": transposed,
                         "nncf": version("nncf"), "compress_s": time.perf_counter() - start,
                         "weights_int4": constants["i4"] + constants["u4"],
                         "weights_int8": constants["i8"] + constants["u8"]}
+
+
+def transpose_matmul_weights(network) -> int:
+    """Store every constant 2D MatMul weight as [out, in] (``transpose_b``), as PyTorch's
+    Linear does; returns how many were rewritten.
+
+    ONNX exports store MatMul weights as [in, out]. NNCF's GPTQ refuses that layout, and
+    its scale estimation accepts it but reduces over the wrong axis (all-MiniLM-L6-v2: the
+    sentence embeddings' cosine to fp32 falls to 0.05; 0.95 as [out, in]). The rewrite
+    is graph surgery, not numerics: the same products, the weight read the other way.
+    """
+    from openvino import opset13
+
+    rewritten = 0
+    for op in network.get_ops():
+        if op.get_type_name() != "MatMul" or op.get_attributes()["transpose_b"]:
+            continue
+        source = op.input_value(1).get_node()
+        if source.get_type_name() != "Constant" or len(source.get_output_shape(0)) != 2:
+            continue
+        transposed = opset13.constant(np.ascontiguousarray(source.get_data().T))
+        transposed.set_friendly_name(source.get_friendly_name())
+        op.input(1).replace_source_output(transposed.output(0))
+        op.set_attribute("transpose_b", True)
+        rewritten += 1
+    network.validate_nodes_and_infer_types()
+    return rewritten
 
 
 def runtime_op_precisions(compiled) -> list[dict]:

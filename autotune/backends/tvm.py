@@ -131,8 +131,9 @@ class TVMBackend(Backend):  # available(): the first missing requirement
 
         spec = tvm_target_dict(target)
         if model.weight_compression is not None:
-            raise UnsupportedConfig("TVM backend: weight-only (int4) compression is not "
-                                    "supported yet; only QDQ int8 models run integer kernels")
+            raise UnsupportedConfig("TVM backend: weight-only (int4) compression and dynamic "
+                                    "int8 activations (W4A8) are not supported yet; only QDQ "
+                                    "int8 models run integer kernels")
         if model.precision_hint == "bf16" or (model.precision_hint == "fp16"
                                               and spec["kind"] != "llvm"):
             raise UnsupportedConfig(
