@@ -66,6 +66,8 @@ class Dataset:
             arrays["labels"] = self.labels
         arrays["meta/metric"] = np.array(self.metric)
         arrays["meta/synthetic"] = np.array(self.synthetic)
+        if self.identity is not None:
+            arrays["meta/identity"] = np.array(self.identity)
         np.savez(path, **arrays)
 
     @classmethod
@@ -77,9 +79,11 @@ class Dataset:
                 if split in splits:
                     splits[split][name] = data[key]
             labels = data["labels"] if "labels" in data.files else None
+            identity = str(data["meta/identity"]) if "meta/identity" in data.files else None
             return cls(calibration=_unstack(splits["calibration"]),
                        evaluation=_unstack(splits["evaluation"]), labels=labels,
-                       metric=str(data["meta/metric"]), synthetic=bool(data["meta/synthetic"]))
+                       metric=str(data["meta/metric"]), synthetic=bool(data["meta/synthetic"]),
+                       identity=identity)
 
 
 def _unstack(arrays: dict[str, np.ndarray]) -> list[Feeds]:

@@ -204,6 +204,20 @@ def test_trials_scored_on_other_data_are_not_comparable():
     assert len(comparison.only_baseline) == len(comparison.only_candidate) == 1
 
 
+def test_a_datasets_identity_survives_the_run_folder(tmp_path):
+    """The driver scores trials on the dataset it saved in the run folder: a declared
+    identity (a zoo entry's) must come back, or its trials would carry a samples hash."""
+    from autotune.data import Dataset
+
+    feeds = [{"x": np.arange(4, dtype=np.float32)}]
+    named = Dataset(feeds, feeds, np.array([1]), "top1", identity="zoo digits, version 2")
+    plain = Dataset(feeds, feeds, np.array([1]), "top1")
+    for dataset in (named, plain):
+        dataset.save(tmp_path / "data.npz")
+        assert Dataset.load(tmp_path / "data.npz").digest() == dataset.digest()
+    assert named.digest() != plain.digest()
+
+
 def test_version_changes():
     assert version_changes({"openvino": "2025.4.0", "numpy": "2.2.6", "tvm": "1"},
                            {"openvino": "2026.4.1", "numpy": "2.2.6"}) == \
