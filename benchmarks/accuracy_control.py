@@ -287,7 +287,7 @@ def main() -> int:
                 figures[name]["latencies_ms"] += measured["latencies_ms"]
                 figures[name]["spearman"] = measured["spearman"]
     for entry in figures.values():
-        entry["median_ms"] = latency_stats(entry["latencies_ms"]).median
+        entry["median_ms"] = latency_stats(entry["latencies_ms"]).median_ms
     fp32 = figures["fp32"]
 
     def side(name: str, method: str, configs: int, how: str, stored: float | None) -> dict:
