@@ -8,7 +8,7 @@ be scored, and the run says so.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +44,17 @@ class Dataset:
     # hash: images a zoo entry computes with scipy could differ in a last bit between
     # machines or scipy versions, which must not split one benchmark into two.
     identity: str | None = None
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def digest(self) -> str:
         """The data's identity (calibration, evaluation, labels and metric, or the declared
-        ``identity``): trials scored on other data are never compared with each other."""
+        ``identity``): trials scored on other data are never compared with each other.
+        Hashed once: every trial of a run carries it, and the samples never change."""
+        if self._digest is None:
+            self._digest = self._hash()
+        return self._digest
+
+    def _hash(self) -> str:
         if self.identity is not None:
             return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
         digest = hashlib.sha256(self.metric.encode())

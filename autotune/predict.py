@@ -113,8 +113,9 @@ def predict_space(model, workloads: Sequence, candidates: Sequence, first: Seque
     for members in groups.values():
         usable = [i for i in members if works[i]] or members
         points = [(float(predicted.latency_ms[i]), float(mean_error[i])) for i in usable]
-        front = [points[k] for k in pareto_front(points)]
-        for k in pareto_front(points):
+        front_indices = pareto_front(points)
+        front = [points[k] for k in front_indices]
+        for k in front_indices:
             on_front[usable[k]] = True
         reference = reference_point(points)
         volume = hypervolume_2d(front, reference)
