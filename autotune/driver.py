@@ -51,7 +51,7 @@ from autotune.quantize import file_hash, sha256_file
 from autotune.roofline import attach_roofline
 from autotune.runtimes import versions_for
 from autotune.scheduling import per_target
-from autotune.search import Candidate, SearchStrategy, baselines_first, remaining
+from autotune.search import Candidate, CandidateSpace, SearchStrategy
 from autotune.sensitivity import attach_sensitivity, expand_mixed
 from autotune.settings import RunSpec
 from autotune.space import SearchSpace
@@ -218,7 +218,8 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     measured = sum(trial.attempted for trial in history)
     budget_left = (settings.budget if settings.budget is not None else len(candidates)) - measured
     store.set_run_status(run_id, "running")
-    planned = len(remaining(candidates, history))
+    planned = candidates.unmeasured_count(history)
+    _note_search(store, run_id, space_size=len(candidates))
     total = min(planned, max(budget_left, 0))
     progress = TrialProgress(total, settings.progress)
     interrupted, in_flight = False, set()
@@ -262,6 +263,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     store.set_run_status(run_id, "interrupted" if interrupted else "finished",
                          finished=not interrupted)
     trials = store.trials(run_id)
+    _note_search(store, run_id, space_measured=sum(trial.attempted for trial in trials))
     stored = {trial.key for trial in trials}
     dropped = [f"{c.config.label} ({c.config.id}) on {c.backend}/{c.target.name}"
                for c in in_flight if c.key not in stored]
@@ -276,7 +278,13 @@ def _note_stop(store: Store, run_id: str, strategy: SearchStrategy,
     if converged is not None:
         progress.note(converged.text())
         log.info("%s", converged.text())
-        store.set_run_search(run_id, converged.to_json())
+        _note_search(store, run_id, **converged.to_json())
+
+
+def _note_search(store: Store, run_id: str, **facts) -> None:
+    """Add ``facts`` to what the run's record says of its search (its report shows them):
+    the space's size and how much of it was measured, and why the search stopped."""
+    store.set_run_search(run_id, {**store.get_run(run_id).search, **facts})
 
 
 def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,
@@ -568,22 +576,23 @@ def _base_trial(run: Run, candidate: Candidate, dataset: Dataset, status: str,
                  price_per_hour=candidate.target.price_per_hour)
 
 
-def space_candidates(space: SearchSpace, targets: Sequence[Target], backends: Sequence[str]):
-    """The (config, backend, target) candidates of a space, fp32 first, and those whose
-    backend cannot reach their target, with the reason."""
-    candidates, unavailable = [], []
+def space_candidates(space: SearchSpace, targets: Sequence[Target],
+                     backends: Sequence[str]) -> tuple[CandidateSpace, list]:
+    """The (config, backend, target) candidates of a space, fp32 first (a lazy sequence:
+    a per-layer space is never listed), and those whose backend cannot reach their target,
+    with the reason: of a per-layer space, its uniform configs only (one trial each says
+    the target is out of reach; 10^5 would say nothing more)."""
+    reachable, unavailable = [], []
     for target in targets:
         for name in backends:
             availability = get_backend(name).available(target)
-            for config in space.configs:
-                if not space.measures(name, config):  # the space leaves it to others
-                    continue
-                candidate = Candidate(config, name, target)
-                if availability.ok:
-                    candidates.append(candidate)
-                else:
-                    unavailable.append((candidate, availability.reason))
-    return baselines_first(candidates), unavailable
+            configs = space.backend_space(name)
+            if availability.ok:
+                reachable.append((name, target, configs))
+            else:
+                unavailable += [(Candidate(config, name, target), availability.reason)
+                                for config in getattr(configs, "uniform", configs)]
+    return CandidateSpace(reachable), unavailable
 
 
 def reference_outputs(model_path: Path, dataset: Dataset) -> np.ndarray:

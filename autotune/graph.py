@@ -336,3 +336,54 @@ def config_cost(profile: GraphProfile, config: QuantConfig) -> ConfigCost:
         costs.append(LayerCost(layer.name, _compute_precision(weight, activation), layer.ops,
                                weight_bytes, read + written))
     return ConfigCost(tuple(costs))
+
+
+# Layer groups: layers whose precision is decided together
+
+MERGE_OPS = ("Add", "Sum", "Concat")
+
+
+def layer_groups(profile: GraphProfile) -> list[tuple[str, ...]]:
+    """The model's compute layers in groups that a per-layer space decides together.
+
+    Layers whose outputs meet at a residual Add (or a Sum or Concat) share the tensor the
+    merge writes, so keeping one of them in float and quantizing another only adds a
+    conversion at the merge: they are one group. A merge whose input comes from another merge
+    (a residual stream through several blocks) joins that merge's group. The way back from a
+    merge input to its producer passes through single-input memory layers (Relu, Clip,
+    pooling, normalization). Every other compute layer is a group of its own.
+
+    Returns:
+        Groups of layer names, each in graph order, ordered by their first layer.
+    """
+    producer = {tensor: layer for layer in profile.layers for tensor, _ in layer.outputs}
+    order = {layer.name: index for index, layer in enumerate(profile.layers)}
+    parent = {layer.name: layer.name for layer in profile.layers}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for merge in profile.layers:
+        if merge.op_type not in MERGE_OPS or len(merge.inputs) < 2:
+            continue  # an Add of a bias constant is no merge
+        for tensor, _ in merge.inputs:
+            source = _merge_source(producer.get(tensor), producer)
+            if source is not None:
+                parent[root(source.name)] = root(merge.name)
+    groups: dict[str, list[str]] = {}
+    for layer in profile.compute_layers:
+        groups.setdefault(root(layer.name), []).append(layer.name)
+    return sorted((tuple(names) for names in groups.values()), key=lambda g: order[g[0]])
+
+
+def _merge_source(layer: Layer | None, producer: dict[str, Layer]) -> Layer | None:
+    """The compute layer or merge that feeds a merge input, through single-input memory
+    layers; None when the input comes from the graph's inputs."""
+    while layer is not None and not layer.compute and layer.op_type not in MERGE_OPS:
+        if len(layer.inputs) != 1:
+            return None  # e.g. a Mul of two activations: neither input decides alone
+        layer = producer.get(layer.inputs[0][0])
+    return layer

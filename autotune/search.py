@@ -8,9 +8,11 @@ targets' roofline peaks) get it through their constructor, as a ``StrategyContex
 
 from __future__ import annotations
 
+import bisect
 import inspect
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +21,7 @@ import numpy as np
 
 from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
+from autotune.space import LazySequence
 from autotune.target import Target
 from autotune.trial import Trial
 
@@ -47,16 +50,117 @@ class SearchStrategy(Protocol):
         """Up to ``budget`` candidates not yet in ``history``, in the order to measure them."""
 
 
+class CandidateSpace(LazySequence):
+    """Every (config, backend, target) candidate of a space, fp32 baselines first, then each
+    (backend, target)'s configs in space order, made on demand from the index: a per-layer
+    space of 10^5 configs is never listed.
+
+    Args:
+        pairs: (backend, target, the configs that backend measures there), in order.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, Target, Sequence[QuantConfig]]]) -> None:
+        self.pairs = tuple(pairs)
+        # A pair's fp32 (its first config) is its baseline: it moves to the front.
+        self._skip = [1 if len(configs) and configs[0] == FP32 else 0
+                      for _, _, configs in self.pairs]
+        self._baselines = [index for index, skip in enumerate(self._skip) if skip]
+        self._starts = list(itertools.accumulate(
+            [len(self._baselines), *(len(configs) - skip for (_, _, configs), skip
+                                     in zip(self.pairs, self._skip, strict=True))]))
+        self._pair_of = {(backend, target.name): index
+                         for index, (backend, target, _) in enumerate(self.pairs)}
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def _item(self, index: int) -> Candidate:
+        if index < len(self._baselines):
+            backend, target, _ = self.pairs[self._baselines[index]]
+            return Candidate(FP32, backend, target)
+        pair = bisect.bisect_right(self._starts, index) - 1
+        backend, target, configs = self.pairs[pair]
+        return Candidate(configs[index - self._starts[pair] + self._skip[pair]], backend,
+                         target)
+
+    def find(self, candidate) -> int | None:
+        if not isinstance(candidate, Candidate):
+            return None
+        pair = self._pair_of.get((candidate.backend, candidate.target.name))
+        if pair is None:
+            return None
+        if candidate.config == FP32 and self._skip[pair]:
+            return self._baselines.index(pair)
+        configs = self.pairs[pair][2]
+        if candidate.config not in configs:
+            return None
+        return self._starts[pair] + configs.index(candidate.config) - self._skip[pair]
+
+    def __iter__(self) -> Iterator[Candidate]:
+        for pair in self._baselines:
+            yield Candidate(FP32, self.pairs[pair][0], self.pairs[pair][1])
+        for (backend, target, configs), skip in zip(self.pairs, self._skip, strict=True):
+            for config in itertools.islice(configs, skip, None):
+                yield Candidate(config, backend, target)
+
+    def holds(self, config: QuantConfig, backend: str, target: str) -> bool:
+        """Whether the space has ``config`` on ``backend`` and the target named ``target``."""
+        pair = self._pair_of.get((backend, target))
+        return pair is not None and config in self.pairs[pair][2]
+
+    def unmeasured_count(self, history: Sequence[Trial]) -> int:
+        """How many candidates ``history`` has no trial of (without listing them)."""
+        done = {trial.key: trial for trial in history}.values()
+        return len(self) - sum(self.holds(t.config, t.backend, t.target) for t in done)
+
+    def neighbours(self, config: QuantConfig, backend: str, target: str) -> list[Candidate]:
+        """The candidates one layer group away from ``config`` on the same backend and
+        target (none outside a per-layer space)."""
+        pair = self._pair_of.get((backend, target))
+        if pair is None:
+            return []
+        _, found, configs = self.pairs[pair]
+        near = getattr(configs, "neighbours", None)
+        return [] if near is None else [Candidate(c, backend, found) for c in near(config)]
+
+
 def remaining(candidates: Sequence[Candidate], history: Sequence[Trial]) -> list[Candidate]:
     """The candidates ``history`` has no trial of, in their order."""
+    return list(unmeasured(candidates, history))
+
+
+def unmeasured(candidates: Sequence[Candidate], history: Sequence[Trial]) -> Iterator[Candidate]:
+    """The candidates ``history`` has no trial of, in their order, one at a time."""
     done = {trial.key for trial in history}
-    return [candidate for candidate in candidates if candidate.key not in done]
+    return (candidate for candidate in candidates if candidate.key not in done)
 
 
-def baselines_first(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """fp32 baselines (of every backend and target) first, the others after, each in their
-    order: every quantized config is judged against its baseline."""
-    return sorted(candidates, key=lambda candidate: candidate.config != FP32)
+def leading_baselines(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The fp32 baselines a baselines-first sequence starts with."""
+    return list(itertools.takewhile(lambda candidate: candidate.config == FP32, candidates))
+
+
+def draw(candidates: Sequence[Candidate], count: int, seed: int, skip: int = 0,
+         done: frozenset | set = frozenset()) -> list[Candidate]:
+    """Up to ``count`` distinct candidates at random indices from ``skip`` on (seeded), none
+    whose key is in ``done``; the same seed draws the same indices in the same order, so a
+    resumed search goes on where it stopped. Nothing is listed."""
+    rng, seen, found = random.Random(seed), set(), []
+    span = len(candidates) - skip
+    while len(found) < count and len(seen) < span:
+        index = rng.randrange(skip, len(candidates))
+        if index in seen:
+            continue
+        seen.add(index)
+        if candidates[index].key not in done:
+            found.append(candidates[index])
+    return found
+
+
+# Spaces up to this many candidates are searched as lists (every candidate ranked, shuffled);
+# larger ones through a pool of this many, drawn at random, plus the measured front's
+# neighbours.
+POOL_SIZE = 2000
 
 
 class ExhaustiveSearch:
@@ -68,7 +172,7 @@ class ExhaustiveSearch:
         pass  # space order needs neither a seed nor the model
 
     def propose(self, candidates, history, budget):
-        return remaining(candidates, history)[:budget]
+        return list(itertools.islice(unmeasured(candidates, history), max(budget, 0)))
 
 
 class RandomSearch:
@@ -80,6 +184,13 @@ class RandomSearch:
         self.seed = seed  # the context is not needed: a random sample knows no model
 
     def propose(self, candidates, history, budget):
+        if len(candidates) > POOL_SIZE:  # a large space: draw, never shuffle a list of it
+            done = {trial.key for trial in history}
+            leading = leading_baselines(candidates)
+            baselines = [c for c in leading if c.key not in done]
+            others = draw(candidates, budget - len(baselines), self.seed, skip=len(leading),
+                          done=done)
+            return (baselines + others)[:max(budget, 0)]
         left = remaining(candidates, history)
         baselines = [c for c in left if c.config == FP32]
         others = [c for c in left if c.config != FP32]
@@ -145,22 +256,55 @@ class GuidedSearch:
         self.quality = quality
         self.model_factory = model_factory or (lambda: XGBoostCostModel(seed=seed))
         self.last_model = None  # the cost model behind the latest proposal
+        self.sampled = None  # (candidates, the pool drawn from them) of a large space
         self.stored = None  # the store's other runs as training rows (loaded once)
         # Set when --until-converged stopped the search: what it saw (``Convergence``).
         self.converged: Convergence | None = None
 
     def propose(self, candidates, history, budget):
-        left = remaining(candidates, history)
+        sample = self._sample(candidates)
+        measured = [trial for trial in history if trial.attempted]
+        left = remaining([*sample, *self._front_neighbours(candidates, measured)], history)
         if budget <= 0 or not left or self.converged is not None:
             return []
-        measured = [trial for trial in history if trial.attempted]
         if not measured:
-            self._predict_prior(candidates)
+            self._predict_prior(sample)
         keys = {candidate.key for candidate in left}
-        seeds = [c for c in diverse_seeds(candidates, self.seeds, self.seed) if c.key in keys]
+        seeds = [c for c in diverse_seeds(sample, self.seeds, self.seed) if c.key in keys]
         if len(measured) < self.seeds and seeds:
             return seeds[:min(budget, self.seeds - len(measured))]
         return self._rank(candidates, left, measured)[:min(budget, self.batch)]
+
+    def _sample(self, candidates: Sequence[Candidate]) -> Sequence[Candidate]:
+        """What the search ranks from: every candidate of a space up to ``POOL_SIZE``; of a
+        larger one, the baselines and ``POOL_SIZE`` candidates drawn once (seeded)."""
+        if len(candidates) <= POOL_SIZE:
+            return candidates
+        if self.sampled is None or self.sampled[0] is not candidates:
+            baselines = leading_baselines(candidates)
+            self.sampled = (candidates, [*baselines, *draw(candidates, POOL_SIZE, self.seed,
+                                                           skip=len(baselines))])
+        return self.sampled[1]
+
+    def _front_neighbours(self, candidates: Sequence[Candidate],
+                          measured: Sequence[Trial]) -> list[Candidate]:
+        """The candidates one layer group away from a measured trial on its (backend,
+        target)'s (latency, error) front, in a large per-layer space: where the front moves
+        next. None in a space small enough to rank whole."""
+        near = getattr(candidates, "neighbours", None)
+        if near is None or len(candidates) <= POOL_SIZE:
+            return []
+        from autotune.pareto import pareto_front
+
+        found = []
+        for _, group in itertools.groupby(
+                sorted((t for t in measured if t.ok and t.latency_ms
+                        and self._error(t) is not None), key=lambda t: (t.backend, t.target)),
+                key=lambda t: (t.backend, t.target)):
+            trials = list(group)
+            for index in pareto_front([(t.latency_ms, self._error(t)) for t in trials]):
+                found += near(trials[index].config, trials[index].backend, trials[index].target)
+        return found
 
     def _store_rows(self, candidates: Sequence[Candidate]):
         """The store's other runs as training rows, loaded once per search."""
@@ -207,9 +351,11 @@ class GuidedSearch:
         from autotune.pareto import expected_hypervolume_improvement, hypervolume_2d
 
         profile = analyze(self.context.model_path)
-        targets = {candidate.target.name: candidate.target for candidate in candidates}
+        # Every target has a baseline among ``remaining`` or in ``measured``.
+        targets = {**{c.target.name: c.target for c in self._sample(candidates)},
+                   **{c.target.name: c.target for c in remaining}}
         known = [t for t in measured if t.target in targets]
-        stored = self._store_rows(candidates)
+        stored = self._store_rows(self._sample(candidates))
         model = self.model_factory()
         model.fit([*stored.workloads, *(Workload(profile, t.config, t.backend, targets[t.target],
                                                  self._peaks(targets[t.target]))

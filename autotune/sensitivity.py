@@ -6,7 +6,9 @@ with SmoothQuant or bias correction), runs each model with
 onnxruntime on the evaluation inputs and records how far its outputs move from fp32's.
 Layers whose quantization hurts most are the ones worth keeping in float: a mixed space
 keeps the k most sensitive layers in fp32 for k = 1..K, so it stays small (K configs per
-base config instead of 2^layers).
+base config instead of 2^layers). A per-layer space (``[per_layer]``) is the large one:
+every assignment of {quantized, fp32} to the most sensitive layer groups, enumerated lazily
+(``autotune.space.PerLayerConfigs``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ from autotune.accuracy import fidelity_error, onnxruntime_outputs, quality
 from autotune.config import QuantConfig
 from autotune.data import Dataset
 from autotune.errors import InputError
-from autotune.graph import analyze
+from autotune.graph import GraphProfile, analyze, layer_groups
 from autotune.outcome import Sensitivity
 from autotune.quantize import feeds_hash, file_hash, quantize, uses_nncf_quantize
-from autotune.space import SearchSpace
+from autotune.space import (
+    MAX_GROUPS,
+    ConfigSequence,
+    PerLayerConfigs,
+    PerLayerPolicy,
+    SearchSpace,
+)
 from autotune.trial import Trial
 
 log = logging.getLogger("autotune")
@@ -170,29 +178,71 @@ class ExpandedSpace:
 
 def expand_mixed(space: SearchSpace, model_path: Path, dataset: Dataset,
                  cache_dir: Path) -> ExpandedSpace:
-    """Add the mixed configs a space's ``[mixed]`` table asks for, now that the model is known.
+    """Add the mixed configs a space's ``[mixed]`` and ``[per_layer]`` tables ask for, now
+    that the model is known.
 
-    A space without a ``[mixed]`` table comes back unchanged.
+    A space with neither table comes back unchanged.
     """
     policy = getattr(space, "mixed", None)
-    if policy is None:
+    per_layer = getattr(space, "per_layer", None)
+    if policy is None and per_layer is None:
         return ExpandedSpace(space, {})
-    names = [layer.name for layer in analyze(Path(model_path)).compute_layers]
-    unknown = [layer for layer in policy.layers if layer not in names]
-    if unknown:
-        raise InputError(f"{space.path}: mixed.layers: {', '.join(unknown)} not among the "
-                         f"model's compute layers ({', '.join(names)})")
+    profile = analyze(Path(model_path))
     configs = list(space.configs)
     scans: dict[str, SensitivityScan] = {}
-    for base in policy.bases:
-        if policy.layers:
-            ranking = list(policy.layers)
-        else:
+
+    def ranking(base: QuantConfig) -> list[str]:
+        if base.id not in scans:
             scans[base.id] = scan(model_path, base, dataset, cache_dir)
-            ranking = scans[base.id].ranking()
-        configs += mixed_configs(base, ranking, policy.max_kept, policy.subsets)
-    expanded = dataclasses.replace(space, configs=tuple(dict.fromkeys(configs)), mixed=None)
+        return scans[base.id].ranking()
+
+    if policy is not None:
+        names = [layer.name for layer in profile.compute_layers]
+        unknown = [layer for layer in policy.layers if layer not in names]
+        if unknown:
+            raise InputError(f"{space.path}: mixed.layers: {', '.join(unknown)} not among the "
+                             f"model's compute layers ({', '.join(names)})")
+        for base in policy.bases:
+            order = list(policy.layers) if policy.layers else ranking(base)
+            configs += mixed_configs(base, order, policy.max_kept, policy.subsets)
+    unique = tuple(dict.fromkeys(configs))
+    if per_layer is not None:
+        blocks = per_layer_configs(per_layer, profile, ranking, space.path)
+        expanded = dataclasses.replace(space, configs=ConfigSequence(unique, blocks),
+                                       mixed=None, per_layer=None)
+    else:
+        expanded = dataclasses.replace(space, configs=unique, mixed=None)
     return ExpandedSpace(expanded, scans)
+
+
+def per_layer_configs(policy: PerLayerPolicy, profile: GraphProfile, ranking,
+                      where: Path | None = None) -> list[PerLayerConfigs]:
+    """The per-layer configs of each base of ``policy`` for one model, enumerated lazily.
+
+    Args:
+        policy: The space's ``[per_layer]`` table.
+        profile: The model's graph (its layer groups come from it).
+        ranking: ``ranking(base) -> layer names, most sensitive first`` (a sensitivity scan);
+            called only when ``policy.rank`` is "sensitivity".
+        where: The space file, for errors.
+    """
+    groups = layer_groups(profile)
+    macs = {layer.name: layer.macs for layer in profile.layers}
+    if policy.max_groups is None and len(groups) > MAX_GROUPS:
+        raise InputError(f"{where}: per_layer: the model has {len(groups)} layer groups, "
+                         f"2^{len(groups)} configs per base; set max_groups (at most "
+                         f"{MAX_GROUPS})")
+    count = min(len(groups), policy.max_groups or len(groups))
+    blocks = []
+    for base in policy.bases:
+        if policy.rank == "macs":
+            ordered = sorted(groups, key=lambda group: -sum(macs[name] for name in group))
+        else:
+            position = {layer: index for index, layer in enumerate(ranking(base))}
+            ordered = sorted(groups, key=lambda group: min(position.get(name, len(position))
+                                                           for name in group))
+        blocks.append(PerLayerConfigs(base, ordered[:count], covers_model=count == len(groups)))
+    return blocks
 
 
 def attach_sensitivity(trial: Trial, scans: dict[str, SensitivityScan]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import random
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,23 +45,189 @@ class MixedPolicy:
     layers: tuple[str, ...] = ()
 
 
+# 2^62 configs per base still fit len(); a model with more layer groups needs max_groups.
+MAX_GROUPS = 62
+
+
+@dataclass(frozen=True)
+class PerLayerPolicy:
+    """Per-layer mixed precision: every assignment of {quantized as the base, kept in fp32}
+    to the model's layer groups (``autotune.graph.layer_groups``), per base config.
+
+    ``rank`` orders the groups ("sensitivity": a per-layer scan of the model, a group as
+    sensitive as its most sensitive layer; "macs": the groups with the most
+    multiply-accumulates first, where the latency is); ``max_groups`` keeps the first of
+    them to decide, the others stay quantized. Only fp32 is the other choice: a layer in
+    int8 per tensor next to one in int8 per channel, or int8 activations here and int4
+    weight-only there, is no single pass of onnxruntime's or NNCF's quantizers.
+    """
+
+    bases: tuple[QuantConfig, ...]
+    max_groups: int | None = None
+    rank: str = "sensitivity"
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """A named, ordered set of configs (fp32 first: it is every other config's baseline)."""
+    """A named, ordered set of configs (fp32 first: it is every other config's baseline).
+
+    ``configs`` is a tuple, or a ``ConfigSequence`` once a per-layer space is expanded for
+    a model: thousands of configs, made on demand from their index.
+    """
 
     name: str
     description: str
-    configs: tuple[QuantConfig, ...]
+    configs: Sequence[QuantConfig]
     path: Path | None = None
     mixed: MixedPolicy | None = None  # mixed configs still to add for a given model
+    per_layer: PerLayerPolicy | None = None  # per-layer configs still to add for a model
     # Backends that measure only some configs (``[backends.NAME] configs``): a backend
     # that tunes each kernel family for minutes can measure one config per family.
     backend_configs: Mapping[str, frozenset[QuantConfig]] = field(default_factory=dict)
 
-    def measures(self, backend: str, config: QuantConfig) -> bool:
-        """Whether ``backend`` measures ``config`` in this space."""
+    def backend_space(self, backend: str) -> Sequence[QuantConfig]:
+        """The configs ``backend`` measures, in space order (lazy when the space is)."""
         only = self.backend_configs.get(backend)
-        return only is None or config in only
+        if only is None:
+            return self.configs
+        return tuple(sorted(only, key=self.configs.index))
+
+    @property
+    def size(self) -> int | None:
+        """How many configs the space holds; None while that depends on the model (a
+        ``[mixed]`` or ``[per_layer]`` table not yet expanded)."""
+        return None if self.mixed is not None or self.per_layer is not None else len(
+            self.configs)
+
+
+class LazySequence(Sequence):
+    """A sequence whose items are made from their index on demand (``_item``) and found by
+    value (``find``), so a space of 10^5 configs or candidates is never a list."""
+
+    def _item(self, index: int):
+        raise NotImplementedError
+
+    def find(self, value) -> int | None:
+        """The index of ``value``, or None when the sequence does not hold it."""
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} of {len(self)}")
+        return self._item(index)
+
+    def index(self, value, start: int = 0, stop: int | None = None) -> int:
+        found = self.find(value)
+        if found is None or found < start or (stop is not None and found >= stop):
+            raise ValueError(f"{getattr(value, 'text', value)} is not in the space")
+        return found
+
+    def __contains__(self, value) -> bool:
+        return self.find(value) is not None
+
+
+class PerLayerConfigs(LazySequence):
+    """The per-layer configs of one base: config ``index`` keeps the groups whose bit is set
+    in ``index`` in fp32 (bit 0: the first group). Index 0 is the base itself. When the
+    groups cover every compute layer the all-kept index is left out (that is the fp32
+    model). Nothing is listed: a config is made from its index, and back.
+    """
+
+    def __init__(self, base: QuantConfig, groups: Sequence[Sequence[str]],
+                 covers_model: bool) -> None:
+        self.base = base
+        self.groups = tuple(tuple(group) for group in groups)
+        self._count = (1 << len(self.groups)) - (1 if covers_model else 0)
+        self._group_of = {layer: bit for bit, group in enumerate(self.groups)
+                          for layer in group}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _item(self, index: int) -> QuantConfig:
+        kept = [layer for bit, group in enumerate(self.groups) if index >> bit & 1
+                for layer in group]
+        return _replace_overrides(self.base, tuple((layer, "fp32") for layer in kept))
+
+    def find(self, config) -> int | None:
+        if not isinstance(config, QuantConfig) or _replace_overrides(config, ()) != self.base:
+            return None
+        bits = set()
+        for layer, dtype in config.overrides:
+            if dtype != "fp32" or layer not in self._group_of:
+                return None
+            bits.add(self._group_of[layer])
+        index = sum(1 << bit for bit in bits)
+        if index >= len(self) or self[index] != config:  # a group kept only in part
+            return None
+        return index
+
+    def __iter__(self) -> Iterator[QuantConfig]:
+        return (self[index] for index in range(len(self)))
+
+    def neighbours(self, config: QuantConfig) -> list[QuantConfig]:
+        """The configs one group away from ``config`` (one more or one fewer kept)."""
+        index = self.find(config)
+        if index is None:
+            return []
+        flipped = (index ^ (1 << bit) for bit in range(len(self.groups)))
+        return [self[other] for other in flipped if other < len(self)]
+
+
+class ConfigSequence(LazySequence):
+    """Listed configs followed by per-layer blocks, as one sequence that lists nothing:
+    ``len()``, index -> config, membership, and seeded sampling without replacement."""
+
+    def __init__(self, listed: Sequence[QuantConfig], blocks: Sequence[PerLayerConfigs]) -> None:
+        self.blocks = tuple(blocks)
+        # A base is its block's index 0: the listed part does not repeat it.
+        self.listed = tuple(c for c in listed if not any(c in b for b in self.blocks))
+        self._starts = list(itertools.accumulate([len(self.listed),
+                                                  *(len(b) for b in self.blocks)]))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @property
+    def uniform(self) -> tuple[QuantConfig, ...]:
+        """The configs that keep no layer in fp32 by choice: the listed ones and each base."""
+        return (*self.listed, *(block.base for block in self.blocks))
+
+    def _item(self, index: int) -> QuantConfig:
+        if index < len(self.listed):
+            return self.listed[index]
+        block = next(b for b, start in enumerate(self._starts[1:]) if index < start)
+        return self.blocks[block][index - self._starts[block]]
+
+    def find(self, config) -> int | None:
+        if config in self.listed:
+            return self.listed.index(config)
+        return next((self._starts[b] + at for b, block in enumerate(self.blocks)
+                     if (at := block.find(config)) is not None), None)
+
+    def __iter__(self) -> Iterator[QuantConfig]:
+        yield from self.listed
+        for block in self.blocks:
+            yield from block
+
+    def neighbours(self, config: QuantConfig) -> list[QuantConfig]:
+        """The per-layer configs one group away from ``config`` (none for a listed one)."""
+        return [other for block in self.blocks for other in block.neighbours(config)]
+
+    def sample(self, count: int, seed: int = 0) -> list[QuantConfig]:
+        """``count`` distinct configs drawn at random (seeded), without listing the others."""
+        indices = random.Random(seed).sample(range(len(self)), min(count, len(self)))
+        return [self[index] for index in indices]
+
+
+def _replace_overrides(config: QuantConfig, overrides: tuple) -> QuantConfig:
+    from dataclasses import replace
+
+    return replace(config, overrides=overrides)
 
 
 def load_space(name_or_path: str) -> SearchSpace:
@@ -143,11 +310,14 @@ def parse_space(data: dict, path: Path) -> SearchSpace:
     mixed = _mixed_policy(top.table("mixed"))
     if mixed is not None:
         configs += mixed.bases  # each base is also measured as it is, uniform
+    per_layer = _per_layer_policy(top.table("per_layer"))
+    if per_layer is not None:
+        configs += per_layer.bases
     unique = tuple(dict.fromkeys(configs))
     backend_configs = _backend_configs(top.table("backends"), unique)
     top.finish()
     return SearchSpace(name=path.stem, description=description, configs=unique, path=path,
-                       mixed=mixed, backend_configs=backend_configs)
+                       mixed=mixed, per_layer=per_layer, backend_configs=backend_configs)
 
 
 def _backend_configs(table: Table, configs: tuple[QuantConfig, ...],
@@ -180,6 +350,33 @@ def _backend_configs(table: Table, configs: tuple[QuantConfig, ...],
 def _mixed_policy(table: Table) -> MixedPolicy | None:
     if not table:
         return None
+    bases = _bases(table)
+    max_kept = table.get("max_kept", int)
+    if max_kept <= 0:
+        raise InputError(f"{table.where('max_kept')}: must be a positive number of layers")
+    subsets = table.get("subsets", str, "prefix", choices=("prefix", "all"))
+    layers = table.get_list("layers", None, [])
+    if not all(isinstance(layer, str) and layer for layer in layers):
+        raise InputError(f"{table.where('layers')}: must be a list of ONNX node names")
+    table.finish()
+    return MixedPolicy(tuple(bases), max_kept, subsets, tuple(layers))
+
+
+def _per_layer_policy(table: Table) -> PerLayerPolicy | None:
+    if not table:
+        return None
+    bases = _bases(table)
+    max_groups = table.get("max_groups", int, None)
+    if max_groups is not None and not 0 < max_groups <= MAX_GROUPS:
+        raise InputError(f"{table.where('max_groups')}: must be a number of groups from 1 to "
+                         f"{MAX_GROUPS}")
+    rank = table.get("rank", str, "sensitivity", choices=("sensitivity", "macs"))
+    table.finish()
+    return PerLayerPolicy(tuple(bases), max_groups, rank)
+
+
+def _bases(table: Table) -> list[QuantConfig]:
+    """``bases``: the integer configs whose layers a mixed space keeps in fp32 or not."""
     bases = []
     for index, text in enumerate(table.get_list("bases")):
         try:
@@ -190,15 +387,7 @@ def _mixed_policy(table: Table) -> MixedPolicy | None:
             raise InputError(f"{table.where('bases')}[{index}]: a base must quantize weights "
                              f"and activations and keep no layer yet; got {text!r}")
         bases.append(base)
-    max_kept = table.get("max_kept", int)
-    if max_kept <= 0:
-        raise InputError(f"{table.where('max_kept')}: must be a positive number of layers")
-    subsets = table.get("subsets", str, "prefix", choices=("prefix", "all"))
-    layers = table.get_list("layers", None, [])
-    if not all(isinstance(layer, str) and layer for layer in layers):
-        raise InputError(f"{table.where('layers')}: must be a list of ONNX node names")
-    table.finish()
-    return MixedPolicy(tuple(bases), max_kept, subsets, tuple(layers))
+    return bases
 
 
 def _keep_float(table: Table) -> list[tuple[tuple[str, str], ...]]:

@@ -66,14 +66,17 @@ def _spaces(args) -> int:
 
     files = named_files(SPACES).values()
     spaces = [(load_space(str(file.path)), file) for file in files]
+    # A [mixed] or [per_layer] space's configs come from the model: "per model", and its
+    # listed configs are those it holds for every model (fp32, the uniform ones, the bases).
     if args.json:
-        print_json([{"name": s.name, "configs": len(s.configs), "description": s.description,
+        print_json([{"name": s.name, "configs": "per model" if s.size is None else s.size,
+                     "description": s.description,
                      "config_texts": [c.text for c in s.configs], "from": file.origin,
                      "path": str(file.path)} for s, file in spaces])
     else:
         print_table(["space", "configs", "from", "description"],
-                    [[s.name, len(s.configs), file.origin, s.description]
-                     for s, file in spaces])
+                    [[s.name, "per model" if s.size is None else s.size, file.origin,
+                      s.description] for s, file in spaces])
     return 0
 
 

@@ -41,7 +41,7 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
                          f"learn from; measure a run first (autotune run)")
     model = resolve_model(spec.model, None if spec.data is None else Path(spec.data),
                           spec.metric, spec.shapes)
-    if getattr(space, "mixed", None) is not None:
+    if space.size is None:  # [mixed] or [per_layer]: the configs come from the model
         with host_lock(SHARED, "scan layer sensitivity"):  # mixed configs need the ranking
             space = expand_mixed(space, model.path, model.dataset,
                                  workspace_for(args.store) / "cache").space

@@ -45,6 +45,7 @@ from autotune.report.text import (
     prediction_cells,
     prediction_intro,
     prediction_outcome,
+    space_extent,
 )
 from autotune.store import now
 
@@ -142,7 +143,7 @@ def _summary(facts: RunFacts) -> str:
                      "against fp32 (accuracy drop = 1 - mean cosine similarity of the "
                      "outputs). Give <code>--data</code> for a task metric.</p>")
     space = (f"{len(settings.configs)} config(s) given with --config" if settings.configs
-             else f"space <code>{e(run.space)}</code>")
+             else f"space <code>{e(run.space)}</code>") + e(space_extent(run.search))
     budget = (f"{settings.budget} measured trials" if settings.budget is not None
               else "the whole space")
     chips = [f'<span class="chip">{len(facts.trials)} in all</span>']

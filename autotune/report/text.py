@@ -198,3 +198,14 @@ def prediction_cells(point, measured_ms: float | None, on_front: bool | None) ->
 PREDICTION_HEADERS = ("config", "backend", "predicted latency (ms)", "range (ms)",
                       "predicted drop (pp)", "predicted memory (MiB)", "measured latency (ms)",
                       "on the measured front")
+
+
+def space_extent(search: dict) -> str:
+    """" (8,192 candidates, 12 measured)": how big the searched space was and how much of it
+    the run measured, as its record says (empty for runs from before it said so)."""
+    size = search.get("space_size")
+    if size is None:
+        return ""
+    measured = search.get("space_measured")
+    return f" ({size:,} candidates" + (f", {measured:,} measured)" if measured is not None
+                                        else ")")
