@@ -264,7 +264,8 @@ class GuidedSearch:
     def propose(self, candidates, history, budget):
         sample = self._sample(candidates)
         measured = [trial for trial in history if trial.attempted]
-        left = remaining([*sample, *self._front_neighbours(candidates, measured)], history)
+        pool = {c.key: c for c in [*sample, *self._front_neighbours(candidates, measured)]}
+        left = remaining(list(pool.values()), history)
         if budget <= 0 or not left or self.converged is not None:
             return []
         if not measured:
