@@ -203,6 +203,8 @@ def test_predict_only_on_a_measured_store(tiny_run, tiny_model, tmp_path):
     assert len(store.runs()) == 1  # nothing measured, no run made
 
 
+@pytest.mark.readme_claim("run --predict-only: a store with no successful trial is an input "
+                          "error (exit 2)")
 def test_predict_only_needs_something_to_learn_from(tmp_path, capsys):
     from autotune.cli import main
 
