@@ -55,45 +55,47 @@ def chromium():
 # README claims: tests marked ``readme_claim("...")`` are listed at the end of every pytest
 # run (CI's log included) as "claim -> test id -> outcome", so a reader sees which test
 # proves each claim and whether it ran here: a skip or a deselection (the `slow` set) is
-# shown as such, never as passed.
-_CLAIMS: dict[str, tuple[str, str]] = {}  # test id -> (claim, outcome)
+# shown as such, never as passed. A test may carry several claims (one real run proving
+# several flags); each gets its own line.
+_CLAIMS: dict[str, tuple[list[str], str]] = {}  # test id -> (claims, outcome)
 
 
-def _claim(item) -> str | None:
-    marker = item.get_closest_marker("readme_claim")
-    return marker.args[0] if marker is not None and marker.args else None
+def _claims(item) -> list[str]:
+    return [marker.args[0] for marker in item.iter_markers("readme_claim") if marker.args]
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        claim = _claim(item)
-        if claim is not None:
-            _CLAIMS[item.nodeid] = (claim, "not run")
+        claims = _claims(item)
+        if claims:
+            _CLAIMS[item.nodeid] = (claims, "not run")
 
 
 def pytest_deselected(items):
     for item in items:
-        claim = _claim(item)
-        if claim is not None:
-            _CLAIMS[item.nodeid] = (claim, "deselected")
+        claims = _claims(item)
+        if claims:
+            _CLAIMS[item.nodeid] = (claims, "deselected")
 
 
 def pytest_runtest_logreport(report):
     if report.nodeid not in _CLAIMS:
         return
-    claim, outcome = _CLAIMS[report.nodeid]
+    claims, outcome = _CLAIMS[report.nodeid]
     if report.failed:
         outcome = "failed"
     elif report.skipped:
         outcome = "skipped"
     elif report.when == "call" and outcome == "not run":
         outcome = "passed"
-    _CLAIMS[report.nodeid] = (claim, outcome)
+    _CLAIMS[report.nodeid] = (claims, outcome)
 
 
 def pytest_terminal_summary(terminalreporter):
     if not _CLAIMS:
         return
     terminalreporter.section("README claims")
-    for nodeid, (claim, outcome) in sorted(_CLAIMS.items(), key=lambda row: row[1][0]):
+    rows = sorted((claim, nodeid, outcome) for nodeid, (claims, outcome) in _CLAIMS.items()
+                  for claim in claims)
+    for claim, nodeid, outcome in rows:
         terminalreporter.write_line(f"{claim} -> {nodeid} -> {outcome}")

@@ -54,6 +54,8 @@ def test_a_step_among_noisy_runs_is_found_where_it_happened_and_named():
         {"name": "openvino", "before": "2025.4.0", "after": "2026.0.0"}]
 
 
+@pytest.mark.readme_claim("a change point with no environment change says: no environment "
+                          "change: machine or noise")
 def test_a_step_with_nothing_changed_says_so():
     [found] = change_points(series([1.0] * 4 + [0.85] * 4))
     assert found.run_id == "r4" and not found.regression
@@ -125,6 +127,7 @@ def test_a_drift_of_small_steps_is_found_though_no_step_is_past_the_threshold():
     assert kinds.count("drift") >= 4
 
 
+@pytest.mark.readme_claim("history finds the change points of each series, latency and memory")
 def test_memory_steps_are_found_and_failed_trials_left_out():
     memory = [8 << 20] * 4 + [9 << 20] * 4
     points = series([1.0] * 8, memory=memory, environments=[OLD] * 4 + [NEW] * 4)

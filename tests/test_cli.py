@@ -3,12 +3,14 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autotune.cli import main
@@ -25,6 +27,8 @@ def _store(workspace):
 
 @pytest.mark.readme_claim("autotune run --model my.onnx: random inputs, fidelity vs fp32 only; a "
                           "warning says so")
+@pytest.mark.readme_claim("autotune report [RUN_ID]: re-render a report (default: the latest run)")
+@pytest.mark.readme_claim("a run deletes its compiled artifacts after its last pass")
 def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     code = main(["run", "--model", str(tiny_model), "--space", "smoke", *QUICK])
     out = capsys.readouterr()
@@ -96,6 +100,48 @@ def test_run_report_and_pick(workspace, tiny_model, capsys, caplog):
     assert main(["pick", "--max-class-drop", "1"]) == 2  # no labels here
     assert "has no per-class accuracy" in capsys.readouterr().err
     assert main(["report", run_id]) == 0
+
+    # `autotune report` with no run id re-renders the latest run's report from the store.
+    shutil.rmtree(report)
+    assert main(["report"]) == 0
+    assert {path.name for path in report.iterdir()} >= {"summary.md", "index.html",
+                                                       "trials.csv", "frontier.png"}
+    assert (report / "summary.md").read_text() == summary
+
+
+@pytest.mark.readme_claim("autotune run --model my.onnx --data my.npz: your own inputs and labels")
+@pytest.mark.readme_claim("autotune run --space mixed --strategy guided --budget 8: int8 with the "
+                          "k most sensitive layers in fp32, cost-model-guided")
+def test_guided_search_of_the_mixed_space_on_own_data(workspace, tiny_model, capsys):
+    """The flags from the command line, end to end: labelled `.npz` data (labels are fp32's
+    own answers, so fp32 scores 100% top-1), the `mixed` space expanded by a real
+    sensitivity scan, and guided search's seeds: fp32, then a config of each precision as
+    far from the seeds so far as the space allows, which is a mixed one (in the space's
+    order, exhaustive search would measure the uniform int8 configs first)."""
+    import onnxruntime as ort
+
+    images = np.random.default_rng(0).standard_normal((24, 3, 16, 16)).astype(np.float32)
+    session = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    labels = np.array([session.run(None, {"input": image[None]})[0].argmax()
+                       for image in images], dtype=np.int64)
+    np.savez(workspace / "my.npz", input=images, labels=labels)
+    code = main(["run", "--model", str(tiny_model), "--data", "my.npz", "--space", "mixed",
+                 "--strategy", "guided", "--budget", "3", "--passes", "1", *QUICK])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    run_id = out.out.split()[1]
+    store = _store(workspace)
+    run = store.get_run(run_id)
+    assert (run.space, run.settings.strategy, run.metric) == ("mixed", "guided", "top1")
+    assert run.settings.data.endswith("my.npz") and not run.synthetic_data
+    assert run.reference_accuracy == 1.0
+    trials = store.trials(run_id)
+    assert len(trials) == 3 and trials[0].config.is_float  # the budget; fp32 first
+    assert {t.config.weight_dtype for t in trials} == {"fp32", "bf16", "int8"}
+    assert all(t.accuracy is not None for t in trials if t.ok)  # scored on the labels
+    (int8,) = [t for t in trials if t.config.is_quantized]
+    assert int8.ok and int8.config.overrides  # layers the scan ranked most sensitive kept
+    assert {dtype for _, dtype in int8.config.overrides} == {"fp32"}
 
 
 @pytest.mark.readme_claim("autotune run --resume RUN_ID finishes an interrupted run")

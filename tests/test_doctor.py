@@ -7,8 +7,10 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,27 @@ def test_a_run_without_a_compiler_stores_tvm_trials_unavailable(no_compiler_env,
     openvino = {trial.config: trial for trial in trials if trial.backend == "openvino"}
     assert len(openvino) == 2 and openvino[FP32].ok  # the other backend measures as usual
     assert not {"compile_error", "runtime_error"} & {trial.status for trial in trials}
+
+
+@pytest.mark.readme_claim("doctor asks the tracker and key of a remote target with a 3 s timeout")
+def test_doctor_gives_up_on_a_silent_tracker_after_the_timeout(tmp_path):
+    pytest.importorskip("tvm", reason="apache-tvm is not installed")
+    from autotune.backends.remote import PROBE_TIMEOUT_S
+    from autotune.doctor import backend_checks
+    from autotune.target import load_target
+
+    with socket.socket() as silent:  # takes connections (its backlog), never answers one
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        board = tmp_path / "board.toml"
+        board.write_text(f'device = "cpu"\narch = "aarch64"\n[reach]\nkind = "tracker"\n'
+                         f'host = "127.0.0.1"\nport = {port}\nkey = "board"\n'
+                         f'[tvm]\ntarget = {{ kind = "llvm", mtriple = "aarch64-linux-gnu" }}\n')
+        started = time.monotonic()
+        checks = backend_checks([load_target(str(board))], ["tvm"], "host-cpu", ["tvm"])
+        waited = time.monotonic() - started
+    (tracker,) = [check for check in checks if check.what.startswith("tracker ")]
+    assert PROBE_TIMEOUT_S == 3.0 and waited >= PROBE_TIMEOUT_S  # the timeout ended the wait
+    assert not tracker.ok and f"tracker 127.0.0.1:{port} did not answer" in tracker.found
+    assert "timed out" in tracker.found and f"--tracker 127.0.0.1:{port}" in tracker.fix

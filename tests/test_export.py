@@ -58,12 +58,16 @@ def verify(folder: Path, *flags: str) -> subprocess.CompletedProcess:
 @pytest.mark.openvino
 @pytest.mark.readme_claim("pick --export DIR writes the pick; autotune verify DIR exits 1 naming "
                           "what differs")
+@pytest.mark.readme_claim("autotune run --config TEXT: one config (+ fp32)")
+@pytest.mark.readme_claim("runs made before outputs were recorded export unchecked, and say so")
+@pytest.mark.readme_claim("autotune export [RUN_ID] DIR --config ID")
 def test_pick_export_verify_and_a_tampered_file(workspace, tiny_model, capsys):
     assert main(["run", "--model", str(tiny_model), "--backend", "openvino", "--config",
                  INT8.text, *QUICK]) == 0
     run_id = capsys.readouterr().out.split()[1]
     trials = {t.config: t for t in Store(f"sqlite:///{workspace}/results/autotune.db")
               .trials(run_id)}
+    assert set(trials) == {FP32, INT8}  # the config and its fp32 baseline, nothing else
     folder = workspace / "ship"
     assert main(["pick", "--max-accuracy-drop", "100", "--export", str(folder)]) == 0
     out = capsys.readouterr().out
@@ -123,6 +127,13 @@ def test_pick_export_verify_and_a_tampered_file(workspace, tiny_model, capsys):
     assert "no manifest.json" in capsys.readouterr().err
     assert main(["export", "--config", FP32.id, str(folder)]) == 2  # not empty
     assert "is not an empty folder" in capsys.readouterr().err
+
+    # A run made before outputs were recorded: the export is unchecked, and says so.
+    shutil.rmtree(workspace / "results" / "runs" / run_id / "outputs")
+    assert main(["export", run_id, str(workspace / "old"), "--config", FP32.id]) == 0
+    provenance = json.loads((workspace / "old" / "manifest.json").read_text())["artifact"][
+        "provenance"]
+    assert "the run recorded no outputs" in provenance and provenance.endswith("unchecked")
 
 
 def stored_run(url: str, int8_ms: float) -> None:

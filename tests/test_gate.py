@@ -213,6 +213,8 @@ def test_trials_stored_without_their_tuning_budget_take_their_runs(store_url):
 
 @pytest.mark.readme_claim("exit 3: an internal error, one line and the path of a log with the "
                           "traceback")
+@pytest.mark.readme_claim("exit 3's log: results/logs/ next to a SQLite store, else logs/ in the "
+                          "user cache")
 def test_an_internal_error_exits_3_with_the_traceback_in_a_log(store_url, tmp_path,
                                                                monkeypatch, capsys):
     def broken(self):

@@ -245,6 +245,7 @@ def test_spare_cores_leave_cores_to_the_driver_only_when_the_count_is_not_given(
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+@pytest.mark.readme_claim("the driver moves to the CPUs left over, if any")
 def test_the_driver_moves_off_the_timing_cores_and_back():
     from autotune.cores import allowed_cpus, driver_kept_off
 

@@ -90,6 +90,8 @@ def test_int4_compiles_with_int4_weights_in_the_runtime_model(matmul_model, host
     assert cosine.min() > 0.98 and np.abs(reference - candidate).max() > 0  # int4 for real
 
 
+@pytest.mark.readme_claim("the OpenVINO backend rewrites each constant MatMul weight transposed "
+                          "with transpose_b set: the same products")
 def test_matmul_weights_stored_as_out_in_give_the_same_outputs(matmul_model):
     import openvino
 

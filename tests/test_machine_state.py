@@ -309,6 +309,40 @@ def test_a_contended_trial_is_measured_again_then_flagged_and_compare_calls_no_c
     assert "the samples alone say unchanged" in pair.findings[0].detail
 
 
+@pytest.mark.openvino
+@pytest.mark.skipif(not LINUX, reason="reads Linux /proc")
+@pytest.mark.readme_claim("--max-canary-slowdown: a pass whose reference kernel ran slower is "
+                          "measured again")
+def test_a_slow_reference_kernel_past_the_flag_is_measured_again(workspace, tiny_model,
+                                                                  monkeypatch, capsys):
+    """`autotune run --max-canary-slowdown 0.5` with the reference kernel's fastest reading
+    on the trial's cores set far below anything this machine runs: every measurement reads
+    as contended by the canary alone, so the pass is measured again twice, then flagged."""
+    from autotune.canary import reference_path
+    from autotune.cli import main
+    from autotune.cores import allowed_cpus, target_cpus
+    from autotune.store import Store
+    from autotune.target import load_target
+
+    monkeypatch.setenv("AUTOTUNE_LOCK_DIR", str(workspace / "locks"))
+    cpus = tuple(target_cpus(load_target("host-cpu"), allowed_cpus()))
+    reference = reference_path(cpus)
+    reference.parent.mkdir()
+    reference.write_text(json.dumps({"readings_ms": [1e-6]}))
+    assert main(["run", "--model", str(tiny_model), "--space", "smoke", "--budget", "1",
+                 "--passes", "1", "--backend", "openvino", "--min-repeats", "5",
+                 "--min-time", "0.05", "--max-spread", "0", "--max-other-cpu", "0",
+                 "--max-steal", "0", "--max-canary-slowdown", "0.5", "--no-progress"]) == 0
+    run_id = capsys.readouterr().out.split()[1]
+    (trial,) = Store(f"sqlite:///{workspace}/results/autotune.db").trials(run_id)
+    (record,) = trial.passes
+    assert record.contended and record.remeasured == 2  # measured 3 times, slow each time
+    assert record.machine.canary_ratio > 1.5
+    assert len(json.loads(reference.read_text())["readings_ms"]) == 4  # one per measurement
+    (note,) = [note for note in trial.notes if note.kind == CONTENDED]
+    assert "reference kernel" in note.text and "its fastest" in note.text
+
+
 def test_compare_cli_names_the_contended_pairs(tmp_path, capsys):
     from autotune.cli import main
     from autotune.settings import RunSpec

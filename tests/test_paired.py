@@ -23,6 +23,7 @@ def _rounds(medians, rng, samples=50, spread=0.02):
     return [list(m * (1 + rng.normal(0, spread, samples))) for m in medians]
 
 
+@pytest.mark.readme_claim("--paired measures short rounds in a seeded, balanced order (ABBA)")
 def test_the_schedule_is_balanced_seeded_and_shuffled():
     orders = round_schedule(16, seed=3)
     assert orders == round_schedule(16, seed=3)

@@ -115,6 +115,8 @@ def test_fit_on_two_stored_models_predicts_a_third(two_models):
     assert np.mean(np.abs(predicted - truth) / truth) < 0.25
 
 
+@pytest.mark.readme_claim("a guided run's report opens with Predicted before measuring: the "
+                          "predicted front, latency MAPE, front hits; drawn in the HTML frontier")
 def test_guided_run_keeps_its_prior_and_its_report_checks_it(two_models, tmp_path):
     from autotune.report import gather, render_markdown
     from autotune.report.charts import frontier_svg
@@ -203,6 +205,8 @@ def test_predict_only_on_a_measured_store(tiny_run, tiny_model, tmp_path):
     assert len(store.runs()) == 1  # nothing measured, no run made
 
 
+@pytest.mark.readme_claim("run --predict-only: a store with no successful trial is an input "
+                          "error (exit 2)")
 def test_predict_only_needs_something_to_learn_from(tmp_path, capsys):
     from autotune.cli import main
 

@@ -194,6 +194,7 @@ def test_another_model_hash_is_not_comparable():
     assert len(comparison.only_baseline) == len(comparison.only_candidate) == 1
 
 
+@pytest.mark.readme_claim("compare pairs trials by data: a score on other data is no regression")
 def test_trials_scored_on_other_data_are_not_comparable():
     """A zoo split made harder (or a user's new .npz) changes what an accuracy means: the
     model file is the same, the data hash is not, so nothing is paired."""

@@ -3,7 +3,9 @@ real run against another OpenVINO release in its own virtual environment."""
 
 from __future__ import annotations
 
+import json
 import stat
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -14,9 +16,11 @@ from autotune.backends import backend_names, get_backend
 from autotune.errors import InputError
 from autotune.runtimes import (
     COMMON_PACKAGES,
+    MARKER,
     EnvPlan,
     _attempts,
     _install_error,
+    _lock,
     ensure_env,
     env_name,
     interpreter_versions,
@@ -173,6 +177,32 @@ def test_a_spec_that_cannot_be_installed_is_bad_input_and_leaves_nothing(tmp_pat
     assert "Traceback" not in err
 
 
+@pytest.mark.readme_claim("a --runtime environment is built under a lock: a second run waits for "
+                          "the first and uses what it built")
+def test_a_second_run_waits_for_the_build_and_reuses_it(tmp_path):
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    plan = plan_env(["openvino==2025.4.0"], ["openvino"])
+    path = envs / plan.name
+    with _lock(path):  # the first run, building
+        second = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from autotune.runtimes import ensure_env; "
+             "print(ensure_env(['openvino==2025.4.0'], sys.argv[1], ['openvino']).python)",
+             str(envs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        said = next((line for line in second.stderr if "waiting for" in line), "")
+        assert said.strip() == f"autotune: waiting for another autotune to finish building " \
+                               f"{plan.name}"
+        # What the first run's build leaves once renamed into place: the environment, marked.
+        (path / "bin").mkdir(parents=True)
+        (path / MARKER).write_text(json.dumps({
+            "specs": list(plan.specs), "requirements": list(plan.requirements),
+            "versions": {"openvino": "2025.4.0"}}))
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert out.strip() == str(path / "bin" / "python")  # the first run's environment
+    assert "building runtime environment" not in err  # not built again
+
+
 @pytest.fixture
 def traced_python(tmp_path) -> tuple[Path, Path]:
     """This interpreter behind a script that logs every start: the workers' "other" python."""
@@ -262,6 +292,8 @@ def test_a_worker_without_the_backends_runtime_stores_its_trials_unavailable(
 @pytest.mark.openvino
 @pytest.mark.skipif(uv_path() is None, reason="needs uv (pip install uv)")
 @pytest.mark.readme_claim("autotune run --runtime openvino==2025.4.0: same space, another release")
+@pytest.mark.readme_claim("a --runtime environment is built with uv where installed, in a .partial "
+                          "folder renamed once complete")
 def test_a_run_against_another_openvino_release(workspace, tiny_model, capsys):
     """Builds OpenVINO 2025.4.0's environment with uv in the user cache's envs/ (once per
     cache: about 15 s from uv's cache, 45 s more downloading), while a second process asks
@@ -293,6 +325,7 @@ def test_a_run_against_another_openvino_release(workspace, tiny_model, capsys):
     env = envs / plan.name
     assert stdout.strip() == str(env)  # the same environment, built once
     assert (stderr + out.err).count("building runtime environment") == 1
+    assert "with uv (once; later runs reuse it)" in stderr + out.err
     assert not (envs / f"{plan.name}.partial").exists()
     marker = json.loads((env / "autotune-env.json").read_text())
     assert marker["requirements"] == list(plan.requirements)

@@ -59,6 +59,17 @@ configs = ["w:int8:sym:per_channel a:uint8:asym cal:minmax"]
         space.configs)
 
 
+@pytest.mark.readme_claim("tuning runs inside the trial, so the default trial timeout grows by 5 s "
+                          "per tuning trial")
+def test_the_default_trial_timeout_grows_with_the_tuning_budget():
+    from autotune.settings import DEFAULT_TUNING_TRIALS, RunSpec
+
+    untuned = RunSpec(tuning_trials=0).timeout_s
+    assert RunSpec().timeout_s == untuned + 5 * DEFAULT_TUNING_TRIALS
+    assert RunSpec(tuning_trials=200).timeout_s == untuned + 1000
+    assert RunSpec(tuning_trials=200, trial_timeout_s=30).timeout_s == 30  # the flag wins
+
+
 @pytest.mark.readme_claim("autotune run: default model, space and target, OpenVINO and TVM")
 def test_the_default_run_measures_both_backends():
     from autotune.cli.run import default_backends

@@ -98,6 +98,71 @@ def test_digits_cnn_has_the_size_readme_gives():
     assert round(graph.parameters / 1e6, 2) == 1.07 and round(graph.macs / 1e6) == 423
 
 
+def _graph_shape(path: Path) -> tuple[list[str], list[tuple[str, tuple[int, ...]]]]:
+    """A model's op types in order and its weights' names and shapes: its architecture."""
+    model = onnx.load(str(path))
+    return ([node.op_type for node in model.graph.node],
+            [(init.name, tuple(init.dims)) for init in model.graph.initializer])
+
+
+@pytest.mark.readme_claim("digits-cnn: BatchNorm is folded into the convolutions of the ONNX "
+                          "model train_digits writes")
+def test_train_digits_folds_batchnorm_into_an_onnx_that_computes_the_same(tmp_path):
+    """The export half of `python -m autotune.zoo.train_digits` on an untrained network with
+    made-up BatchNorm statistics: the folded ONNX graph computes what torch does, and has the
+    committed model's architecture (its weights' names and shapes, and its size)."""
+    torch = pytest.importorskip("torch", reason='needs pip install -e ".[train]"')
+    import onnxruntime as ort
+
+    from autotune.zoo.train_digits import build_onnx, build_torch_model, count_macs, fold_model
+
+    torch.manual_seed(0)
+    model = build_torch_model()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics far from the identity
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    convs, fc_w, fc_b = fold_model(model)
+    path = tmp_path / "digits.onnx"
+    onnx.save_model(build_onnx(convs, fc_w, fc_b, {}, "test"), str(path))
+    images = torch.from_numpy(digits_splits()["evaluation"][0][:4].copy())
+    with torch.no_grad():
+        expected = model(images).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {session.get_inputs()[0].name: image[None]})[0]
+                          for image in images.numpy()])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert "BatchNormalization" not in _graph_shape(path)[0]
+    assert _graph_shape(path) == _graph_shape(ZOO["digits-cnn"].locate())
+    assert round(count_macs(convs, fc_w) / 1e6) == 423
+
+
+@pytest.mark.slow  # one epoch: about 2 minutes on one core
+@pytest.mark.readme_claim("python -m autotune.zoo.train_digits retrains digits-cnn and writes "
+                          "autotune/zoo/models/digits_cnn.onnx")
+def test_train_digits_retrains_the_model_it_ships(tmp_path):
+    pytest.importorskip("torch", reason='needs pip install -e ".[train]"')
+    import subprocess
+    import sys
+
+    from autotune.zoo.train_digits import DEFAULT_OUTPUT
+
+    assert DEFAULT_OUTPUT == ZOO["digits-cnn"].locate()  # where it writes without --output
+    output = tmp_path / "digits_cnn.onnx"
+    result = subprocess.run([sys.executable, "-m", "autotune.zoo.train_digits", "--epochs", "1",
+                             "--output", str(output)], capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, result.stderr  # it exits 1 when onnxruntime disagrees
+    assert f"wrote {output}" in result.stdout
+    assert _graph_shape(output) == _graph_shape(DEFAULT_OUTPUT)
+    metadata = {prop.key: prop.value for prop in onnx.load(str(output)).metadata_props}
+    assert metadata["training_script"] == "autotune/zoo/train_digits.py"
+    assert metadata["epochs"] == "1"
+
+
 @pytest.mark.parametrize("name, parameters, classes", [
     ("resnet18", 11.69e6, 1000),
     ("resnet50", 25.55e6, 1000),
@@ -133,9 +198,11 @@ def test_builders_are_seeded_and_resnet18_is_importable(tmp_path):
 
 @pytest.mark.readme_claim("zoo models are made at first use and cached, keyed by the versions that "
                           "made them")
+@pytest.mark.readme_claim("zoo models are cached in AUTOTUNE_ZOO_CACHE when it is set")
 def test_zoo_model_is_built_once_and_keyed_by_versions(zoo_cache):
     entry = ZOO["mobilenet-v2"]
     path = entry.ensure()
+    assert path.parent == zoo_cache  # the fixture's AUTOTUNE_ZOO_CACHE
     built = path.stat().st_mtime_ns
     assert entry.ensure() == path and path.stat().st_mtime_ns == built
     assert cached_model_path("m", {"onnx": "1.0"}) != cached_model_path("m", {"onnx": "1.1"})

@@ -32,10 +32,11 @@ class LocalWorker:
     ``emulated``: started with ``--emulated WHY`` (its device answers that it is emulated).
     ``plain_tvm``: TVM's own RPC server instead, without the suite's device functions.
     ``host``: the worker's ``--host``; None starts it without one (its default address).
+    ``port``: the worker's ``--port``, the first port it tries; None: a free one.
     """
 
     def __init__(self, emulated: str | None = None, plain_tvm: bool = False,
-                 host: str | None = "127.0.0.1") -> None:
+                 host: str | None = "127.0.0.1", port: int | None = None) -> None:
         from tvm.rpc.tracker import Tracker
 
         from autotune.backends.remote import tracker_state
@@ -46,7 +47,7 @@ class LocalWorker:
         self.worker = subprocess.Popen(
             [sys.executable, "-m", *server, "--tracker",
              f"127.0.0.1:{self.port}", "--key", self.key, *(["--host", host] if host else []),
-             "--port", str(port := free_port()),
+             "--port", str(port := port or free_port()),
              *(["--port-end", str(port + 100)] if plain_tvm else []),
              *(["--emulated", emulated] if emulated else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

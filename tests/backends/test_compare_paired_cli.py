@@ -32,6 +32,33 @@ def test_compare_paired_measures_both_runs_again_and_prints_its_verdict(
     assert code == (1 if data["regressions"] else 0)
 
 
+def _looks_slower(entry: dict) -> bool:
+    """What `--paired suspect` measures again: the samples say slower, or point that way by
+    at least the threshold (5%), or a side was measured under contention."""
+    kinds = {finding["kind"] for finding in entry["findings"]}
+    return bool(kinds & {"slower", "contended"}) or entry["latency"]["ratio"] >= 1.05
+
+
+@pytest.mark.readme_claim("compare --paired suspect measures only the trials whose samples look "
+                          "slower")
+def test_compare_paired_suspect_measures_only_what_looks_slower(workspace, tiny_model, capsys,
+                                                                monkeypatch):
+    assert main(["run", "--model", str(tiny_model), *QUICK]) == 0
+    fast = capsys.readouterr().out.split()[1]
+    monkeypatch.setenv("AUTOTUNE_INJECT_SLOWDOWN", "0.5")  # every inference 50% slower
+    assert main(["run", "--model", str(tiny_model), *QUICK]) == 0
+    slow = capsys.readouterr().out.split()[1]
+    monkeypatch.delenv("AUTOTUNE_INJECT_SLOWDOWN")
+    measured = {}
+    for baseline, candidate in ((fast, slow), (slow, fast)):
+        main(["compare", baseline, candidate, "--paired", "suspect", "--rounds", "4", "--json"])
+        trials = json.loads(capsys.readouterr().out)["trials"]
+        assert all((entry["paired"] is not None) == _looks_slower(entry) for entry in trials)
+        measured[baseline] = sum(entry["paired"] is not None for entry in trials)
+    assert measured[fast] == 2  # both configs got slower: both measured again
+    assert measured[slow] < 2  # faster: none, unless a side was contended
+
+
 def test_paired_rounds_must_be_at_least_two(workspace, tiny_model, capsys):
     assert main(["run", "--model", str(tiny_model), *QUICK]) == 0
     run_id = capsys.readouterr().out.split()[1]

@@ -34,17 +34,22 @@ def _reachable(host: str, port: int) -> bool:
 
 
 @pytest.mark.readme_claim("autotune worker listens on 127.0.0.1 unless --host says otherwise")
-def test_a_worker_without_host_listens_on_loopback_only():
-    other = _other_address()
-    if other is None:
-        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
-    worker = LocalWorker(host=None)
-    try:
-        listening = [c.laddr for c in psutil.Process(worker.worker.pid).net_connections("tcp")
-                     if c.status == psutil.CONN_LISTEN]
-        assert listening and all(address.ip == "127.0.0.1" for address in listening)
-        port = listening[0].port
-        assert _reachable("127.0.0.1", port)
-        assert not _reachable(other, port), f"the worker answered on {other}:{port}"
-    finally:
-        worker.stop()
+@pytest.mark.readme_claim("the worker takes the first free port from --port")
+def test_a_worker_without_host_listens_on_loopback_only_from_the_first_free_port():
+    with socket.socket() as taken:  # something else already listens on --port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        first = taken.getsockname()[1]
+        worker = LocalWorker(host=None, port=first)  # the test fails unless it registers
+        try:
+            listening = [c.laddr for c in psutil.Process(worker.worker.pid).net_connections(
+                "tcp") if c.status == psutil.CONN_LISTEN]
+            assert len(listening) == 1 and listening[0].ip == "127.0.0.1"
+            port = listening[0].port
+            assert first < port <= first + 100  # tried upward from --port
+            assert _reachable("127.0.0.1", port)
+            other = _other_address()  # None: no other address to try from
+            assert other is None or not _reachable(other, port), \
+                f"the worker answered on {other}:{port}"
+        finally:
+            worker.stop()
