@@ -276,7 +276,7 @@ def _note_stop(store: Store, run_id: str, strategy: SearchStrategy,
     if converged is not None:
         progress.note(converged.text())
         log.info("%s", converged.text())
-        store.set_run_search(run_id, converged.to_json())
+        store.set_run_search(run_id, converged)
 
 
 def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,

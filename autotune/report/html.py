@@ -158,7 +158,7 @@ def _summary(facts: RunFacts) -> str:
          or "-"),
         ("backends", e(", ".join(facts.backends))),
         ("search", f"{space}, strategy {e(settings.strategy)}, budget {budget}"
-                   + (f"; {e(run.search['text'])}" if run.search.get("text") else "")),
+                   + (f"; {e(run.search.text())}" if run.search is not None else "")),
         ("measurement", e(f"at least {settings.min_repeats} timed runs and "
                           f"{settings.min_time_s} s per trial, {settings.passes} pass(es); "
                           f"trial time limit {settings.timeout_s:g} s; tuning trials "
@@ -230,8 +230,9 @@ def _frontier_block(facts: RunFacts, target: TargetFacts) -> str:
                f"config, the shaded band exceeds the {limit} default limit. Filled markers are "
                "measured; hollow dashed markers are cost-model predictions for configs this "
                "run did not measure."
-               + (" The dashed purple line is the front the cost model predicted before the "
-                  "run measured anything." if target.predicted_front else ""))
+               + (" The dashed purple line (one per backend) is the front the cost model "
+                  "predicted before the run measured anything." if target.predicted_front
+                  else ""))
     return (f"{head}<figure>{frontier_svg(facts, target)}{frontier_legend(facts, target)}"
             f"<figcaption>{caption}</figcaption></figure>")
 

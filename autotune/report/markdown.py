@@ -58,8 +58,8 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
            f"tune)" if run.settings.tuning_trials else ""),
         f"- {facts.latency_meaning}",
     ]
-    if run.search.get("text"):
-        lines.append(f"- search: {run.search['text']}")
+    if run.search is not None:
+        lines.append(f"- search: {run.search.text()}")
     lines.append("")
     lines += _prediction(facts.prediction)
     if plot_name:

@@ -169,9 +169,10 @@ def prediction_intro(check) -> str:
     return (f"Predicted by {source}: the cost model ({check.model_version}) learned from "
             f"{check.trained_on} stored trials of {check.models} model"
             f"{'' if check.models == 1 else 's'} and predicted {check.candidates} "
-            f"candidates{budget}. The front below is per target, over predicted latency "
-            f"(with the ensemble's range) and accuracy drop; these are predictions, not "
-            f"measurements.")
+            f"candidates{budget}. The front below is per target and backend, over predicted "
+            f"latency (with the ensemble's range) and output error vs fp32 (guided search's "
+            f"objective), among configs predicted more likely to work than to fail; these are "
+            f"predictions, not measurements.")
 
 
 def prediction_outcome(check) -> str:
