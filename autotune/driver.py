@@ -263,7 +263,7 @@ def execute_run(store: Store, run_id: str, space: SearchSpace, targets: Sequence
     store.set_run_status(run_id, "interrupted" if interrupted else "finished",
                          finished=not interrupted)
     trials = store.trials(run_id)
-    _note_search(store, run_id, space_measured=sum(trial.attempted for trial in trials))
+    _note_search(store, run_id, measured=sum(trial.attempted for trial in trials))
     stored = {trial.key for trial in trials}
     dropped = [f"{c.config.label} ({c.config.id}) on {c.backend}/{c.target.name}"
                for c in in_flight if c.key not in stored]
@@ -278,13 +278,13 @@ def _note_stop(store: Store, run_id: str, strategy: SearchStrategy,
     if converged is not None:
         progress.note(converged.text())
         log.info("%s", converged.text())
-        _note_search(store, run_id, **converged.to_json())
+        _note_search(store, run_id, converged=converged)
 
 
 def _note_search(store: Store, run_id: str, **facts) -> None:
     """Add ``facts`` to what the run's record says of its search (its report shows them):
     the space's size and how much of it was measured, and why the search stopped."""
-    store.set_run_search(run_id, {**store.get_run(run_id).search, **facts})
+    store.set_run_search(run_id, replace(store.get_run(run_id).search, **facts))
 
 
 def _measure_unless_gone(run: Run, candidate: Candidate, dataset: Dataset,

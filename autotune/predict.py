@@ -2,8 +2,10 @@
 
 ``autotune run --predict-only`` and the start of every guided run train the cost model on
 the store (``autotune.transfer``), predict every candidate of the space and keep the
-predictions (``Prediction`` rows, ``details["stage"]``: "predict-only" or "prior"), so a
-report can later say how far the prediction was from what was measured.
+predictions (``Prediction`` rows, ``stage`` "predict-only" or "prior"), so a report can
+later say how far the prediction was from what was measured. The predicted front is found
+once, here (``Prediction.on_front``), and read by the command and the report alike
+(``predicted_front``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from autotune.store import Prediction, now
 
 PRIOR = "prior"  # predictions a guided run made before its first measurement
 PREDICT_ONLY = "predict-only"
+PROPOSED = "proposed"  # what guided search expected of a config it chose to measure next
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,6 @@ class SpacePrediction:
     threshold: float
     expected_budget: int
 
-    @property
-    def front(self) -> list[PredictedCandidate]:
-        return sorted((r for r in self.rows if r.on_front), key=lambda r: (
-            r.candidate.target.name, r.candidate.backend, r.latency_ms))
-
     def predictions(self, run_id: str | None, model_hash: str, stage: str) -> list[Prediction]:
         """One row per candidate, all with the same time (a report finds the batch by it)."""
         made = now()
@@ -61,15 +59,19 @@ class SpacePrediction:
             run_id=run_id, model_hash=model_hash, config=r.candidate.config,
             backend=r.candidate.backend, target=r.candidate.target.name,
             model_version=self.model_version, latency_ms=r.latency_ms,
-            memory_bytes=r.memory_bytes, accuracy_drop=r.accuracy_drop,
-            details={"predicted": True, "stage": stage,
-                     "latency_low_ms": r.latency_low_ms, "latency_high_ms": r.latency_high_ms,
-                     "fidelity_error": r.fidelity_error,
-                     "failure_probability": r.failure_probability,
-                     "optimistic_gain": r.optimistic_gain, "on_predicted_front": r.on_front,
-                     "trained_on": self.trained_on, "models": self.models,
-                     "expected_budget": self.expected_budget, "candidates": len(self.rows)},
-            created_at=made) for r in self.rows]
+            memory_bytes=r.memory_bytes, accuracy_drop=r.accuracy_drop, stage=stage,
+            latency_low_ms=r.latency_low_ms, latency_high_ms=r.latency_high_ms,
+            fidelity_error=r.fidelity_error, failure_probability=r.failure_probability,
+            optimistic_gain=r.optimistic_gain, on_front=r.on_front, trained_on=self.trained_on,
+            models=self.models, expected_budget=self.expected_budget, created_at=made)
+            for r in self.rows]
+
+
+def predicted_front(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """The predicted front of a batch of ``predict_space`` predictions, by target, backend
+    and latency: what ``--predict-only`` prints and a report checks against measurements."""
+    return sorted((p for p in predictions if p.on_front),
+                  key=lambda p: (p.target, p.backend, p.latency_ms))
 
 
 def candidate_workloads(profile, candidates: Sequence, store=None,

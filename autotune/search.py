@@ -326,18 +326,17 @@ class GuidedSearch:
         if store is None or run_id is None:
             return
         from autotune.graph import analyze
-        from autotune.predict import PRIOR, candidate_workloads, predict_space
+        from autotune.predict import PRIOR, predict_space
         from autotune.settings import DEFAULT_CONVERGENCE
 
-        if any(p.details.get("stage") == PRIOR for p in store.predictions(run_id)):
+        if any(p.stage == PRIOR for p in store.predictions(run_id)):
             return
         rows = self._store_rows(candidates)
         if not rows.learnable():
             return
         model = self.model_factory()
         model.fit(rows.workloads, rows.trials)
-        workloads = candidate_workloads(analyze(self.context.model_path), candidates, store,
-                                        self.context.peaks)
+        workloads = self._workloads(analyze(self.context.model_path), candidates)
         found = predict_space(model, workloads, candidates,
                               diverse_seeds(candidates, self.seeds, self.seed), self.quality,
                               threshold=self.context.converge_below or DEFAULT_CONVERGENCE,
@@ -347,7 +346,6 @@ class GuidedSearch:
 
     def _rank(self, candidates: Sequence[Candidate], remaining: list[Candidate],
               measured: Sequence[Trial]) -> list[Candidate]:
-        from autotune.costmodel import Workload
         from autotune.graph import analyze
         from autotune.pareto import expected_hypervolume_improvement, hypervolume_2d
 
@@ -358,15 +356,13 @@ class GuidedSearch:
         known = [t for t in measured if t.target in targets]
         stored = self._store_rows(self._sample(candidates))
         model = self.model_factory()
-        model.fit([*stored.workloads, *(Workload(profile, t.config, t.backend, targets[t.target],
-                                                 self._peaks(targets[t.target]))
-                                        for t in known)], [*stored.trials, *known])
+        seen = [Candidate(t.config, t.backend, targets[t.target]) for t in known]
+        model.fit([*stored.workloads, *self._workloads(profile, seen)], [*stored.trials, *known])
         self.last_model = model
         if self.context.model_dir is not None and known:
             Path(self.context.model_dir).mkdir(parents=True, exist_ok=True)
             model.save(Path(self.context.model_dir) / f"guided-{known[0].run_id}.json")
-        predicted = model.predict([Workload(profile, c.config, c.backend, c.target,
-                                            self._peaks(c.target)) for c in remaining])
+        predicted = model.predict(self._workloads(profile, remaining))
         errors = self._objective(predicted.quality_samples(self.quality))
         scores, relative = [], []
         for index, candidate in enumerate(remaining):
@@ -416,17 +412,17 @@ class GuidedSearch:
 
         return error_objective(errors, self.quality)
 
-    def _peaks(self, target: Target):
-        from autotune.roofline import peaks_for
+    def _workloads(self, profile, candidates: Sequence[Candidate]) -> list:
+        """The cost model's workloads of ``candidates``, with the context's peaks."""
+        from autotune.predict import candidate_workloads
 
-        if target.name in self.context.peaks:
-            return self.context.peaks[target.name]
-        return peaks_for(target, self.context.store)
+        return candidate_workloads(profile, candidates, self.context.store, self.context.peaks)
 
     def _record(self, chosen, remaining, predicted, scores, known, version: str) -> None:
         """Store what the model expected of the chosen candidates, as predictions."""
         if self.context.store is None or not known:
             return
+        from autotune.predict import PROPOSED
         from autotune.store import Prediction
 
         run_id = self.context.run_id or known[0].run_id
@@ -439,12 +435,10 @@ class GuidedSearch:
                 backend=candidate.backend, target=candidate.target.name, model_version=version,
                 latency_ms=float(predicted.latency_ms[i]),
                 memory_bytes=float(predicted.memory_bytes[i]),
-                accuracy_drop=float(predicted.accuracy_drop[i]),
-                details={"predicted": True, "strategy": self.name,
-                         "fidelity_error": float(predicted.fidelity_error[i]),
-                         "failure_probability": float(predicted.failure_probability[i]),
-                         "expected_hypervolume_improvement": -scores[i][0],
-                         "trained_on": len(known)}))
+                accuracy_drop=float(predicted.accuracy_drop[i]), stage=PROPOSED,
+                fidelity_error=float(predicted.fidelity_error[i]),
+                failure_probability=float(predicted.failure_probability[i]),
+                expected_hypervolume_improvement=-scores[i][0], trained_on=len(known)))
         self.context.store.add_predictions(rows)
 
 
@@ -465,6 +459,42 @@ class Convergence:
     def to_json(self) -> dict:
         return {"converged": True, "measured": self.measured, "candidates": self.candidates,
                 "best_gain": self.best_gain, "threshold": self.threshold, "text": self.text()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Convergence:
+        """Read back ``to_json`` (its "converged" and "text" follow from the fields)."""
+        return cls(data["measured"], data["candidates"], data["best_gain"], data["threshold"])
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What a run's record says of its search, for its report: how big the space was, how
+    much of it the run measured, and why it stopped before its budget (None: it did not)."""
+
+    space_size: int | None = None
+    measured: int | None = None
+    converged: Convergence | None = None
+
+    def extent(self) -> str:
+        """" (8,192 candidates, 12 measured)"; empty for runs from before records said so."""
+        if self.space_size is None:
+            return ""
+        measured = f", {self.measured:,} measured" if self.measured is not None else ""
+        return f" ({self.space_size:,} candidates{measured})"
+
+    def to_json(self) -> dict:
+        data = {} if self.converged is None else self.converged.to_json()
+        if self.space_size is not None:
+            data["space_size"] = self.space_size
+        if self.measured is not None:
+            data["space_measured"] = self.measured
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> SearchSummary:
+        """Read back ``to_json``; {} (a run that has not started searching): nothing known."""
+        return cls(data.get("space_size"), data.get("space_measured"),
+                   Convergence.from_json(data) if data.get("converged") else None)
 
 
 def diverse_seeds(candidates: Sequence[Candidate], count: int, seed: int = 0) -> list[Candidate]:

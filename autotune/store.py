@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -24,10 +25,14 @@ from autotune.outcome import Note, json_default
 from autotune.settings import RunSpec
 from autotune.trial import Trial
 
+if TYPE_CHECKING:
+    from autotune.search import SearchSummary
+
 # 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts;
 # 4: a run's campaign (the runs of one run file); 5: model profiles (the cost model's graph
-# features of every stored model) and what a run's search concluded
-SCHEMA_VERSION = 5
+# features of every stored model) and what a run's search concluded; 6: a prediction's facts
+# (stage, interval, failure probability, front, ...) as columns, not details keys
+SCHEMA_VERSION = 6
 DEFAULT_STORE_URL = "sqlite:///results/autotune.db"
 # Names that stand for a run id wherever one is taken: the newest run, and the one before it.
 RUN_ALIASES = ("latest", "previous")
@@ -118,6 +123,17 @@ predictions_table = sa.Table(
     sa.Column("memory_bytes", sa.Float),
     sa.Column("accuracy_drop", sa.Float),
     sa.Column("details_json", sa.Text, nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False, server_default=""),
+    sa.Column("latency_low_ms", sa.Float),
+    sa.Column("latency_high_ms", sa.Float),
+    sa.Column("fidelity_error", sa.Float),
+    sa.Column("failure_probability", sa.Float),
+    sa.Column("expected_hypervolume_improvement", sa.Float),
+    sa.Column("optimistic_gain", sa.Float),
+    sa.Column("on_front", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("trained_on", sa.Integer),
+    sa.Column("models", sa.Integer),
+    sa.Column("expected_budget", sa.Integer),
 )
 
 # The graph profile (``graph.GraphProfile``) of every model a run measured, by model hash:
@@ -163,12 +179,34 @@ class Run:
     host: dict
     versions: dict
     campaign: str | None = None  # the run file invocation it belongs to (``new_campaign_id``)
-    search: dict = field(default_factory=dict)  # what the search concluded (``set_run_search``)
+    # The space's size, how much was measured, why the search stopped (``set_run_search``).
+    search: SearchSummary = field(default_factory=lambda: _search_from_json({}))
 
 
 @dataclass
 class Prediction:
-    """What the cost model expects of a config: never a measurement, stored apart."""
+    """What the cost model expects of a config: never a measurement, stored apart.
+
+    The facts a report or a later search reads are fields (and columns); ``details`` holds
+    free-form extras for display only. A field a prediction does not know is None.
+
+    Attributes:
+        stage: when it was made (``autotune.predict``): "prior" (a guided run's, before its
+            first measurement), "predict-only" (``autotune run --predict-only``) or
+            "proposed" (guided search chose the config to measure next).
+        latency_low_ms: the lowest of the ensemble members' latency predictions.
+        latency_high_ms: the highest of them.
+        fidelity_error: predicted 1 - cosine similarity of the outputs vs fp32.
+        failure_probability: predicted probability that the config fails to compile or run.
+        expected_hypervolume_improvement: what guided search expected the config to add to
+            the measured front when it chose it (times the chance that it works).
+        optimistic_gain: the optimistic improvement of the predicted front's hypervolume
+            (best member's latency and error together), a fraction of that hypervolume.
+        on_front: on the predicted front of its backend and target (``predict_space``).
+        trained_on: stored trials the cost model learned from.
+        models: distinct models among them.
+        expected_budget: the candidates guided search is expected to measure (the batch's).
+    """
 
     run_id: str | None
     model_hash: str
@@ -179,8 +217,25 @@ class Prediction:
     latency_ms: float | None
     memory_bytes: float | None
     accuracy_drop: float | None
-    details: dict
+    stage: str = ""
+    latency_low_ms: float | None = None
+    latency_high_ms: float | None = None
+    fidelity_error: float | None = None
+    failure_probability: float | None = None
+    expected_hypervolume_improvement: float | None = None
+    optimistic_gain: float | None = None
+    on_front: bool = False
+    trained_on: int | None = None
+    models: int | None = None
+    expected_budget: int | None = None
+    details: dict = field(default_factory=dict)
     created_at: str = ""
+
+
+# The fields of ``Prediction`` stored in columns of their own name (schema 6).
+_PREDICTION_TYPED = ("stage", "latency_low_ms", "latency_high_ms", "fidelity_error",
+                     "failure_probability", "expected_hypervolume_improvement",
+                     "optimistic_gain", "on_front", "trained_on", "models", "expected_budget")
 
 
 @dataclass
@@ -340,13 +395,13 @@ class Store:
                    settings=RunSpec.from_json(json.loads(row["settings_json"])),
                    host=json.loads(row["host_json"]),
                    versions=json.loads(row["versions_json"]), campaign=row["campaign"],
-                   search=json.loads(row["search_json"] or "{}"))
+                   search=_search_from_json(json.loads(row["search_json"] or "{}")))
 
-    def set_run_search(self, run_id: str, search: dict) -> None:
-        """Record what the run's search concluded (shown by its report)."""
+    def set_run_search(self, run_id: str, search: SearchSummary) -> None:
+        """Record what the run's search covered and why it stopped (its report shows it)."""
         with self.engine.begin() as connection:
             connection.execute(runs_table.update().where(runs_table.c.id == run_id)
-                               .values(search_json=json.dumps(search, default=json_default)))
+                               .values(search_json=json.dumps(search.to_json())))
 
     def runs(self, campaign: str | None = None) -> list[Run]:
         """Every run, oldest first; only those of ``campaign`` when it is given."""
@@ -410,6 +465,7 @@ class Store:
                  "backend": p.backend, "target": p.target, "model_version": p.model_version,
                  "latency_ms": p.latency_ms, "memory_bytes": p.memory_bytes,
                  "accuracy_drop": p.accuracy_drop,
+                 **{name: getattr(p, name) for name in _PREDICTION_TYPED},
                  "details_json": json.dumps(p.details, default=json_default)}
                 for p in predictions]
         if rows:
@@ -497,7 +553,15 @@ def _prediction_from_row(row) -> Prediction:
                       backend=row["backend"], target=row["target"],
                       model_version=row["model_version"], latency_ms=row["latency_ms"],
                       memory_bytes=row["memory_bytes"], accuracy_drop=row["accuracy_drop"],
+                      **{name: row[name] for name in _PREDICTION_TYPED},
                       details=json.loads(row["details_json"]), created_at=row["created_at"])
+
+
+def _search_from_json(data: dict) -> SearchSummary:
+    """A run's stored search summary; {} (the column's default): nothing known yet."""
+    from autotune.search import SearchSummary
+
+    return SearchSummary.from_json(data)
 
 
 def _roofline_from_row(row) -> RooflinePeaks:
@@ -583,9 +647,57 @@ def _add_profiles_and_search(connection) -> None:
                                    "DEFAULT '{}'"))
 
 
+def _type_predictions(connection) -> None:
+    """Schema 5 -> 6: what a report reads of a prediction moves from its details into
+    columns (``legacy_prediction_fields``)."""
+    present = {c["name"] for c in sa.inspect(connection).get_columns("predictions")}
+    for name in _PREDICTION_TYPED:
+        if name not in present:
+            _add_column(connection, predictions_table.c[name])
+    rows = connection.execute(sa.select(predictions_table.c.id,
+                                        predictions_table.c.details_json)).all()
+    for row in rows:
+        typed, details = legacy_prediction_fields(json.loads(row.details_json))
+        connection.execute(predictions_table.update().where(predictions_table.c.id == row.id)
+                           .values(**typed, details_json=json.dumps(details)))
+
+
+def _add_column(connection, column: sa.Column) -> None:
+    """ALTER TABLE ... ADD COLUMN of a column as ``metadata`` declares it, in the
+    connection's dialect (SQLite and PostgreSQL spell types and defaults apart)."""
+    dialect = connection.dialect
+    sql = f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {column.type.compile(dialect)}"
+    if column.server_default is not None:
+        default = column.server_default.arg
+        sql += " DEFAULT " + (f"'{default}'" if isinstance(default, str)
+                              else str(default.compile(dialect=dialect)))
+    if not column.nullable:
+        sql += " NOT NULL"
+    connection.execute(sa.text(sql))
+
+
+# Schema 5 details keys of a prediction that moved to a field of another name.
+_RENAMED_PREDICTION_KEYS = {"on_predicted_front": "on_front"}
+
+
+def legacy_prediction_fields(details: dict) -> tuple[dict, dict]:
+    """(typed fields, display details) of a schema 5 prediction's details."""
+    from autotune.predict import PROPOSED
+
+    details = {_RENAMED_PREDICTION_KEYS.get(key, key): value
+               for key, value in details.items()}
+    typed = {name: details.pop(name) for name in _PREDICTION_TYPED if name in details}
+    # A guided search's pick said its strategy; the table says it is a prediction.
+    if details.pop("strategy", None) == "guided":
+        typed.setdefault("stage", PROPOSED)
+    for said_elsewhere in ("predicted", "candidates"):  # the table; the batch's row count
+        details.pop(said_elsewhere, None)
+    return typed, details
+
+
 # Upgrade steps: _UPGRADES[n] takes a store from schema version n to n + 1.
 _UPGRADES = {1: _add_prediction_and_roofline_tables, 2: _type_settings_and_facts,
-             3: _add_campaign, 4: _add_profiles_and_search}
+             3: _add_campaign, 4: _add_profiles_and_search, 5: _type_predictions}
 
 
 def _connect_args(url: str) -> dict:

@@ -186,7 +186,8 @@ def test_predictions_are_stored_apart_from_trials(world, tmp_path):
     predictions = store.predictions("run")
     assert len(predictions) == 2  # one per guided pick, none for the seeds
     assert [p.config for p in predictions] == [t.config for t in history[2:]]
-    assert all(p.details["predicted"] and p.model_version for p in predictions)
+    assert all(p.stage == "proposed" and p.model_version and p.trained_on >= 2
+               and p.expected_hypervolume_improvement is not None for p in predictions)
     assert store.trials("run") == []  # nothing predicted is ever a trial
     from autotune.costmodel import XGBoostCostModel
 

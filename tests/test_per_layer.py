@@ -173,7 +173,7 @@ def test_a_short_run_of_a_per_layer_space(workspace, residual_model, capsys):
     assert trials[1].ok and trials[1].config.overrides  # a layer group kept in fp32
     assert trials[1].config in per_layer_configs(
         PerLayerPolicy((BASE,), max_groups=3, rank="macs"), analyze(residual_model), None)[0]
-    assert run.search["space_size"] == 1 + 2 ** 3 and run.search["space_measured"] == 2
+    assert run.search.space_size == 1 + 2 ** 3 and run.search.measured == 2
     summary = next((workspace / "reports").glob("*/summary.md")).read_text()
     assert "(9 candidates, 2 measured)" in summary
 

@@ -129,10 +129,9 @@ def test_guided_run_keeps_its_prior_and_its_report_checks_it(two_models, tmp_pat
                             model_factory=_small_model)
     assert len(strategy.propose(candidates, [], 10)) == 2  # the seeds, as before
     prior = store.predictions(run.id)
-    assert len(prior) == len(CONFIGS) and {p.details["stage"] for p in prior} == {"prior"}
-    assert all(p.details["latency_low_ms"] <= p.latency_ms <= p.details["latency_high_ms"]
-               for p in prior)
-    assert 2 <= prior[0].details["expected_budget"] <= len(CONFIGS)
+    assert len(prior) == len(CONFIGS) and {p.stage for p in prior} == {"prior"}
+    assert all(p.latency_low_ms <= p.latency_ms <= p.latency_high_ms for p in prior)
+    assert 2 <= prior[0].expected_budget <= len(CONFIGS)
     strategy.propose(candidates, [], 10)
     assert len(store.predictions(run.id)) == len(CONFIGS)  # the prior is made once
     from autotune.graph import analyze
@@ -145,6 +144,8 @@ def test_guided_run_keeps_its_prior_and_its_report_checks_it(two_models, tmp_pat
     assert check.stage == "prior" and check.measured == len(CONFIGS)
     assert check.latency_mape < 0.25 and check.trained_on == 2 * len(CONFIGS)
     assert check.front and check.front_measured == len(check.front)
+    # The report's front is the one the prediction found, not one of its own.
+    assert {p.config for p in check.front} == {p.config for p in prior if p.on_front}
     assert 0 < check.front_hits <= check.front_measured
     summary = render_markdown(facts)
     assert summary.index("## Predicted before measuring") < summary.index("## Target")
@@ -173,7 +174,7 @@ def test_until_converged_stops_early_and_says_why(world, tmp_path):  # noqa: F81
     stream = io.StringIO()
     _note_stop(store, "run", strategy, TrialProgress(1, True, stream=stream))
     assert stream.getvalue().strip() == text
-    assert store.get_run("run").search["text"] == text
+    assert store.get_run("run").search.converged == strategy.converged
     unbounded = GuidedSearch(0, StrategyContext(context.model_path, peaks=context.peaks),
                              seeds=3, model_factory=_small_model)
     assert len(_drive(unbounded, candidates, budget=len(history) + 1)) == len(history) + 1
@@ -201,7 +202,7 @@ def test_predict_only_on_a_measured_store(tiny_run, tiny_model, tmp_path):
         assert 0 < low <= point["latency_ms"] <= high
     store = Store(url)
     stored = store.model_predictions(found["model_hash"])
-    assert len(stored) == 2 and {p.details["stage"] for p in stored} == {"predict-only"}
+    assert len(stored) == 2 and {p.stage for p in stored} == {"predict-only"}
     assert len(store.runs()) == 1  # nothing measured, no run made
 
 

@@ -104,13 +104,14 @@ def run_one(args, store: Store, spec: RunSpec, thresholds, say, resumed: Run | N
     report = write_report(store, run_id, args.report_dir)
     failed = [trial for trial in outcome.trials if not trial.ok]
     search = store.get_run(run_id).search
-    if search.get("text"):
-        print(search["text"], file=say)
+    if search.converged is not None:
+        print(search.converged.text(), file=say)
     print(f"{outcome.succeeded} successful trials, {len(failed)} failed or skipped; "
           f"report: {report / 'summary.md'}", file=say)
     summary = {"run_id": run_id, "status": store.get_run(run_id).status,
                "report": {"dir": str(report), "summary": str(report / "summary.md")},
-               "trials": _counts(outcome.trials), "gate": None, "search": search}
+               "trials": _counts(outcome.trials), "gate": None,
+               "search": search.to_json()}
     suite = None
     if outcome.interrupted:
         where = (f"during trial {outcome.in_flight} (not stored; it runs again on resume)"

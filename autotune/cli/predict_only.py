@@ -25,7 +25,7 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     from autotune.driver import space_candidates
     from autotune.graph import analyze
     from autotune.hostlock import SHARED, host_lock
-    from autotune.predict import PREDICT_ONLY, candidate_workloads, predict_space
+    from autotune.predict import PREDICT_ONLY, candidate_workloads, predict_space, predicted_front
     from autotune.quantize import file_hash
     from autotune.search import SEEDS, diverse_seeds
     from autotune.sensitivity import expand_mixed
@@ -63,20 +63,21 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
                           trained_on=len(rows.trials), models=rows.models)
     model_hash = file_hash(model.path)
     remember_profile(store, model_hash, model.name, model.path)
-    store.add_predictions(found.predictions(None, model_hash, PREDICT_ONLY))
+    predictions = found.predictions(None, model_hash, PREDICT_ONLY)
+    store.add_predictions(predictions)
+    front = predicted_front(predictions)
     document = {
         "model": model.name, "model_hash": model_hash, "model_version": found.model_version,
         "trained_on": found.trained_on, "models": found.models, "fit_s": round(fit_s, 3),
         "skipped": rows.skipped, "candidates": len(candidates),
         "unavailable": len(unavailable), "expected_budget": found.expected_budget,
         "threshold": threshold,
-        "front": [{"config": r.candidate.config.text, "config_id": r.candidate.config.id,
-                   "backend": r.candidate.backend, "target": r.candidate.target.name,
-                   "latency_ms": r.latency_ms,
-                   "latency_interval_ms": [r.latency_low_ms, r.latency_high_ms],
-                   "fidelity_error": r.fidelity_error, "accuracy_drop": r.accuracy_drop,
-                   "memory_bytes": r.memory_bytes,
-                   "failure_probability": r.failure_probability} for r in found.front]}
+        "front": [{"config": p.config.text, "config_id": p.config.id, "backend": p.backend,
+                   "target": p.target, "latency_ms": p.latency_ms,
+                   "latency_interval_ms": [p.latency_low_ms, p.latency_high_ms],
+                   "fidelity_error": p.fidelity_error, "accuracy_drop": p.accuracy_drop,
+                   "memory_bytes": p.memory_bytes,
+                   "failure_probability": p.failure_probability} for p in front]}
     if args.json:
         print_json(document)
         return 0
@@ -85,11 +86,11 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
           f"{'' if found.models == 1 else 's'} in {fit_s:.1f} s", file=say)
     print_table(["target", "backend", "config", "latency ms", "interval ms", "fidelity error",
                  "accuracy drop", "memory MiB", "p(fail)"],
-                [[r.candidate.target.name, r.candidate.backend, r.candidate.config.label,
-                  f"{r.latency_ms:.3f}", f"{r.latency_low_ms:.3f}-{r.latency_high_ms:.3f}",
-                  f"{r.fidelity_error:.2e}", f"{r.accuracy_drop:.4f}",
-                  f"{r.memory_bytes / 2**20:.1f}", f"{r.failure_probability:.2f}"]
-                 for r in found.front])
+                [[p.target, p.backend, p.config.label,
+                  f"{p.latency_ms:.3f}", f"{p.latency_low_ms:.3f}-{p.latency_high_ms:.3f}",
+                  f"{p.fidelity_error:.2e}", f"{p.accuracy_drop:.4f}",
+                  f"{p.memory_bytes / 2**20:.1f}", f"{p.failure_probability:.2f}"]
+                 for p in front])
     print(f"expected budget of guided search: {found.expected_budget} of {len(candidates)} "
           f"candidates (its seeds and fp32 baselines, and every candidate whose optimistic "
           f"hypervolume improvement is above {threshold:.2%} of the predicted front's)",
@@ -97,6 +98,6 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     if unavailable:
         print(f"{len(unavailable)} candidates left out: their backend cannot reach the "
               f"target here", file=say)
-    print(f"{len(found.rows)} predictions stored in {store.shown_url} (stage predict-only)",
+    print(f"{len(predictions)} predictions stored in {store.shown_url} (stage predict-only)",
           file=sys.stderr)
     return 0

@@ -90,9 +90,9 @@ def frontier_svg(facts: RunFacts, target: TargetFacts) -> str:
                           for t in line)
         parts.append(f'<polyline class="frontier" points="{coords}" fill="none" '
                      'stroke="#c53030" stroke-width="2" stroke-linejoin="round"/>')
-    if ahead:
+    for backend in dict.fromkeys(p.backend for p in ahead):  # the front is per backend
         coords = " ".join(f"{x(max(p.accuracy_drop, 0.0) * 100):.1f},{y(p.latency_ms):.1f}"
-                          for p in sorted(ahead, key=lambda p: p.accuracy_drop))
+                          for p in ahead if p.backend == backend)
         parts.append(f'<polyline class="predicted-front" points="{coords}" fill="none" '
                      f'stroke="{PREDICTED_FRONT_COLOR}" stroke-width="2" '
                      'stroke-dasharray="6 4" stroke-linejoin="round"/>')

@@ -108,7 +108,7 @@ class PredictionCheck:
     models: int  # distinct models among them
     candidates: int
     expected_budget: int | None
-    front: tuple[PredictedPoint, ...]  # per target, the predicted (latency, drop) front
+    front: tuple[PredictedPoint, ...]  # ``predict.predicted_front``: per target and backend
     measured: int  # predicted configs the run measured successfully
     latency_mape: float | None  # mean |predicted - measured| / measured latency over those
     within_interval: int  # measured latencies inside the predicted interval
@@ -192,11 +192,11 @@ def prior_predictions(store: Store, run: Run,
     run's), else the latest ``--predict-only`` made before the run started."""
     from autotune.predict import PREDICT_ONLY, PRIOR
 
-    own = [p for p in predictions if p.details.get("stage") == PRIOR]
+    own = [p for p in predictions if p.stage == PRIOR]
     if own:
         return own
     earlier = [p for p in store.model_predictions(run.model_hash)
-               if p.details.get("stage") == PREDICT_ONLY and p.created_at <= run.created_at]
+               if p.stage == PREDICT_ONLY and p.created_at <= run.created_at]
     if not earlier:
         return []
     latest = earlier[-1].created_at
@@ -234,27 +234,19 @@ def gather(run: Run, trials: Sequence[Trial], regressions: Regressions | None = 
 
 def check_predictions(prior: Sequence[Prediction],
                       trials: Sequence[Trial]) -> PredictionCheck | None:
-    """The predicted front of ``prior`` (per target, over predicted latency and accuracy
-    drop, among configs predicted more likely to work than to fail) and how far the
-    predictions were from ``trials``' measurements."""
+    """The predicted front of ``prior`` (``autotune.predict.predicted_front``) and how far
+    the predictions were from ``trials``' measurements."""
     if not prior:
         return None
-    from autotune.pareto import pareto_front
+    from autotune.predict import predicted_front
 
-    points = [_point(p) for p in prior if p.latency_ms is not None
-              and p.accuracy_drop is not None
-              and p.details.get("failure_probability", 0.0) < 0.5]
-    front: list[PredictedPoint] = []
-    for target in dict.fromkeys(p.target for p in points):
-        group = [p for p in points if p.target == target]
-        chosen = pareto_front([(p.latency_ms, max(p.accuracy_drop, 0.0)) for p in group])
-        front += sorted((group[i] for i in chosen), key=lambda p: p.latency_ms)
+    front = [_point(p) for p in predicted_front(prior)]
     measured = {t.key: t for t in trials if t.ok and t.latency_ms}
     pairs = [(p, measured[(p.config.id, p.backend, p.target)]) for p in prior
              if p.latency_ms and (p.config.id, p.backend, p.target) in measured]
     errors = [abs(p.latency_ms - t.latency_ms) / t.latency_ms for p, t in pairs]
-    inside = sum(p.details.get("latency_low_ms", p.latency_ms) <= t.latency_ms
-                 <= p.details.get("latency_high_ms", p.latency_ms) for p, t in pairs)
+    inside = sum(p.latency_low_ms is not None
+                 and p.latency_low_ms <= t.latency_ms <= p.latency_high_ms for p, t in pairs)
     on_measured = {t.key for target in {t.target for t in trials}
                    for t in latency_accuracy_front([t for t in trials if t.target == target])}
     front_measured = [p for p in front if (p.config.id, p.backend, p.target) in measured]
@@ -265,9 +257,9 @@ def check_predictions(prior: Sequence[Prediction],
                         else (None, None))
     first = prior[0]
     return PredictionCheck(
-        stage=first.details.get("stage", ""), model_version=first.model_version,
-        trained_on=first.details.get("trained_on", 0), models=first.details.get("models", 0),
-        candidates=len(prior), expected_budget=first.details.get("expected_budget"),
+        stage=first.stage, model_version=first.model_version,
+        trained_on=first.trained_on or 0, models=first.models or 0,
+        candidates=len(prior), expected_budget=first.expected_budget,
         front=tuple(front), measured=len(pairs),
         latency_mape=sum(errors) / len(errors) if errors else None,
         within_interval=inside, front_measured=len(front_measured),
@@ -277,8 +269,8 @@ def check_predictions(prior: Sequence[Prediction],
 
 def _point(p: Prediction) -> PredictedPoint:
     return PredictedPoint(p.config, p.backend, p.target, p.latency_ms, p.accuracy_drop,
-                          p.memory_bytes, p.model_version, p.details.get("latency_low_ms"),
-                          p.details.get("latency_high_ms"))
+                          p.memory_bytes, p.model_version, p.latency_low_ms,
+                          p.latency_high_ms)
 
 
 def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[Prediction],

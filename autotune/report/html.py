@@ -45,7 +45,6 @@ from autotune.report.text import (
     prediction_cells,
     prediction_intro,
     prediction_outcome,
-    space_extent,
 )
 from autotune.store import now
 
@@ -143,7 +142,7 @@ def _summary(facts: RunFacts) -> str:
                      "against fp32 (accuracy drop = 1 - mean cosine similarity of the "
                      "outputs). Give <code>--data</code> for a task metric.</p>")
     space = (f"{len(settings.configs)} config(s) given with --config" if settings.configs
-             else f"space <code>{e(run.space)}</code>") + e(space_extent(run.search))
+             else f"space <code>{e(run.space)}</code>") + e(run.search.extent())
     budget = (f"{settings.budget} measured trials" if settings.budget is not None
               else "the whole space")
     chips = [f'<span class="chip">{len(facts.trials)} in all</span>']
@@ -159,7 +158,7 @@ def _summary(facts: RunFacts) -> str:
          or "-"),
         ("backends", e(", ".join(facts.backends))),
         ("search", f"{space}, strategy {e(settings.strategy)}, budget {budget}"
-                   + (f"; {e(run.search['text'])}" if run.search.get("text") else "")),
+                   + (f"; {e(run.search.converged.text())}" if run.search.converged else "")),
         ("measurement", e(f"at least {settings.min_repeats} timed runs and "
                           f"{settings.min_time_s} s per trial, {settings.passes} pass(es); "
                           f"trial time limit {settings.timeout_s:g} s; tuning trials "
@@ -231,8 +230,9 @@ def _frontier_block(facts: RunFacts, target: TargetFacts) -> str:
                f"config, the shaded band exceeds the {limit} default limit. Filled markers are "
                "measured; hollow dashed markers are cost-model predictions for configs this "
                "run did not measure."
-               + (" The dashed purple line is the front the cost model predicted before the "
-                  "run measured anything." if target.predicted_front else ""))
+               + (" The dashed purple line (one per backend) is the front the cost model "
+                  "predicted before the run measured anything." if target.predicted_front
+                  else ""))
     return (f"{head}<figure>{frontier_svg(facts, target)}{frontier_legend(facts, target)}"
             f"<figcaption>{caption}</figcaption></figure>")
 

@@ -31,7 +31,6 @@ from autotune.report.text import (
     prediction_cells,
     prediction_intro,
     prediction_outcome,
-    space_extent,
 )
 from autotune.throughput import contention_text
 
@@ -45,7 +44,7 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
                   "cosine similarity of the outputs). Give `--data` for a task metric.", ""]
     lines += [
         f"- model: `{run.model}` ({run.model_path}, sha256 {run.model_hash})",
-        f"- search space: `{run.space}`{space_extent(run.search)}; metric: {run.metric}"
+        f"- search space: `{run.space}`{run.search.extent()}; metric: {run.metric}"
         + (f"; fp32 reference accuracy {run.reference_accuracy:.2%}"
            if run.reference_accuracy is not None else ""),
         f"- host: {run.host.get('cpu_model')} ({run.host.get('cores')} cores), "
@@ -59,8 +58,8 @@ def render_markdown(facts: RunFacts, plot_name: str | None = None) -> str:
            f"tune)" if run.settings.tuning_trials else ""),
         f"- {facts.latency_meaning}",
     ]
-    if run.search.get("text"):
-        lines.append(f"- search: {run.search['text']}")
+    if run.search.converged is not None:
+        lines.append(f"- search: {run.search.converged.text()}")
     lines.append("")
     lines += _prediction(facts.prediction)
     if plot_name:

@@ -169,9 +169,10 @@ def prediction_intro(check) -> str:
     return (f"Predicted by {source}: the cost model ({check.model_version}) learned from "
             f"{check.trained_on} stored trials of {check.models} model"
             f"{'' if check.models == 1 else 's'} and predicted {check.candidates} "
-            f"candidates{budget}. The front below is per target, over predicted latency "
-            f"(with the ensemble's range) and accuracy drop; these are predictions, not "
-            f"measurements.")
+            f"candidates{budget}. The front below is per target and backend, over predicted "
+            f"latency (with the ensemble's range) and output error vs fp32 (guided search's "
+            f"objective), among configs predicted more likely to work than to fail; these are "
+            f"predictions, not measurements.")
 
 
 def prediction_outcome(check) -> str:
@@ -200,12 +201,3 @@ PREDICTION_HEADERS = ("config", "backend", "predicted latency (ms)", "range (ms)
                       "on the measured front")
 
 
-def space_extent(search: dict) -> str:
-    """" (8,192 candidates, 12 measured)": how big the searched space was and how much of it
-    the run measured, as its record says (empty for runs from before it said so)."""
-    size = search.get("space_size")
-    if size is None:
-        return ""
-    measured = search.get("space_measured")
-    return f" ({size:,} candidates" + (f", {measured:,} measured)" if measured is not None
-                                        else ")")

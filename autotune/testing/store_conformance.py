@@ -9,8 +9,10 @@ PostgreSQL server).
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
+import sqlalchemy as sa
 
 from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
@@ -28,6 +30,7 @@ from autotune.outcome import (
     ThroughputPoint,
     TuningFacts,
 )
+from autotune.search import Convergence, SearchSummary
 from autotune.settings import RunSpec
 from autotune.store import Prediction, RooflinePeaks, Run, Store
 from autotune.trial import Trial
@@ -131,6 +134,15 @@ class StoreConformance:
                                     versions={})
         store.create_run(other)
         assert store.get_run("r2") == other
+
+    def test_a_runs_search_summary_round_trips(self, store):
+        store.create_run(sample_run("r1"))
+        assert store.get_run("r1").search == SearchSummary()  # nothing searched yet
+        converged = Convergence(measured=5, candidates=40, best_gain=0.0125, threshold=0.02)
+        summary = SearchSummary(space_size=4096, measured=5, converged=converged)
+        store.set_run_search("r1", summary)
+        assert store.get_run("r1").search == summary
+        assert store.get_run("r1").search.extent() == " (4,096 candidates, 5 measured)"
 
     def test_a_run_id_is_unique(self, store):
         store.create_run(sample_run("r1"))
@@ -308,8 +320,11 @@ class StoreConformance:
         predicted = [
             Prediction(run_id="r1", model_hash="abc123", config=INT8, backend="openvino",
                        target="host-cpu", model_version="xgb-1", latency_ms=1.25,
-                       memory_bytes=1048576.0, accuracy_drop=0.0125,
-                       details={"predicted": True, "trained_on": 4},
+                       memory_bytes=1048576.0, accuracy_drop=0.0125, stage="prior",
+                       latency_low_ms=1.0, latency_high_ms=1.5, fidelity_error=0.002,
+                       failure_probability=0.125, expected_hypervolume_improvement=0.25,
+                       optimistic_gain=0.5, on_front=True, trained_on=4, models=2,
+                       expected_budget=3, details={"shown": "as is"},
                        created_at="2026-01-01T00:00:00+00:00"),
             Prediction(run_id="r1", model_hash="abc123", config=MIXED, backend="tvm",
                        target="host-cpu", model_version="xgb-2", latency_ms=None,
@@ -322,6 +337,49 @@ class StoreConformance:
         (other,) = store.predictions("r2")
         assert other.created_at  # stamped when stored
         assert store.trials("r1") == [] and store.predictions("nowhere") == []
+
+    def test_a_schema_5_store_moves_prediction_facts_from_details_into_fields(
+            self, store_url):
+        store = Store(store_url)
+        store.create_run(sample_run("r1"))
+        # What schema 5 wrote: no columns for these, the facts in the details JSON.
+        schema_5_details = [
+            {"predicted": True, "stage": "prior", "latency_low_ms": 1.0, "latency_high_ms": 1.5,
+             "fidelity_error": 0.002, "failure_probability": 0.125, "optimistic_gain": 0.5,
+             "on_predicted_front": True, "trained_on": 12, "models": 2, "expected_budget": 3,
+             "candidates": 4, "extra": "kept"},
+            {"predicted": True, "strategy": "guided", "fidelity_error": 0.003,
+             "failure_probability": 0.25, "expected_hypervolume_improvement": 0.0625,
+             "trained_on": 5}]
+        with store.engine.begin() as connection:
+            for column in ("stage", "latency_low_ms", "latency_high_ms", "fidelity_error",
+                           "failure_probability", "expected_hypervolume_improvement",
+                           "optimistic_gain", "on_front", "trained_on", "models",
+                           "expected_budget"):
+                connection.execute(sa.text(f"ALTER TABLE predictions DROP COLUMN {column}"))
+            connection.execute(sa.text(
+                "INSERT INTO predictions (created_at, run_id, model_hash, config_id, "
+                "config_json, backend, target, model_version, latency_ms, memory_bytes, "
+                "accuracy_drop, details_json) VALUES ('2026-01-01T00:00:00+00:00', 'r1', "
+                "'abc123', :id, :config, 'openvino', 'host-cpu', 'xgb-1', 1.25, 1048576.0, "
+                "0.0125, :details)"),
+                [{"id": INT8.id, "config": json.dumps(INT8.to_dict()),
+                  "details": json.dumps(details)} for details in schema_5_details])
+            connection.execute(sa.text("UPDATE meta SET value = '5' "
+                                       "WHERE key = 'schema_version'"))
+        prior, proposed = Store(store_url).predictions("r1")
+        common = dict(run_id="r1", model_hash="abc123", config=INT8, backend="openvino",
+                      target="host-cpu", model_version="xgb-1", latency_ms=1.25,
+                      memory_bytes=1048576.0, accuracy_drop=0.0125,
+                      created_at="2026-01-01T00:00:00+00:00")
+        assert prior == Prediction(**common, stage="prior", latency_low_ms=1.0,
+                                   latency_high_ms=1.5, fidelity_error=0.002,
+                                   failure_probability=0.125, optimistic_gain=0.5,
+                                   on_front=True, trained_on=12, models=2, expected_budget=3,
+                                   details={"extra": "kept"})
+        assert proposed == Prediction(**common, stage="proposed", fidelity_error=0.003,
+                                      failure_probability=0.25,
+                                      expected_hypervolume_improvement=0.0625, trained_on=5)
 
     # Roofline peaks
 
