@@ -42,11 +42,14 @@ class QuantConfig:
     may migrate activation outliers into the weights first (``smoothquant_alpha``, SmoothQuant's
     migration strength in (0, 1]) and correct the bias shift quantization leaves in each
     layer's output (``bias_correction``); weight-only configs pick how integer weights are
-    found (``weight_algorithm``: rtn, awq, scale_estimation, gptq). The defaults (None, False,
-    rtn) are what every config was before the dimension existed: they add nothing to the
-    text, so stored configs keep their ids. Activations ``int8_dynamic`` (W4A8, W8A8
-    dynamic) are quantized at run time by the kernel: like weight-only configs they take
-    no activation scheme or calibration (text ``a:int8_dynamic``).
+    found (``weight_algorithm``: rtn, awq, scale_estimation, gptq), and int4 ones may keep
+    some layers in int8 (``int4_ratio``: NNCF's ``ratio``, the share of weights it puts in
+    int4, in (0, 1), the rest int8 by its sensitivity criterion; None: all int4). The
+    defaults (None, False, rtn, None) are what every config was before the dimension
+    existed: they add nothing to the text, so stored configs keep their ids. Activations
+    ``int8_dynamic`` (W4A8, W8A8 dynamic) are quantized at run time by the kernel: like
+    weight-only configs they take no activation scheme or calibration (text
+    ``a:int8_dynamic``).
     """
 
     weight_dtype: str = "fp32"
@@ -60,6 +63,7 @@ class QuantConfig:
     smoothquant_alpha: float | None = None
     bias_correction: bool = False
     weight_algorithm: str = "rtn"
+    int4_ratio: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("weight_dtype", self.weight_dtype, WEIGHT_DTYPES)
@@ -127,10 +131,16 @@ class QuantConfig:
         if self.weight_algorithm != "rtn" and not weight_only:
             raise ConfigError(f"weight_algorithm {self.weight_algorithm} is for weight-only "
                               f"configs (integer weights, float activations)")
+        if self.int4_ratio is not None:
+            if not weight_only or self.weight_dtype != "int4":
+                raise ConfigError("int4_ratio is for int4 weight-only configs (the share of "
+                                  "weights NNCF compresses to int4 rather than int8)")
+            object.__setattr__(self, "int4_ratio", _ratio(self.int4_ratio))
 
     @property
     def algorithm_text(self) -> str:
-        """The non-default algorithms, e.g. ``sq0.75+bc`` or ``awq``; empty for plain RTN."""
+        """The non-default algorithms, e.g. ``sq0.75+bc``, ``awq`` or ``gptq+r0.8``; empty
+        for plain RTN."""
         parts = []
         if self.smoothquant_alpha is not None:
             parts.append(f"sq{self.smoothquant_alpha:g}")
@@ -138,6 +148,8 @@ class QuantConfig:
             parts.append("bc")
         if self.weight_algorithm != "rtn":
             parts.append(self.weight_algorithm)
+        if self.int4_ratio is not None:
+            parts.append(f"r{self.int4_ratio:g}")
         return "+".join(parts)
 
     @property
@@ -205,7 +217,7 @@ class QuantConfig:
         }
         # The algorithm fields only where they are not the default, so the stored form of
         # every config made before they existed stays byte for byte what it was.
-        for name in ("smoothquant_alpha", "bias_correction", "weight_algorithm"):
+        for name in ("smoothquant_alpha", "bias_correction", "weight_algorithm", "int4_ratio"):
             if getattr(self, name) != self.__dataclass_fields__[name].default:
                 data[name] = getattr(self, name)
         return data
@@ -255,23 +267,25 @@ class QuantConfig:
 
 
 def algorithm_fields(text: str) -> dict:
-    """The QuantConfig fields an algorithm text names, e.g. ``sq0.75+bc`` or ``awq``
-    (``rtn``: round to nearest, the default)."""
+    """The QuantConfig fields an algorithm text names, e.g. ``sq0.75+bc`` or ``awq+r0.8``
+    (``rtn``: round to nearest, the default; ``rR``: int4 ratio R)."""
     values: dict = {}
     for item in text.split("+"):
+        prefix = next((prefix for prefix in _NUMBERED if item.startswith(prefix)), None)
         if item == "bc":
             values["bias_correction"] = True
-        elif item.startswith("sq"):
-            try:
-                values["smoothquant_alpha"] = _alpha(float(item[2:]))
-            except ValueError:
-                raise ConfigError(f"smoothquant_alpha: {item!r} is not sq<alpha> with alpha "
-                                  f"in (0, 1], e.g. sq0.75") from None
         elif item in WEIGHT_ALGORITHMS:
             values["weight_algorithm"] = item
+        elif prefix is not None:
+            name, check, expected = _NUMBERED[prefix]
+            try:
+                values[name] = check(float(item[len(prefix):]))
+            except ValueError:
+                raise ConfigError(f"{name}: {item!r} is not {prefix}<number> with {expected}"
+                                  ) from None
         else:
             raise ConfigError(f"unknown algorithm {item!r} (known: rtn, sq<alpha>, bc, "
-                              f"{', '.join(WEIGHT_ALGORITHMS[1:])})")
+                              f"{', '.join(WEIGHT_ALGORITHMS[1:])}, r<int4 ratio>)")
     return values
 
 
@@ -280,6 +294,18 @@ def _alpha(alpha: object) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
         raise ConfigError(f"smoothquant_alpha must be a number in (0, 1]; got {alpha!r}")
     return float(alpha)
+
+
+def _ratio(ratio: object) -> float:
+    """NNCF's int4 ratio, a number in (0, 1): 1 is every weight in int4, the default (None)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+        raise ConfigError(f"int4_ratio must be a number in (0, 1); got {ratio!r}")
+    return float(ratio)
+
+
+# Algorithm tokens that carry a number: prefix -> (field, its check, what it expects).
+_NUMBERED = {"sq": ("smoothquant_alpha", _alpha, "alpha in (0, 1], e.g. sq0.75"),
+             "r": ("int4_ratio", _ratio, "ratio in (0, 1), e.g. r0.8")}
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -109,6 +109,8 @@ def _features(workload: Workload) -> dict[str, float]:
         "smoothquant_alpha": config.smoothquant_alpha or 0.0,
         "bias_correction": float(config.bias_correction),
         "weight_algorithm_data_aware": float(config.weight_algorithm != "rtn"),
+        # The share of weights NNCF puts in int4 (1 for plain int4; the rest stay int8).
+        "int4_ratio": (config.int4_ratio or 1.0) if config.weight_dtype == "int4" else 0.0,
         "cores": float(workload.target.threads),
     }
     for precision in _PRECISIONS:

@@ -264,6 +264,15 @@ def _element_bytes(dtype: str) -> float:
     return ELEMENT_BYTES[dtype]
 
 
+def _weight_element_bytes(weight: str, config: QuantConfig) -> float:
+    """Bytes per weight; with an int4 ratio, the mean of its int4 and int8 shares (NNCF
+    picks which layers stay int8, so no one layer is known to be either)."""
+    if weight == "int4" and config.int4_ratio is not None:
+        return (config.int4_ratio * ELEMENT_BYTES["int4"]
+                + (1 - config.int4_ratio) * ELEMENT_BYTES["int8"])
+    return ELEMENT_BYTES[weight]
+
+
 def layer_precisions(profile: GraphProfile, config: QuantConfig) -> dict[str, tuple[str, str]]:
     """Per layer name, (weight dtype, output activation dtype) under ``config``.
 
@@ -332,7 +341,7 @@ def config_cost(profile: GraphProfile, config: QuantConfig) -> ConfigCost:
             tensor_dtype[name] = activation
         bias_bytes = layer.bias_elements * (4.0 if not config.is_float
                                             else _element_bytes(config.weight_dtype))
-        weight_bytes = layer.weight_elements * _element_bytes(weight) + bias_bytes
+        weight_bytes = layer.weight_elements * _weight_element_bytes(weight, config) + bias_bytes
         costs.append(LayerCost(layer.name, _compute_precision(weight, activation), layer.ops,
                                weight_bytes, read + written))
     return ConfigCost(tuple(costs))

@@ -53,6 +53,9 @@ class WeightCompression:
     # Activations quantized to int8 at run time by the kernel (W4A8, W8A8 dynamic) rather
     # than kept float: a backend runs it where its kernels can, else answers unsupported.
     dynamic_activations: bool = False
+    # int4 only: the share of weights in int4, the rest int8 by NNCF's own sensitivity
+    # criterion (its ``ratio``); None puts every weight NNCF compresses in int4.
+    int4_ratio: float | None = None
 
     @property
     def data_aware(self) -> bool:
@@ -136,7 +139,8 @@ def weight_compression(config: QuantConfig) -> WeightCompression | None:
     return WeightCompression(dtype="int4" if config.weight_dtype == "int4" else "int8",
                              symmetric=config.weight_scheme == "symmetric",
                              group_size=config.group_size, algorithm=config.weight_algorithm,
-                             dynamic_activations=is_dynamic(config))
+                             dynamic_activations=is_dynamic(config),
+                             int4_ratio=config.int4_ratio)
 
 
 def uses_nncf_quantize(config: QuantConfig) -> bool:

@@ -48,14 +48,17 @@ def test_configs_without_an_algorithm_keep_their_text_id_and_stored_form(text, c
     if "a:fp" in text:  # weight-only: naming the default algorithm is the same config
         assert QuantConfig.from_text(f"{text} alg:rtn") == config
     stored = config.to_dict()
-    assert not {"smoothquant_alpha", "bias_correction", "weight_algorithm"} & set(stored)
+    assert not {"smoothquant_alpha", "bias_correction", "weight_algorithm",
+                "int4_ratio"} & set(stored)
     assert QuantConfig.from_dict(json.loads(json.dumps(stored))) == config
 
 
 def test_algorithm_fields_round_trip_through_text_and_dict():
     for text in (f"{PLAIN} alg:bc", f"{PLAIN} alg:sq0.75", f"{PLAIN} alg:sq0.5+bc",
                  "w:int4:sym:per_group:32 a:fp32 alg:awq",
-                 "w:int4:asym:per_channel a:fp32 alg:scale_estimation"):
+                 "w:int4:asym:per_channel a:fp32 alg:scale_estimation",
+                 "w:int4:sym:per_group:128 a:fp32 alg:gptq+r0.8",
+                 "w:int4:sym:per_group:32 a:int8_dynamic alg:r0.5"):
         config = QuantConfig.from_text(text)
         assert config.text == text and config.id != QuantConfig.from_text(
             text.split(" alg:")[0]).id
@@ -76,6 +79,41 @@ def test_invalid_algorithm_fields_name_the_field(fields, named):
     with pytest.raises(ConfigError, match=named):
         QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_tensor", None, "minmax",
                     **fields)
+
+
+def test_int4_ratio_is_for_int4_weight_only_configs_and_names_its_field():
+    config = QuantConfig.from_text("w:int4:asym:per_channel a:fp32 alg:r0.8")
+    assert (config.weight_algorithm, config.int4_ratio) == ("rtn", 0.8)
+    assert config.label.endswith("r0.8")
+    int4 = dict(weight_dtype="int4", activation_dtype="fp32", weight_scheme="symmetric",
+                granularity="per_group", group_size=32)
+    for ratio in (0, 1, 1.5, True, "0.8"):
+        with pytest.raises(ConfigError, match="int4_ratio"):
+            QuantConfig(**int4, int4_ratio=ratio)
+    with pytest.raises(ConfigError, match="int4_ratio"):
+        QuantConfig("bf16", "bf16", int4_ratio=0.8)
+    for text in ("w:int8:sym:per_channel a:fp32 alg:r0.8", f"{PLAIN} alg:r0.8",
+                 "w:int4:sym:per_group:32 a:fp32 alg:r1", "w:int4:sym:per_group:32 a:fp32 alg:rx"):
+        with pytest.raises(ConfigError, match="int4_ratio"):
+            QuantConfig.from_text(text)
+
+
+def test_the_cost_model_and_the_roofline_know_the_int4_ratio(one_layer_bert):
+    from autotune.costmodel import Workload, features
+    from autotune.graph import analyze, config_cost
+    from autotune.target import load_target
+
+    profile, target = analyze(one_layer_bert), load_target("host-cpu")
+    texts = ("w:int4:sym:per_group:32 a:fp32", "w:int4:sym:per_group:32 a:fp32 alg:r0.5",
+             "w:int8:sym:per_channel a:fp32")
+    configs = [QuantConfig.from_text(text) for text in texts]
+    ratios = [features(Workload(profile, config, "openvino", target, None))["int4_ratio"]
+              for config in configs]
+    assert ratios == [1.0, 0.5, 0.0]
+    # Half the weights int8: the weight bytes lie between all-int4's and all-int8's.
+    all_int4, half, all_int8 = (config_cost(profile, config).weight_bytes
+                                for config in configs)
+    assert all_int4 < half < all_int8
 
 
 def test_algorithms_need_the_right_kind_of_config():

@@ -113,6 +113,25 @@ def test_matmul_weights_stored_as_out_in_give_the_same_outputs(matmul_model):
     assert transpose_matmul_weights(rewritten) == 0  # already [out, in]
 
 
+@pytest.mark.readme_claim("alg:rR: NNCF's int4 ratio, the rest of the weights in int8")
+def test_an_int4_ratio_keeps_more_layers_in_int8(matmul_model, host, tmp_path):
+    plain = _compile(matmul_model, INT4_G32, host, tmp_path / "all")
+    half = _compile(matmul_model, QuantConfig.from_text(f"{INT4_G32.text} alg:r0.5"), host,
+                    tmp_path / "half")
+    counts = {name: artifact.details["weight_compression"]
+              for name, artifact in (("all", plain), ("half", half))}
+    assert counts["half"]["ratio"] == 0.5 and counts["all"]["ratio"] == 1.0
+    assert counts["half"]["weights_int4"] < counts["all"]["weights_int4"]
+    assert counts["half"]["weights_int8"] > counts["all"]["weights_int8"]
+
+    def int4_layers(artifact) -> int:
+        return sum(op["precision"] == "i4" for op in artifact.details["op_precisions"]
+                   if op["type"] == "FullyConnected")
+
+    assert 0 < int4_layers(half) < int4_layers(plain)
+    assert half.size_bytes > plain.size_bytes
+
+
 W4A8 = QuantConfig.from_text("w:int4:sym:per_group:32 a:int8_dynamic")
 
 
@@ -219,6 +238,8 @@ def test_transformer_and_int4_spaces():
             "w:int4:sym:per_group:32 a:fp32", "w:int4:asym:per_group:128 a:fp32"} <= transformer
     # Two variants keep Softmax in float, each plain and after SmoothQuant at 3 alphas.
     assert sum("op:Softmax=fp32" in text for text in transformer) == 2 * 4
+    assert "w:int4:sym:per_group:32 a:fp32 alg:r0.8" in transformer
     int4 = load_space("int4").configs
     assert all(c.weight_dtype == "int4" and c.activation_dtype == "fp32" for c in int4[1:])
     assert {c.group_size for c in int4[1:]} == {32, 128, None}
+    assert {c.int4_ratio for c in int4[1:]} == {None, 0.8}

@@ -132,8 +132,39 @@ def test_frontier_rows_mark_the_configs_that_meet_the_issues_bar(tmp_path):
 
     class Args:
         out, target, backend, suffix = str(tmp_path), "host-cpu", "openvino", "-test"
+        model = "minilm"
 
     path = minilm_frontier.save(Args, "run", "transformer", 0.9, rows, 3)
     written = json.loads(path.read_text())
     assert written["met_by"] == [SMOOTHED.text] and written["passes"] == 3
     assert path.name.startswith("minilm_frontier-") and path.name.endswith("-test.json")
+
+
+def _fidelity_trial(config: QuantConfig, median_ms: float, cosine: float) -> Trial:
+    trial = Trial("run", "bert-base", "hash", config, "openvino", "host-cpu", "ok")
+    trial.latency_median_ms, trial.latency_spread = median_ms, 0.02
+    trial.cosine = cosine
+    trial.accuracy_drop = 1.0 - cosine  # what the driver stores for a fidelity-only model
+    return trial
+
+
+def test_bert_frontier_rows_score_fidelity_and_write_their_own_file(tmp_path, capsys):
+    trials = [_fidelity_trial(FP32, 20.0, 1.0), _fidelity_trial(PLAIN, 8.0, 0.95),
+              _fidelity_trial(SMOOTHED, 10.0, 0.995), _fidelity_trial(KEPT, 15.0, 0.999)]
+    rows = minilm_frontier.table_rows(trials, fidelity=True)
+    # PLAIN is 2.5x but loses 5% of the cosine; SMOOTHED is 2.0x and loses 0.5%: it meets.
+    assert [row["meets"] for row in rows] == [False, False, True, False]
+    assert rows[2]["fidelity_error"] == pytest.approx(0.005) and "spearman" not in rows[2]
+    minilm_frontier.print_rows(rows, fidelity=True)
+    printed = capsys.readouterr().out
+    assert "1-cosine" in printed and "Spearman" not in printed and "5.00e-03" in printed
+
+    class Args:
+        out, target, backend, suffix = str(tmp_path), "host-cpu", "openvino", ""
+        model = "bert-base"
+
+    path = minilm_frontier.save(Args, "run", "transformer", None, rows, 1)
+    written = json.loads(path.read_text())
+    assert path.name.startswith("bert_frontier-") and written["model"] == "bert-base"
+    assert written["met_by"] == [SMOOTHED.text] and "fp32_spearman" not in written
+    assert written["bar"]["max_fidelity_error"] == minilm_frontier.MAX_FIDELITY_ERROR

@@ -393,7 +393,10 @@ def compress_weights(network, compression: WeightCompression,
     """Weight-only quantization of an OpenVINO model with NNCF.
 
     NNCF's defaults are kept: with int4, every MatMul weight is int4 except the embeddings
-    and the last layer, which stay int8 (its backup mode); ``details`` counts both. AWQ,
+    and the last layer, which stay int8 (its backup mode); ``details`` counts both. With
+    ``compression.int4_ratio`` NNCF keeps more weights in int8, the share (1 - ratio) its
+    sensitivity criterion ranks highest (activation statistics of the calibration split
+    with a data-aware algorithm, the weights' own quantization error without). AWQ,
     scale estimation and GPTQ (``compression.algorithm``) read ``calibration``, the
     calibration split only; round to nearest reads no data.
 
@@ -414,7 +417,8 @@ def compress_weights(network, compression: WeightCompression,
     mode = _NNCF_MODES[(compression.dtype, compression.symmetric)]
     options: dict = {"mode": getattr(nncf.CompressWeightsMode, mode)}
     if compression.dtype == "int4":
-        options.update(group_size=compression.group_size or -1, ratio=1.0)
+        options.update(group_size=compression.group_size or -1,
+                       ratio=compression.int4_ratio or 1.0)
     if compression.data_aware:
         if not calibration:
             raise UnsupportedConfig(f"NNCF's {compression.algorithm} needs calibration data "
@@ -442,7 +446,7 @@ def compress_weights(network, compression: WeightCompression,
     constants = Counter(op.get_output_element_type(0).get_type_name()
                         for op in compressed.get_ops() if op.get_type_name() == "Constant")
     return compressed, {"mode": mode.lower(), "group_size": options.get("group_size"),
-                        "algorithm": compression.algorithm,
+                        "algorithm": compression.algorithm, "ratio": options.get("ratio"),
                         "calibration_samples": options.get("subset_size", 0),
                         "weights_transposed": transposed,
                         "nncf": version("nncf"), "compress_s": time.perf_counter() - start,
