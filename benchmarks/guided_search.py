@@ -47,8 +47,9 @@ DEFAULT_STORE = "sqlite:///results/bench/guided.db"
 
 def finished_run(store: Store, model: str, space: str) -> Run | None:
     """The latest finished run of ``model`` over ``space`` on this backend, if any."""
-    runs = [run for run in store.runs() if run.model == model and run.space == space
-            and run.status == "finished" and BACKEND in (run.args.get("backend") or [])]
+    name = Path(space).stem if space.endswith(".toml") else space  # a TOML file's run: its stem
+    runs = [run for run in store.runs() if run.model == model and run.space == name
+            and run.status == "finished" and BACKEND in (run.settings.backends or (BACKEND,))]
     return runs[-1] if runs else None
 
 
@@ -77,6 +78,20 @@ def measured_table(store: Store, runs: Sequence[Run]) -> dict[str, Trial]:
             if trial.backend == BACKEND and trial.status != "unavailable":
                 table.setdefault(trial.config.id, trial)
     return table
+
+
+def measured_space(store_url: str, model: str, spaces: Sequence[str], target_name: str
+                   ) -> tuple[Store, list[Run], dict[str, Trial], list[Candidate]]:
+    """The store, the runs that measured ``spaces``, their table, and its configs as
+    candidates on ``target_name`` (fp32, the baseline, first)."""
+    Path("results/bench").mkdir(parents=True, exist_ok=True)
+    runs = ensure_measured(store_url, model, spaces)
+    store = Store(store_url)
+    table = measured_table(store, runs)
+    target = load_target(target_name)
+    candidates = [Candidate(trial.config, BACKEND, target) for trial in table.values()]
+    candidates.sort(key=lambda c: c.config.is_quantized)
+    return store, runs, table, candidates
 
 
 def objectives(trial: Trial, scale: str = "log") -> tuple[float, float] | None:
@@ -128,13 +143,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
 
-    Path("results/bench").mkdir(parents=True, exist_ok=True)
-    runs = ensure_measured(args.store, args.model, args.space or ["full", "mixed"])
-    store = Store(args.store)
-    table = measured_table(store, runs)
-    target = load_target(args.target)
-    candidates = [Candidate(trial.config, BACKEND, target) for trial in table.values()]
-    candidates.sort(key=lambda c: c.config.is_quantized)  # fp32 (the baseline) first
+    store, runs, table, candidates = measured_space(args.store, args.model,
+                                                   args.space or ["full", "mixed"], args.target)
+    target = candidates[0].target
     budget = math.floor(args.fraction * len(candidates))
     scorers = {scale: Scorer(table, scale) for scale in ("log", "linear")}
 
