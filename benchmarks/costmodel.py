@@ -18,14 +18,16 @@ peaks (measured ones where stored) and the config. Two validations:
 A run's model comes from the store's profile of it (``autotune.transfer``), else from its
 file; a run with neither is left out.
 
-Printed per validation: Spearman rank correlation and MAPE of the median latency, MAPE of
+Printed per validation: Spearman rank correlation and MAPE of the median latency, TenSet's
+peak@1 and peak@5 within each model (the fastest measured latency over the fastest among the
+1 or 5 configs predicted fastest: how good a pick the ranking makes), MAPE of
 the memory, and Spearman of the fidelity error (1 - cosine vs fp32). The last row is the
 noise floor no model can beat: the same configs measured in two runs (any two runs of the
 store, interrupted ones included), one run's median "predicting" the other's.
 
 Usage:
     python benchmarks/costmodel.py [--store URL ...] [--seeds 5] [--test-fraction 0.25]
-                                   [--shots 5]
+                                   [--shots 5] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from autotune.costmodel import (
     Validation,
     Workload,
     XGBoostCostModel,
+    peak_at,
     reference_ms,
     validate,
 )
@@ -104,8 +107,21 @@ def stat(values) -> str:
 def describe(results: list[Validation]) -> str:
     return (f"{results[0].train:>5} | {results[0].test:>4} | "
             f"{stat([r.spearman for r in results])} | {stat([r.mape for r in results])} | "
+            f"{stat([r.peak_at_1 for r in results])} | {stat([r.peak_at_5 for r in results])} | "
             f"{stat([r.memory_mape for r in results])} | "
             f"{stat([r.fidelity_spearman for r in results])}")
+
+
+def figures(results: list[Validation]) -> dict:
+    """The result file's record of one row: each figure's mean over the seeds."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return statistics.mean(values) if values else None
+
+    return {"train": results[0].train, "test": results[0].test, "seeds": len(results),
+            **{name: mean([getattr(r, name) for r in results])
+               for name in ("spearman", "mape", "peak_at_1", "peak_at_5", "memory_mape",
+                            "fidelity_spearman")}}
 
 
 def describe_within(results: list[Validation], model: str) -> str:
@@ -114,20 +130,21 @@ def describe_within(results: list[Validation], model: str) -> str:
     scores = [r.within_model[model] for r in results if model in r.within_model]
     tested = sum(count for count, _, _ in scores) / max(len(scores), 1)
     return (f"{'':>5} | {tested:>4.1f} | {stat([rho for _, rho, _ in scores])} | "
-            f"{stat([mape for _, _, mape in scores])} | - | -")
+            f"{stat([mape for _, _, mape in scores])} | - | - | - | -")
 
 
-def leave_one_model_out(pairs, model: str, shots: int, seeds: int) -> list[str]:
+def leave_one_model_out(pairs, model: str, shots: int, seeds: int) -> tuple[list[str], dict]:
     """Rows for one unseen model: the cost model before any of its configs is measured,
-    with ``shots`` of them measured, and the roofline bound alone."""
+    with ``shots`` of them measured, and the roofline bound alone; and their figures."""
     from scipy.stats import spearmanr
 
     train = [p for p in pairs if p[1].model != model]
     test = [p for p in pairs if p[1].model == model]
     if not any(t.ok for _, t in train) or not any(t.ok and t.latency_ms for _, t in test):
-        return []
-    rows = [f"| leave out model {model}: nothing of it measured | "
-            f"{describe([validate(XGBoostCostModel(), train, test)])} |"]
+        return [], {}
+    unseen = [validate(XGBoostCostModel(), train, test)]
+    rows = [f"| leave out model {model}: nothing of it measured | {describe(unseen)} |"]
+    found = {"unseen": figures(unseen)}
     groups = sorted({group_of(t) for _, t in test if t.ok and t.latency_ms})
     if len(groups) > shots + 2:
         results = []
@@ -140,6 +157,7 @@ def leave_one_model_out(pairs, model: str, shots: int, seeds: int) -> list[str]:
                 [p for p in test if group_of(p[1]) not in seen]))
         rows.append(f"| ... with {shots} of its configs measured, {seeds} seeds | "
                     f"{describe(results)} |")
+        found[f"with_{shots}_measured"] = figures(results)
     # The roofline bound alone: its ranks, and its latencies scaled by the fraction of the
     # roof the other models' trials attained (a lower bound is not a latency).
     scale = statistics.median(t.latency_ms / reference_ms(w) for w, t in train
@@ -149,9 +167,13 @@ def leave_one_model_out(pairs, model: str, shots: int, seeds: int) -> list[str]:
     measured = np.array([t.latency_ms for _, t in scored])
     rho = float(spearmanr(bound, measured).statistic) if len(scored) > 2 else float("nan")
     mape = float(np.mean(np.abs(bound * scale - measured) / measured))
+    peaks = [peak_at(bound, measured, k) if len(scored) > k else None for k in (1, 5)]
     rows.append(f"| ... the roofline bound alone (x {scale:.2f}, the other models' median) | "
-                f"{'-':>5} | {len(scored):>4} | {rho:.3f} | {mape:.3f} | - | - |")
-    return rows
+                f"{'-':>5} | {len(scored):>4} | {rho:.3f} | {mape:.3f} | "
+                + " | ".join("-" if p is None else f"{p:.3f}" for p in peaks) + " | - | - |")
+    found["roofline_bound"] = {"test": len(scored), "spearman": rho, "mape": mape,
+                               "scale": scale, "peak_at_1": peaks[0], "peak_at_5": peaks[1]}
+    return rows, found
 
 
 def remeasured(store: Store) -> list[tuple[Trial, Trial]]:
@@ -174,7 +196,7 @@ def noise_floor(pairs: list[tuple[Trial, Trial]]) -> str:
     mape = float(np.mean(np.r_[np.abs(first - second) / second,
                                np.abs(first - second) / first]))
     rho = float(spearmanr(first, second).statistic) if len(pairs) > 2 else float("nan")
-    return f"{'-':>5} | {len(pairs):>4} | {rho:.3f} | {mape:.3f} | - | - "
+    return f"{'-':>5} | {len(pairs):>4} | {rho:.3f} | {mape:.3f} | - | - | - | - "
 
 
 def main() -> int:
@@ -185,6 +207,7 @@ def main() -> int:
     parser.add_argument("--test-fraction", type=float, default=0.25)
     parser.add_argument("--shots", type=int, default=5,
                         help="configs of the left-out model measured in the second row")
+    parser.add_argument("--out", default=None, help="write the result file into this folder")
     args = parser.parse_args()
 
     stores = [Store(url) for url in args.store or [DEFAULT_STORE]]
@@ -193,9 +216,9 @@ def main() -> int:
     ok = sum(t.ok for _, t in pairs)
     print(f"{len(pairs)} measured trials ({ok} ok, {len(pairs) - ok} failed: counted, kept "
           f"out of the regressions) of {len(models)} models: {', '.join(models)}\n")
-    print("| validation | train | test ok | latency Spearman | latency MAPE | memory MAPE | "
-          "fidelity Spearman |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| validation | train | test ok | latency Spearman | latency MAPE | peak@1 | "
+          "peak@5 | memory MAPE | fidelity Spearman |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for seed in range(args.seeds):
         train, test = random_splits(pairs, args.test_fraction, seed)
@@ -206,8 +229,10 @@ def main() -> int:
         for model in models:
             print(f"| ... the same splits, {model}'s held-out configs ranked among themselves | "
                   f"{describe_within(results, model)} |")
+    unseen = {}
     for model in models:
-        for row in leave_one_model_out(pairs, model, args.shots, args.seeds):
+        rows, unseen[model] = leave_one_model_out(pairs, model, args.shots, args.seeds)
+        for row in rows:
             print(row)
     floor = [pair for store in stores for pair in remeasured(store)]
     if floor:
@@ -220,7 +245,16 @@ def main() -> int:
     print()
     print("Spearman: rank correlation of predicted vs measured median latency (1 = same "
           "order); MAPE: mean |predicted - measured| / measured. ± is the standard deviation "
-          "over seeds.")
+          "over seeds. peak@k (TenSet): within a model, the fastest measured latency over the "
+          "fastest among the k configs predicted fastest.")
+    if args.out:
+        from result_file import write_result
+
+        path = write_result(args.out, "costmodel", {
+            "stores": args.store or [DEFAULT_STORE], "models": models, "trials": len(pairs),
+            "ok": ok, "shots": args.shots, "seeds": args.seeds,
+            "random_split": figures(results), "leave_one_model_out": unseen})
+        print(f"wrote {path}")
     return 0
 
 

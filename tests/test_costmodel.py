@@ -106,6 +106,18 @@ def test_validation_also_ranks_each_models_trials_among_themselves(synthetic):
         assert count == mask.sum()
         assert rho == pytest.approx(spearmanr(predicted[mask], measured).statistic)
         assert mape == pytest.approx(np.mean(np.abs(predicted[mask] - measured) / measured))
+    assert 0 < found.peak_at_1 <= found.peak_at_5 <= 1
+
+
+def test_peak_at_k_is_the_true_best_over_the_best_of_the_top_k_predicted():
+    from autotune.costmodel import peak_at
+
+    measured = np.array([4.0, 2.0, 8.0, 1.0])
+    predicted = np.array([1.0, 3.0, 2.0, 4.0])  # ranks the true best (1.0 ms) last
+    assert peak_at(predicted, measured, 1) == pytest.approx(1.0 / 4.0)
+    assert peak_at(predicted, measured, 3) == pytest.approx(1.0 / 2.0)
+    assert peak_at(predicted, measured, 4) == 1.0
+    assert peak_at(-measured, measured, 1) < peak_at(measured, measured, 1) == 1.0
 
 
 @pytest.mark.readme_claim("latency and memory never split on the calibration method")
