@@ -143,13 +143,13 @@ class QuantConfig:
         for plain RTN."""
         parts = []
         if self.smoothquant_alpha is not None:
-            parts.append(f"sq{self.smoothquant_alpha:g}")
+            parts.append(f"sq{_number_text(self.smoothquant_alpha)}")
         if self.bias_correction:
             parts.append("bc")
         if self.weight_algorithm != "rtn":
             parts.append(self.weight_algorithm)
         if self.int4_ratio is not None:
-            parts.append(f"r{self.int4_ratio:g}")
+            parts.append(f"r{_number_text(self.int4_ratio)}")
         return "+".join(parts)
 
     @property
@@ -287,6 +287,14 @@ def algorithm_fields(text: str) -> dict:
             raise ConfigError(f"unknown algorithm {item!r} (known: rtn, sq<alpha>, bc, "
                               f"{', '.join(WEIGHT_ALGORITHMS[1:])}, r<int4 ratio>)")
     return values
+
+
+def _number_text(value: float) -> str:
+    """``value`` in a config's text: ``:g`` (0.75, 1) where that reads back exactly, so every
+    stored id stays what it was, else the shortest exact form (0.1234567, not 0.123457: two
+    configs never share a text, and ``from_text(config.text) == config``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _alpha(alpha: object) -> float:

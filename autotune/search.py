@@ -21,7 +21,7 @@ import numpy as np
 
 from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
-from autotune.space import LazySequence
+from autotune.space import LazySequence, countable
 from autotune.target import Target
 from autotune.trial import Trial
 
@@ -70,6 +70,7 @@ class CandidateSpace(LazySequence):
                                      in zip(self.pairs, self._skip, strict=True))]))
         self._pair_of = {(backend, target.name): index
                          for index, (backend, target, _) in enumerate(self.pairs)}
+        countable(self._starts[-1], "candidates")
 
     def __len__(self) -> int:
         return self._starts[-1]

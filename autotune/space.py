@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,9 @@ class LazySequence(Sequence):
 
     def index(self, value, start: int = 0, stop: int | None = None) -> int:
         found = self.find(value)
-        if found is None or found < start or (stop is not None and found >= stop):
+        # start and stop as list.index reads them: negative ones count from the end.
+        start, stop, _ = slice(start, stop).indices(len(self))
+        if found is None or not start <= found < stop:
             raise ValueError(f"{getattr(value, 'text', value)} is not in the space")
         return found
 
@@ -183,11 +186,16 @@ class ConfigSequence(LazySequence):
     ``len()``, index -> config, membership, and seeded sampling without replacement."""
 
     def __init__(self, listed: Sequence[QuantConfig], blocks: Sequence[PerLayerConfigs]) -> None:
-        self.blocks = tuple(blocks)
+        # One block per base: a base named twice would list each of its configs twice.
+        first: dict[QuantConfig, PerLayerConfigs] = {}
+        for block in blocks:
+            first.setdefault(block.base, block)
+        self.blocks = tuple(first.values())
         # A base is its block's index 0: the listed part does not repeat it.
         self.listed = tuple(c for c in listed if not any(c in b for b in self.blocks))
         self._starts = list(itertools.accumulate([len(self.listed),
                                                   *(len(b) for b in self.blocks)]))
+        countable(self._starts[-1], "configs")
 
     def __len__(self) -> int:
         return self._starts[-1]
@@ -222,6 +230,15 @@ class ConfigSequence(LazySequence):
         """``count`` distinct configs drawn at random (seeded), without listing the others."""
         indices = random.Random(seed).sample(range(len(self)), min(count, len(self)))
         return [self[index] for index in indices]
+
+
+def countable(total: int, what: str) -> int:
+    """``total``, if ``len()`` can return it (at most 2^63 - 1); else the space is too large
+    for any search here: a clear error rather than Python's OverflowError."""
+    if total > sys.maxsize:
+        raise InputError(f"per_layer: {total:,} {what} (2^{total.bit_length() - 1} or more), "
+                         f"more than a search can count; lower max_groups")
+    return total
 
 
 def _replace_overrides(config: QuantConfig, overrides: tuple) -> QuantConfig:

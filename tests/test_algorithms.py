@@ -63,6 +63,11 @@ def test_algorithm_fields_round_trip_through_text_and_dict():
         assert config.text == text and config.id != QuantConfig.from_text(
             text.split(" alg:")[0]).id
         assert QuantConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # Seven significant digits: the text keeps them all (``:g`` would round to six).
+    for text in (f"{PLAIN} alg:sq0.1234567", "w:int4:sym:per_group:32 a:fp32 alg:r0.1234567"):
+        config = QuantConfig.from_text(text)
+        assert config.text == text and QuantConfig.from_text(config.text) == config
+        assert config.id != QuantConfig.from_text(text.replace("1234567", "123457")).id
     both = QuantConfig.from_text(f"{PLAIN} alg:sq0.75+bc")
     assert (both.smoothquant_alpha, both.bias_correction) == (0.75, True)
     assert both.label.endswith("sq0.75+bc")

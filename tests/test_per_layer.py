@@ -21,7 +21,13 @@ from autotune.search import (
     StrategyContext,
 )
 from autotune.sensitivity import per_layer_configs
-from autotune.space import ConfigSequence, PerLayerPolicy, load_space, parse_space
+from autotune.space import (
+    ConfigSequence,
+    PerLayerConfigs,
+    PerLayerPolicy,
+    load_space,
+    parse_space,
+)
 from autotune.target import load_target
 from autotune.trial import Trial
 
@@ -92,6 +98,43 @@ def test_deciding_every_group_leaves_out_the_float_model(residual_model):
                                analyze(residual_model), None)
     assert len(capped[0]) == 4
 
+
+
+def test_a_base_named_twice_lists_its_configs_once(residual_model):
+    blocks = per_layer_configs(PerLayerPolicy((BASE, BASE), max_groups=2, rank="macs"),
+                               analyze(residual_model), None)
+    configs = ConfigSequence((FP32, BASE), blocks)
+    assert len(configs) == 1 + 2 ** 2 and len(set(configs)) == len(configs)
+    assert [configs.index(config) for config in configs] == list(range(len(configs)))
+
+
+def test_index_reads_negative_bounds_as_list_index_does(residual_model):
+    blocks = per_layer_configs(PerLayerPolicy((BASE,), max_groups=2, rank="macs"),
+                               analyze(residual_model), None)
+    configs = ConfigSequence((FP32,), blocks)
+    listed = list(configs)
+    for bounds in [(-2,), (0, -1), (-len(listed),), (1, 3), (-3, -1)]:
+        for value in (listed[0], listed[2], listed[-1]):
+            try:
+                expected = listed.index(value, *bounds)
+            except ValueError:
+                with pytest.raises(ValueError):
+                    configs.index(value, *bounds)
+            else:
+                assert configs.index(value, *bounds) == expected
+
+
+def test_a_space_too_large_to_count_is_an_input_error():
+    other = dataclasses.replace(BASE, granularity="per_tensor")
+    groups = [(f"layer{index}",) for index in range(62)]
+    block = PerLayerConfigs(BASE, groups, covers_model=False)
+    assert len(ConfigSequence((FP32,), [block])) == 1 + 2 ** 62  # one base of 62 groups fits
+    with pytest.raises(InputError, match="lower max_groups"):
+        ConfigSequence((FP32,), [block, PerLayerConfigs(other, groups, covers_model=False)])
+    target = load_target("host-cpu")
+    configs = ConfigSequence((FP32,), [block])
+    with pytest.raises(InputError, match="lower max_groups"):
+        CandidateSpace([("openvino", target, configs), ("tvm", target, configs)])
 
 def test_candidates_put_baselines_first_and_count_without_listing(mobilenet_space):
     _, configs = mobilenet_space
