@@ -583,8 +583,9 @@ def space_candidates(space: SearchSpace, targets: Sequence[Target],
     with the reason: of a per-layer space, its uniform configs only (one trial each says
     the target is out of reach; 10^5 would say nothing more)."""
     reachable, unavailable = [], []
-    for target in targets:
-        for name in backends:
+    # A target or backend named twice (``--target a --target a``) is one set of candidates.
+    for target in {target.name: target for target in targets}.values():
+        for name in dict.fromkeys(backends):
             availability = get_backend(name).available(target)
             configs = space.backend_space(name)
             if availability.ok:

@@ -263,7 +263,7 @@ class GuidedSearch:
         self.converged: Convergence | None = None
 
     def propose(self, candidates, history, budget):
-        sample = self._sample(candidates)
+        sample = self._sample(candidates, history)
         measured = [trial for trial in history if trial.attempted]
         pool = {c.key: c for c in [*sample, *self._front_neighbours(candidates, measured)]}
         left = remaining(list(pool.values()), history)
@@ -277,15 +277,23 @@ class GuidedSearch:
             return seeds[:min(budget, self.seeds - len(measured))]
         return self._rank(candidates, left, measured)[:min(budget, self.batch)]
 
-    def _sample(self, candidates: Sequence[Candidate]) -> Sequence[Candidate]:
+    def _sample(self, candidates: Sequence[Candidate],
+                history: Sequence[Trial] = ()) -> Sequence[Candidate]:
         """What the search ranks from: every candidate of a space up to ``POOL_SIZE``; of a
-        larger one, the baselines and ``POOL_SIZE`` candidates drawn once (seeded)."""
+        larger one, the baselines and ``POOL_SIZE`` candidates drawn once (seeded), and a
+        fresh draw of the unmeasured ones once every drawn candidate is measured, so a
+        budget larger than the pool is spent."""
         if len(candidates) <= POOL_SIZE:
             return candidates
         if self.sampled is None or self.sampled[0] is not candidates:
             baselines = leading_baselines(candidates)
             self.sampled = (candidates, [*baselines, *draw(candidates, POOL_SIZE, self.seed,
                                                            skip=len(baselines))])
+        done = {trial.key for trial in history}
+        if done and all(candidate.key in done for candidate in self.sampled[1]):
+            self.sampled = (candidates, draw(candidates, POOL_SIZE, self.seed + len(done),
+                                             skip=len(leading_baselines(candidates)),
+                                             done=done))
         return self.sampled[1]
 
     def _front_neighbours(self, candidates: Sequence[Candidate],
@@ -381,8 +389,10 @@ class GuidedSearch:
         order = [remaining[index] for *_, index in sorted(scores)]
         threshold = self.context.converge_below
         if threshold is not None and max(relative) < threshold:
-            self.converged = Convergence(len(known), len(candidates), max(relative),
-                                         threshold)
+            pooled = len(candidates) > POOL_SIZE  # then what was ranked is a sample
+            ranked = len(known) + len(remaining) if pooled else len(candidates)
+            self.converged = Convergence(len(known), ranked, max(relative), threshold,
+                                         len(candidates) if pooled else None)
             return []
         self._record(order[:self.batch], remaining, predicted, scores, known, model.version)
         return order
@@ -448,23 +458,28 @@ class Convergence:
     """Why guided search stopped before its budget (--until-converged)."""
 
     measured: int
-    candidates: int
+    candidates: int  # the candidates ranked: measured ones and the rest of the pool
     best_gain: float  # the best remaining expected improvement, a fraction of the hypervolume
     threshold: float
+    # A space larger than the pool: its size (what was ranked is a sample of it).
+    space: int | None = None
 
     def text(self) -> str:
-        return (f"converged after {self.measured} of {self.candidates} candidates: best "
-                f"remaining EHVI {self.best_gain:.3%} < threshold {self.threshold:.3%} of the "
-                f"hypervolume")
+        drawn = f" (a pool drawn from {self.space:,})" if self.space else ""
+        return (f"converged after {self.measured} of {self.candidates:,} candidates{drawn}: "
+                f"best remaining EHVI {self.best_gain:.3%} < threshold {self.threshold:.3%} "
+                f"of the hypervolume")
 
     def to_json(self) -> dict:
         return {"converged": True, "measured": self.measured, "candidates": self.candidates,
-                "best_gain": self.best_gain, "threshold": self.threshold, "text": self.text()}
+                "best_gain": self.best_gain, "threshold": self.threshold, "space": self.space,
+                "text": self.text()}
 
     @classmethod
     def from_json(cls, data: dict) -> Convergence:
         """Read back ``to_json`` (its "converged" and "text" follow from the fields)."""
-        return cls(data["measured"], data["candidates"], data["best_gain"], data["threshold"])
+        return cls(data["measured"], data["candidates"], data["best_gain"], data["threshold"],
+                   data.get("space"))
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,23 @@ def test_strategies_search_a_large_space_without_listing_it(mobilenet_space, mon
     assert guided.last_model is not None  # it ranked a pool, not 4,097 candidates
 
 
+def test_guided_search_draws_a_fresh_pool_once_its_pool_is_measured(mobilenet_space,
+                                                                     monkeypatch):
+    # Otherwise a budget larger than the pool (and the front's neighbours) ends the search
+    # early, with candidates left and no word why.
+    path, configs = mobilenet_space
+    target = load_target("host-cpu")
+    candidates = CandidateSpace([("openvino", target, configs)])
+    monkeypatch.setattr(search, "POOL_SIZE", 6)
+    guided = GuidedSearch(0, StrategyContext(path))
+    pool = list(guided._sample(candidates, []))
+    assert len(pool) == 1 + 6 and pool[0].config == FP32
+    history = [_trial(candidate) for candidate in pool]
+    fresh = guided._sample(candidates, history)
+    assert len(fresh) == 6 and not {c.key for c in fresh} & {t.key for t in history}
+    assert guided._sample(candidates, history) is fresh  # drawn once, until it is spent too
+
+
 @pytest.mark.parametrize("table, message", [
     ("max_groups = 0", "per_layer.max_groups: must be a number of groups from 1 to 62"),
     ("max_groups = 63", "per_layer.max_groups"),

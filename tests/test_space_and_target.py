@@ -86,6 +86,16 @@ def test_the_default_run_measures_both_backends():
                                                                                   "int8"}
 
 
+def test_a_target_or_backend_named_twice_is_one_set_of_candidates():
+    from autotune.driver import space_candidates
+
+    space = load_space("smoke")
+    host = load_target("host-cpu")
+    once, _ = space_candidates(space, [host], ("openvino",))
+    twice, _ = space_candidates(space, [host, load_target("host-cpu")], ("openvino", "openvino"))
+    assert list(twice) == list(once) and len(once) == len(space.configs)
+
+
 def _write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)

@@ -138,7 +138,8 @@ class StoreConformance:
     def test_a_runs_search_summary_round_trips(self, store):
         store.create_run(sample_run("r1"))
         assert store.get_run("r1").search == SearchSummary()  # nothing searched yet
-        converged = Convergence(measured=5, candidates=40, best_gain=0.0125, threshold=0.02)
+        converged = Convergence(measured=5, candidates=2040, best_gain=0.0125, threshold=0.02,
+                                space=4096)
         summary = SearchSummary(space_size=4096, measured=5, converged=converged)
         store.set_run_search("r1", summary)
         assert store.get_run("r1").search == summary
