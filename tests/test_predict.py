@@ -215,3 +215,21 @@ def test_predict_only_needs_something_to_learn_from(tmp_path, capsys):
                  "--store", f"sqlite:///{tmp_path}/empty.db"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no successful trial" in err
+
+
+def test_the_measured_front_a_prediction_is_checked_against_is_per_backend_and_target():
+    from autotune.report.facts import _measured_fronts
+    from autotune.testing.strategy_conformance import (
+        synthetic_trial,
+        world_candidates,
+        world_target,
+    )
+
+    # Every tvm trial is 1.5x its openvino twin: a front across backends would hold no tvm
+    # config, while the predicted front it is compared with has one per backend.
+    trials = [synthetic_trial(c) for c in world_candidates(world_target())]
+    on_front = _measured_fronts(trials)
+    assert {backend for _, backend, _ in on_front} == {"openvino", "tvm"}
+    fastest = {b: min((t for t in trials if t.ok and t.backend == b), key=lambda t: t.latency_ms)
+               for b in ("openvino", "tvm")}
+    assert {t.key for t in fastest.values()} <= on_front

@@ -113,7 +113,7 @@ class PredictionCheck:
     latency_mape: float | None  # mean |predicted - measured| / measured latency over those
     within_interval: int  # measured latencies inside the predicted interval
     front_measured: int  # predicted-front configs the run measured successfully
-    front_hits: int  # ... of them on the measured (latency, accuracy drop) front
+    front_hits: int  # ... of them on their backend and target's measured (latency, fidelity) front
     # Aligned with ``front``: the measured latency and whether it is on the measured front
     # (None, None: the run did not measure that config).
     outcomes: tuple[tuple[float | None, bool | None], ...] = ()
@@ -247,8 +247,7 @@ def check_predictions(prior: Sequence[Prediction],
     errors = [abs(p.latency_ms - t.latency_ms) / t.latency_ms for p, t in pairs]
     inside = sum(p.latency_low_ms is not None
                  and p.latency_low_ms <= t.latency_ms <= p.latency_high_ms for p, t in pairs)
-    on_measured = {t.key for target in {t.target for t in trials}
-                   for t in latency_accuracy_front([t for t in trials if t.target == target])}
+    on_measured = _measured_fronts(trials)
     front_measured = [p for p in front if (p.config.id, p.backend, p.target) in measured]
     outcomes = []
     for p in front:
@@ -265,6 +264,20 @@ def check_predictions(prior: Sequence[Prediction],
         within_interval=inside, front_measured=len(front_measured),
         front_hits=sum((p.config.id, p.backend, p.target) in on_measured
                        for p in front_measured), outcomes=tuple(outcomes))
+
+
+def _measured_fronts(trials: Sequence[Trial]) -> set[tuple[str, str, str]]:
+    """The keys of the trials on their (backend, target)'s measured front of (latency, log
+    fidelity error): the same groups and objectives as the predicted front's."""
+    from autotune.pareto import fidelity_objective, pareto_front
+
+    groups: dict[tuple[str, str], list[Trial]] = {}
+    for t in trials:
+        if t.ok and t.latency_ms and t.fidelity_error is not None:
+            groups.setdefault((t.backend, t.target), []).append(t)
+    return {members[i].key for members in groups.values()
+            for i in pareto_front([(t.latency_ms, fidelity_objective(t.fidelity_error))
+                                   for t in members])}
 
 
 def _point(p: Prediction) -> PredictedPoint:
