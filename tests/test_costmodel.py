@@ -109,6 +109,7 @@ def test_validation_also_ranks_each_models_trials_among_themselves(synthetic):
     assert 0 < found.peak_at_1 <= found.peak_at_5 <= 1
 
 
+@pytest.mark.readme_claim("benchmarks/costmodel.py gives TenSet's peak@1 and peak@5")
 def test_peak_at_k_is_the_true_best_over_the_best_of_the_top_k_predicted():
     from autotune.costmodel import peak_at
 

@@ -47,6 +47,8 @@ def test_the_encoding_finds_the_spaces_groups_and_maps_choices_back():
     assert encoding.candidate(base, [True, True, True]).config == FP32  # all kept: fp32
 
 
+@pytest.mark.readme_claim("benchmarks/large_space.py compares guided search with random "
+                          "search and optuna's TPE sampler")
 def test_tpe_spends_its_budget_on_distinct_configs_fp32_first():
     candidates = per_layer_candidates()
     strategy = large_space.TPESearch(seed=1)
