@@ -20,10 +20,6 @@ from autotune.pareto import error_objective, hypervolume_2d, pareto_front, refer
 from autotune.settings import DEFAULT_CONVERGENCE
 from autotune.store import Prediction, now
 
-PRIOR = "prior"  # predictions a guided run made before its first measurement
-PREDICT_ONLY = "predict-only"
-PROPOSED = "proposed"  # what guided search expected of a config it chose to measure next
-
 
 @dataclass(frozen=True)
 class PredictedCandidate:

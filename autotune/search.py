@@ -22,6 +22,7 @@ import numpy as np
 from autotune.config import FP32, QuantConfig
 from autotune.errors import InputError
 from autotune.space import LazySequence, countable
+from autotune.store import Convergence
 from autotune.target import Target
 from autotune.trial import Trial
 
@@ -335,8 +336,9 @@ class GuidedSearch:
         if store is None or run_id is None:
             return
         from autotune.graph import analyze
-        from autotune.predict import PRIOR, predict_space
+        from autotune.predict import predict_space
         from autotune.settings import DEFAULT_CONVERGENCE
+        from autotune.store import PRIOR
 
         if any(p.stage == PRIOR for p in store.predictions(run_id)):
             return
@@ -433,8 +435,7 @@ class GuidedSearch:
         """Store what the model expected of the chosen candidates, as predictions."""
         if self.context.store is None or not known:
             return
-        from autotune.predict import PROPOSED
-        from autotune.store import Prediction
+        from autotune.store import PROPOSED, Prediction
 
         run_id = self.context.run_id or known[0].run_id
         position = {c.key: i for i, c in enumerate(remaining)}
@@ -451,66 +452,6 @@ class GuidedSearch:
                 failure_probability=float(predicted.failure_probability[i]),
                 expected_hypervolume_improvement=-scores[i][0], trained_on=len(known)))
         self.context.store.add_predictions(rows)
-
-
-@dataclass(frozen=True)
-class Convergence:
-    """Why guided search stopped before its budget (--until-converged)."""
-
-    measured: int
-    candidates: int  # the candidates ranked: measured ones and the rest of the pool
-    best_gain: float  # the best remaining expected improvement, a fraction of the hypervolume
-    threshold: float
-    # A space larger than the pool: its size (what was ranked is a sample of it).
-    space: int | None = None
-
-    def text(self) -> str:
-        drawn = f" (a pool drawn from {self.space:,})" if self.space else ""
-        return (f"converged after {self.measured} of {self.candidates:,} candidates{drawn}: "
-                f"best remaining EHVI {self.best_gain:.3%} < threshold {self.threshold:.3%} "
-                f"of the hypervolume")
-
-    def to_json(self) -> dict:
-        return {"converged": True, "measured": self.measured, "candidates": self.candidates,
-                "best_gain": self.best_gain, "threshold": self.threshold, "space": self.space,
-                "text": self.text()}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Convergence:
-        """Read back ``to_json`` (its "converged" and "text" follow from the fields)."""
-        return cls(data["measured"], data["candidates"], data["best_gain"], data["threshold"],
-                   data.get("space"))
-
-
-@dataclass(frozen=True)
-class SearchSummary:
-    """What a run's record says of its search, for its report: how big the space was, how
-    much of it the run measured, and why it stopped before its budget (None: it did not)."""
-
-    space_size: int | None = None
-    measured: int | None = None
-    converged: Convergence | None = None
-
-    def extent(self) -> str:
-        """" (8,192 candidates, 12 measured)"; empty for runs from before records said so."""
-        if self.space_size is None:
-            return ""
-        measured = f", {self.measured:,} measured" if self.measured is not None else ""
-        return f" ({self.space_size:,} candidates{measured})"
-
-    def to_json(self) -> dict:
-        data = {} if self.converged is None else self.converged.to_json()
-        if self.space_size is not None:
-            data["space_size"] = self.space_size
-        if self.measured is not None:
-            data["space_measured"] = self.measured
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> SearchSummary:
-        """Read back ``to_json``; {} (a run that has not started searching): nothing known."""
-        return cls(data.get("space_size"), data.get("space_measured"),
-                   Convergence.from_json(data) if data.get("converged") else None)
 
 
 def diverse_seeds(candidates: Sequence[Candidate], count: int, seed: int = 0) -> list[Candidate]:

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -24,9 +23,6 @@ from autotune.errors import InputError
 from autotune.outcome import Note, json_default
 from autotune.settings import RunSpec
 from autotune.trial import Trial
-
-if TYPE_CHECKING:
-    from autotune.search import SearchSummary
 
 # 2: predictions and roofline_peaks tables; 3: typed run settings and trial facts;
 # 4: a run's campaign (the runs of one run file); 5: model profiles (the cost model's graph
@@ -162,6 +158,66 @@ roofline_table = sa.Table(
 )
 
 
+@dataclass(frozen=True)
+class Convergence:
+    """Why guided search stopped before its budget (--until-converged)."""
+
+    measured: int
+    candidates: int  # the candidates ranked: measured ones and the rest of the pool
+    best_gain: float  # the best remaining expected improvement, a fraction of the hypervolume
+    threshold: float
+    # A space larger than the pool: its size (what was ranked is a sample of it).
+    space: int | None = None
+
+    def text(self) -> str:
+        drawn = f" (a pool drawn from {self.space:,})" if self.space else ""
+        return (f"converged after {self.measured} of {self.candidates:,} candidates{drawn}: "
+                f"best remaining EHVI {self.best_gain:.3%} < threshold {self.threshold:.3%} "
+                f"of the hypervolume")
+
+    def to_json(self) -> dict:
+        return {"converged": True, "measured": self.measured, "candidates": self.candidates,
+                "best_gain": self.best_gain, "threshold": self.threshold, "space": self.space,
+                "text": self.text()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Convergence:
+        """Read back ``to_json`` (its "converged" and "text" follow from the fields)."""
+        return cls(data["measured"], data["candidates"], data["best_gain"], data["threshold"],
+                   data.get("space"))
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What a run's record says of its search, for its report: how big the space was, how
+    much of it the run measured, and why it stopped before its budget (None: it did not)."""
+
+    space_size: int | None = None
+    measured: int | None = None
+    converged: Convergence | None = None
+
+    def extent(self) -> str:
+        """" (8,192 candidates, 12 measured)"; empty for runs from before records said so."""
+        if self.space_size is None:
+            return ""
+        measured = f", {self.measured:,} measured" if self.measured is not None else ""
+        return f" ({self.space_size:,} candidates{measured})"
+
+    def to_json(self) -> dict:
+        data = {} if self.converged is None else self.converged.to_json()
+        if self.space_size is not None:
+            data["space_size"] = self.space_size
+        if self.measured is not None:
+            data["space_measured"] = self.measured
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> SearchSummary:
+        """Read back ``to_json``; {} (a run that has not started searching): nothing known."""
+        return cls(data.get("space_size"), data.get("space_measured"),
+                   Convergence.from_json(data) if data.get("converged") else None)
+
+
 @dataclass
 class Run:
     id: str
@@ -180,7 +236,7 @@ class Run:
     versions: dict
     campaign: str | None = None  # the run file invocation it belongs to (``new_campaign_id``)
     # The space's size, how much was measured, why the search stopped (``set_run_search``).
-    search: SearchSummary = field(default_factory=lambda: _search_from_json({}))
+    search: SearchSummary = field(default_factory=SearchSummary)
 
 
 @dataclass
@@ -559,8 +615,6 @@ def _prediction_from_row(row) -> Prediction:
 
 def _search_from_json(data: dict) -> SearchSummary:
     """A run's stored search summary; {} (the column's default): nothing known yet."""
-    from autotune.search import SearchSummary
-
     return SearchSummary.from_json(data)
 
 
@@ -676,14 +730,17 @@ def _add_column(connection, column: sa.Column) -> None:
     connection.execute(sa.text(sql))
 
 
+# A prediction's stage: what made it.
+PRIOR = "prior"  # predictions a guided run made before its first measurement
+PREDICT_ONLY = "predict-only"
+PROPOSED = "proposed"  # what guided search expected of a config it chose to measure next
+
 # Schema 5 details keys of a prediction that moved to a field of another name.
 _RENAMED_PREDICTION_KEYS = {"on_predicted_front": "on_front"}
 
 
 def legacy_prediction_fields(details: dict) -> tuple[dict, dict]:
     """(typed fields, display details) of a schema 5 prediction's details."""
-    from autotune.predict import PROPOSED
-
     details = {_RENAMED_PREDICTION_KEYS.get(key, key): value
                for key, value in details.items()}
     typed = {name: details.pop(name) for name in _PREDICTION_TYPED if name in details}

@@ -25,10 +25,11 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     from autotune.driver import space_candidates
     from autotune.graph import analyze
     from autotune.hostlock import SHARED, host_lock
-    from autotune.predict import PREDICT_ONLY, candidate_workloads, predict_space, predicted_front
+    from autotune.predict import candidate_workloads, predict_space, predicted_front
     from autotune.quantize import file_hash
     from autotune.search import SEEDS, diverse_seeds
     from autotune.sensitivity import expand_mixed
+    from autotune.store import PREDICT_ONLY
     from autotune.transfer import remember_profile, training_set
     from autotune.zoo import resolve_model
 

@@ -190,7 +190,7 @@ def prior_predictions(store: Store, run: Run,
                       predictions: Sequence[Prediction]) -> list[Prediction]:
     """What was predicted of the run's model before it measured: its own prior (a guided
     run's), else the latest ``--predict-only`` made before the run started."""
-    from autotune.predict import PREDICT_ONLY, PRIOR
+    from autotune.store import PREDICT_ONLY, PRIOR
 
     own = [p for p in predictions if p.stage == PRIOR]
     if own:

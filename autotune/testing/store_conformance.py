@@ -30,9 +30,8 @@ from autotune.outcome import (
     ThroughputPoint,
     TuningFacts,
 )
-from autotune.search import Convergence, SearchSummary
 from autotune.settings import RunSpec
-from autotune.store import Prediction, RooflinePeaks, Run, Store
+from autotune.store import Convergence, Prediction, RooflinePeaks, Run, SearchSummary, Store
 from autotune.trial import Trial
 
 INT8 = QuantConfig("int8", "uint8", "symmetric", "asymmetric", "per_channel", None, "minmax")
