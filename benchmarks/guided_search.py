@@ -46,11 +46,19 @@ DEFAULT_STORE = "sqlite:///results/bench/guided.db"
 
 
 def finished_run(store: Store, model: str, space: str) -> Run | None:
-    """The latest finished run of ``model`` over ``space`` on this backend, if any."""
+    """The latest run of ``model`` over ``space`` on this backend that measured all of it."""
     name = Path(space).stem if space.endswith(".toml") else space  # a TOML file's run: its stem
     runs = [run for run in store.runs() if run.model == model and run.space == name
-            and run.status == "finished" and BACKEND in (run.settings.backends or (BACKEND,))]
+            and measured_whole(run) and BACKEND in (run.settings.backends or (BACKEND,))]
     return runs[-1] if runs else None
+
+
+def measured_whole(run: Run) -> bool:
+    """Finished, or stopped during its repeat passes (``--passes``) after its first pass
+    measured every candidate of the space: either is a whole table."""
+    search = run.search
+    return run.status == "finished" or (search.space_size is not None
+                                        and search.measured == search.space_size)
 
 
 def ensure_measured(store_url: str, model: str, spaces: Sequence[str]) -> list[Run]:
