@@ -451,7 +451,7 @@ class Store:
                    settings=RunSpec.from_json(json.loads(row["settings_json"])),
                    host=json.loads(row["host_json"]),
                    versions=json.loads(row["versions_json"]), campaign=row["campaign"],
-                   search=_search_from_json(json.loads(row["search_json"] or "{}")))
+                   search=SearchSummary.from_json(json.loads(row["search_json"] or "{}")))
 
     def set_run_search(self, run_id: str, search: SearchSummary) -> None:
         """Record what the run's search covered and why it stopped (its report shows it)."""
@@ -613,11 +613,6 @@ def _prediction_from_row(row) -> Prediction:
                       details=json.loads(row["details_json"]), created_at=row["created_at"])
 
 
-def _search_from_json(data: dict) -> SearchSummary:
-    """A run's stored search summary; {} (the column's default): nothing known yet."""
-    return SearchSummary.from_json(data)
-
-
 def _roofline_from_row(row) -> RooflinePeaks:
     details = json.loads(row["details_json"])
     typed = {name: details.pop(name) for name in _ROOFLINE_TYPED if name in details}
@@ -641,10 +636,7 @@ def _type_settings_and_facts(connection) -> None:
     and the backend's findings into a trial's free-form details; each moves to its typed
     home, and the trial's notes come from its backend, as they do for a new trial.
     """
-    for table, column in ((runs_table, "settings_json"), (trials_table, "facts_json")):
-        if column not in {c["name"] for c in sa.inspect(connection).get_columns(table.name)}:
-            connection.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} "
-                                       f"TEXT NOT NULL DEFAULT '{{}}'"))
+    _add_missing_columns(connection, runs_table.c.settings_json, trials_table.c.facts_json)
     for row in connection.execute(sa.select(runs_table.c.id, runs_table.c.args_json)).all():
         spec = RunSpec.from_legacy_args(json.loads(row.args_json))
         connection.execute(runs_table.update().where(runs_table.c.id == row.id).values(
@@ -686,8 +678,7 @@ def _backend_notes(backend: str, details: dict) -> tuple[Note, ...]:
 def _add_campaign(connection) -> None:
     """Schema 3 -> 4: a run may belong to a campaign (the runs of one run file); older runs
     belong to none."""
-    if "campaign" not in {c["name"] for c in sa.inspect(connection).get_columns("runs")}:
-        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN campaign VARCHAR(64)"))
+    _add_missing_columns(connection, runs_table.c.campaign)
     (index,) = (index for index in runs_table.indexes if index.name == "ix_runs_campaign")
     index.create(connection, checkfirst=True)
 
@@ -696,18 +687,13 @@ def _add_profiles_and_search(connection) -> None:
     """Schema 4 -> 5: a table of model profiles (filled as runs start, and from model files
     that still exist when the cost model first trains) and a run's search conclusion."""
     profiles_table.create(connection, checkfirst=True)
-    if "search_json" not in {c["name"] for c in sa.inspect(connection).get_columns("runs")}:
-        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN search_json TEXT NOT NULL "
-                                   "DEFAULT '{}'"))
+    _add_missing_columns(connection, runs_table.c.search_json)
 
 
 def _type_predictions(connection) -> None:
     """Schema 5 -> 6: what a report reads of a prediction moves from its details into
     columns (``legacy_prediction_fields``)."""
-    present = {c["name"] for c in sa.inspect(connection).get_columns("predictions")}
-    for name in _PREDICTION_TYPED:
-        if name not in present:
-            _add_column(connection, predictions_table.c[name])
+    _add_missing_columns(connection, *(predictions_table.c[name] for name in _PREDICTION_TYPED))
     rows = connection.execute(sa.select(predictions_table.c.id,
                                         predictions_table.c.details_json)).all()
     for row in rows:
@@ -716,18 +702,26 @@ def _type_predictions(connection) -> None:
                            .values(**typed, details_json=json.dumps(details)))
 
 
-def _add_column(connection, column: sa.Column) -> None:
-    """ALTER TABLE ... ADD COLUMN of a column as ``metadata`` declares it, in the
-    connection's dialect (SQLite and PostgreSQL spell types and defaults apart)."""
+def _add_missing_columns(connection, *columns: sa.Column) -> None:
+    """ALTER TABLE ... ADD COLUMN of each column the database's table lacks, as ``metadata``
+    declares it, in the connection's dialect (SQLite and PostgreSQL spell types and defaults
+    apart): every upgrade step that adds a column adds it this one way."""
     dialect = connection.dialect
-    sql = f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {column.type.compile(dialect)}"
-    if column.server_default is not None:
-        default = column.server_default.arg
-        sql += " DEFAULT " + (f"'{default}'" if isinstance(default, str)
-                              else str(default.compile(dialect=dialect)))
-    if not column.nullable:
-        sql += " NOT NULL"
-    connection.execute(sa.text(sql))
+    present: dict[str, set[str]] = {}
+    for column in columns:
+        table = column.table.name
+        if table not in present:
+            present[table] = {c["name"] for c in sa.inspect(connection).get_columns(table)}
+        if column.name in present[table]:
+            continue
+        sql = f"ALTER TABLE {table} ADD COLUMN {column.name} {column.type.compile(dialect)}"
+        if column.server_default is not None:
+            default = column.server_default.arg
+            sql += " DEFAULT " + (f"'{default}'" if isinstance(default, str)
+                                  else str(default.compile(dialect=dialect)))
+        if not column.nullable:
+            sql += " NOT NULL"
+        connection.execute(sa.text(sql))
 
 
 # A prediction's stage: what made it.
