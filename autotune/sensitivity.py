@@ -233,10 +233,11 @@ def per_layer_configs(policy: PerLayerPolicy, profile: GraphProfile, ranking,
                          f"2^{len(groups)} configs per base; set max_groups (at most "
                          f"{MAX_GROUPS})")
     count = min(len(groups), policy.max_groups or len(groups))
+    heaviest = sorted(groups, key=lambda group: -sum(macs[name] for name in group))
     blocks = []
     for base in policy.bases:
-        if policy.rank == "macs":
-            ordered = sorted(groups, key=lambda group: -sum(macs[name] for name in group))
+        if policy.rank == "macs":  # the same order for every base
+            ordered = heaviest
         else:
             position = {layer: index for index, layer in enumerate(ranking(base))}
             ordered = sorted(groups, key=lambda group: min(position.get(name, len(position))

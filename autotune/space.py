@@ -6,7 +6,7 @@ import itertools
 import random
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autotune.config import (
@@ -154,10 +154,10 @@ class PerLayerConfigs(LazySequence):
     def _item(self, index: int) -> QuantConfig:
         kept = [layer for bit, group in enumerate(self.groups) if index >> bit & 1
                 for layer in group]
-        return _replace_overrides(self.base, tuple((layer, "fp32") for layer in kept))
+        return replace(self.base, overrides=tuple((layer, "fp32") for layer in kept))
 
     def find(self, config) -> int | None:
-        if not isinstance(config, QuantConfig) or _replace_overrides(config, ()) != self.base:
+        if not isinstance(config, QuantConfig) or replace(config, overrides=()) != self.base:
             return None
         bits = set()
         for layer, dtype in config.overrides:
@@ -239,12 +239,6 @@ def countable(total: int, what: str) -> int:
         raise InputError(f"per_layer: {total:,} {what} (2^{total.bit_length() - 1} or more), "
                          f"more than a search can count; lower max_groups")
     return total
-
-
-def _replace_overrides(config: QuantConfig, overrides: tuple) -> QuantConfig:
-    from dataclasses import replace
-
-    return replace(config, overrides=overrides)
 
 
 def load_space(name_or_path: str) -> SearchSpace:

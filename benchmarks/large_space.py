@@ -100,7 +100,9 @@ class Encoding:
                 together.setdefault(tuple(where), set()).add(layer)
             self.groups[base] = sorted((frozenset(g) for g in together.values()), key=sorted)
         self.by_choice = {(_base(c.config, *_pair(c)), _kept(c.config)): c for c in candidates}
-        self.fp32 = {_pair(c): c for c in candidates if c.config == FP32}
+        fp32 = {_pair(c): c for c in candidates if c.config == FP32}
+        # Per base, the fp32 candidate of its backend and target: every group kept.
+        self.fp32 = {_base(c.config, *_pair(c)): fp32.get(_pair(c)) for c in candidates}
 
     def candidate(self, base: str, kept_groups: Sequence[bool]) -> Candidate | None:
         """The candidate a choice names, None when the space has no such config. Every group
@@ -109,8 +111,7 @@ class Encoding:
         kept = frozenset().union(*(g for g, k in zip(groups, kept_groups, strict=True) if k))
         found = self.by_choice.get((base, kept))
         if found is None and groups and all(kept_groups):
-            backend, target, _ = base.split("|", 2)
-            found = self.fp32.get((backend, target))
+            found = self.fp32[base]
         return found
 
 

@@ -38,7 +38,7 @@ from autotune.space import load_space
 from autotune.store import Store
 from autotune.target import load_target
 from autotune.trial import Trial
-from autotune.zoo import resolve_model
+from autotune.zoo import ZOO, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -134,8 +134,9 @@ def main() -> int:
 
 
 def is_fidelity(model: str) -> bool:
-    """Whether ``model``'s quality is its fidelity to fp32 (random weights, no task)."""
-    return model != "minilm"
+    """Whether ``model``'s quality is its fidelity to fp32 (the zoo entry's metric: random
+    weights, no task)."""
+    return ZOO[model].metric == "fidelity"
 
 
 def data_text(model: str, dataset) -> str:

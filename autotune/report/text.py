@@ -199,5 +199,3 @@ def prediction_cells(point, measured_ms: float | None, on_front: bool | None) ->
 PREDICTION_HEADERS = ("config", "backend", "predicted latency (ms)", "range (ms)",
                       "predicted drop (pp)", "predicted memory (MiB)", "measured latency (ms)",
                       "on the measured front")
-
-
