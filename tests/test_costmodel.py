@@ -139,6 +139,27 @@ def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic)
     assert np.all(b.fidelity_error > a.fidelity_error)
 
 
+def test_latency_never_splits_on_the_models_size_but_memory_does(synthetic):
+    """An attained fraction of the roof carries over between models; a model's size, in a
+    store of a few models, only names one of them (costmodel._MODEL_SIZE)."""
+    from autotune.costmodel import _MODEL_SIZE
+
+    workloads = [w for w, _ in synthetic]
+    # Larger models happen to attain less of their roof here: a tree would split on size.
+    large = np.median([w.profile.macs for w in workloads])
+    skewed = [dataclasses.replace(t, latency_median_ms=t.latency_median_ms * 2.0)
+              if t.ok and w.profile.macs > large else t for w, t in synthetic]
+    model = XGBoostCostModel(members=2, rounds=40)
+    model.fit(workloads, skewed)
+
+    def split_on(name):
+        return {feature for booster in model.boosters[name]
+                for feature in booster.get_score(importance_type="weight")}
+
+    assert split_on("latency") and not split_on("latency") & _MODEL_SIZE
+    assert split_on("memory") & _MODEL_SIZE
+
+
 @pytest.mark.readme_claim("the cost model learns latency from each trial's fastest pass")
 def test_latency_is_learned_from_each_trials_fastest_pass(synthetic):
     measured = synthetic[0][1]
