@@ -165,6 +165,16 @@ def draw(candidates: Sequence[Candidate], count: int, seed: int, skip: int = 0,
 POOL_SIZE = 2000
 
 
+def ranking_pool(candidates: Sequence[Candidate], seed: int) -> Sequence[Candidate]:
+    """What guided search ranks first and ``--predict-only`` predicts: a space of up to
+    ``POOL_SIZE`` candidates whole; of a larger one (a per-layer space may hold billions),
+    its fp32 baselines and ``POOL_SIZE`` candidates drawn at random (seeded)."""
+    if len(candidates) <= POOL_SIZE:
+        return candidates
+    baselines = leading_baselines(candidates)
+    return [*baselines, *draw(candidates, POOL_SIZE, seed, skip=len(baselines))]
+
+
 class ExhaustiveSearch:
     """Every candidate, in space order (fp32 first, the baseline of the others)."""
 
@@ -287,9 +297,7 @@ class GuidedSearch:
         if len(candidates) <= POOL_SIZE:
             return candidates
         if self.sampled is None or self.sampled[0] is not candidates:
-            baselines = leading_baselines(candidates)
-            self.sampled = (candidates, [*baselines, *draw(candidates, POOL_SIZE, self.seed,
-                                                           skip=len(baselines))])
+            self.sampled = (candidates, ranking_pool(candidates, self.seed))
         done = {trial.key for trial in history}
         if done and all(candidate.key in done for candidate in self.sampled[1]):
             self.sampled = (candidates, draw(candidates, POOL_SIZE, self.seed + len(done),

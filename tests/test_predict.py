@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_guided import _drive, _small_model, world  # noqa: F401 - a fixture
 
-from autotune.config import QuantConfig
+from autotune.config import FP32, QuantConfig
 from autotune.costmodel import Workload, reference_ms
 from autotune.quantize import file_hash
 from autotune.roofline import Peaks
@@ -204,6 +204,29 @@ def test_predict_only_on_a_measured_store(tiny_run, tiny_model, tmp_path):
     stored = store.model_predictions(found["model_hash"])
     assert len(stored) == 2 and {p.stage for p in stored} == {"predict-only"}
     assert len(store.runs()) == 1  # nothing measured, no run made
+
+
+@pytest.mark.openvino
+@pytest.mark.readme_claim("--predict-only on a space larger than 2,000 candidates predicts the "
+                          "pool guided search ranks first, and says so")
+def test_predict_only_predicts_the_pool_of_a_large_space(tiny_run, tiny_model, tmp_path,
+                                                         monkeypatch, capsys):
+    """A space larger than the pool (per-layer spaces reach billions) is predicted through the
+    pool guided search ranks first, never listed whole."""
+    import autotune.search
+    from autotune.cli import main
+
+    for path in (tiny_run / "results").glob("autotune.db*"):
+        shutil.copy(path, tmp_path / path.name)
+    url = f"sqlite:///{tmp_path}/autotune.db"
+    monkeypatch.setattr(autotune.search, "POOL_SIZE", 4)
+    code = main(["run", "--predict-only", "--model", str(tiny_model), "--space", "default",
+                 "--backend", "openvino", "--store", url])
+    said = capsys.readouterr()
+    assert code == 0
+    stored = Store(url).model_predictions(file_hash(tiny_model))
+    assert len(stored) == 5 and stored[0].config == FP32  # the baseline and a draw of 4
+    assert "5 of the space's 18 candidates predicted" in said.out + said.err
 
 
 @pytest.mark.readme_claim("run --predict-only: a store with no successful trial is an input "

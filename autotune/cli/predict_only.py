@@ -1,7 +1,8 @@
 """``autotune run --predict-only``: the predicted frontier of a model, measuring nothing.
 
 The cost model trains on every trial in the store (``autotune.transfer``), predicts every
-candidate of the space for the model, targets and backends, and the command prints the
+candidate of the space for the model, targets and backends (of a space larger than
+``search.POOL_SIZE``, the pool guided search would rank first), and the command prints the
 predicted front per target and backend with the budget guided search expects to need
 (``autotune.predict``). The predictions are stored (run id none, stage "predict-only") so
 the report of a later run of the model can say how far they were from its measurements.
@@ -27,7 +28,7 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     from autotune.hostlock import SHARED, host_lock
     from autotune.predict import candidate_workloads, predict_space, predicted_front
     from autotune.quantize import file_hash
-    from autotune.search import SEEDS, diverse_seeds
+    from autotune.search import SEEDS, diverse_seeds, ranking_pool
     from autotune.sensitivity import expand_mixed
     from autotune.store import PREDICT_ONLY
     from autotune.transfer import remember_profile, training_set
@@ -58,10 +59,10 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     cost_model.fit(rows.workloads, rows.trials)
     fit_s = time.perf_counter() - started
     threshold = spec.until_converged or DEFAULT_CONVERGENCE
-    workloads = candidate_workloads(analyze(model.path), candidates, store)
-    found = predict_space(cost_model, workloads, candidates,
-                          diverse_seeds(candidates, SEEDS, spec.seed), threshold=threshold,
-                          trained_on=len(rows.trials), models=rows.models)
+    pool = ranking_pool(candidates, spec.seed)
+    workloads = candidate_workloads(analyze(model.path), pool, store)
+    found = predict_space(cost_model, workloads, pool, diverse_seeds(pool, SEEDS, spec.seed),
+                          threshold=threshold, trained_on=len(rows.trials), models=rows.models)
     model_hash = file_hash(model.path)
     remember_profile(store, model_hash, model.name, model.path)
     predictions = found.predictions(None, model_hash, PREDICT_ONLY)
@@ -70,7 +71,7 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
     document = {
         "model": model.name, "model_hash": model_hash, "model_version": found.model_version,
         "trained_on": found.trained_on, "models": found.models, "fit_s": round(fit_s, 3),
-        "skipped": rows.skipped, "candidates": len(candidates),
+        "skipped": rows.skipped, "candidates": len(candidates), "predicted": len(pool),
         "unavailable": len(unavailable), "expected_budget": found.expected_budget,
         "threshold": threshold,
         "front": [{"config": p.config.text, "config_id": p.config.id, "backend": p.backend,
@@ -92,10 +93,13 @@ def predict_only(args, store: Store, spec: RunSpec, say) -> int:
                   f"{p.fidelity_error:.2e}", f"{p.accuracy_drop:.4f}",
                   f"{p.memory_bytes / 2**20:.1f}", f"{p.failure_probability:.2f}"]
                  for p in front])
-    print(f"expected budget of guided search: {found.expected_budget} of {len(candidates)} "
+    drawn = (f"; {len(pool):,} of the space's {len(candidates):,} candidates predicted (its "
+             f"baselines and a seeded draw: the pool guided search ranks first)"
+             if len(pool) < len(candidates) else "")
+    print(f"expected budget of guided search: {found.expected_budget} of {len(pool):,} "
           f"candidates (its seeds and fp32 baselines, and every candidate whose optimistic "
-          f"hypervolume improvement is above {threshold:.2%} of the predicted front's)",
-          file=say)
+          f"hypervolume improvement is above {threshold:.2%} of the predicted front's)"
+          f"{drawn}", file=say)
     if unavailable:
         print(f"{len(unavailable)} candidates left out: their backend cannot reach the "
               f"target here", file=say)
