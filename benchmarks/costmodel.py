@@ -28,7 +28,7 @@ store, interrupted ones included), one run's median "predicting" the other's.
 
 Usage:
     python benchmarks/costmodel.py [--store URL ...] [--seeds 5] [--test-fraction 0.25]
-                                   [--shots 5] [--out benchmarks/results]
+                                   [--shots 5] [--out benchmarks/results] [--suffix -NAME]
 """
 
 from __future__ import annotations
@@ -244,6 +244,8 @@ def main() -> int:
     parser.add_argument("--shots", type=int, default=5,
                         help="configs of the left-out model measured in the second row")
     parser.add_argument("--out", default=None, help="write the result file into this folder")
+    parser.add_argument("--suffix", default="",
+                        help="appended to the result file's name, e.g. -6models")
     args = parser.parse_args()
 
     stores = [Store(url) for url in args.store or [DEFAULT_STORE]]
@@ -289,7 +291,7 @@ def main() -> int:
         path = write_result(args.out, "costmodel", {
             "stores": args.store or [DEFAULT_STORE], "models": models, "trials": len(pairs),
             "ok": ok, "shots": args.shots, "seeds": args.seeds,
-            "random_split": figures(results), "leave_one_model_out": unseen})
+            "random_split": figures(results), "leave_one_model_out": unseen}, args.suffix)
         print(f"wrote {path}")
     return 0
 
