@@ -139,6 +139,8 @@ def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic)
     assert np.all(b.fidelity_error > a.fidelity_error)
 
 
+@pytest.mark.readme_claim("the latency trees see no feature of the model's absolute size; "
+                          "the memory regression does")
 def test_latency_never_splits_on_the_models_size_but_memory_does(synthetic):
     """An attained fraction of the roof carries over between models; a model's size, in a
     store of a few models, only names one of them (costmodel._MODEL_SIZE)."""
