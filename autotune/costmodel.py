@@ -11,7 +11,9 @@ peaks and the roofline bound itself, and predicts:
   regression sees no feature of the model's absolute size: with a handful of models in a
   store such a feature names a model, and the trees would answer an unseen model with the
   fraction of the model nearest in size, not with what the configs share;
-- peak memory (log bytes), task accuracy drop, and fidelity error (1 - cosine vs fp32,
+- peak memory, relative to a line fitted on the training trials (a runtime's base plus a
+  multiple of the config's weight bytes: trees cannot extrapolate a model larger than every
+  one they saw, a line can), task accuracy drop, and fidelity error (1 - cosine vs fp32,
   log-scaled: it spans orders of magnitude between fp32, bf16 and int8);
 - the probability that a config fails (compile error, unsupported, ...): failed trials are
   counted and train this classifier, and never enter the regressions.
@@ -41,7 +43,7 @@ from autotune.roofline import Peaks, layerwise_bound_ms, roofline_bound
 from autotune.target import Target
 from autotune.trial import Trial
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MEMORY_OFFSET_BYTES = 1 << 20
 _WEIGHT_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int4")
 _ACTIVATION_DTYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16")
@@ -205,6 +207,37 @@ def reference_ms(workload: Workload) -> float:
 
 
 
+def memory_reference(workload: Workload, line: tuple[float, float]) -> float:
+    """Peak memory's reference for a workload: ``line``'s base plus its slope times the
+    config's weight bytes."""
+    base, per_weight_byte = line
+    return base + per_weight_byte * _weight_bytes(workload)
+
+
+def _weight_bytes(workload: Workload) -> float:
+    return math.exp(features(workload)["log_weight_bytes"])  # exp(-30) for none
+
+
+def memory_line(workloads: Sequence[Workload], trials: Sequence[Trial]) -> tuple[float, float]:
+    """Least squares of measured peak memory on the config's weight bytes (a runtime holds
+    its own base, then a few copies of the weights: the file, the compiled blob, repacked
+    kernels), base and slope kept non-negative; (0, 0) without memory figures, and a line
+    through the origin while every trial has the same weight bytes."""
+    points = [(_weight_bytes(w), float(t.memory_bytes))
+              for w, t in zip(workloads, trials, strict=True) if t.memory_bytes]
+    if not points:
+        return 0.0, 0.0
+    weights, memory = np.array(points).T
+    if np.ptp(weights) > 0:
+        slope, base = np.polyfit(weights, memory, 1)
+        if base >= 0 and slope >= 0:
+            return float(base), float(slope)
+        if slope < 0:
+            return float(max(memory.mean(), 0.0)), 0.0
+    slope = float(np.sum(weights * memory) / max(np.sum(weights * weights), 1e-30))
+    return 0.0, max(slope, 0.0)
+
+
 def data_version(trials: Sequence[Trial]) -> str:
     """A hash of the trials a model learned from (run, config, backend, target, status)."""
     keys = sorted(f"{t.run_id}/{t.config.id}/{t.backend}/{t.target}/{t.status}" for t in trials)
@@ -253,6 +286,8 @@ class XGBoostCostModel:
         self.feature_names: list[str] = []
         self.boosters: dict[str, list] = {}
         self.constants: dict[str, float] = {}  # targets with too little data to learn
+        # Peak memory's reference: bytes = base + per_weight_byte * the config's weight bytes.
+        self.memory_line: tuple[float, float] = (0.0, 0.0)
         self.counts = TrainingCounts()
         self.version = ""
 
@@ -277,7 +312,10 @@ class XGBoostCostModel:
                 self.counts.failed[trial.status] = self.counts.failed.get(trial.status, 0) + 1
             else:
                 self.counts.ignored += 1
-        targets = self._targets([workloads[i] for i in ok_index], [trials[i] for i in ok_index])
+        self.memory_line = memory_line([workloads[i] for i in ok_index],
+                                       [trials[i] for i in ok_index])
+        targets = self._targets([workloads[i] for i in ok_index], [trials[i] for i in ok_index],
+                                self.memory_line)
         for name, (rows_used, values) in targets.items():
             self._fit_regression(name, self._view(name, matrix)[
                 np.asarray(ok_index, dtype=int)][rows_used], values)
@@ -292,7 +330,9 @@ class XGBoostCostModel:
         matrix = self._matrix([features(w) for w in workloads])
         reference = np.array([reference_ms(w) for w in workloads])
         latency = np.exp(self._members("latency", matrix)) * reference
-        memory = np.exp(self._members("memory", matrix)) - MEMORY_OFFSET_BYTES
+        memory_at = np.array([memory_reference(w, self.memory_line) for w in workloads])
+        memory = (np.exp(self._members("memory", matrix)) * (memory_at + MEMORY_OFFSET_BYTES)
+                  - MEMORY_OFFSET_BYTES)
         accuracy = self._members("accuracy", matrix)
         fidelity = np.maximum(10.0 ** self._members("fidelity", matrix) - FIDELITY_FLOOR, 0.0)
         failure = self._members("failure", matrix, single=True).mean(axis=0)
@@ -309,6 +349,7 @@ class XGBoostCostModel:
                              "max_depth": self.max_depth, "learning_rate": self.learning_rate,
                              "seed": self.seed},
                 "feature_names": self.feature_names, "constants": self.constants,
+                "memory_line": list(self.memory_line),
                 "counts": {"ok": self.counts.ok, "failed": self.counts.failed,
                            "ignored": self.counts.ignored},
                 "boosters": {name: [bytes(b.save_raw("json")).decode() for b in members]
@@ -327,6 +368,7 @@ class XGBoostCostModel:
         model.version = data["version"]
         model.feature_names = data["feature_names"]
         model.constants = data["constants"]
+        model.memory_line = tuple(data["memory_line"])
         model.counts = TrainingCounts(**data["counts"])
         for name, members in data["boosters"].items():
             model.boosters[name] = []
@@ -343,16 +385,17 @@ class XGBoostCostModel:
                         dtype=np.float64).reshape(len(rows), len(self.feature_names))
 
     @staticmethod
-    def _targets(workloads: Sequence[Workload],
-                 trials: Sequence[Trial]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _targets(workloads: Sequence[Workload], trials: Sequence[Trial],
+                 line: tuple[float, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per regression, which ok trials carry its figure and the transformed values."""
         columns: dict[str, list[tuple[int, float]]] = {name: [] for name in _REGRESSIONS}
         for index, (workload, trial) in enumerate(zip(workloads, trials, strict=True)):
             columns["latency"].append(
                 (index, math.log(trial.latency_ms / reference_ms(workload))))
             if trial.memory_bytes is not None:
-                columns["memory"].append(
-                    (index, math.log(trial.memory_bytes + MEMORY_OFFSET_BYTES)))
+                columns["memory"].append((index, math.log(
+                    (trial.memory_bytes + MEMORY_OFFSET_BYTES)
+                    / (memory_reference(workload, line) + MEMORY_OFFSET_BYTES))))
             if trial.accuracy_drop is not None:
                 columns["accuracy"].append((index, trial.accuracy_drop))
             error = trial.fidelity_error

@@ -162,6 +162,31 @@ def test_latency_never_splits_on_the_models_size_but_memory_does(synthetic):
     assert split_on("memory") & _MODEL_SIZE
 
 
+@pytest.mark.readme_claim("peak memory is predicted relative to a line on the config's weight "
+                          "bytes, so a model larger than every one in the store is not capped "
+                          "at the largest")
+def test_memory_of_a_model_larger_than_any_seen_follows_the_fitted_line(synthetic):
+    from autotune.costmodel import memory_line
+
+    def weight_bytes(workload):
+        return float(np.exp(features(workload)["log_weight_bytes"]))
+
+    # A runtime's base (small, as the tiny models' weights are), then three weight copies.
+    lawful = [(w, dataclasses.replace(t, memory_bytes=int((64 << 10) + 3 * weight_bytes(w))))
+              for w, t in synthetic]
+    largest = max(w.profile.parameters for w, _ in lawful)
+    train = [(w, t) for w, t in lawful if w.profile.parameters < largest]
+    test = [(w, t) for w, t in lawful if w.profile.parameters == largest and t.ok]
+    base, slope = memory_line([w for w, _ in train], [t for _, t in train])
+    assert base == pytest.approx(64 << 10, rel=1e-2) and slope == pytest.approx(3.0, rel=1e-2)
+    model = XGBoostCostModel(members=2, rounds=40)
+    model.fit([w for w, _ in train], [t for _, t in train])
+    predicted = model.predict([w for w, _ in test]).memory_bytes
+    measured = np.array([t.memory_bytes for _, t in test])
+    assert np.max(np.abs(predicted - measured) / measured) < 0.05
+    assert predicted.max() > max(t.memory_bytes for _, t in train)
+
+
 @pytest.mark.readme_claim("the cost model learns latency from each trial's fastest pass")
 def test_latency_is_learned_from_each_trials_fastest_pass(synthetic):
     measured = synthetic[0][1]
