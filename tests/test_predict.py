@@ -256,3 +256,20 @@ def test_the_measured_front_a_prediction_is_checked_against_is_per_backend_and_t
     fastest = {b: min((t for t in trials if t.ok and t.backend == b), key=lambda t: t.latency_ms)
                for b in ("openvino", "tvm")}
     assert {t.key for t in fastest.values()} <= on_front
+
+
+def test_the_intro_says_which_fronts_are_drawn_over_configs_predicted_to_fail():
+    from autotune.report.facts import PredictedPoint, PredictionCheck
+    from autotune.report.text import prediction_intro
+
+    def point(target, failure):
+        return PredictedPoint(FP32, "openvino", target, 1.0, 0.0, None, "v", 0.9, 1.1, failure)
+
+    def intro(*front):
+        return prediction_intro(PredictionCheck("prior", "v", 10, 1, 4, 2, front, 0, None,
+                                                0, 0, 0))
+
+    assert "predicted more likely to fail" not in intro(point("host-cpu", 0.1))
+    said = intro(point("host-cpu", 0.1), point("arm", 0.8))
+    assert "(on arm (openvino) every config is predicted more likely to fail, and the front " \
+           "is drawn over all of them)" in said and "host-cpu" not in said

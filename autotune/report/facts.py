@@ -95,6 +95,7 @@ class PredictedPoint:
     # The ensemble members' range of latency (a prior prediction's interval); None: not kept.
     latency_low_ms: float | None = None
     latency_high_ms: float | None = None
+    failure_probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def _measured_fronts(trials: Sequence[Trial]) -> set[tuple[str, str, str]]:
 def _point(p: Prediction) -> PredictedPoint:
     return PredictedPoint(p.config, p.backend, p.target, p.latency_ms, p.accuracy_drop,
                           p.memory_bytes, p.model_version, p.latency_low_ms,
-                          p.latency_high_ms)
+                          p.latency_high_ms, p.failure_probability)
 
 
 def _target(run: Run, name: str, group: list[TrialFacts], predictions: Sequence[Prediction],

@@ -166,13 +166,19 @@ def prediction_intro(check) -> str:
               else "`autotune run --predict-only`, before this run started")
     budget = (f"; guided search expected to need {check.expected_budget} of "
               f"{check.candidates} candidates" if check.expected_budget is not None else "")
+    # A group whose every config is predicted more likely to fail has its front drawn over
+    # all of them (``predict.predict_space``): its front points say so by their probability.
+    doomed = sorted({f"{p.target} ({p.backend})" for p in check.front
+                     if p.failure_probability is not None and p.failure_probability >= 0.5})
+    exception = (f" (on {', '.join(doomed)} every config is predicted more likely to fail, "
+                 f"and the front is drawn over all of them)" if doomed else "")
     return (f"Predicted by {source}: the cost model ({check.model_version}) learned from "
             f"{check.trained_on} stored trials of {check.models} model"
             f"{'' if check.models == 1 else 's'} and predicted {check.candidates} "
             f"candidates{budget}. The front below is per target and backend, over predicted "
             f"latency (with the ensemble's range) and output error vs fp32 (guided search's "
-            f"objective), among configs predicted more likely to work than to fail; these are "
-            f"predictions, not measurements.")
+            f"objective), among configs predicted more likely to work than to fail{exception}; "
+            f"these are predictions, not measurements.")
 
 
 def prediction_outcome(check) -> str:
