@@ -7,10 +7,10 @@ peaks and the roofline bound itself, and predicts:
 - latency, as a log-latency regression relative to the layerwise roofline bound (each
   layer at its own roof, summed): the model learns the fraction of the roof a config
   attains, which carries over between models (on four zoo models the int8 kernels here
-  attain 2.3-2.6x their layerwise bound, 2.4-3.8x the whole-model one). The latency
-  regression sees no feature of the model's absolute size: with a handful of models in a
+  run at 2.3-2.6x their layerwise bound, 2.4-3.8x the whole-model one). Only the memory
+  regression sees features of the model's absolute size: with a handful of models in a
   store such a feature names a model, and the trees would answer an unseen model with the
-  fraction of the model nearest in size, not with what the configs share;
+  figures of the model nearest in size, not with what the configs share;
 - peak memory, relative to a line fitted on the training trials (a runtime's base plus a
   multiple of the config's weight bytes: trees cannot extrapolate a model larger than every
   one they saw, a line can), task accuracy drop, and fidelity error (1 - cosine vs fp32,
@@ -93,6 +93,8 @@ def _features(workload: Workload) -> dict[str, float]:
     compute = profile.compute_layers
     kept = [layer for layer in profile.layers if kept_dtype(layer, config) is not None]
     kept_macs = sum(layer.macs for layer in kept)
+    compute_weight_bytes = sum(layer_cost.weight_bytes for layer, layer_cost
+                               in zip(profile.layers, cost.layers, strict=True) if layer.compute)
     values: dict[str, float] = {
         "log_macs": _log(profile.macs),
         "log_parameters": _log(profile.parameters),
@@ -104,9 +106,25 @@ def _features(workload: Workload) -> dict[str, float]:
         "log_ops": _log(cost.ops),
         "log_bytes": _log(cost.bytes),
         "log_weight_bytes": _log(cost.weight_bytes),
+        # Peak memory's line (``memory_line``) takes the weights of compute layers (which a
+        # runtime holds a few times: the file, the compiled blob, repacked kernels) apart
+        # from the rest (embedding tables: read in place).
+        "log_compute_weight_bytes": _log(compute_weight_bytes),
+        "log_other_weight_bytes": _log(cost.weight_bytes - compute_weight_bytes),
         "log_intensity": _log(cost.intensity),
         "layers_kept_float": float(len(kept)),
         "kept_macs_fraction": kept_macs / max(profile.macs, 1),
+        # What stays float, in scale-free terms: the kept share of the weights, and whether
+        # the first and last compute layers (the usual sensitive ones) are kept. The output
+        # error of a per-layer config follows these, not the model's size.
+        "kept_weights_fraction": sum(layer.weight_elements for layer in kept)
+        / max(sum(layer.weight_elements for layer in compute), 1),
+        # The config's weight bytes over the fp32 model's: how much it compresses, the
+        # scale-free form of log_weight_bytes.
+        "weight_bytes_ratio": cost.weight_bytes / max(4.0 * sum(
+            layer.weight_elements + layer.bias_elements for layer in profile.layers), 1.0),
+        "first_layer_kept": float(bool(compute) and kept_dtype(compute[0], config) is not None),
+        "last_layer_kept": float(bool(compute) and kept_dtype(compute[-1], config) is not None),
         "weight_symmetric": float(config.weight_scheme == "symmetric"),
         "activation_symmetric": float(config.activation_scheme == "symmetric"),
         "per_channel": float(config.granularity == "per_channel"),
@@ -144,13 +162,15 @@ _ACTIVATION_KINDS = tuple(f"{dtype}-{scheme}" for dtype in ("int8", "uint8", "in
 # noise, so those regressions do not see it (accuracy and fidelity do).
 _KERNEL_BLIND = {"latency", "memory"}
 # A model's absolute size (and the absolute roofline times that follow from it): what the
-# memory regression needs, and what the latency regression, learning a fraction of the
-# roof, must not see (see the module docstring). Leave-one-model-out on four zoo models,
-# without them: latency MAPE 67/36/5/3% -> 4/15/1/1% (benchmarks/costmodel.py).
+# memory regression needs, and what the others, learning a fraction of the roof or what a
+# config does to the outputs, must not see (see the module docstring). Leave-one-model-out
+# on four zoo models, without them: latency MAPE 67/36/5/3% -> 4/15/1/1%, fidelity Spearman
+# 0.40/0.49/0.94/0.52 -> 0.93/0.49/0.95/0.98 (benchmarks/costmodel.py).
 _MODEL_SIZE = frozenset({
     "log_macs", "log_parameters", "compute_layers", "layers", "log_activation_elements",
     "log_input_elements", "log_ops", "log_bytes", "log_weight_bytes", "log_bound_ms",
-    "log_compute_ms", "log_memory_ms", "log_layerwise_bound_ms"})
+    "log_compute_ms", "log_memory_ms", "log_layerwise_bound_ms", "log_compute_weight_bytes",
+    "log_other_weight_bytes"})
 
 
 def _weight_kind(config: QuantConfig) -> str | None:
@@ -207,35 +227,46 @@ def reference_ms(workload: Workload) -> float:
 
 
 
-def memory_reference(workload: Workload, line: tuple[float, float]) -> float:
-    """Peak memory's reference for a workload: ``line``'s base plus its slope times the
-    config's weight bytes."""
-    base, per_weight_byte = line
-    return base + per_weight_byte * _weight_bytes(workload)
+def memory_reference(workload: Workload, line: tuple[float, float, float]) -> float:
+    """Peak memory's reference for a workload: ``line``'s base plus its slopes times the
+    config's weight bytes of compute layers and of the others."""
+    base, per_compute_byte, per_other_byte = line
+    compute, other = _weight_bytes(workload)
+    return base + per_compute_byte * compute + per_other_byte * other
 
 
-def _weight_bytes(workload: Workload) -> float:
-    return math.exp(features(workload)["log_weight_bytes"])  # exp(-30) for none
+def _weight_bytes(workload: Workload) -> tuple[float, float]:
+    row = features(workload)
+    return tuple(value if value >= 1.0 else 0.0  # a feature's log of none is -30
+                 for value in (math.exp(row["log_compute_weight_bytes"]),
+                               math.exp(row["log_other_weight_bytes"])))
 
 
-def memory_line(workloads: Sequence[Workload], trials: Sequence[Trial]) -> tuple[float, float]:
-    """Least squares of measured peak memory on the config's weight bytes (a runtime holds
-    its own base, then a few copies of the weights: the file, the compiled blob, repacked
-    kernels), base and slope kept non-negative; (0, 0) without memory figures, and a line
-    through the origin while every trial has the same weight bytes."""
-    points = [(_weight_bytes(w), float(t.memory_bytes))
-              for w, t in zip(workloads, trials, strict=True) if t.memory_bytes]
-    if not points:
-        return 0.0, 0.0
-    weights, memory = np.array(points).T
-    if np.ptp(weights) > 0:
-        slope, base = np.polyfit(weights, memory, 1)
-        if base >= 0 and slope >= 0:
-            return float(base), float(slope)
-        if slope < 0:
-            return float(max(memory.mean(), 0.0)), 0.0
-    slope = float(np.sum(weights * memory) / max(np.sum(weights * weights), 1e-30))
-    return 0.0, max(slope, 0.0)
+def memory_line(workloads: Sequence[Workload],
+                trials: Sequence[Trial]) -> tuple[float, float, float]:
+    """Non-negative least squares of measured peak memory on a base and the config's weight
+    bytes of compute layers and of the others (a runtime holds its own base, then a few
+    copies of the compute weights: the file, the compiled blob, repacked kernels; an
+    embedding table is read in place); zeros without memory figures. Where the trials
+    cannot tell the two apart (no model with embeddings: the other weights are a few
+    constants, whose fitted slope could be anything), one slope of all weight bytes."""
+    from scipy.optimize import nnls
+
+    rows = [(1.0, *_weight_bytes(w), float(t.memory_bytes))
+            for w, t in zip(workloads, trials, strict=True) if t.memory_bytes]
+    if not rows:
+        return 0.0, 0.0, 0.0
+    table = np.array(rows)
+
+    def fit(columns: np.ndarray) -> list[float]:
+        scale = np.maximum(columns.max(axis=0), 1.0)  # columns of bytes: condition them
+        return (nnls(columns / scale, table[:, 3])[0] / scale).tolist()
+
+    base, per_compute_byte, per_other_byte = fit(table[:, :3])
+    if per_other_byte > per_compute_byte:  # no runtime holds an embedding more than a kernel
+        base, per_byte = fit(np.c_[table[:, 0], table[:, 1] + table[:, 2]])
+        return base, per_byte, per_byte
+    return base, per_compute_byte, per_other_byte
 
 
 def data_version(trials: Sequence[Trial]) -> str:
@@ -286,8 +317,9 @@ class XGBoostCostModel:
         self.feature_names: list[str] = []
         self.boosters: dict[str, list] = {}
         self.constants: dict[str, float] = {}  # targets with too little data to learn
-        # Peak memory's reference: bytes = base + per_weight_byte * the config's weight bytes.
-        self.memory_line: tuple[float, float] = (0.0, 0.0)
+        # Peak memory's reference (``memory_line``): base bytes, then bytes per weight byte
+        # of compute layers and of the other layers.
+        self.memory_line: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.counts = TrainingCounts()
         self.version = ""
 
@@ -463,7 +495,7 @@ class XGBoostCostModel:
         """The features regression ``name`` may split on (the others held constant)."""
         blind = [i for i, feature in enumerate(self.feature_names)
                  if (name in _KERNEL_BLIND and feature.startswith("calibration_"))
-                 or (name == "latency" and feature in _MODEL_SIZE)]
+                 or (name != "memory" and feature in _MODEL_SIZE)]
         if not blind:
             return matrix
         view = matrix.copy()

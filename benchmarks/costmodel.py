@@ -27,7 +27,8 @@ noise floor no model can beat: the same configs measured in two runs (any two ru
 store, interrupted ones included), one run's median "predicting" the other's.
 
 Usage:
-    python benchmarks/costmodel.py [--store URL ...] [--seeds 5] [--test-fraction 0.25]
+    python benchmarks/costmodel.py [--store URL ...] [--model NAME ...] [--seeds 5]
+                                   [--test-fraction 0.25]
                                    [--shots 5] [--out benchmarks/results] [--suffix -NAME]
 """
 
@@ -239,6 +240,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", action="append", default=None, metavar="URL",
                         help=f"store of measured runs (repeatable; default: {DEFAULT_STORE})")
+    parser.add_argument("--model", action="append", default=None, metavar="NAME",
+                        help="only the runs of this model (repeatable; default: every model)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--test-fraction", type=float, default=0.25)
     parser.add_argument("--shots", type=int, default=5,
@@ -249,7 +252,8 @@ def main() -> int:
     args = parser.parse_args()
 
     stores = [Store(url) for url in args.store or [DEFAULT_STORE]]
-    pairs = [pair for store in stores for pair in pairs_from_store(store)]
+    pairs = [pair for store in stores for pair in pairs_from_store(store)
+             if args.model is None or pair[1].model in args.model]
     models = sorted({t.model for _, t in pairs})
     ok = sum(t.ok for _, t in pairs)
     print(f"{len(pairs)} measured trials ({ok} ok, {len(pairs) - ok} failed: counted, kept "
@@ -272,7 +276,8 @@ def main() -> int:
         rows, unseen[model] = leave_one_model_out(pairs, model, args.shots, args.seeds)
         for row in rows:
             print(row)
-    floor = [pair for store in stores for pair in remeasured(store)]
+    floor = [pair for store in stores for pair in remeasured(store)
+             if args.model is None or pair[0].model in args.model]
     if floor:
         print(f"| noise floor: same config measured in two runs | {noise_floor(floor)}|")
     if len(models) > 1:

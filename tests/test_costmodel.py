@@ -68,6 +68,18 @@ def test_features_have_one_fixed_set_of_names(synthetic):
             "calibration_minmax", "log_peak_int8"} <= set(row)
 
 
+def test_what_a_per_layer_config_keeps_float_is_described_without_the_models_size(synthetic):
+    workload = next(w for w, _ in synthetic if w.config.is_quantized)
+    compute = workload.profile.compute_layers
+    first = dataclasses.replace(workload, config=dataclasses.replace(
+        workload.config, overrides=((compute[0].name, "fp32"),)))
+    row, kept = features(workload), features(first)
+    assert row["first_layer_kept"] == row["last_layer_kept"] == row["kept_weights_fraction"] == 0
+    assert kept["first_layer_kept"] == 1 and kept["last_layer_kept"] == 0
+    share = compute[0].weight_elements / sum(layer.weight_elements for layer in compute)
+    assert kept["kept_weights_fraction"] == pytest.approx(share)
+
+
 def test_fit_predict_on_held_out_synthetic_trials(synthetic):
     rng = np.random.default_rng(0)
     order = rng.permutation(len(synthetic))
@@ -139,9 +151,8 @@ def test_calibration_never_moves_latency_or_memory_but_moves_fidelity(synthetic)
     assert np.all(b.fidelity_error > a.fidelity_error)
 
 
-@pytest.mark.readme_claim("the latency trees see no feature of the model's absolute size; "
-                          "the memory regression does")
-def test_latency_never_splits_on_the_models_size_but_memory_does(synthetic):
+@pytest.mark.readme_claim("only the memory regression sees the model's absolute size")
+def test_only_memory_splits_on_the_models_size(synthetic):
     """An attained fraction of the roof carries over between models; a model's size, in a
     store of a few models, only names one of them (costmodel._MODEL_SIZE)."""
     from autotune.costmodel import _MODEL_SIZE
@@ -158,7 +169,8 @@ def test_latency_never_splits_on_the_models_size_but_memory_does(synthetic):
         return {feature for booster in model.boosters[name]
                 for feature in booster.get_score(importance_type="weight")}
 
-    assert split_on("latency") and not split_on("latency") & _MODEL_SIZE
+    for name in ("latency", "fidelity"):
+        assert split_on(name) and not split_on(name) & _MODEL_SIZE
     assert split_on("memory") & _MODEL_SIZE
 
 
@@ -177,8 +189,10 @@ def test_memory_of_a_model_larger_than_any_seen_follows_the_fitted_line(syntheti
     largest = max(w.profile.parameters for w, _ in lawful)
     train = [(w, t) for w, t in lawful if w.profile.parameters < largest]
     test = [(w, t) for w, t in lawful if w.profile.parameters == largest and t.ok]
-    base, slope = memory_line([w for w, _ in train], [t for _, t in train])
-    assert base == pytest.approx(64 << 10, rel=1e-2) and slope == pytest.approx(3.0, rel=1e-2)
+    base, per_compute_byte, per_other_byte = memory_line([w for w, _ in train],
+                                                         [t for _, t in train])
+    assert base == pytest.approx(64 << 10, rel=1e-2)
+    assert per_compute_byte == pytest.approx(3.0, rel=1e-2) and per_other_byte == 0.0
     model = XGBoostCostModel(members=2, rounds=40)
     model.fit([w for w, _ in train], [t for _, t in train])
     predicted = model.predict([w for w, _ in test]).memory_bytes

@@ -250,7 +250,7 @@ def test_guided_search_learns_smoothquant_in_the_transformer_space(tmp_path):
         batch = strategy.propose(candidates, history, 9 - len(history))
         history += [_transformer_measure(candidate) for candidate in batch]
     picked = [trial.config.label for trial in history]
-    assert sum("sq" in label for label in picked[4:]) >= 3, picked
+    assert sum("sq" in label for label in picked[4:]) >= 3, picked[4:]
     # What it predicts for the SmoothQuant configs it has not measured: fast and accurate.
     measured = {trial.config for trial in history}
     left = [c for c in smoothed if c.config not in measured]
