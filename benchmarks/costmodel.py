@@ -29,7 +29,7 @@ store, interrupted ones included), one run's median "predicting" the other's.
 Usage:
     python benchmarks/costmodel.py [--store URL ...] [--model NAME ...] [--seeds 5]
                                    [--test-fraction 0.25]
-                                   [--shots 5] [--out benchmarks/results] [--suffix -NAME]
+                                   [--shots 5] [--out benchmarks/results] [--suffix=-NAME]
 """
 
 from __future__ import annotations
