@@ -165,7 +165,7 @@ _KERNEL_BLIND = {"latency", "memory"}
 # memory regression needs, and what the others, learning a fraction of the roof or what a
 # config does to the outputs, must not see (see the module docstring). Leave-one-model-out
 # on four zoo models, without them: latency MAPE 67/36/5/3% -> 4/15/1/1%, fidelity Spearman
-# 0.40/0.49/0.94/0.52 -> 0.93/0.49/0.95/0.98 (benchmarks/costmodel.py).
+# 0.40/0.49/0.94/0.52 -> 0.93/0.50/0.95/0.93 (benchmarks/costmodel.py).
 _MODEL_SIZE = frozenset({
     "log_macs", "log_parameters", "compute_layers", "layers", "log_activation_elements",
     "log_input_elements", "log_ops", "log_bytes", "log_weight_bytes", "log_bound_ms",
@@ -223,8 +223,6 @@ def reference_ms(workload: Workload) -> float:
         if bound > 0:
             return bound
     return max(cost.ops, 1) / 1e6
-
-
 
 
 def memory_reference(workload: Workload, line: tuple[float, float, float]) -> float:
