@@ -415,7 +415,7 @@ class Store:
                 synthetic_data=run.synthetic_data, reference_accuracy=run.reference_accuracy,
                 args_json="{}", settings_json=json.dumps(run.settings.to_json()),
                 host_json=json.dumps(run.host), versions_json=json.dumps(run.versions),
-                campaign=run.campaign))
+                campaign=run.campaign, search_json=json.dumps(run.search.to_json())))
 
     def set_run_status(self, run_id: str, status: str, finished: bool = False) -> None:
         values = {"status": status}

@@ -143,6 +143,8 @@ class StoreConformance:
         store.set_run_search("r1", summary)
         assert store.get_run("r1").search == summary
         assert store.get_run("r1").search.extent() == " (4,096 candidates, 5 measured)"
+        store.create_run(dataclasses.replace(sample_run("r2"), search=summary))
+        assert store.get_run("r2").search == summary  # a run made with its summary keeps it
 
     def test_a_run_id_is_unique(self, store):
         store.create_run(sample_run("r1"))
