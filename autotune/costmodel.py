@@ -416,7 +416,7 @@ class XGBoostCostModel:
 
     @staticmethod
     def _targets(workloads: Sequence[Workload], trials: Sequence[Trial],
-                 line: tuple[float, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                 line: tuple[float, float, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per regression, which ok trials carry its figure and the transformed values."""
         columns: dict[str, list[tuple[int, float]]] = {name: [] for name in _REGRESSIONS}
         for index, (workload, trial) in enumerate(zip(workloads, trials, strict=True)):

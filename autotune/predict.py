@@ -20,6 +20,10 @@ from autotune.pareto import error_objective, hypervolume_2d, pareto_front, refer
 from autotune.settings import DEFAULT_CONVERGENCE
 from autotune.store import Prediction, now
 
+# A config predicted to fail at least this likely is left out of its group's predicted
+# front (unless every config of the group is; the report then says so).
+LIKELY_TO_FAIL = 0.5
+
 
 @dataclass(frozen=True)
 class PredictedCandidate:
@@ -102,7 +106,7 @@ def predict_space(model, workloads: Sequence, candidates: Sequence, first: Seque
     predicted = model.predict(workloads)
     errors = error_objective(predicted.quality_samples(quality), quality)
     mean_error = errors.mean(axis=0)
-    works = predicted.failure_probability < 0.5
+    works = predicted.failure_probability < LIKELY_TO_FAIL
     groups: dict[tuple[str, str], list[int]] = {}
     for index, candidate in enumerate(candidates):
         groups.setdefault((candidate.backend, candidate.target.name), []).append(index)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from autotune.changepoints import MIN_SEGMENT, RECENT_RUNS, RunChanges, SeriesChange
 from autotune.drift import DriftItem
 from autotune.outcome import MachineState
+from autotune.predict import LIKELY_TO_FAIL
 from autotune.report.facts import Recommendation
 from autotune.trial import Trial
 
@@ -169,7 +170,8 @@ def prediction_intro(check) -> str:
     # A group whose every config is predicted more likely to fail has its front drawn over
     # all of them (``predict.predict_space``): its front points say so by their probability.
     doomed = sorted({f"{p.target} ({p.backend})" for p in check.front
-                     if p.failure_probability is not None and p.failure_probability >= 0.5})
+                     if p.failure_probability is not None
+                     and p.failure_probability >= LIKELY_TO_FAIL})
     exception = (f" (on {', '.join(doomed)} every config is predicted more likely to fail, "
                  f"and the front is drawn over all of them)" if doomed else "")
     return (f"Predicted by {source}: the cost model ({check.model_version}) learned from "
